@@ -1,0 +1,128 @@
+"""Records -> the run's report (a plain dict, written as report.json and shown on the console)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from loadgen.engines import SpecCounters
+from loadgen.records import RequestRecord
+
+from .speculative import (conditional_acceptance, mean_from_histogram, request_acceptance_length,
+                          server_acceptance, step_histogram)
+from .stats import distribution
+
+__all__ = ["SCHEMA_VERSION", "build_report", "latency_samples"]
+
+SCHEMA_VERSION = 1
+_NS = 1e-9
+
+
+def latency_samples(records: Sequence[RequestRecord]) -> dict[str, np.ndarray]:
+    """Per-request (and per-gap for icl_s) samples in seconds, successful requests only.
+
+    TTFT and E2E count from the scheduled send time; queue_s is the scheduled-to-sent delay.
+    TPOT = (E2E - TTFT) / (output tokens - 1), defined for outputs of two tokens or more.
+    """
+    ok = [r for r in records if r.ok and r.chunk_ns]
+    ttft = np.array([r.first_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
+    e2e = np.array([r.last_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
+    queue = np.array([r.sent_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
+    multi = [r for r in ok if r.output_tokens > 1 and r.last_ns > r.first_ns]
+    tpot = np.array([(r.last_ns - r.first_ns) / (r.output_tokens - 1) for r in multi], dtype=np.float64) * _NS
+    gaps = [np.diff(np.frombuffer(r.chunk_ns, dtype=np.int64)) for r in ok if len(r.chunk_ns) > 1]
+    icl = (np.concatenate(gaps) if gaps else np.empty(0)).astype(np.float64) * _NS
+    lags = [np.frombuffer(r.receive_lag_ns, dtype=np.int64) for r in ok if len(r.receive_lag_ns)]
+    receive_lag = (np.concatenate(lags) if lags else np.empty(0)).astype(np.float64) * _NS
+    return {
+        "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "icl_s": icl,
+        "user_tps": 1.0 / tpot if tpot.size else tpot,
+        "output_tokens_per_request": np.array([r.output_tokens for r in ok], dtype=np.float64),
+        "queue_s": queue, "receive_lag_s": receive_lag,
+    }
+
+
+def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> dict:
+    ok = [r for r in records if r.ok]
+    hist = step_histogram(r.chunk_tokens for r in ok)
+    per_category: dict[str, list[float]] = defaultdict(list)
+    for r in ok:
+        al = request_acceptance_length(r.chunk_tokens)
+        if al is not None:
+            per_category[r.category].append(al)
+    return {
+        "token_counts": token_counts,
+        "acceptance_length": mean_from_histogram(hist),
+        "steps": sum(hist.values()),
+        "histogram": {str(k): n for k, n in hist.items()},
+        "conditional_acceptance": {str(k): p for k, p in conditional_acceptance(hist).items()},
+        "by_category": {c: float(np.mean(v)) for c, v in sorted(per_category.items())},
+    }
+
+
+def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
+    groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    for r in records:
+        groups[r.category].append(r)
+    table = {}
+    for category, group in sorted(groups.items()):
+        samples = latency_samples(group)
+        als = [a for a in (request_acceptance_length(r.chunk_tokens) for r in group if r.ok) if a is not None]
+        table[category] = {
+            "requests": len(group),
+            "failed": sum(1 for r in group if not r.ok),
+            "acceptance_length": {"mean": float(np.mean(als)), "std": float(np.std(als))} if als else None,
+            "ttft_p50_s": float(np.median(samples["ttft_s"])) if samples["ttft_s"].size else None,
+            "tpot_p50_s": float(np.median(samples["tpot_s"])) if samples["tpot_s"].size else None,
+            "user_tps_p50": float(np.median(samples["user_tps"])) if samples["user_tps"].size else None,
+            "output_tokens_mean": float(np.mean(samples["output_tokens_per_request"]))
+            if samples["output_tokens_per_request"].size else None,
+        }
+    return table
+
+
+def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts: str,
+                 server_delta: SpecCounters | None, server_note: str | None = None,
+                 partial: bool = False) -> dict:
+    """The report of one measured window. `records` excludes warm-up requests."""
+    started = [r.sent_ns for r in records if r.sent_ns]
+    ended = [r.last_ns for r in records if r.last_ns]
+    window_s = (max(ended) - min(started)) * _NS if started and ended else 0.0
+    completed = sum(1 for r in records if r.ok)
+    output_tokens = sum(r.output_tokens for r in records)
+    samples = latency_samples(records)
+    server = server_acceptance(server_delta) if server_delta is not None else None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "partial": partial,
+        "config": config,
+        "summary": {
+            "requests_sent": len(records),
+            "requests_completed": completed,
+            "requests_failed": len(records) - completed,
+            "duration_s": window_s,
+            "input_tokens": sum(r.prompt_tokens for r in records),
+            "output_tokens": output_tokens,
+            "output_tps": output_tokens / window_s if window_s > 0 else None,
+            "request_throughput": completed / window_s if window_s > 0 else None,
+        },
+        "latency": {name: distribution(values) for name, values in samples.items()},
+        "speculative": {
+            "client": _client_speculative(records, token_counts),
+            "server": server,
+            "server_note": server_note,
+        },
+        "categories": _categories(records),
+        "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
+        "error_examples": _error_examples(records),
+    }
+
+
+def _error_examples(records: Sequence[RequestRecord], per_kind: int = 3) -> dict[str, list[str]]:
+    examples: dict[str, list[str]] = defaultdict(list)
+    for r in records:
+        if r.error is not None and len(examples[r.error.kind]) < per_kind:
+            examples[r.error.kind].append(r.error.message)
+    return dict(examples)

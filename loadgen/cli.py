@@ -1,0 +1,120 @@
+"""Command line: flags -> config -> runner. No logic beyond parsing and error reporting."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import __version__
+from .errors import LoadgenError
+
+__all__ = ["main", "cli"]
+
+
+def _floats(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="loadgen")
+def cli() -> None:
+    """Load generator for OpenAI-compatible LLM servers, built to measure speculative decoding."""
+
+
+@cli.command()
+@click.option("--url", help="Server root, e.g. http://gpu-host:8000. Without it, the built-in emulator is started.")
+@click.option("--engine", default="auto", show_default=True, help="auto, vllm or openai.")
+@click.option("--model", help="Model to request [default: the first of /v1/models].")
+@click.option("--workload", default="synthetic", show_default=True,
+              help="'synthetic' or a .jsonl file of {\"prompt_token_ids\": [...], \"category\": ...} lines.")
+@click.option("--input-len", default=128, show_default=True, help="Prompt tokens of the synthetic workload.")
+@click.option("--concurrency", "-c", default=8, show_default=True, help="Requests kept in flight (closed loop).")
+@click.option("--num-requests", "-n", type=int, help="Measured requests [default: 200 unless --duration is given].")
+@click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
+@click.option("--warmup", default=0, show_default=True, help="Requests sent first and left out of the figures.")
+@click.option("--max-tokens", default=128, show_default=True, help="Output tokens per request (a row may override).")
+@click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
+              help="Generate exactly max tokens, so output length does not depend on the model.")
+@click.option("--temperature", default=0.0, show_default=True)
+@click.option("--output-dir", type=click.Path(path_type=Path),
+              help="Where report.json and requests.jsonl go [default: results/run-TIMESTAMP].")
+@click.option("--api-key", envvar="LOADGEN_API_KEY", help="Bearer token (or LOADGEN_API_KEY); never written out.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds one request may take in all.")
+@click.option("--seed", default=0, show_default=True, help="Seed for workload sampling and the emulator.")
+@click.option("--emulator-ttft-ms", default=50.0, show_default=True, help="Built-in emulator: time to first token.")
+@click.option("--emulator-step-ms", default=20.0, show_default=True, help="Built-in emulator: time per decode step.")
+@click.option("--emulator-accept", default="0.8,0.6,0.4", show_default=True,
+              help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
+def run(url, engine, model, workload, input_len, concurrency, num_requests, duration, warmup, max_tokens,
+        ignore_eos, temperature, output_dir, api_key, timeout, seed, emulator_ttft_ms, emulator_step_ms,
+        emulator_accept, no_progress) -> None:
+    """Run one benchmark at a fixed concurrency and write its report."""
+    from .config import EmulatorSettings, RunConfig
+    from .runner import run as run_benchmark
+
+    console = Console(stderr=False)
+    if num_requests is None and duration is None:
+        num_requests = 200
+    config = RunConfig(
+        url=url, engine=engine, model=model, workload=workload, input_len=input_len, concurrency=concurrency,
+        num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
+        ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, seed=seed, api_key=api_key,
+        output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
+        emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
+        progress=not no_progress and console.is_terminal,
+    )
+    run_benchmark(config, console)
+
+
+@cli.command()
+@click.option("--engine", default="vllm", show_default=True, help="Wire format to speak.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--model", default="emulator", show_default=True, help="Served model name.")
+@click.option("--ttft-ms", default=50.0, show_default=True, help="Arrival to first chunk.")
+@click.option("--step-ms", default=20.0, show_default=True, help="Time per decode step (one chunk per step).")
+@click.option("--accept", default="0.8,0.6,0.4", show_default=True,
+              help="CONDITIONAL acceptance per draft position; '' disables speculation.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
+@click.option("--send-timestamps", is_flag=True,
+              help="Add the send time (CLOCK_MONOTONIC ns) to each chunk, to measure client receive lag.")
+@click.option("--api-key", envvar="LOADGEN_EMULATOR_API_KEY", help="Require this Bearer token on /v1/*.")
+def emulate(engine, host, port, model, ttft_ms, step_ms, accept, seed, workers, send_timestamps, api_key) -> None:
+    """Serve an emulated engine with configured step time and per-position acceptance."""
+    from .emulator import EmulatorConfig, serve
+    from .emulator.launch import READY_PREFIX
+
+    try:
+        config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
+                                accept=_floats(accept), seed=seed, workers=workers, send_timestamps=send_timestamps,
+                                api_key=api_key)
+    except ValueError as exc:
+        raise LoadgenError(str(exc)) from None
+    try:
+        serve(config, on_ready=lambda p: print(f"{READY_PREFIX} http://{host}:{p} ({engine}, model {model})",
+                                               flush=True))
+    except OSError as exc:
+        raise LoadgenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except LoadgenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)

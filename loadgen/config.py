@@ -1,0 +1,73 @@
+"""One run's settings, checked once; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+
+__all__ = ["EmulatorSettings", "RunConfig"]
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """The built-in emulator that `run` starts when no --url is given."""
+
+    ttft_ms: float = 50.0
+    step_ms: float = 20.0
+    accept: tuple[float, ...] = (0.8, 0.6, 0.4)
+    workers: int | None = None  # None: chosen from the concurrency
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    url: str | None
+    output_dir: Path
+    engine: str = "auto"
+    model: str | None = None
+    workload: str = "synthetic"
+    input_len: int = 128
+    concurrency: int = 8
+    num_requests: int | None = None
+    duration_s: float | None = None
+    warmup: int = 0
+    max_tokens: int = 128
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    timeout_s: float = 600.0
+    seed: int = 0
+    api_key: str | None = field(default=None, repr=False)
+    emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.num_requests is not None and self.num_requests < 1:
+            raise UsageError(f"--num-requests must be at least 1, got {self.num_requests}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise UsageError(f"--duration must be positive, got {self.duration_s}")
+        if self.num_requests is None and self.duration_s is None:
+            raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.timeout_s <= 0:
+            raise UsageError(f"--timeout must be positive, got {self.timeout_s}")
+        if self.temperature < 0:
+            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
+
+    def public(self) -> dict:
+        """The settings as they go into reports: never the API key."""
+        return {
+            "url": self.url, "engine": self.engine, "model": self.model, "workload": self.workload,
+            "input_len": self.input_len if self.workload == "synthetic" else None,
+            "concurrency": self.concurrency, "num_requests": self.num_requests, "duration_s": self.duration_s,
+            "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
+            "temperature": self.temperature, "timeout_s": self.timeout_s, "seed": self.seed,
+            "api_key": "***" if self.api_key else None,
+        }

@@ -1,0 +1,146 @@
+"""A minimal HTTP/1.1 server on asyncio protocols.
+
+aiohttp's server costs a coroutine and a task wake-up per written chunk; at 512 streams and
+20 ms steps that alone fills a core. Here a chunk is one synchronous transport.write() called
+from the step scheduler, so the emulator stays far below the load it generates. Only what
+OpenAI clients send is supported: Content-Length bodies, keep-alive, one request at a time per
+connection (pipelined requests wait in the buffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+__all__ = ["Request", "Connection", "MAX_HEAD_BYTES", "MAX_BODY_BYTES"]
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
+            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_ns: int  # when the read that completed the request returned: the arrival time
+
+class Connection(asyncio.Protocol):
+    """One client connection. `handler(conn, request)` answers with respond_* or begin_stream."""
+
+    def __init__(self, handler: Callable[[Connection, Request], None]) -> None:
+        self._handler = handler
+        self._buffer = bytearray()
+        self._keep_alive = True
+        self.transport: asyncio.Transport | None = None
+        self.busy = False  # a response is still being produced
+        self.closed = False
+        self._received_ns = 0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    def data_received(self, data: bytes) -> None:
+        self._received_ns = time.monotonic_ns()
+        self._buffer += data
+        if not self.busy:
+            self._process()
+
+    # -- request parsing -------------------------------------------------------------------
+    def _process(self) -> None:
+        while not self.busy and not self.closed:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD_BYTES:
+                    self._fail(413, "request head too large")
+                return
+            try:
+                request_line, *header_lines = self._buffer[:end].decode("latin-1").split("\r\n")
+                method, target, version = request_line.split(" ", 2)
+                headers = {}
+                for line in header_lines:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0"))
+            except ValueError:
+                self._fail(400, "malformed request")
+                return
+            if "chunked" in headers.get("transfer-encoding", ""):
+                self._fail(411, "chunked request bodies are not supported; send Content-Length")
+                return
+            if length > MAX_BODY_BYTES:
+                self._fail(413, "request body too large")
+                return
+            if len(self._buffer) < end + 4 + length:
+                return
+            body = bytes(self._buffer[end + 4:end + 4 + length])
+            del self._buffer[:end + 4 + length]
+            connection = headers.get("connection", "").lower()
+            self._keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
+            self.busy = True
+            self._handler(self, Request(method, target.split("?", 1)[0], headers, body, self._received_ns))
+
+    def _fail(self, status: int, message: str) -> None:
+        self._keep_alive = False
+        self.respond_json(status, {"error": {"message": message, "type": "BadRequestError", "code": status}})
+
+    # -- responses -------------------------------------------------------------------------
+    def _head(self, status: int, content_type: str, extra: str) -> bytes:
+        connection = "keep-alive" if self._keep_alive else "close"
+        return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+                f"Content-Type: {content_type}\r\nConnection: {connection}\r\n{extra}\r\n").encode()
+
+    def respond(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        if self.closed:
+            return
+        self.transport.write(self._head(status, content_type, f"Content-Length: {len(body)}\r\n") + body)
+        self._finish()
+
+    def respond_json(self, status: int, obj: object) -> None:
+        self.respond(status, orjson.dumps(obj))
+
+    def begin_stream(self, status: int = 200, content_type: str = "text/event-stream") -> None:
+        self.transport.write(self._head(status, content_type,
+                                        "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"))
+
+    def write_chunk(self, payload: bytes) -> None:
+        """One HTTP chunk; may carry several SSE events."""
+        if not self.closed:
+            self.transport.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+
+    def end_stream(self, last_payload: bytes = b"") -> None:
+        if not self.closed:
+            tail = b"%x\r\n%b\r\n0\r\n\r\n" % (len(last_payload), last_payload) if last_payload else b"0\r\n\r\n"
+            self.transport.write(tail)
+        self._finish()
+
+    def abort(self) -> None:
+        """Drop the connection mid-response (a crashed server, as the client sees it)."""
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+
+    def _finish(self) -> None:
+        self.busy = False
+        if not self._keep_alive:
+            self.transport.close()
+            self.closed = True
+        elif self._buffer:
+            self._process()

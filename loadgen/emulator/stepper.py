@@ -1,0 +1,81 @@
+"""Step scheduling and acceptance sampling: the emulated engine's clock.
+
+Every stream's chunk i is due at arrival + ttft + i * step, computed from the arrival time
+rather than from the previous send, so timing never drifts. One timer per process serves
+all streams: it wakes for the earliest due chunk and sends every chunk due by then, which
+is what lets one process keep hundreds of streams on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections.abc import Callable, Sequence
+
+__all__ = ["Stepper", "AcceptanceSampler"]
+
+
+class AcceptanceSampler:
+    """Draws how many draft tokens a verify step accepts.
+
+    `conditional[i]` is P(position i+1 accepted | positions 1..i accepted), so the expected
+    tokens per step are 1 + p1 + p1*p2 + ... . An empty sequence means no speculation.
+    """
+
+    def __init__(self, conditional: Sequence[float], rng: random.Random) -> None:
+        self.conditional = tuple(conditional)
+        self._random = rng.random
+
+    @property
+    def draft_len(self) -> int:
+        return len(self.conditional)
+
+    def draw(self) -> int:
+        accepted = 0
+        for p in self.conditional:
+            if self._random() >= p:
+                break
+            accepted += 1
+        return accepted
+
+
+class Stepper:
+    """Calls `step(now_ns)` of each scheduled item when due; `step` returns its next due time or None."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, early_ns: int = 0) -> None:
+        self._loop = loop
+        self._heap: list[tuple[int, int, Callable[[int], int | None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0
+        # Timers fire on a millisecond grid; sending items that are due within `early_ns`
+        # centres the send error on zero instead of making every chunk late.
+        self._early_ns = early_ns
+
+    def schedule(self, due_ns: int, step: Callable[[int], int | None]) -> None:
+        heapq.heappush(self._heap, (due_ns, next(self._order), step))
+        if self._timer is None or due_ns < self._timer_due:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        due = self._heap[0][0]
+        self._timer_due = due
+        self._timer = self._loop.call_later(max(0.0, (due - time.monotonic_ns()) / 1e9), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        heap = self._heap
+        now = time.monotonic_ns()
+        horizon = now + self._early_ns
+        while heap and heap[0][0] <= horizon:
+            _, _, step = heapq.heappop(heap)
+            nxt = step(now)
+            if nxt is not None:
+                heapq.heappush(heap, (nxt, next(self._order), step))
+        if heap:
+            self._arm()

@@ -1,0 +1,142 @@
+"""vLLM's wire format, as read from its source (see ENGINES.md): request fields, chunk
+shapes, the final usage chunk, /v1/models and the Prometheus names of /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "stream_chunk",
+           "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body"]
+
+
+class RequestRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class GenerationParams:
+    model: str
+    prompt_tokens: int
+    max_tokens: int
+    stream: bool
+    include_usage: bool
+    continuous_usage: bool
+    return_token_ids: bool
+    ignore_eos: bool
+
+
+def error_body(status: int, message: str) -> dict:
+    kind = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+
+
+def parse_completion_request(body: dict, served_model: str) -> GenerationParams:
+    if not isinstance(body, dict):
+        raise RequestRejected(400, "request body must be a JSON object")
+    model = body.get("model", served_model)
+    if model != served_model:
+        raise RequestRejected(404, f"The model `{model}` does not exist.")
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        prompt_tokens = max(1, len(prompt.split()))  # no tokenizer here: words stand in for tokens
+    elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        prompt_tokens = len(prompt)
+    else:
+        raise RequestRejected(400, "prompt must be a non-empty string or list of token ids")
+    max_tokens = body.get("max_tokens", 16)
+    if max_tokens is None:
+        max_tokens = 16
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise RequestRejected(400, f"max_tokens must be at least 1, got {max_tokens!r}")
+    options = body.get("stream_options") or {}
+    return GenerationParams(
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        stream=bool(body.get("stream", False)),
+        include_usage=bool(options.get("include_usage", False)),
+        continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
+        return_token_ids=bool(body.get("return_token_ids", False)),
+        ignore_eos=bool(body.get("ignore_eos", False)),
+    )
+
+
+def _usage(params: GenerationParams, completion_tokens: int) -> dict:
+    return {"prompt_tokens": params.prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": params.prompt_tokens + completion_tokens}
+
+
+def stream_chunk(rid: str, created: int, params: GenerationParams, text: str, token_ids: list[int],
+                 finish_reason: str | None, completion_tokens: int) -> dict:
+    chunk = {
+        "id": rid, "object": "text_completion", "created": created, "model": params.model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
+                     "stop_reason": None, "prompt_token_ids": None,
+                     "token_ids": token_ids if params.return_token_ids else None}],
+    }
+    if params.continuous_usage:
+        chunk["usage"] = _usage(params, completion_tokens)
+    return chunk
+
+
+def usage_chunk(rid: str, created: int, params: GenerationParams, completion_tokens: int) -> dict:
+    return {"id": rid, "object": "text_completion", "created": created, "model": params.model,
+            "choices": [], "usage": _usage(params, completion_tokens)}
+
+
+def completion_body(rid: str, created: int, params: GenerationParams, text: str, token_ids: list[int],
+                    finish_reason: str, completion_tokens: int) -> dict:
+    return {"id": rid, "object": "text_completion", "created": created, "model": params.model,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
+                         "stop_reason": None, "prompt_token_ids": None,
+                         "token_ids": token_ids if params.return_token_ids else None}],
+            "usage": _usage(params, completion_tokens)}
+
+
+def models_body(model: str, created: int, max_model_len: int) -> dict:
+    return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "vllm",
+                                         "root": model, "parent": None, "max_model_len": max_model_len}]}
+
+
+def metrics_text(totals: dict[str, int], per_position: list[int], model: str, speculative: bool) -> str:
+    labels = f'engine="0",model_name="{model}"'
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{{{lbl}}} {value:.1f}" for lbl, value in samples)
+
+    family("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
+           [(labels, totals["requests_running"])])
+    family("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", [(labels, 0)])
+    family("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
+           [(labels, totals["prompt_tokens"])])
+    family("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
+           [(labels, totals["generation_tokens"])])
+    family("vllm:request_success_total", "counter", "Count of successfully processed requests.",
+           [(labels + ',finished_reason="length"', totals["requests_finished_length"]),
+            (labels + ',finished_reason="stop"', totals["requests_finished_stop"]),
+            (labels + ',finished_reason="abort"', totals["requests_aborted"])])
+    if speculative:
+        family("vllm:spec_decode_num_drafts_total", "counter", "Number of spec decoding drafts.",
+               [(labels, totals["spec_drafts"])])
+        family("vllm:spec_decode_num_draft_tokens_total", "counter", "Number of draft tokens.",
+               [(labels, totals["spec_draft_tokens"])])
+        family("vllm:spec_decode_num_accepted_tokens_total", "counter", "Number of accepted tokens.",
+               [(labels, totals["spec_accepted_tokens"])])
+        family("vllm:spec_decode_num_accepted_tokens_per_pos_total", "counter",
+               "Accepted tokens per draft position.",
+               [(labels + f',position="{i}"', n) for i, n in enumerate(per_position)])
+    # The emulator's own health: how late chunks left against their schedule.
+    lag_count = totals["send_lag_count"]
+    lines.append("# HELP emulator_send_lag_seconds Chunk send time minus its scheduled time.")
+    lines.append("# TYPE emulator_send_lag_seconds summary")
+    lines.append(f"emulator_send_lag_seconds_sum {totals['send_lag_ns_sum'] / 1e9:.9f}")
+    lines.append(f"emulator_send_lag_seconds_count {lag_count}")
+    lines.append("# HELP emulator_send_lag_max_seconds Largest chunk send lag seen.")
+    lines.append("# TYPE emulator_send_lag_max_seconds gauge")
+    lines.append(f"emulator_send_lag_max_seconds {totals['send_lag_ns_max'] / 1e9:.9f}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""What every engine adapter provides: request bodies, chunk decoding and server SD metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter"]
+
+
+class ChunkFields(NamedTuple):
+    """What one SSE event says, as far as measurement needs it.
+
+    completion_tokens: cumulative output tokens so far (continuous usage), or None.
+    tokens: tokens carried by this chunk when the engine says so directly (token_ids), or None.
+    has_choice: the event carries a choice (a token-carrying chunk unless it holds 0 tokens).
+    """
+
+    completion_tokens: int | None
+    tokens: int | None
+    has_choice: bool
+    finish_reason: str | None
+    error: str | None
+    sent_ns: int | None  # the emulator's send stamp, when asked for (benchmarks)
+
+
+@dataclass(frozen=True)
+class SpecCounters:
+    """Cumulative server-side speculative-decoding counters at one scrape."""
+
+    drafts: float
+    draft_tokens: float
+    accepted_tokens: float
+    accepted_per_position: tuple[float, ...]
+
+    def minus(self, earlier: SpecCounters) -> SpecCounters:
+        k = max(len(self.accepted_per_position), len(earlier.accepted_per_position))
+        now = self.accepted_per_position + (0.0,) * (k - len(self.accepted_per_position))
+        then = earlier.accepted_per_position + (0.0,) * (k - len(earlier.accepted_per_position))
+        return SpecCounters(self.drafts - earlier.drafts, self.draft_tokens - earlier.draft_tokens,
+                            self.accepted_tokens - earlier.accepted_tokens,
+                            tuple(a - b for a, b in zip(now, then)))
+
+
+class EngineAdapter(Protocol):
+    """What the rest of loadgen needs from an engine; openai.OpenAIAdapter is the common base."""
+
+    name: str
+    #: how per-chunk token counts are obtained: "usage" is exact, "one_per_chunk" an assumption
+    token_counts: str
+    metrics_path: str | None
+
+    def request_body(self, *, model: str, prompt: list[int], max_tokens: int, temperature: float,
+                     ignore_eos: bool) -> dict: ...
+
+    def decode(self, data: bytes) -> ChunkFields:
+        """Decode one SSE data payload; raises ValueError when it is not a chunk."""
+        ...
+
+    def spec_counters(self, metrics_text: str) -> SpecCounters | None:
+        """Server SD counters from a /metrics body; None where the engine exports none."""
+        ...

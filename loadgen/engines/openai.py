@@ -1,0 +1,58 @@
+"""The OpenAI completions stream format shared by every engine."""
+
+from __future__ import annotations
+
+import orjson
+
+from .base import ChunkFields, SpecCounters
+
+__all__ = ["OpenAIAdapter", "decode_openai_chunk"]
+
+
+def decode_openai_chunk(data: bytes) -> ChunkFields:
+    """Decode one `data:` payload of a /v1/completions stream.
+
+    Raises ValueError on a payload that is not a JSON object (the caller records it as malformed).
+    """
+    obj = orjson.loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError("chunk is not a JSON object")
+    error = obj.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return ChunkFields(None, None, False, None, str(message), None)
+    usage = obj.get("usage")
+    completion_tokens = usage.get("completion_tokens") if usage else None
+    choices = obj.get("choices")
+    tokens = None
+    finish = None
+    if choices:
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        ids = choice.get("token_ids")
+        if ids is not None:
+            tokens = len(ids)
+    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"))
+
+
+class OpenAIAdapter:
+    """A server known only to speak OpenAI, and the base of every engine adapter.
+
+    No per-chunk token counts are promised, so a chunk with a choice counts as one token unless
+    the server puts cumulative usage on every chunk anyway; the report says so.
+    """
+
+    name = "openai"
+    token_counts = "one_per_chunk"
+    metrics_path: str | None = None
+
+    def request_body(self, *, model: str, prompt: list[int], max_tokens: int, temperature: float,
+                     ignore_eos: bool) -> dict:
+        return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
+                "stream": True, "stream_options": {"include_usage": True}}
+
+    def decode(self, data: bytes) -> ChunkFields:
+        return decode_openai_chunk(data)
+
+    def spec_counters(self, metrics_text: str) -> SpecCounters | None:
+        return None

@@ -1,0 +1,30 @@
+"""Errors for misuse and configuration faults.
+
+Request failures are data (see records.ErrorInfo), never exceptions. Everything here
+reaches the user as one line and exit code 2:
+
+    LoadgenError
+    ├── UsageError        bad flags or flag combinations
+    ├── ServerError       the target cannot be used (unreachable, not OpenAI-compatible, 404)
+    └── OutputError       the output directory cannot be written
+"""
+
+__all__ = ["LoadgenError", "UsageError", "ServerError", "OutputError"]
+
+
+class LoadgenError(Exception):
+    """A fault the user can fix; its message says what was wrong and what to do."""
+
+    exit_code = 2
+
+
+class UsageError(LoadgenError):
+    pass
+
+
+class ServerError(LoadgenError):
+    pass
+
+
+class OutputError(LoadgenError):
+    pass

@@ -1,0 +1,80 @@
+"""One request's measurement, built from timestamped SSE events off the network read path."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+__all__ = ["ErrorInfo", "RequestRecord", "ERROR_KINDS"]
+
+#: every failure is one of these (the report counts them by kind)
+ERROR_KINDS = ("connect", "http_status", "timeout", "disconnect", "stream_error", "malformed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    kind: str
+    message: str
+    status: int | None = None
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "message": self.message, "status": self.status}
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Times are CLOCK_MONOTONIC nanoseconds of the process that sent the request.
+
+    chunk_ns/chunk_tokens hold the token-carrying chunks only (chunks of 0 tokens, such as the final
+    usage chunk, are not steps). output_tokens comes from the server's usage when it gives one.
+    """
+
+    request_id: int
+    category: str
+    turn: int
+    prompt_tokens: int
+    max_tokens: int
+    scheduled_ns: int
+    warmup: bool = False
+    sent_ns: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    chunk_ns: array = field(default_factory=lambda: array("q"))
+    chunk_tokens: array = field(default_factory=lambda: array("i"))
+    #: receive time minus the emulator's send stamp per chunk (benchmarks only; empty otherwise)
+    receive_lag_ns: array = field(default_factory=lambda: array("q"))
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def outcome(self) -> str:
+        if self.error is None:
+            return "ok"
+        return "cancelled" if self.error.kind == "cancelled" else "error"
+
+    def to_json(self) -> dict:
+        return {
+            "request_id": self.request_id, "category": self.category, "turn": self.turn,
+            "warmup": self.warmup, "prompt_tokens": self.prompt_tokens, "max_tokens": self.max_tokens,
+            "scheduled_ns": self.scheduled_ns, "sent_ns": self.sent_ns, "first_ns": self.first_ns,
+            "last_ns": self.last_ns, "chunk_ns": self.chunk_ns.tolist(), "chunk_tokens": self.chunk_tokens.tolist(),
+            "output_tokens": self.output_tokens, "finish_reason": self.finish_reason, "outcome": self.outcome,
+            "error": self.error.to_json() if self.error else None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> RequestRecord:
+        error = obj.get("error")
+        return cls(
+            request_id=obj["request_id"], category=obj["category"], turn=obj["turn"],
+            prompt_tokens=obj["prompt_tokens"], max_tokens=obj["max_tokens"], scheduled_ns=obj["scheduled_ns"],
+            warmup=obj["warmup"], sent_ns=obj["sent_ns"], first_ns=obj["first_ns"], last_ns=obj["last_ns"],
+            chunk_ns=array("q", obj["chunk_ns"]), chunk_tokens=array("i", obj["chunk_tokens"]),
+            output_tokens=obj["output_tokens"], finish_reason=obj["finish_reason"],
+            error=ErrorInfo(**error) if error else None,
+        )

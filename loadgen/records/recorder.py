@@ -1,0 +1,65 @@
+"""Turns one response stream's timestamped events into a RequestRecord.
+
+`on_event` runs once per SSE event on the network read path: it decodes the chunk with the
+engine adapter, keeps the timestamp and token count, and nothing else.
+"""
+
+from __future__ import annotations
+
+from loadgen.engines import EngineAdapter
+
+from .record import ErrorInfo, RequestRecord
+
+__all__ = ["StreamRecorder"]
+
+
+class StreamRecorder:
+    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens")
+
+    def __init__(self, record: RequestRecord, adapter: EngineAdapter) -> None:
+        self.record = record
+        self._decode = adapter.decode
+        self._cumulative = 0
+        self._usage_tokens: int | None = None
+        self._one_per_chunk = adapter.token_counts == "one_per_chunk"
+
+    def on_event(self, t_ns: int, data: bytes) -> None:
+        record = self.record
+        try:
+            fields = self._decode(data)
+        except ValueError as exc:
+            if record.error is None:
+                record.error = ErrorInfo("malformed", f"undecodable chunk: {exc}"[:200])
+            return
+        if fields.error is not None:
+            record.error = ErrorInfo("stream_error", fields.error[:500])
+            return
+        if fields.completion_tokens is not None:
+            # Cumulative usage (continuous usage stats): the difference is this chunk's token count.
+            tokens = fields.completion_tokens - self._cumulative
+            self._cumulative = fields.completion_tokens
+            self._usage_tokens = fields.completion_tokens
+        elif fields.tokens is not None:
+            tokens = fields.tokens
+        else:
+            tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
+        if fields.finish_reason is not None:
+            record.finish_reason = fields.finish_reason
+        if tokens <= 0 or not fields.has_choice:
+            return
+        if not record.chunk_ns:
+            record.first_ns = t_ns
+        record.last_ns = t_ns
+        record.chunk_ns.append(t_ns)
+        record.chunk_tokens.append(tokens)
+        if fields.sent_ns is not None:
+            record.receive_lag_ns.append(t_ns - fields.sent_ns)
+
+    def finish(self, error: ErrorInfo | None) -> RequestRecord:
+        """Close the record: the transport's error (if any) wins over a stream-level one."""
+        record = self.record
+        if error is not None:
+            record.error = error
+        counted = sum(record.chunk_tokens)
+        record.output_tokens = self._usage_tokens if self._usage_tokens is not None else counted
+        return record

@@ -1,0 +1,258 @@
+"""Wires the stages for one run: workload -> scheduler -> transport -> records -> analysis -> sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import itertools
+import os
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+
+from . import __version__
+from .analysis import build_report
+from .config import RunConfig
+from .emulator.launch import EmulatorProcess
+from .engines import ENGINES, EngineAdapter, SpecCounters, detect_engine, get_adapter
+from .errors import OutputError, ServerError, UsageError
+from .records import ErrorInfo, Journal, RequestRecord, StreamRecorder
+from .scheduler import closed_loop
+from .sinks import RunProgress, print_summary, write_json_atomic
+from .transport import ExchangeError, HttpClient, TransportError
+from .workloads import Prompt, load_workload
+
+__all__ = ["run", "prepare_output_dir"]
+
+COMPLETIONS = "/v1/completions"
+#: in-flight requests get this long to finish after Ctrl-C before they are cancelled
+INTERRUPT_GRACE_S = 5.0
+
+
+def prepare_output_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to output directory {path}: {exc.strerror}; "
+                          "pass --output-dir with a writable folder") from exc
+    return path
+
+
+def _emulator_args(config: RunConfig) -> list[str]:
+    emu = config.emulator
+    workers = emu.workers or (1 if config.concurrency <= 256 else 2)
+    return ["--ttft-ms", str(emu.ttft_ms), "--step-ms", str(emu.step_ms),
+            "--accept", ",".join(map(str, emu.accept)), "--seed", str(config.seed), "--workers", str(workers)]
+
+
+def run(config: RunConfig, console: Console) -> dict:
+    """Run one benchmark and return its report; writes requests.jsonl and report.json."""
+    out = prepare_output_dir(config.output_dir)
+    prompts = load_workload(config.workload, input_len=config.input_len,
+                            num_requests=config.num_requests, seed=config.seed)
+    with contextlib.ExitStack() as stack:
+        url = config.url
+        if url is None:
+            emulator = stack.enter_context(EmulatorProcess(_emulator_args(config)))
+            url = emulator.url
+            console.print(f"[dim]no --url: running against the built-in emulator at {url}[/]")
+        return _run_loop(_Run(config, url, prompts, out, console).execute())
+
+
+def _run_loop(coro):
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+class _Run:
+    def __init__(self, config: RunConfig, url: str, prompts: list[Prompt], out: Path, console: Console) -> None:
+        self.config, self.url, self.prompts, self.out, self.console = config, url, prompts, out, console
+        self.records: list[RequestRecord] = []
+        self.ids = itertools.count()
+        self.in_flight = 0
+        self.interrupted = False
+        self.client: HttpClient | None = None
+
+    async def execute(self) -> dict:
+        config = self.config
+        self.client = HttpClient(self.url, api_key=config.api_key, timeout_s=config.timeout_s)
+        try:
+            return await self._execute(self.client)
+        finally:
+            await self.client.close()
+
+    async def _execute(self, client: HttpClient) -> dict:
+        config = self.config
+        model, engine = await self._discover(client)
+        adapter = get_adapter(engine)
+        await self._preflight(client, adapter, model)
+        bodies = {p.prompt_id: orjson.dumps(adapter.request_body(
+            model=model, prompt=list(p.token_ids), max_tokens=p.max_tokens or config.max_tokens,
+            temperature=config.temperature, ignore_eos=config.ignore_eos)) for p in self.prompts}
+        public = config.public() | {"url": self.url if config.url else None, "engine": engine, "model": model,
+                                    "emulator": None if config.url else _emulator_args(config),
+                                    "loadgen_version": __version__,
+                                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        await client.open_connections(config.concurrency, "/v1/models")
+        journal = Journal(self.out / "requests.jsonl")
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, self._on_interrupt)
+        prompts = itertools.cycle(self.prompts)
+        gc.collect()
+        gc.freeze()  # everything alive now is permanent; keeps collector pauses off the read path
+        try:
+            if config.warmup:
+                await self._phase(client, adapter, bodies, journal, prompts, warmup=True)
+            before = await self._scrape(client, adapter)
+            await self._phase(client, adapter, bodies, journal, prompts, warmup=False)
+            after = await self._scrape(client, adapter) if not self.interrupted else None
+        finally:
+            journal.close()
+            gc.unfreeze()
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+        delta, note = _server_delta(adapter, before, after, self.interrupted)
+        report = build_report(config=public, records=[r for r in self.records if not r.warmup],
+                              token_counts=adapter.token_counts, server_delta=delta, server_note=note,
+                              partial=self.interrupted)
+        write_json_atomic(self.out / "report.json", report)
+        print_summary(self.console, report)
+        self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
+        return report
+
+    async def _discover(self, client: HttpClient) -> tuple[str, str]:
+        try:
+            status, body = await client.get("/v1/models")
+        except TransportError as exc:
+            raise ServerError(f"{exc}; check --url and that the server is up") from exc
+        if status in (401, 403):
+            raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY)")
+        try:
+            models = orjson.loads(body) if status == 200 else None
+            ids = [m["id"] for m in models["data"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ServerError(f"{self.url} is not an OpenAI-compatible server: GET /v1/models gave HTTP {status} "
+                              "without a model list; check --url (the server root, without /v1)") from None
+        if not ids:
+            raise ServerError(f"{self.url}/v1/models lists no models")
+        model = self.config.model or ids[0]
+        if self.config.model and self.config.model not in ids:
+            raise UsageError(f"model {self.config.model!r} is not served at {self.url}; it serves: {', '.join(ids)}")
+        engine = self.config.engine
+        if engine == "auto":
+            engine = detect_engine(models)
+        elif engine not in ENGINES:
+            raise UsageError(f"unknown --engine {engine!r}; choose auto or one of {', '.join(ENGINES)}")
+        return model, engine
+
+    async def _preflight(self, client: HttpClient, adapter: EngineAdapter, model: str) -> None:
+        """One tiny request before the run, so a wrong endpoint is one clear error, not N failures."""
+        body = orjson.dumps(adapter.request_body(model=model, prompt=[self.prompts[0].token_ids[0]], max_tokens=2,
+                                                 temperature=self.config.temperature, ignore_eos=True))
+        recorder = StreamRecorder(RequestRecord(-1, "preflight", 0, 1, 2, 0), adapter)
+        try:
+            await client.stream(COMPLETIONS, body, recorder.on_event, lambda t: None)
+        except ExchangeError as exc:
+            hint = {404: f"is --url the server root? POST {self.url}{COMPLETIONS} was not found",
+                    401: "check --api-key (or LOADGEN_API_KEY)", 403: "check --api-key (or LOADGEN_API_KEY)"}
+            raise ServerError(f"the first request failed: {exc}" + (f"; {hint[exc.status]}" if exc.status in hint else
+                                                                    "")) from exc
+        record = recorder.finish(None)
+        if record.error is not None:
+            raise ServerError(f"the first request failed: {record.error.kind}: {record.error.message}")
+
+    async def _scrape(self, client: HttpClient, adapter: EngineAdapter) -> SpecCounters | None | str:
+        if adapter.metrics_path is None:
+            return None
+        try:
+            status, body = await client.get(adapter.metrics_path)
+        except TransportError as exc:
+            return f"could not scrape {adapter.metrics_path}: {exc}"
+        if status != 200:
+            return f"{adapter.metrics_path} answered HTTP {status}"
+        return adapter.spec_counters(body.decode("utf-8", "replace"))
+
+    async def _phase(self, client, adapter, bodies, journal, prompts, *, warmup: bool) -> None:
+        config = self.config
+        limit = config.warmup if warmup else config.num_requests
+        concurrency = min(config.concurrency, limit) if limit else config.concurrency
+        deadline = None if warmup or config.duration_s is None else time.monotonic_ns() + int(config.duration_s * 1e9)
+        done = 0
+        started = time.monotonic()
+
+        async def send(prompt: Prompt, scheduled_ns: int) -> None:
+            nonlocal done
+            record = RequestRecord(next(self.ids), prompt.category, prompt.turn, len(prompt.token_ids),
+                                   prompt.max_tokens or config.max_tokens, scheduled_ns, warmup)
+            recorder = StreamRecorder(record, adapter)
+            error = None
+            self.in_flight += 1
+            try:
+                await client.stream(COMPLETIONS, bodies[prompt.prompt_id], recorder.on_event,
+                                    lambda t: setattr(record, "sent_ns", t))
+            except ExchangeError as exc:
+                error = ErrorInfo(exc.kind, str(exc), exc.status)
+            except asyncio.CancelledError:
+                error = ErrorInfo("cancelled", "cancelled after interrupt")
+                raise
+            finally:
+                self.in_flight -= 1
+                recorder.finish(error)
+                self.records.append(record)
+                journal.append(record)
+                done += 1
+                if progress:
+                    progress.update(done if limit else min(time.monotonic() - started, config.duration_s),
+                                    f"in flight {self.in_flight}")
+
+        total = limit if limit else config.duration_s
+        label = "warm-up" if warmup else ("requests" if limit else "seconds")
+        with (RunProgress(self.console, total, label) if config.progress else contextlib.nullcontext()) as progress:
+            task = asyncio.ensure_future(closed_loop(prompts, concurrency, send, limit=limit, deadline_ns=deadline,
+                                                     stopping=lambda: self.interrupted))
+            self._phase_task = task
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not self.interrupted:
+                    raise
+
+    def _on_interrupt(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self.interrupted:
+            self.interrupted = True
+            self.console.print(f"[yellow]interrupted: no new requests; waiting up to {INTERRUPT_GRACE_S:.0f} s "
+                               "for those in flight (Ctrl-C again to stop now)[/]")
+            self._grace = loop.call_later(INTERRUPT_GRACE_S, self._cancel_phase)
+        else:
+            self._cancel_phase()
+
+    def _cancel_phase(self) -> None:
+        task = getattr(self, "_phase_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+
+
+def _server_delta(adapter: EngineAdapter, before, after, interrupted: bool) -> tuple[SpecCounters | None, str | None]:
+    if adapter.metrics_path is None:
+        return None, f"the {adapter.name} adapter reads no server metrics"
+    for scrape in (before, after):
+        if isinstance(scrape, str):
+            return None, scrape
+    if before is None or after is None:
+        if interrupted and before is not None:
+            return None, "not scraped after an interrupted run"
+        return None, "the server exports no speculative-decoding counters (no speculation configured?)"
+    return after.minus(before), None

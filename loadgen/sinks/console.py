@@ -1,0 +1,114 @@
+"""The console: a progress bar during the run and a summary after it."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["RunProgress", "print_summary"]
+
+
+class RunProgress:
+    """A progress bar over requests (or seconds, for a duration-bound run); redrawn 4x a second."""
+
+    def __init__(self, console: Console, total: float | None, unit: str) -> None:
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                  console=console, refresh_per_second=4, transient=True)
+        self._task = self._progress.add_task(unit, total=total, status="")
+
+    def __enter__(self) -> RunProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, completed: float, status: str) -> None:
+        self._progress.update(self._task, completed=completed, status=status)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:.2f}"
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def print_summary(console: Console, report: dict) -> None:
+    cfg, summary, lat = report["config"], report["summary"], report["latency"]
+    spec = report["speculative"]
+    client = spec["client"]
+    title = f"loadgen · {cfg['engine']} · {cfg['model']} · {cfg['workload']} · concurrency {cfg['concurrency']}"
+    if report.get("partial"):
+        title += " · PARTIAL"
+    console.rule(title)
+
+    head = Table(show_header=False, box=None)
+    head.add_row("requests", f"{summary['requests_completed']} ok / {summary['requests_failed']} failed")
+    head.add_row("output TPS", _num(summary["output_tps"], "{:.1f}"))
+    head.add_row("request throughput", _num(summary["request_throughput"], "{:.2f} req/s"))
+    head.add_row("duration", _num(summary["duration_s"], "{:.2f} s"))
+    head.add_row("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}")
+    console.print(head)
+
+    table = Table(title="Latency", title_justify="left")
+    table.add_column("metric")
+    for col in ("mean", "p50", "p90", "p99", "max"):
+        table.add_column(col, justify="right")
+    for key, label, scale in (("ttft_s", "TTFT (ms)", _ms), ("tpot_s", "TPOT (ms)", _ms),
+                              ("icl_s", "step / ICL (ms)", _ms), ("e2e_s", "E2E (ms)", _ms),
+                              ("queue_s", "client queueing (ms)", _ms), ("user_tps", "user TPS", _num),
+                              ("output_tokens_per_request", "output tokens", _num)):
+        d = lat[key]
+        table.add_row(label, *(scale(d[c]) for c in ("mean", "p50", "p90", "p99", "max")))
+    console.print(table)
+
+    hist = client["histogram"]
+    if hist:
+        steps = client["steps"]
+        al = Table(title=f"Acceptance length (client): {_num(client['acceptance_length'], '{:.3f}')} "
+                         f"tokens/step over {steps} steps", title_justify="left")
+        al.add_column("tokens/step", justify="right")
+        al.add_column("steps", justify="right")
+        al.add_column("share", justify="right")
+        al.add_column("", min_width=20)
+        al.add_column("cond. acceptance", justify="right")
+        cond = client["conditional_acceptance"]
+        top = max(hist.values())
+        for k, n in hist.items():
+            al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), _num(cond.get(k), "{:.3f}"))
+        console.print(al)
+        if client["token_counts"] != "usage":
+            console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
+                          "acceptance figures are not measured[/]")
+    server = spec["server"]
+    if server:
+        per_pos = ", ".join(f"{p:.3f}" for p in server["per_position"])
+        console.print(f"Server: acceptance length {server['acceptance_length']:.3f}, acceptance rate "
+                      f"{_num(server['acceptance_rate'], '{:.3f}')}, per position [{per_pos}] "
+                      f"over {server['drafts']:.0f} drafts")
+    elif spec.get("server_note"):
+        console.print(f"Server acceptance: {spec['server_note']}")
+
+    cats = report["categories"]
+    if cats:
+        ct = Table(title="By category", title_justify="left")
+        for col in ("category", "requests", "AL mean", "AL std", "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
+            ct.add_column(col, justify="left" if col == "category" else "right")
+        for name, row in cats.items():
+            al_row = row["acceptance_length"] or {}
+            ct.add_row(name, str(row["requests"]), _num(al_row.get("mean"), "{:.3f}"), _num(al_row.get("std"), "{:.3f}"),
+                       _ms(row["ttft_p50_s"]), _ms(row["tpot_p50_s"]), _num(row["user_tps_p50"], "{:.1f}"))
+        console.print(ct)
+    if report["errors"]:
+        et = Table(title="Errors", title_justify="left")
+        et.add_column("kind")
+        et.add_column("count", justify="right")
+        et.add_column("example")
+        for kind, count in report["errors"].items():
+            example = (report.get("error_examples", {}).get(kind) or [""])[0]
+            et.add_row(kind, str(count), example[:80])
+        console.print(et)

@@ -1,0 +1,39 @@
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from loadgen.config import RunConfig
+from loadgen.emulator.launch import EmulatorProcess
+from loadgen.runner import run
+
+
+@pytest.fixture
+def emulator() -> Iterator:
+    """Start `loadgen emulate` with the given flags on a free loopback port; stopped at teardown."""
+    started: list[EmulatorProcess] = []
+
+    def start(*args: str) -> EmulatorProcess:
+        emu = EmulatorProcess(list(args)).__enter__()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def run_loadgen(tmp_path: Path):
+    """Run a benchmark in-process; returns (report, console text)."""
+
+    def go(**kwargs) -> tuple[dict, str]:
+        buf = io.StringIO()
+        kwargs.setdefault("output_dir", tmp_path / "out")
+        kwargs.setdefault("progress", False)
+        report = run(RunConfig(**kwargs), Console(file=buf, width=120))
+        return report, buf.getvalue()
+
+    return go

@@ -1,0 +1,118 @@
+"""Bad input: one clear line on stderr, exit code 2, no traceback."""
+
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+
+def loadgen(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """/v1/models answers per `models_status`; every POST answers 404 (an endpoint that is not there)."""
+
+    models_body = b"<html>hello</html>"
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.models_body)))
+        self.end_headers()
+        self.wfile.write(self.models_body)
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"detail": "Not Found"}'
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_server():
+    def start(models_body: bytes) -> str:
+        handler = type("H", (_Handler,), {"models_body": models_body})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    servers: list[ThreadingHTTPServer] = []
+    yield start
+    for s in servers:
+        s.shutdown()
+
+
+def test_unreachable_url(tmp_path):
+    proc = loadgen("run", "--url", f"http://127.0.0.1:{free_port()}", "-n", "2", "--output-dir", str(tmp_path))
+    assert_one_line_error(proc, "cannot connect", "--url")
+
+
+def test_server_that_is_not_openai_compatible(fake_server, tmp_path):
+    url = fake_server(b"<html>hello</html>")
+    assert_one_line_error(loadgen("run", "--url", url, "-n", "2", "--output-dir", str(tmp_path)),
+                          "not an OpenAI-compatible server")
+
+
+def test_completions_endpoint_404(fake_server, tmp_path):
+    url = fake_server(b'{"object": "list", "data": [{"id": "m", "owned_by": "x"}]}')
+    assert_one_line_error(loadgen("run", "--url", url, "-n", "2", "--output-dir", str(tmp_path)),
+                          "HTTP 404", "/v1/completions")
+
+
+def test_zero_concurrency(tmp_path):
+    assert_one_line_error(loadgen("run", "--concurrency", "0", "--output-dir", str(tmp_path)),
+                          "--concurrency must be at least 1")
+
+
+def test_unwritable_output_dir(tmp_path: Path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_one_line_error(loadgen("run", "-n", "2", "--output-dir", str(blocker / "out")),
+                          "cannot write to output directory")
+
+
+def test_unknown_model_lists_what_is_served(emulator, tmp_path):
+    emu = emulator("--ttft-ms", "1", "--step-ms", "1")
+    assert_one_line_error(loadgen("run", "--url", emu.url, "--model", "nope", "-n", "2", "--output-dir", str(tmp_path)),
+                          "'nope' is not served", "emulator")
+
+
+def test_malformed_workload_file(tmp_path: Path):
+    bad = tmp_path / "w.jsonl"
+    bad.write_text('{"prompt_token_ids": [1, 2]}\n{"prompt_token_ids": "abc"}\n')
+    assert_one_line_error(loadgen("run", "--workload", str(bad), "-n", "2", "--output-dir", str(tmp_path / "o")),
+                          "w.jsonl:2", "prompt_token_ids")
+
+
+def test_bad_url_scheme(tmp_path):
+    assert_one_line_error(loadgen("run", "--url", "gpu-host:8000", "--output-dir", str(tmp_path)), "http://")
+
+
+def test_non_numeric_flag_is_one_line_too(tmp_path):
+    proc = loadgen("run", "--concurrency", "many", "--output-dir", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,0 +1,106 @@
+"""`loadgen run` end to end against the emulator over loopback: the emulator's settings are the truth."""
+
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadgen.engines import get_adapter
+from loadgen.records import read_journal
+
+ACCEPT = (0.8, 0.6, 0.4)
+
+
+def expected_al(conditional) -> float:
+    total, reach = 1.0, 1.0
+    for p in conditional:
+        reach *= p
+        total += reach
+    return total
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def test_accounting_files_and_server_counters(emulator, run_loadgen, tmp_path):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "2", "--accept", "0.8,0.6,0.4")
+    report, text = run_loadgen(url=emu.url, num_requests=40, warmup=4, concurrency=8, max_tokens=33, input_len=17)
+    s = report["summary"]
+    assert s["requests_sent"] == 40 and s["requests_completed"] == 40 and s["requests_failed"] == 0
+    assert s["output_tokens"] == 40 * 33 and s["input_tokens"] == 40 * 17
+    assert report["latency"]["output_tokens_per_request"]["min"] == 33
+    assert report["config"]["engine"] == "vllm" and report["config"]["model"] == "emulator"
+    # Every request (warm-up included) is journaled with its per-chunk counts adding up to the usage.
+    records = list(read_journal(tmp_path / "out" / "requests.jsonl"))
+    assert len(records) == 44 and sum(r.warmup for r in records) == 4
+    assert all(sum(r.chunk_tokens) == r.output_tokens == 33 and r.chunk_tokens[0] == 1 for r in records)
+    assert len({r.request_id for r in records}) == 44
+    on_disk = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
+    assert on_disk == orjson.loads(orjson.dumps(report))
+    for key in ("schema_version", "config", "summary", "latency", "speculative", "errors"):
+        assert key in on_disk
+    # Server AL is the counter arithmetic over the measured window (warm-up excluded): the emulator
+    # started at zero, so the after-scrape minus the warm-up's share must equal the report.
+    counters = get_adapter("vllm").spec_counters(scrape(emu.url))
+    server = report["speculative"]["server"]
+    assert 0 < server["drafts"] < counters.drafts
+    assert server["acceptance_length"] == pytest.approx(1 + server["accepted_tokens"] / server["drafts"], rel=1e-12)
+    assert server["acceptance_rate"] == pytest.approx(server["accepted_tokens"] / server["draft_tokens"], rel=1e-12)
+    assert server["draft_tokens"] == 3 * server["drafts"]
+    # Every step after the first chunk is a draft on the server: client steps = server drafts.
+    assert report["speculative"]["client"]["steps"] == server["drafts"]
+    assert "Acceptance length" in text and "By category" in text
+
+
+def test_client_acceptance_matches_configured_truth(emulator, run_loadgen):
+    emu = emulator("--ttft-ms", "1", "--step-ms", "1", "--accept", ",".join(map(str, ACCEPT)), "--seed", "7")
+    report, _ = run_loadgen(url=emu.url, num_requests=64, concurrency=64, max_tokens=512)
+    client = report["speculative"]["client"]
+    assert client["steps"] >= 10_000
+    assert client["acceptance_length"] == pytest.approx(expected_al(ACCEPT), rel=0.02)
+    cond = client["conditional_acceptance"]
+    assert cond["1"] == 1.0
+    for k, p in enumerate(ACCEPT, start=2):
+        assert cond[str(k)] == pytest.approx(p, abs=0.02)
+    assert set(client["histogram"]) <= {"1", "2", "3", "4"}
+    # Client and server see the same steps, so their AL agree closely (only the last step of each
+    # request is cut to max_tokens on the client side).
+    assert client["acceptance_length"] == pytest.approx(report["speculative"]["server"]["acceptance_length"], rel=0.01)
+
+
+def test_timing_medians_match_configured_values_at_64_streams(emulator, run_loadgen):
+    emu = emulator("--ttft-ms", "50", "--step-ms", "20", "--accept", "")
+    report, _ = run_loadgen(url=emu.url, num_requests=128, concurrency=64, max_tokens=24)
+    lat = report["latency"]
+    assert lat["ttft_s"]["p50"] == pytest.approx(0.050, abs=0.002)
+    assert lat["icl_s"]["p50"] == pytest.approx(0.020, abs=0.002)
+    assert lat["tpot_s"]["p50"] == pytest.approx(0.020, abs=0.002)
+    assert lat["ttft_s"]["min"] >= 0.049  # never faster than the configured delay (timer grid ±0.5 ms)
+    # No speculation: every step is one token, and the server has no counters to report.
+    assert report["speculative"]["client"]["histogram"] == {"1": 128 * 23}
+    assert report["speculative"]["server"] is None
+    assert report["summary"]["output_tokens"] == 128 * 24
+
+
+def test_duration_bound_run(emulator, run_loadgen):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "5")
+    report, _ = run_loadgen(url=emu.url, duration_s=1.0, concurrency=4, max_tokens=16)
+    s = report["summary"]
+    assert s["requests_completed"] >= 4 and s["requests_failed"] == 0
+    assert 0.9 < s["duration_s"] < 2.5
+
+
+def test_jsonl_workload_categories_and_per_row_max_tokens(emulator, run_loadgen, tmp_path: Path):
+    path = tmp_path / "w.jsonl"
+    path.write_text('{"prompt_token_ids": [1, 2, 3], "category": "math"}\n'
+                    '{"prompt_token_ids": [4, 5], "category": "code", "max_tokens": 5}\n')
+    emu = emulator("--ttft-ms", "2", "--step-ms", "2")
+    report, text = run_loadgen(url=emu.url, workload=str(path), num_requests=10, concurrency=2, max_tokens=12)
+    cats = report["categories"]
+    assert cats["math"]["requests"] == 5 and cats["code"]["requests"] == 5
+    assert cats["math"]["output_tokens_mean"] == 12 and cats["code"]["output_tokens_mean"] == 5
+    assert set(report["speculative"]["client"]["by_category"]) == {"math", "code"}
+    assert report["summary"]["input_tokens"] == 5 * 3 + 5 * 2

@@ -1,0 +1,54 @@
+import math
+
+import pytest
+
+from loadgen.analysis import (conditional_acceptance, distribution, mean_from_histogram, request_acceptance_length,
+                              server_acceptance, step_histogram)
+from loadgen.engines import SpecCounters
+
+
+def test_histogram_excludes_the_prefill_chunk():
+    assert step_histogram([[1, 3, 2], [1, 3], [5]]) == {2: 1, 3: 2}
+
+
+def test_mean_from_histogram():
+    assert mean_from_histogram({3: 2, 2: 1}) == pytest.approx(8 / 3)
+    assert mean_from_histogram({}) is None
+
+
+def test_conditional_acceptance_is_ratio_of_at_least_counts():
+    # steps: 1,1,2,3 -> >=1: 4, >=2: 2, >=3: 1
+    assert conditional_acceptance({1: 2, 2: 1, 3: 1}) == {1: 1.0, 2: 0.5, 3: 0.5}
+    assert conditional_acceptance({}) == {}
+
+
+def test_conditional_acceptance_skips_gaps_without_dividing_by_zero():
+    assert conditional_acceptance({4: 3}) == {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}
+
+
+def test_request_acceptance_length():
+    assert request_acceptance_length([1, 3, 4, 2]) == 3.0
+    assert request_acceptance_length([1]) is None
+
+
+def test_server_acceptance_counter_arithmetic():
+    got = server_acceptance(SpecCounters(drafts=10, draft_tokens=30, accepted_tokens=15,
+                                         accepted_per_position=(8, 5, 2)))
+    assert got["acceptance_length"] == 2.5
+    assert got["acceptance_rate"] == 0.5
+    assert got["per_position"] == [0.8, 0.5, 0.2]
+    assert server_acceptance(SpecCounters(0, 0, 0, ())) is None
+
+
+def test_spec_counter_difference_pads_missing_positions():
+    later = SpecCounters(10, 30, 15, (8, 5, 2))
+    earlier = SpecCounters(4, 12, 6, (3, 3))
+    assert later.minus(earlier) == SpecCounters(6, 18, 9, (5, 2, 2))
+
+
+def test_distribution():
+    d = distribution([1, 2, 3, 4])
+    assert d["count"] == 4 and d["mean"] == 2.5 and d["p50"] == 2.5 and d["p25"] == 1.75
+    assert d["min"] == 1 and d["max"] == 4 and math.isclose(d["std"], math.sqrt(1.25))
+    empty = distribution([])
+    assert empty["count"] == 0 and empty["p99"] is None
