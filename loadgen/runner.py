@@ -105,8 +105,8 @@ class _Run:
                                     "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         await client.open_connections(config.concurrency, "/v1/models")
-        journal = Journal(self.out / "requests.jsonl")
         loop = asyncio.get_running_loop()
+        journal = Journal(self.out / "requests.jsonl", loop)
         loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, self._on_interrupt)
         prompts = itertools.cycle(self.prompts)

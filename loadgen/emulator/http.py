@@ -1,8 +1,9 @@
-"""A minimal HTTP/1.1 server on asyncio protocols.
+"""A minimal HTTP/1.1 server on non-blocking sockets.
 
 aiohttp's server costs a coroutine and a task wake-up per written chunk; at 512 streams and
-20 ms steps that alone fills a core. Here a chunk is one synchronous transport.write() called
-from the step scheduler, so the emulator stays far below the load it generates. Only what
+20 ms steps that alone fills a core. Here a chunk is one send() called from the step
+scheduler, and a request's arrival time is the kernel's receive stamp (loadgen.clock), so the
+configured TTFT counts from when the bytes arrived, however busy this process was. Only what
 OpenAI clients send is supported: Content-Length bodies, keep-alive, one request at a time per
 connection (pipelined requests wait in the buffer).
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
-__all__ = ["Request", "Connection", "MAX_HEAD_BYTES", "MAX_BODY_BYTES"]
+from loadgen.clock import enable_receive_timestamps, recv_stamped
+
+__all__ = ["Request", "Connection", "SocketTransport", "accept_connections", "MAX_HEAD_BYTES", "MAX_BODY_BYTES"]
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -35,30 +37,124 @@ class Request:
     body: bytes
     received_ns: int  # when the read that completed the request returned: the arrival time
 
-class Connection(asyncio.Protocol):
+class SocketTransport:
+    """Reads with kernel arrival stamps into a Connection; writes at once, queueing only what the
+    socket would not take."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, protocol: Connection) -> None:
+        self.sock, self._loop, self._protocol = sock, loop, protocol
+        self._fd = sock.fileno()
+        self._pending = bytearray()
+        self._closing = False
+        protocol.connection_made(self)
+        loop.add_reader(self._fd, self._readable)
+
+    def get_extra_info(self, name: str):
+        return self.sock if name == "socket" else None
+
+    def _readable(self) -> None:
+        try:
+            data, t_ns = recv_stamped(self.sock)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if data:
+            self._protocol.received(data, t_ns)
+        else:
+            self.abort()
+
+    def write(self, data: bytes) -> None:
+        if self._pending:
+            self._pending += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.abort()
+            return
+        if sent < len(data):
+            self._pending += data[sent:]
+            self._loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        del self._pending[:sent]
+        if not self._pending:
+            self._loop.remove_writer(self._fd)
+            if self._closing:
+                self.abort()
+
+    def close(self) -> None:
+        """Close once queued bytes are out."""
+        if self._pending:
+            self._closing = True
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._fd < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        if self._pending:
+            self._loop.remove_writer(self._fd)
+        self._fd = -1
+        self.sock.close()
+        self._protocol.connection_lost(None)
+
+
+def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
+                       handler: Callable[[Connection, Request], None]) -> None:
+    """Serve `listener` (already listening) until the loop stops."""
+    enable_receive_timestamps(listener)  # accepted sockets inherit it
+    listener.setblocking(False)
+
+    def accept() -> None:
+        for _ in range(64):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            SocketTransport(sock, loop, Connection(handler))
+
+    loop.add_reader(listener.fileno(), accept)
+
+
+class Connection:
     """One client connection. `handler(conn, request)` answers with respond_* or begin_stream."""
 
     def __init__(self, handler: Callable[[Connection, Request], None]) -> None:
         self._handler = handler
         self._buffer = bytearray()
         self._keep_alive = True
-        self.transport: asyncio.Transport | None = None
+        self.transport: SocketTransport | None = None
         self.busy = False  # a response is still being produced
         self.closed = False
         self._received_ns = 0
+        self._pending_head = b""
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # -- transport callbacks ---------------------------------------------------------------
+    def connection_made(self, transport: SocketTransport) -> None:
+        self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
 
-    def data_received(self, data: bytes) -> None:
-        self._received_ns = time.monotonic_ns()
+    def received(self, data: bytes, t_ns: int) -> None:
+        self._received_ns = t_ns
         self._buffer += data
         if not self.busy:
             self._process()
@@ -117,19 +213,24 @@ class Connection(asyncio.Protocol):
         self.respond(status, orjson.dumps(obj))
 
     def begin_stream(self, status: int = 200, content_type: str = "text/event-stream") -> None:
-        self.transport.write(self._head(status, content_type,
-                                        "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"))
+        """Start a chunked response; its head goes out with the first chunk (one write, not two)."""
+        self._pending_head = self._head(status, content_type,
+                                        "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n")
 
     def write_chunk(self, payload: bytes) -> None:
         """One HTTP chunk; may carry several SSE events."""
         if not self.closed:
-            self.transport.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+            self.transport.write(self._take_head() + b"%x\r\n%b\r\n" % (len(payload), payload))
 
     def end_stream(self, last_payload: bytes = b"") -> None:
         if not self.closed:
             tail = b"%x\r\n%b\r\n0\r\n\r\n" % (len(last_payload), last_payload) if last_payload else b"0\r\n\r\n"
-            self.transport.write(tail)
+            self.transport.write(self._take_head() + tail)
         self._finish()
+
+    def _take_head(self) -> bytes:
+        head, self._pending_head = self._pending_head, b""
+        return head
 
     def abort(self) -> None:
         """Drop the connection mid-response (a crashed server, as the client sees it)."""

@@ -17,7 +17,7 @@ import orjson
 
 from . import vllm
 from .counters import Counters
-from .http import Connection, Request
+from .http import Connection, Request, accept_connections
 from .stepper import AcceptanceSampler, Stepper
 
 __all__ = ["EmulatorConfig", "serve"]
@@ -58,7 +58,8 @@ class EmulatorConfig:
 class Generation:
     """One request's output: chunk i is due at arrival + ttft + i * step."""
 
-    __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids")
+    __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
+                 "encoder")
 
     def __init__(self, app: App, conn: Connection, params: vllm.GenerationParams, start_ns: int) -> None:
         self.app, self.conn, self.params = app, conn, params
@@ -69,6 +70,7 @@ class Generation:
         self.start_ns = start_ns
         self.texts: list[str] = []
         self.ids: list[int] = []
+        self.encoder = vllm.StreamEncoder(self.rid, self.created, params)
 
     def due_ns(self, index: int) -> int:
         return self.start_ns + self.app.ttft_ns + index * self.app.step_ns
@@ -114,11 +116,9 @@ class Generation:
                                                         self.ids, finish, self.emitted))
             self._close("requests_finished_length")
             return None
-        chunk = vllm.stream_chunk(self.rid, self.created, params, text, ids, finish, self.emitted)
-        if app.config.send_timestamps:
-            chunk["emulator_sent_ns"] = time.monotonic_ns()
-            chunk["emulator_arrival_ns"] = self.start_ns
-        payload = b"data: " + orjson.dumps(chunk) + b"\n\n"
+        extra = (b',"emulator_arrival_ns":%d,"emulator_sent_ns":%d' % (self.start_ns, time.monotonic_ns())
+                 if app.config.send_timestamps else b"")
+        payload = b"data: " + self.encoder.chunk(text, ids, finish, self.emitted, params.prompt_tokens, extra) + b"\n\n"
         if finish is None:
             conn.write_chunk(payload)
             return self.due_ns(self.index)
@@ -208,13 +208,14 @@ async def _serve_worker(config: EmulatorConfig, counters: Counters, worker: int,
     counters.row = worker
     loop = asyncio.get_running_loop()
     app = App(config, counters, worker)
-    server = await loop.create_server(lambda: Connection(app.handle), sock=sock, backlog=4096)
+    accept_connections(sock, loop, app.handle)
     listening()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    server.close()
+    loop.remove_reader(sock.fileno())
+    sock.close()
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "stream_chunk",
+import orjson
+
+__all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
            "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body"]
 
 
@@ -68,17 +70,29 @@ def _usage(params: GenerationParams, completion_tokens: int) -> dict:
             "total_tokens": params.prompt_tokens + completion_tokens}
 
 
-def stream_chunk(rid: str, created: int, params: GenerationParams, text: str, token_ids: list[int],
-                 finish_reason: str | None, completion_tokens: int) -> dict:
-    chunk = {
-        "id": rid, "object": "text_completion", "created": created, "model": params.model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
-                     "stop_reason": None, "prompt_token_ids": None,
-                     "token_ids": token_ids if params.return_token_ids else None}],
-    }
-    if params.continuous_usage:
-        chunk["usage"] = _usage(params, completion_tokens)
-    return chunk
+class StreamEncoder:
+    """One request's stream chunks as bytes. Only text, token ids, finish reason and counts change
+    from chunk to chunk, so the rest is encoded once; orjson-equal to dumping the chunk dict."""
+
+    __slots__ = ("_head", "_usage", "_ids")
+
+    def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
+        self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"text_completion","created":%d,"model":' % created
+                      + orjson.dumps(params.model) + b',"choices":[{"index":0,"text":')
+        self._usage = (b',"usage":{"prompt_tokens":%d,"completion_tokens":%%d,"total_tokens":%%d}'
+                       % params.prompt_tokens if params.continuous_usage else None)
+        self._ids = params.return_token_ids
+
+    def chunk(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+              prompt_tokens: int, extra: bytes = b"") -> bytes:
+        """`extra` is inserted as further top-level fields (`,"key":value...`)."""
+        finish = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
+        ids = orjson.dumps(token_ids) if self._ids else b"null"
+        out = (self._head + orjson.dumps(text) + b',"logprobs":null,"finish_reason":' + finish
+               + b',"stop_reason":null,"prompt_token_ids":null,"token_ids":' + ids + b"}]")
+        if self._usage is not None:
+            out += self._usage % (completion_tokens, prompt_tokens + completion_tokens)
+        return out + extra + b"}"
 
 
 def usage_chunk(rid: str, created: int, params: GenerationParams, completion_tokens: int) -> dict:

@@ -1,10 +1,10 @@
-"""HTTP to the server on asyncio protocols, with a keep-alive connection pool.
+"""HTTP/1.1 to the server on non-blocking sockets, with a keep-alive connection pool.
 
 Measured first (see the README's performance section): aiohttp spent ~160 µs of client CPU
 per short streamed request here, and a coroutine wake-up per chunk; a burst of 64 requests
-then left the client ~5 ms late, billed to TTFT. Here a request is one transport.write() of
-pre-built bytes, and every chunk is handled inside data_received: one CLOCK_MONOTONIC stamp
-per network read, HTTP framing, SSE framing, and the caller's on_event; no task switch.
+then left the client ~5 ms late, billed to TTFT. Here a request is one send() of pre-built
+bytes, and every chunk is handled in the socket's reader callback: one read with the kernel's
+arrival stamp, HTTP framing, SSE framing and the caller's on_event; no task switch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import orjson
+
+from loadgen.clock import enable_receive_timestamps, recv_stamped
 
 from .http1 import HttpProtocolError, ResponseParser
 from .sse import SSEError, SSEParser
@@ -72,35 +74,29 @@ class _Exchange:
                         on_event(t_ns, event)
         else:
             self.body.extend(pieces)
+        if parser.failure is not None:
+            raise parser.failure
 
 
-class _Connection(asyncio.Protocol):
-    __slots__ = ("transport", "exchange", "pool", "closed", "used")
+class _Connection:
+    """One keep-alive connection serving one exchange at a time; subclasses do the I/O."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
         self.exchange: _Exchange | None = None
         self.closed = False
         self.used = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        t_ns = time.monotonic_ns()
+    def feed(self, t_ns: int, data: bytes) -> None:
         exchange = self.exchange
         if exchange is None:
-            self.transport.close()  # bytes nobody asked for: the connection cannot be trusted
+            self.close()  # bytes nobody asked for: the connection cannot be trusted
             return
         try:
             exchange.data(t_ns, data)
         except (HttpProtocolError, SSEError) as exc:
             self._fail(TransportError("malformed", str(exc)))
-            self.transport.close()
+            self.close()
             return
         if exchange.parser.complete:
             self.exchange = None
@@ -109,28 +105,28 @@ class _Connection(asyncio.Protocol):
             if exchange.parser.keep_alive:
                 self.pool.release(self)
             else:
-                self.transport.close()
+                self.close()
 
-    def eof_received(self) -> bool | None:
+    def end_of_stream(self) -> None:
+        """The server closed its side: completes a close-delimited body, fails anything else."""
         exchange = self.exchange
         if exchange is not None:
             try:
                 exchange.parser.eof()
-                self.data_received(b"")
+                self.feed(time.monotonic_ns(), b"")
             except HttpProtocolError:
                 pass
-        return None
+        self.close()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         self.pool.forget(self)
-        exchange = self.exchange
+        exchange, self.exchange = self.exchange, None
         if exchange is not None and not exchange.future.done():
-            if exchange.parser.complete:
-                exchange.future.set_result(exchange)
-            else:
-                where = "mid-response" if exchange.got_bytes else "before any response byte"
-                self._fail(TransportError("disconnect", f"connection closed {where}"))
+            where = "mid-response" if exchange.got_bytes else "before any response byte"
+            exchange.future.set_exception(TransportError("disconnect", f"connection closed {where}"))
 
     def _fail(self, error: TransportError) -> None:
         exchange, self.exchange = self.exchange, None
@@ -140,38 +136,155 @@ class _Connection(asyncio.Protocol):
     def start(self, request: bytes, exchange: _Exchange) -> None:
         self.exchange = exchange
         self.used = True
-        self.transport.write(request)
+        self.write(request)
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _SocketConnection(_Connection):
+    """Plain TCP on a non-blocking socket: each read carries the kernel's arrival stamp (loadgen.clock)."""
+
+    def __init__(self, pool: _Pool, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(pool)
+        self.sock, self._loop = sock, loop
+        self._fd = sock.fileno()
+        self._pending = bytearray()
+        loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data, t_ns = recv_stamped(self.sock)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if data:
+            self.feed(t_ns, data)
+        else:
+            self.end_of_stream()
+
+    def write(self, data: bytes) -> None:
+        if self._pending:
+            self._pending += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(data):
+            self._pending += data[sent:]
+            self._loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        del self._pending[:sent]
+        if not self._pending:
+            self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._loop.remove_reader(self._fd)
+        if self._pending:
+            self._loop.remove_writer(self._fd)
+        self.sock.close()
+        self.lost()
+
+
+class _TlsConnection(_Connection, asyncio.Protocol):
+    """TLS through asyncio's transport (no kernel stamps there: the read time is used)."""
+
+    def __init__(self, pool: _Pool) -> None:
+        super().__init__(pool)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.feed(time.monotonic_ns(), data)
+
+    def eof_received(self) -> bool | None:
+        self.end_of_stream()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost()
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.lost()
 
 
 class _Pool:
-    """Idle keep-alive connections to one server; a connection serves one request at a time."""
+    """Idle keep-alive connections to one server."""
 
     def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, connect_timeout_s: float) -> None:
         self.host, self.port, self.ssl = host, port, ssl_context
         self.connect_timeout_s = connect_timeout_s
         self.idle: list[_Connection] = []
         self.all: set[_Connection] = set()
+        self._address: tuple | None = None
 
     async def acquire(self) -> _Connection:
         while self.idle:
             conn = self.idle.pop()
             if not conn.closed:
                 return conn
-        loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
-                                       server_hostname=self.host if self.ssl else None),
-                self.connect_timeout_s)
+            conn = await asyncio.wait_for(self._connect(), self.connect_timeout_s)
         except asyncio.TimeoutError:
             raise TransportError("timeout", f"connecting to {self.host}:{self.port} timed out") from None
         except ssl.SSLError as exc:
-            raise TransportError("connect", f"TLS handshake with {self.host}:{self.port} failed: {exc.reason}") from None
+            raise TransportError("connect", f"TLS handshake with {self.host}:{self.port} failed: "
+                                            f"{exc.reason or exc}") from None
         except OSError as exc:
             raise TransportError("connect", f"cannot connect to {self.host}:{self.port}: "
                                             f"{exc.strerror or exc}") from None
         self.all.add(conn)
         return conn
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        if self.ssl is not None:
+            _, conn = await loop.create_connection(lambda: _TlsConnection(self), self.host, self.port,
+                                                   ssl=self.ssl, server_hostname=self.host)
+            return conn
+        if self._address is None:
+            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            self._address = infos[0]
+        family, kind, proto, _, address = self._address
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            enable_receive_timestamps(sock)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return _SocketConnection(self, sock, loop)
 
     def release(self, conn: _Connection) -> None:
         if not conn.closed:
@@ -182,8 +295,7 @@ class _Pool:
 
     def close(self) -> None:
         for conn in list(self.all):
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close()
         self.idle.clear()
 
 
@@ -234,7 +346,7 @@ class HttpClient:
                 raise
             except asyncio.CancelledError:
                 conn.exchange = None
-                conn.transport.close()
+                conn.close()
                 raise
             finally:
                 timer.cancel()
@@ -270,7 +382,7 @@ def _expire(conn: _Connection, exchange: _Exchange, timeout_s: float) -> None:
     if not exchange.future.done():
         exchange.future.set_exception(TransportError("timeout", f"no complete response within {timeout_s:g} s"))
         conn.exchange = None
-        conn.transport.close()
+        conn.close()
 
 
 def _error_message(body: bytes, status: int) -> str:

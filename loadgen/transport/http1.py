@@ -21,7 +21,7 @@ class ResponseParser:
     Body pieces are returned as they arrive, so a streamed response is never held back.
     """
 
-    __slots__ = ("status", "headers", "keep_alive", "_state", "_buffer", "_remaining", "head_only")
+    __slots__ = ("status", "headers", "keep_alive", "_state", "_buffer", "_remaining", "head_only", "failure")
 
     def __init__(self, head_only: bool = False) -> None:
         self.status = 0
@@ -31,6 +31,7 @@ class ResponseParser:
         self._state = _HEAD
         self._buffer = b""
         self._remaining = 0
+        self.failure: HttpProtocolError | None = None
 
     @property
     def complete(self) -> bool:
@@ -41,7 +42,20 @@ class ResponseParser:
         return self._state != _HEAD
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Body pieces completed by `data`. Broken framing raises HttpProtocolError, but only on the
+        next call, so the body pieces that came before the fault are still delivered."""
+        if self.failure is not None:
+            raise self.failure
         out: list[bytes] = []
+        try:
+            self._feed(data, out)
+        except HttpProtocolError as exc:
+            self.failure = exc
+            if not out:
+                raise
+        return out
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
         buf = self._buffer + data if self._buffer else data
         self._buffer = b""
         pos = 0
@@ -109,7 +123,6 @@ class ResponseParser:
                 out.append(buf[pos:])
                 pos = n
         self._buffer = buf[pos:] if pos < n else b""
-        return out
 
     def eof(self) -> None:
         """The connection closed: completes a close-delimited body, or raises if the body was cut."""

@@ -1,7 +1,7 @@
 """Incremental Server-Sent-Events parser for the client's read path (WHATWG framing, bytes in and out).
 
 It runs once per network read of every open stream, so the work per read is a few C-level
-bytes operations (`in`, `replace`, `split`) plus one short Python step per line; nothing loops
+bytes operations (`in`, `split`, `splitlines`) plus one short Python step per line; nothing loops
 per byte. Payloads are never decoded: the caller hands them to a JSON parser as bytes.
 """
 
@@ -34,12 +34,14 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payloads of the events completed by this chunk, in order."""
+        if not chunk:
+            return []  # an empty read must not consume a pending CR's LF half
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        if not chunk:
-            return []
+                if not chunk:
+                    return []
         if b"\r" in chunk:
             # CR or CRLF line ends. bytes.splitlines breaks at exactly SSE's three (CRLF, CR, LF)
             # but drops the empty piece after a final line end, which is put back so that the
@@ -61,7 +63,7 @@ class SSEParser:
             lines[0] = b"".join(self._pending)
             self._pending = []
             self._pending_len = 0
-        tail = lines.pop()  # after the last LF: unfinished (b"" when the chunk ends a line)
+        tail = lines.pop()  # after the last line end: unfinished (b"" if none)
         events: list[bytes] = []
         data = self._data
         for line in lines:

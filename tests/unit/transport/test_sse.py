@@ -308,3 +308,11 @@ def test_property_random_bytes_only_raise_sse_error(data):
         parser.close()
     except SSEError:
         pass
+
+
+def test_empty_read_between_cr_and_lf_keeps_them_one_line_end():
+    # Regression: an empty read after a trailing CR used to drop the pending CR, so the LF that
+    # followed counted as a second line end and dispatched an event early (found by hypothesis).
+    parser = SSEParser()
+    got = parser.feed(b"data: a\r") + parser.feed(b"") + parser.feed(b"\ndata: b\n\n")
+    assert got == [b"a\nb"]
