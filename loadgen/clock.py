@@ -34,8 +34,9 @@ def enable_receive_timestamps(sock: socket.socket) -> bool:
     return True
 
 
-def recv_stamped(sock: socket.socket, size: int = RECV_BYTES) -> tuple[bytes, int]:
-    """One non-blocking read: (data, arrival time in monotonic ns). Raises BlockingIOError when empty.
+def recv_stamped(sock: socket.socket, size: int = RECV_BYTES) -> tuple[bytes, int, int]:
+    """One non-blocking read: (data, arrival ns, read ns), both CLOCK_MONOTONIC; arrival is the
+    read time where the kernel gave no stamp. Raises BlockingIOError when there is nothing to read.
 
     The stamp is CLOCK_REALTIME; subtracting its age (realtime now - stamp) from monotonic now
     converts it without assuming the two clocks keep a fixed offset over the run.
@@ -47,5 +48,5 @@ def recv_stamped(sock: socket.socket, size: int = RECV_BYTES) -> tuple[bytes, in
             sec, nsec = _TIMESPEC.unpack_from(payload)
             age = _realtime_ns() - (sec * 1_000_000_000 + nsec)
             if 0 <= age < 10_000_000_000:  # a stamp from a stepped clock is ignored
-                return data, mono - age
-    return data, mono
+                return data, mono - age, mono
+    return data, mono, mono

@@ -116,6 +116,7 @@ class _Run:
             if config.warmup:
                 await self._phase(client, adapter, bodies, journal, prompts, warmup=True)
             before = await self._scrape(client, adapter)
+            client.reset_read_lag()
             await self._phase(client, adapter, bodies, journal, prompts, warmup=False)
             after = await self._scrape(client, adapter) if not self.interrupted else None
         finally:
@@ -126,7 +127,7 @@ class _Run:
         delta, note = _server_delta(adapter, before, after, self.interrupted)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup],
                               token_counts=adapter.token_counts, server_delta=delta, server_note=note,
-                              partial=self.interrupted)
+                              partial=self.interrupted, client_read_lag=client.read_lag.summary())
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")

@@ -85,7 +85,7 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
 
 def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts: str,
                  server_delta: SpecCounters | None, server_note: str | None = None,
-                 partial: bool = False) -> dict:
+                 partial: bool = False, client_read_lag: dict | None = None) -> dict:
     """The report of one measured window. `records` excludes warm-up requests."""
     started = [r.sent_ns for r in records if r.sent_ns]
     ended = [r.last_ns for r in records if r.last_ns]
@@ -115,6 +115,9 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts
             "server_note": server_note,
         },
         "categories": _categories(records),
+        # Chunks are timed by the kernel's arrival stamps; this is how late the client processed
+        # them. Large values mean the client was busy, not that the server was slow.
+        "client": {"read_lag": client_read_lag},
         "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
         "error_examples": _error_examples(records),
     }

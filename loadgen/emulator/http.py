@@ -54,7 +54,7 @@ class SocketTransport:
 
     def _readable(self) -> None:
         try:
-            data, t_ns = recv_stamped(self.sock)
+            data, t_ns, _ = recv_stamped(self.sock)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

@@ -21,6 +21,7 @@ import orjson
 from loadgen.clock import enable_receive_timestamps, recv_stamped
 
 from .http1 import HttpProtocolError, ResponseParser
+from .lag import ReadLag
 from .sse import SSEError, SSEParser
 
 __all__ = ["HttpClient", "TransportError", "ExchangeError"]
@@ -157,13 +158,14 @@ class _SocketConnection(_Connection):
 
     def _readable(self) -> None:
         try:
-            data, t_ns = recv_stamped(self.sock)
+            data, t_ns, read_ns = recv_stamped(self.sock)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.close()
             return
         if data:
+            self.pool.read_lag.add(read_ns - t_ns)
             self.feed(t_ns, data)
         else:
             self.end_of_stream()
@@ -246,6 +248,7 @@ class _Pool:
         self.idle: list[_Connection] = []
         self.all: set[_Connection] = set()
         self._address: tuple | None = None
+        self.read_lag = ReadLag()
 
     async def acquire(self) -> _Connection:
         while self.idle:
@@ -319,6 +322,14 @@ class HttpClient:
 
     async def close(self) -> None:
         self._pool.close()
+
+    @property
+    def read_lag(self) -> ReadLag:
+        """Kernel arrival -> processing delay of every read since the last reset (the client's own lateness)."""
+        return self._pool.read_lag
+
+    def reset_read_lag(self) -> None:
+        self._pool.read_lag = ReadLag()
 
     def _request_bytes(self, method: str, path: str, body: bytes | None) -> bytes:
         if body is None:
