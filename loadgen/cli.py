@@ -71,7 +71,9 @@ def run(url, engine, model, workload, input_len, concurrency, num_requests, dura
         emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
         progress=not no_progress and console.is_terminal,
     )
-    run_benchmark(config, console)
+    report = run_benchmark(config, console)
+    if report["partial"]:
+        sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
 
 
 @cli.command()
