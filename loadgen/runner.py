@@ -124,9 +124,9 @@ class _Run:
             gc.unfreeze()
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
-        delta, note = _server_delta(adapter, before, after, self.interrupted)
+        scrapes, note = _server_scrapes(adapter, before, after, self.interrupted)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup],
-                              token_counts=adapter.token_counts, server_delta=delta, server_note=note,
+                              token_counts=adapter.token_counts, server_scrapes=scrapes, server_note=note,
                               partial=self.interrupted, client_read_lag=client.read_lag.summary())
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
@@ -246,7 +246,8 @@ class _Run:
             task.cancel()
 
 
-def _server_delta(adapter: EngineAdapter, before, after, interrupted: bool) -> tuple[SpecCounters | None, str | None]:
+def _server_scrapes(adapter: EngineAdapter, before, after,
+                    interrupted: bool) -> tuple[tuple[SpecCounters, SpecCounters] | None, str | None]:
     if adapter.metrics_path is None:
         return None, f"the {adapter.name} adapter reads no server metrics"
     for scrape in (before, after):
@@ -256,4 +257,4 @@ def _server_delta(adapter: EngineAdapter, before, after, interrupted: bool) -> t
         if interrupted and before is not None:
             return None, "not scraped after an interrupted run"
         return None, "the server exports no speculative-decoding counters (no speculation configured?)"
-    return after.minus(before), None
+    return (before, after), None

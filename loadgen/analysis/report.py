@@ -84,16 +84,17 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
 
 
 def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts: str,
-                 server_delta: SpecCounters | None, server_note: str | None = None,
+                 server_scrapes: tuple[SpecCounters, SpecCounters] | None, server_note: str | None = None,
                  partial: bool = False, client_read_lag: dict | None = None) -> dict:
-    """The report of one measured window. `records` excludes warm-up requests."""
+    """The report of one measured window. `records` excludes warm-up requests; `server_scrapes` are
+    the engine's SD counters before and after that window."""
     started = [r.sent_ns for r in records if r.sent_ns]
     ended = [r.last_ns for r in records if r.last_ns]
     window_s = (max(ended) - min(started)) * _NS if started and ended else 0.0
     completed = sum(1 for r in records if r.ok)
     output_tokens = sum(r.output_tokens for r in records)
     samples = latency_samples(records)
-    server = server_acceptance(server_delta) if server_delta is not None else None
+    server = server_acceptance(*server_scrapes) if server_scrapes is not None else None
     return {
         "schema_version": SCHEMA_VERSION,
         "partial": partial,

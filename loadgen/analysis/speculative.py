@@ -52,8 +52,12 @@ def request_acceptance_length(tokens: Sequence[int]) -> float | None:
     return sum(steps) / len(steps) if len(steps) else None
 
 
-def server_acceptance(delta: SpecCounters) -> dict | None:
-    """The engine's counters over the run: AL = 1 + accepted / drafts (the bonus token counts)."""
+def server_acceptance(before: SpecCounters, after: SpecCounters) -> dict | None:
+    """The engine's counters over the run: AL = 1 + accepted / drafts (the bonus token counts).
+
+    The raw scrapes go into the result too, so anyone can redo the arithmetic.
+    """
+    delta = after.minus(before)
     if delta.drafts <= 0:
         return None
     return {
@@ -63,4 +67,5 @@ def server_acceptance(delta: SpecCounters) -> dict | None:
         "acceptance_length": 1.0 + delta.accepted_tokens / delta.drafts,
         "acceptance_rate": delta.accepted_tokens / delta.draft_tokens if delta.draft_tokens else None,
         "per_position": [n / delta.drafts for n in delta.accepted_per_position],
+        "scrapes": {"before": before.to_json(), "after": after.to_json()},
     }

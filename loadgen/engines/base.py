@@ -33,6 +33,10 @@ class SpecCounters:
     accepted_tokens: float
     accepted_per_position: tuple[float, ...]
 
+    def to_json(self) -> dict:
+        return {"drafts": self.drafts, "draft_tokens": self.draft_tokens, "accepted_tokens": self.accepted_tokens,
+                "accepted_per_position": list(self.accepted_per_position)}
+
     def minus(self, earlier: SpecCounters) -> SpecCounters:
         k = max(len(self.accepted_per_position), len(earlier.accepted_per_position))
         now = self.accepted_per_position + (0.0,) * (k - len(self.accepted_per_position))

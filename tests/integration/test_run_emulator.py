@@ -1,5 +1,6 @@
 """`loadgen run` end to end against the emulator over loopback: the emulator's settings are the truth."""
 
+import re
 import urllib.request
 from pathlib import Path
 
@@ -42,17 +43,41 @@ def test_accounting_files_and_server_counters(emulator, run_loadgen, tmp_path):
     assert on_disk == orjson.loads(orjson.dumps(report))
     for key in ("schema_version", "config", "summary", "latency", "speculative", "errors"):
         assert key in on_disk
-    # Server AL is the counter arithmetic over the measured window (warm-up excluded): the emulator
-    # started at zero, so the after-scrape minus the warm-up's share must equal the report.
-    counters = get_adapter("vllm").spec_counters(scrape(emu.url))
+    # Warm-up drafts are left out of the server figures: every measured step after a first chunk
+    # is one draft on the server, so client steps = server drafts < all drafts the server made.
     server = report["speculative"]["server"]
-    assert 0 < server["drafts"] < counters.drafts
-    assert server["acceptance_length"] == pytest.approx(1 + server["accepted_tokens"] / server["drafts"], rel=1e-12)
-    assert server["acceptance_rate"] == pytest.approx(server["accepted_tokens"] / server["draft_tokens"], rel=1e-12)
-    assert server["draft_tokens"] == 3 * server["drafts"]
-    # Every step after the first chunk is a draft on the server: client steps = server drafts.
     assert report["speculative"]["client"]["steps"] == server["drafts"]
+    assert server["drafts"] < get_adapter("vllm").spec_counters(scrape(emu.url)).drafts
     assert "Acceptance length" in text and "By category" in text
+
+
+def counter(text: str, name: str, position: str | None = None) -> float:
+    """A counter read straight from the exposition text, without the adapter under test."""
+    pattern = rf'^{re.escape(name)}{{[^}}]*{"position=" + chr(34) + position + chr(34) if position else ""}[^}}]*}} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, text, re.M))
+
+
+def test_server_acceptance_is_the_counter_arithmetic(emulator, run_loadgen):
+    emu = emulator("--ttft-ms", "2", "--step-ms", "2", "--accept", "0.9,0.5")
+    report, _ = run_loadgen(url=emu.url, num_requests=30, concurrency=6, max_tokens=40)
+    text = scrape(emu.url)  # nothing ran since the report's after-scrape
+    server = report["speculative"]["server"]
+    before, after = server["scrapes"]["before"], server["scrapes"]["after"]
+    assert after == {
+        "drafts": counter(text, "vllm:spec_decode_num_drafts_total"),
+        "draft_tokens": counter(text, "vllm:spec_decode_num_draft_tokens_total"),
+        "accepted_tokens": counter(text, "vllm:spec_decode_num_accepted_tokens_total"),
+        "accepted_per_position": [counter(text, "vllm:spec_decode_num_accepted_tokens_per_pos_total", str(i))
+                                  for i in (0, 1)],
+    }
+    drafts = after["drafts"] - before["drafts"]
+    accepted = after["accepted_tokens"] - before["accepted_tokens"]
+    # The preflight request (2 tokens: one step) ran before the before-scrape, so it is not counted.
+    assert before["drafts"] == 1 and drafts == report["speculative"]["client"]["steps"] == server["drafts"]
+    assert server["acceptance_length"] == 1 + accepted / drafts
+    assert server["acceptance_rate"] == accepted / (after["draft_tokens"] - before["draft_tokens"])
+    assert server["per_position"] == [(a - b) / drafts for a, b in zip(after["accepted_per_position"],
+                                                                        before["accepted_per_position"])]
 
 
 def test_client_acceptance_matches_configured_truth(emulator, run_loadgen):
@@ -104,3 +129,24 @@ def test_jsonl_workload_categories_and_per_row_max_tokens(emulator, run_loadgen,
     assert cats["math"]["output_tokens_mean"] == 12 and cats["code"]["output_tokens_mean"] == 5
     assert set(report["speculative"]["client"]["by_category"]) == {"math", "code"}
     assert report["summary"]["input_tokens"] == 5 * 3 + 5 * 2
+
+
+def test_api_key_is_sent_and_never_written(emulator, run_loadgen, tmp_path):
+    key = "sk-very-secret-123"
+    emu = emulator("--ttft-ms", "1", "--step-ms", "1", "--api-key", key)
+    report, text = run_loadgen(url=emu.url, num_requests=4, concurrency=2, max_tokens=8, api_key=key)
+    assert report["summary"]["requests_completed"] == 4 and report["config"]["api_key"] == "***"
+    for path in (tmp_path / "out").iterdir():
+        assert key not in path.read_text()
+    assert key not in text
+
+
+def test_emulator_non_streaming_and_token_ids(emulator):
+    emu = emulator("--ttft-ms", "1", "--step-ms", "1", "--accept", "0.5")
+    body = orjson.dumps({"prompt": "a b c", "max_tokens": 7, "return_token_ids": True})
+    req = urllib.request.Request(emu.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        out = orjson.loads(resp.read())
+    choice = out["choices"][0]
+    assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
+    assert len(choice["token_ids"]) == 7 and choice["finish_reason"] == "length" and choice["text"]

@@ -32,12 +32,14 @@ def test_request_acceptance_length():
 
 
 def test_server_acceptance_counter_arithmetic():
-    got = server_acceptance(SpecCounters(drafts=10, draft_tokens=30, accepted_tokens=15,
-                                         accepted_per_position=(8, 5, 2)))
-    assert got["acceptance_length"] == 2.5
+    before = SpecCounters(drafts=5, draft_tokens=15, accepted_tokens=5, accepted_per_position=(3, 2))
+    after = SpecCounters(drafts=15, draft_tokens=45, accepted_tokens=20, accepted_per_position=(11, 7, 2))
+    got = server_acceptance(before, after)
+    assert got["acceptance_length"] == 2.5 and got["drafts"] == 10
     assert got["acceptance_rate"] == 0.5
     assert got["per_position"] == [0.8, 0.5, 0.2]
-    assert server_acceptance(SpecCounters(0, 0, 0, ())) is None
+    assert got["scrapes"]["before"]["accepted_per_position"] == [3, 2]
+    assert server_acceptance(before, before) is None  # no drafts in the window
 
 
 def test_spec_counter_difference_pads_missing_positions():
