@@ -2,7 +2,7 @@
 
 aiohttp's server costs a coroutine and a task wake-up per written chunk; at 512 streams and
 20 ms steps that alone fills a core. Here a chunk is one send() called from the step
-scheduler, and a request's arrival time is the kernel's receive stamp (loadgen.clock), so the
+scheduler, and a request's arrival time is the kernel's receive stamp (loadgen.stamped_socket), so the
 configured TTFT counts from when the bytes arrived, however busy this process was. Only what
 OpenAI clients send is supported: Content-Length bodies, keep-alive, one request at a time per
 connection (pipelined requests wait in the buffer).
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from loadgen.clock import enable_receive_timestamps, recv_stamped
+from loadgen.stamped_socket import StampedSocket, enable_receive_timestamps
 
-__all__ = ["Request", "Connection", "SocketTransport", "accept_connections", "MAX_HEAD_BYTES", "MAX_BODY_BYTES"]
+__all__ = ["Request", "Connection", "accept_connections", "MAX_HEAD_BYTES", "MAX_BODY_BYTES"]
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -37,81 +37,6 @@ class Request:
     body: bytes
     received_ns: int  # when the read that completed the request returned: the arrival time
 
-class SocketTransport:
-    """Reads with kernel arrival stamps into a Connection; writes at once, queueing only what the
-    socket would not take."""
-
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, protocol: Connection) -> None:
-        self.sock, self._loop, self._protocol = sock, loop, protocol
-        self._fd = sock.fileno()
-        self._pending = bytearray()
-        self._closing = False
-        protocol.connection_made(self)
-        loop.add_reader(self._fd, self._readable)
-
-    def get_extra_info(self, name: str):
-        return self.sock if name == "socket" else None
-
-    def _readable(self) -> None:
-        try:
-            data, t_ns, _ = recv_stamped(self.sock)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.abort()
-            return
-        if data:
-            self._protocol.received(data, t_ns)
-        else:
-            self.abort()
-
-    def write(self, data: bytes) -> None:
-        if self._pending:
-            self._pending += data
-            return
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.abort()
-            return
-        if sent < len(data):
-            self._pending += data[sent:]
-            self._loop.add_writer(self._fd, self._writable)
-
-    def _writable(self) -> None:
-        try:
-            sent = self.sock.send(self._pending)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.abort()
-            return
-        del self._pending[:sent]
-        if not self._pending:
-            self._loop.remove_writer(self._fd)
-            if self._closing:
-                self.abort()
-
-    def close(self) -> None:
-        """Close once queued bytes are out."""
-        if self._pending:
-            self._closing = True
-        else:
-            self.abort()
-
-    def abort(self) -> None:
-        if self._fd < 0:
-            return
-        self._loop.remove_reader(self._fd)
-        if self._pending:
-            self._loop.remove_writer(self._fd)
-        self._fd = -1
-        self.sock.close()
-        self._protocol.connection_lost(None)
-
-
 def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
                        handler: Callable[[Connection, Request], None]) -> None:
     """Serve `listener` (already listening) until the loop stops."""
@@ -128,7 +53,8 @@ def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            SocketTransport(sock, loop, Connection(handler))
+            conn = Connection(handler)
+            conn.transport = StampedSocket(sock, loop, conn.received, conn.connection_lost)
 
     loop.add_reader(listener.fileno(), accept)
 
@@ -140,20 +66,17 @@ class Connection:
         self._handler = handler
         self._buffer = bytearray()
         self._keep_alive = True
-        self.transport: SocketTransport | None = None
+        self.transport: StampedSocket | None = None
         self.busy = False  # a response is still being produced
         self.closed = False
         self._received_ns = 0
         self._pending_head = b""
 
-    # -- transport callbacks ---------------------------------------------------------------
-    def connection_made(self, transport: SocketTransport) -> None:
-        self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    # -- socket callbacks ------------------------------------------------------------------
+    def connection_lost(self) -> None:
         self.closed = True
 
-    def received(self, data: bytes, t_ns: int) -> None:
+    def received(self, data: bytes, t_ns: int, _read_ns: int) -> None:
         self._received_ns = t_ns
         self._buffer += data
         if not self.busy:

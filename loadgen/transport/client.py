@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from loadgen.clock import enable_receive_timestamps, recv_stamped
+from loadgen.stamped_socket import StampedSocket, enable_receive_timestamps
 
 from .http1 import HttpProtocolError, ResponseParser
 from .lag import ReadLag
@@ -147,64 +147,24 @@ class _Connection:
 
 
 class _SocketConnection(_Connection):
-    """Plain TCP on a non-blocking socket: each read carries the kernel's arrival stamp (loadgen.clock)."""
+    """Plain TCP: each read carries the kernel's arrival stamp (loadgen.stamped_socket)."""
 
     def __init__(self, pool: _Pool, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(pool)
-        self.sock, self._loop = sock, loop
-        self._fd = sock.fileno()
-        self._pending = bytearray()
-        loop.add_reader(self._fd, self._readable)
+        self._io = StampedSocket(sock, loop, self._on_data, self.lost)
 
-    def _readable(self) -> None:
-        try:
-            data, t_ns, read_ns = recv_stamped(self.sock)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.close()
-            return
+    def _on_data(self, data: bytes, arrival_ns: int, read_ns: int) -> None:
         if data:
-            self.pool.read_lag.add(read_ns - t_ns)
-            self.feed(t_ns, data)
+            self.pool.read_lag.add(read_ns - arrival_ns)
+            self.feed(arrival_ns, data)
         else:
             self.end_of_stream()
 
     def write(self, data: bytes) -> None:
-        if self._pending:
-            self._pending += data
-            return
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.close()
-            return
-        if sent < len(data):
-            self._pending += data[sent:]
-            self._loop.add_writer(self._fd, self._writable)
-
-    def _writable(self) -> None:
-        try:
-            sent = self.sock.send(self._pending)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.close()
-            return
-        del self._pending[:sent]
-        if not self._pending:
-            self._loop.remove_writer(self._fd)
+        self._io.write(data)
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self._loop.remove_reader(self._fd)
-        if self._pending:
-            self._loop.remove_writer(self._fd)
-        self.sock.close()
-        self.lost()
+        self._io.abort()
 
 
 class _TlsConnection(_Connection, asyncio.Protocol):

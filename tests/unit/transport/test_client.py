@@ -32,6 +32,22 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
+def stream_error(script, timeout_s: float = 5) -> tuple[ExchangeError, list[bytes]]:
+    """Stream one request from a server running `script`; return the error it must end in."""
+
+    async def main():
+        server, url = await serve(script)
+        client = HttpClient(url, api_key=None, timeout_s=timeout_s)
+        events: list[bytes] = []
+        with pytest.raises(ExchangeError) as info:
+            await client.stream("/v1/completions", b"{}", lambda t, d: events.append(d), lambda t: None)
+        await client.close()
+        server.close()
+        return info.value, events
+
+    return run(main())
+
+
 def test_stream_events_with_a_timestamp_per_read_and_keep_alive_reuse():
     connections = 0
 
@@ -78,17 +94,7 @@ def test_failures_mid_stream(script_tail, kind):
         await writer.drain()
         writer.close()
 
-    async def main():
-        server, url = await serve(script)
-        client = HttpClient(url, api_key=None, timeout_s=5)
-        events = []
-        with pytest.raises(ExchangeError) as info:
-            await client.stream("/v1/completions", b"{}", lambda t, d: events.append(d), lambda t: None)
-        await client.close()
-        server.close()
-        return info.value, events
-
-    error, events = run(main())
+    error, events = stream_error(script)
     assert error.kind == kind and events[:1] == [b'{"n":1}']
 
 
@@ -98,16 +104,7 @@ def test_stall_times_out():
         writer.write(SSE_HEAD)
         await asyncio.sleep(5)
 
-    async def main():
-        server, url = await serve(script)
-        client = HttpClient(url, api_key=None, timeout_s=0.3)
-        with pytest.raises(ExchangeError) as info:
-            await client.stream("/v1/completions", b"{}", lambda t, d: None, lambda t: None)
-        await client.close()
-        server.close()
-        return info.value
-
-    assert run(main()).kind == "timeout"
+    assert stream_error(script, timeout_s=0.3)[0].kind == "timeout"
 
 
 def test_http_error_status_carries_the_server_message():
@@ -117,16 +114,7 @@ def test_http_error_status_carries_the_server_message():
         writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
         await writer.drain()
 
-    async def main():
-        server, url = await serve(script)
-        client = HttpClient(url, api_key=None, timeout_s=5)
-        with pytest.raises(ExchangeError) as info:
-            await client.stream("/v1/completions", b"{}", lambda t, d: None, lambda t: None)
-        await client.close()
-        server.close()
-        return info.value
-
-    error = run(main())
+    error, _ = stream_error(script)
     assert error.kind == "http_status" and error.status == 400 and "max_tokens is too large" in str(error)
 
 
@@ -136,16 +124,7 @@ def test_non_sse_success_is_malformed():
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
         await writer.drain()
 
-    async def main():
-        server, url = await serve(script)
-        client = HttpClient(url, api_key=None, timeout_s=5)
-        with pytest.raises(ExchangeError) as info:
-            await client.stream("/v1/completions", b"{}", lambda t, d: None, lambda t: None)
-        await client.close()
-        server.close()
-        return info.value
-
-    assert run(main()).kind == "malformed"
+    assert stream_error(script)[0].kind == "malformed"
 
 
 def test_idle_connection_closed_by_server_is_retried_once_on_a_new_one():
