@@ -32,9 +32,16 @@ def cli() -> None:
 @click.option("--url", help="Server root, e.g. http://gpu-host:8000. Without it, the built-in emulator is started.")
 @click.option("--engine", default="auto", show_default=True, help="auto, vllm or openai.")
 @click.option("--model", help="Model to request [default: the first of /v1/models].")
-@click.option("--workload", default="synthetic", show_default=True,
-              help="'synthetic' or a .jsonl file of {\"prompt_token_ids\": [...], \"category\": ...} lines.")
-@click.option("--input-len", default=128, show_default=True, help="Prompt tokens of the synthetic workload.")
+@click.option("--workload", default="sample", show_default=True,
+              help="sample (offline, 11 categories), random, speed:qualitative, speed:throughput_1k..32k, specbench, "
+                   "mtbench, sharegpt, sharegpt:conversations, jsonl, or a .jsonl file.")
+@click.option("--workload-path", type=click.Path(path_type=Path), help="The dataset file or folder to read.")
+@click.option("--tokenizer", help="The target model's tokenizer: a folder or Hugging Face id [default: built-in Phi-3].")
+@click.option("--chat-template/--no-chat-template", default=True, show_default=True,
+              help="Apply the tokenizer's chat template (off: send raw text as a completion).")
+@click.option("--system-prompt", help="A system message put before every conversation.")
+@click.option("--isl", type=int, help="Exact input tokens per prompt: text is cut, or padded with natural text.")
+@click.option("--input-len", default=128, show_default=True, help="Prompt tokens of the random workload.")
 @click.option("--concurrency", "-c", default=8, show_default=True, help="Requests kept in flight (closed loop).")
 @click.option("--num-requests", "-n", type=int, help="Measured requests [default: 200 unless --duration is given].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
@@ -53,7 +60,7 @@ def cli() -> None:
 @click.option("--emulator-accept", default="0.8,0.6,0.4", show_default=True,
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
-def run(url, engine, model, workload, input_len, concurrency, num_requests, duration, warmup, max_tokens,
+def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len, concurrency, num_requests, duration, warmup, max_tokens,
         ignore_eos, temperature, output_dir, api_key, timeout, seed, emulator_ttft_ms, emulator_step_ms,
         emulator_accept, no_progress) -> None:
     """Run one benchmark at a fixed concurrency and write its report."""
@@ -64,7 +71,8 @@ def run(url, engine, model, workload, input_len, concurrency, num_requests, dura
     if num_requests is None and duration is None:
         num_requests = 200
     config = RunConfig(
-        url=url, engine=engine, model=model, workload=workload, input_len=input_len, concurrency=concurrency,
+        url=url, engine=engine, model=model, workload=workload, workload_path=workload_path, tokenizer=tokenizer,
+        chat_template=chat_template, system_prompt=system_prompt, isl=isl, input_len=input_len, concurrency=concurrency,
         num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
         ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, seed=seed, api_key=api_key,
         output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
@@ -74,6 +82,80 @@ def run(url, engine, model, workload, input_len, concurrency, num_requests, dura
     report = run_benchmark(config, console)
     if report["partial"]:
         sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
+
+
+@cli.group()
+def workloads() -> None:
+    """Prepare, list and inspect tokenized workloads (cached on disk)."""
+
+
+def _workload_options(f):
+    for option in reversed([
+        click.argument("workload"),
+        click.option("--workload-path", type=click.Path(path_type=Path), help="The dataset file or folder."),
+        click.option("--tokenizer", help="Folder or Hugging Face id [default: built-in Phi-3]."),
+        click.option("--chat-template/--no-chat-template", default=True, show_default=True),
+        click.option("--system-prompt"),
+        click.option("--isl", type=int, help="Exact input tokens per prompt."),
+        click.option("--config", "speed_config", help="With WORKLOAD=speed: the SPEED-Bench config to resolve."),
+    ]):
+        f = option(f)
+    return f
+
+
+@workloads.command("prepare")
+@_workload_options
+def workloads_prepare(workload, workload_path, tokenizer, chat_template, system_prompt, isl, speed_config) -> None:
+    """Tokenize WORKLOAD into the cache; `prepare speed --config NAME` resolves SPEED-Bench's placeholders."""
+    from .workloads import BuildOptions, WorkloadSpec, load_workload, prepare_speed
+
+    if workload == "speed":
+        if not speed_config:
+            raise LoadgenError("prepare speed needs --config (qualitative, throughput_1k ... throughput_32k)")
+        click.echo(f"resolved SPEED-Bench {speed_config}: {prepare_speed(speed_config)}")
+        return
+    loaded = load_workload(WorkloadSpec(workload, workload_path, tokenizer,
+                                        BuildOptions(chat_template, system_prompt, isl)))
+    _describe(loaded)
+
+
+@workloads.command("show")
+@_workload_options
+def workloads_show(workload, workload_path, tokenizer, chat_template, system_prompt, isl, speed_config) -> None:
+    """Summarize WORKLOAD as it would be sent (preparing it first if needed), with its first prompt decoded."""
+    from .workloads import BuildOptions, WorkloadSpec, load_tokenizer, load_workload
+
+    loaded = load_workload(WorkloadSpec(workload, workload_path, tokenizer,
+                                        BuildOptions(chat_template, system_prompt, isl)))
+    _describe(loaded)
+    first = loaded.prompts[0]
+    if loaded.name != "random":
+        text = load_tokenizer(tokenizer).decode(first.token_ids[:200])
+        click.echo(f"first prompt ({first.prompt_id}, {first.token_ids.size} tokens), first 200 tokens:\n{text}")
+
+
+@workloads.command("list")
+def workloads_list() -> None:
+    """The prepared workloads in the cache."""
+    from .workloads.cache import cache_root, list_cached
+
+    rows = list_cached()
+    if not rows:
+        click.echo(f"no prepared workloads in {cache_root()}")
+    for info in rows:
+        click.echo(f"{info['name']:28s} {info['prompts']:6d} prompts {info['tokens']:11d} tokens "
+                   f"{info['bytes'] / 2**20:8.1f} MiB  tokenizer {info.get('tokenizer')}  {info['path']}")
+
+
+def _describe(loaded) -> None:
+    import numpy as np
+
+    lengths = np.array([p.token_ids.size for p in loaded.prompts])
+    categories = sorted({p.category for p in loaded.prompts})
+    origin = "from the cache" if loaded.info.get("cached") else f"prepared in {loaded.info.get('prepare_s', 0):.2f} s"
+    click.echo(f"{loaded.name}: {len(loaded.prompts)} prompts ({origin}), {lengths.sum()} tokens, ISL min/median/max "
+               f"{lengths.min()}/{int(np.median(lengths))}/{lengths.max()}, "
+               f"{sum(1 for p in loaded.prompts if p.followups)} multi-turn; categories: {', '.join(categories)}")
 
 
 @cli.command()

@@ -26,8 +26,13 @@ class RunConfig:
     output_dir: Path
     engine: str = "auto"
     model: str | None = None
-    workload: str = "synthetic"
-    input_len: int = 128
+    workload: str = "sample"
+    workload_path: Path | None = None
+    tokenizer: str | None = None  # None: the built-in (Phi-3) tokenizer
+    chat_template: bool = True
+    system_prompt: str | None = None
+    isl: int | None = None
+    input_len: int = 128  # random workload
     concurrency: int = 8
     num_requests: int | None = None
     duration_s: float | None = None
@@ -58,6 +63,8 @@ class RunConfig:
             raise UsageError(f"--timeout must be positive, got {self.timeout_s}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if self.isl is not None and self.isl < 1:
+            raise UsageError(f"--isl must be at least 1, got {self.isl}")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
 
@@ -65,7 +72,10 @@ class RunConfig:
         """The settings as they go into reports: never the API key."""
         return {
             "url": self.url, "engine": self.engine, "model": self.model, "workload": self.workload,
-            "input_len": self.input_len if self.workload == "synthetic" else None,
+            "workload_path": str(self.workload_path) if self.workload_path else None,
+            "tokenizer": self.tokenizer or "builtin:phi3", "chat_template": self.chat_template,
+            "system_prompt": self.system_prompt, "isl": self.isl,
+            "input_len": self.input_len if self.workload in ("random", "synthetic") else None,
             "concurrency": self.concurrency, "num_requests": self.num_requests, "duration_s": self.duration_s,
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
             "temperature": self.temperature, "timeout_s": self.timeout_s, "seed": self.seed,

@@ -21,15 +21,15 @@ from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, SpecCounters, detect_engine, get_adapter
 from .errors import OutputError, ServerError, UsageError
-from .records import ErrorInfo, Journal, RequestRecord, StreamRecorder
+from .records import Journal, RequestRecord, StreamRecorder
 from .scheduler import closed_loop
 from .sinks import RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
-from .workloads import Prompt, load_workload
+from .sender import COMPLETIONS, Sender
+from .workloads import BuildOptions, Prompt, Workload, WorkloadSpec, load_tokenizer, load_workload, round_robin
 
 __all__ = ["run", "prepare_output_dir"]
 
-COMPLETIONS = "/v1/completions"
 #: in-flight requests get this long to finish after Ctrl-C before they are cancelled
 INTERRUPT_GRACE_S = 5.0
 
@@ -53,18 +53,23 @@ def _emulator_args(config: RunConfig) -> list[str]:
             "--accept", ",".join(map(str, emu.accept)), "--seed", str(config.seed), "--workers", str(workers)]
 
 
+def workload_spec(config: RunConfig) -> WorkloadSpec:
+    return WorkloadSpec(config.workload, config.workload_path, config.tokenizer,
+                        BuildOptions(config.chat_template, config.system_prompt, config.isl),
+                        config.input_len, config.seed)
+
+
 def run(config: RunConfig, console: Console) -> dict:
     """Run one benchmark and return its report; writes requests.jsonl and report.json."""
     out = prepare_output_dir(config.output_dir)
-    prompts = load_workload(config.workload, input_len=config.input_len,
-                            num_requests=config.num_requests, seed=config.seed)
+    workload = load_workload(workload_spec(config))
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:
             emulator = stack.enter_context(EmulatorProcess(_emulator_args(config)))
             url = emulator.url
             console.print(f"[dim]no --url: running against the built-in emulator at {url}[/]")
-        return _run_loop(_Run(config, url, prompts, out, console).execute())
+        return _run_loop(_Run(config, url, workload, out, console).execute())
 
 
 def _run_loop(coro):
@@ -76,11 +81,9 @@ def _run_loop(coro):
 
 
 class _Run:
-    def __init__(self, config: RunConfig, url: str, prompts: list[Prompt], out: Path, console: Console) -> None:
-        self.config, self.url, self.prompts, self.out, self.console = config, url, prompts, out, console
+    def __init__(self, config: RunConfig, url: str, workload: Workload, out: Path, console: Console) -> None:
+        self.config, self.url, self.workload, self.out, self.console = config, url, workload, out, console
         self.records: list[RequestRecord] = []
-        self.ids = itertools.count()
-        self.in_flight = 0
         self.interrupted = False
         self.client: HttpClient | None = None
 
@@ -97,27 +100,30 @@ class _Run:
         model, engine = await self._discover(client)
         adapter = get_adapter(engine)
         await self._preflight(client, adapter, model)
-        bodies = {p.prompt_id: orjson.dumps(adapter.request_body(
-            model=model, prompt=list(p.token_ids), max_tokens=p.max_tokens or config.max_tokens,
-            temperature=config.temperature, ignore_eos=config.ignore_eos)) for p in self.prompts}
+        workload = self.workload
         public = config.public() | {"url": self.url if config.url else None, "engine": engine, "model": model,
                                     "emulator": None if config.url else _emulator_args(config),
-                                    "loadgen_version": __version__,
+                                    "workload_info": workload.info, "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        await client.open_connections(config.concurrency, "/v1/models")
+        # The run's order: round-robin over categories; a duration-bound run cycles one full pass.
+        order = round_robin(workload.prompts, config.num_requests, config.seed)
+        warmup_order = round_robin(workload.prompts, config.warmup, config.seed + 1) if config.warmup else []
+        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
         loop = asyncio.get_running_loop()
         journal = Journal(self.out / "requests.jsonl", loop)
+        sender = Sender(client, adapter, model, config, journal, tokenizer, self.records.append)
+        sender.prepare(warmup_order + order)
+        await client.open_connections(config.concurrency, "/v1/models")
         loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, self._on_interrupt)
-        prompts = itertools.cycle(self.prompts)
         gc.collect()
         gc.freeze()  # everything alive now is permanent; keeps collector pauses off the read path
         try:
             if config.warmup:
-                await self._phase(client, adapter, bodies, journal, prompts, warmup=True)
+                await self._phase(sender, iter(warmup_order), warmup=True)
             before = await self._scrape(client, adapter)
             client.reset_read_lag()
-            await self._phase(client, adapter, bodies, journal, prompts, warmup=False)
+            await self._phase(sender, iter(order) if config.num_requests else itertools.cycle(order), warmup=False)
             after = await self._scrape(client, adapter) if not self.interrupted else None
         finally:
             journal.close()
@@ -160,7 +166,8 @@ class _Run:
 
     async def _preflight(self, client: HttpClient, adapter: EngineAdapter, model: str) -> None:
         """One tiny request before the run, so a wrong endpoint is one clear error, not N failures."""
-        body = orjson.dumps(adapter.request_body(model=model, prompt=[self.prompts[0].token_ids[0]], max_tokens=2,
+        first_id = int(self.workload.prompts[0].token_ids[0])
+        body = orjson.dumps(adapter.request_body(model=model, prompt=[first_id], max_tokens=2,
                                                  temperature=self.config.temperature, ignore_eos=True))
         recorder = StreamRecorder(RequestRecord(-1, "preflight", 0, 1, 2, 0), adapter)
         try:
@@ -185,7 +192,8 @@ class _Run:
             return f"{adapter.metrics_path} answered HTTP {status}"
         return adapter.spec_counters(body.decode("utf-8", "replace"))
 
-    async def _phase(self, client, adapter, bodies, journal, prompts, *, warmup: bool) -> None:
+    async def _phase(self, sender: Sender, prompts, *, warmup: bool) -> None:
+        """Closed loop over `prompts`; the limit counts conversations (one request each unless multi-turn)."""
         config = self.config
         limit = config.warmup if warmup else config.num_requests
         concurrency = min(config.concurrency, limit) if limit else config.concurrency
@@ -195,28 +203,13 @@ class _Run:
 
         async def send(prompt: Prompt, scheduled_ns: int) -> None:
             nonlocal done
-            record = RequestRecord(next(self.ids), prompt.category, prompt.turn, len(prompt.token_ids),
-                                   prompt.max_tokens or config.max_tokens, scheduled_ns, warmup)
-            recorder = StreamRecorder(record, adapter)
-            error = None
-            self.in_flight += 1
             try:
-                await client.stream(COMPLETIONS, bodies[prompt.prompt_id], recorder.on_event,
-                                    lambda t: setattr(record, "sent_ns", t))
-            except ExchangeError as exc:
-                error = ErrorInfo(exc.kind, str(exc), exc.status)
-            except asyncio.CancelledError:
-                error = ErrorInfo("cancelled", "cancelled after interrupt")
-                raise
+                await sender.send(prompt, scheduled_ns, warmup)
             finally:
-                self.in_flight -= 1
-                recorder.finish(error)
-                self.records.append(record)
-                journal.append(record)
                 done += 1
                 if progress:
                     progress.update(done if limit else min(time.monotonic() - started, config.duration_s),
-                                    f"in flight {self.in_flight}")
+                                    f"in flight {sender.in_flight}")
 
         total = limit if limit else config.duration_s
         label = "warm-up" if warmup else ("requests" if limit else "seconds")

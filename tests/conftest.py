@@ -25,6 +25,12 @@ def emulator() -> Iterator:
         emu.stop()
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test session prepares workloads into its own cache, never the user's."""
+    monkeypatch.setenv("LOADGEN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture
 def run_loadgen(tmp_path: Path):
     """Run a benchmark in-process; returns (report, console text)."""
@@ -33,6 +39,7 @@ def run_loadgen(tmp_path: Path):
         buf = io.StringIO()
         kwargs.setdefault("output_dir", tmp_path / "out")
         kwargs.setdefault("progress", False)
+        kwargs.setdefault("workload", "random")  # exact accounting; text workloads have their own tests
         report = run(RunConfig(**kwargs), Console(file=buf, width=120))
         return report, buf.getvalue()
 

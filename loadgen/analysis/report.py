@@ -48,10 +48,13 @@ def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> 
     ok = [r for r in records if r.ok]
     hist = step_histogram(r.chunk_tokens for r in ok)
     per_category: dict[str, list[float]] = defaultdict(list)
+    per_sub: dict[str, list[float]] = defaultdict(list)
     for r in ok:
         al = request_acceptance_length(r.chunk_tokens)
         if al is not None:
             per_category[r.category].append(al)
+            if r.sub_category:
+                per_sub[f"{r.category}/{r.sub_category}"].append(al)
     return {
         "token_counts": token_counts,
         "acceptance_length": mean_from_histogram(hist),
@@ -59,6 +62,7 @@ def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> 
         "histogram": {str(k): n for k, n in hist.items()},
         "conditional_acceptance": {str(k): p for k, p in conditional_acceptance(hist).items()},
         "by_category": {c: float(np.mean(v)) for c, v in sorted(per_category.items())},
+        "by_sub_category": {c: float(np.mean(v)) for c, v in sorted(per_sub.items())},
     }
 
 
@@ -108,6 +112,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts
             "output_tokens": output_tokens,
             "output_tps": output_tokens / window_s if window_s > 0 else None,
             "request_throughput": completed / window_s if window_s > 0 else None,
+            # the input lengths actually sent (every request, multi-turn follow-ups included)
+            "isl": distribution([r.prompt_tokens for r in records]),
         },
         "latency": {name: distribution(values) for name, values in samples.items()},
         "speculative": {

@@ -22,6 +22,7 @@ class ChunkFields(NamedTuple):
     finish_reason: str | None
     error: str | None
     sent_ns: int | None  # the emulator's send stamp, when asked for (benchmarks)
+    text: str | None = None  # kept only for multi-turn workloads (the reply becomes the next context)
 
 
 @dataclass(frozen=True)

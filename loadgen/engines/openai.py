@@ -26,13 +26,15 @@ def decode_openai_chunk(data: bytes) -> ChunkFields:
     choices = obj.get("choices")
     tokens = None
     finish = None
+    text = None
     if choices:
         choice = choices[0]
         finish = choice.get("finish_reason")
+        text = choice.get("text")
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"))
+    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
 
 
 class OpenAIAdapter:

@@ -36,6 +36,7 @@ class RequestRecord:
     max_tokens: int
     scheduled_ns: int
     warmup: bool = False
+    sub_category: str = ""
     sent_ns: int = 0
     first_ns: int = 0
     last_ns: int = 0
@@ -59,7 +60,8 @@ class RequestRecord:
 
     def to_json(self) -> dict:
         return {
-            "request_id": self.request_id, "category": self.category, "turn": self.turn,
+            "request_id": self.request_id, "category": self.category, "sub_category": self.sub_category,
+            "turn": self.turn,
             "warmup": self.warmup, "prompt_tokens": self.prompt_tokens, "max_tokens": self.max_tokens,
             "scheduled_ns": self.scheduled_ns, "sent_ns": self.sent_ns, "first_ns": self.first_ns,
             "last_ns": self.last_ns, "chunk_ns": self.chunk_ns.tolist(), "chunk_tokens": self.chunk_tokens.tolist(),
@@ -73,7 +75,8 @@ class RequestRecord:
         return cls(
             request_id=obj["request_id"], category=obj["category"], turn=obj["turn"],
             prompt_tokens=obj["prompt_tokens"], max_tokens=obj["max_tokens"], scheduled_ns=obj["scheduled_ns"],
-            warmup=obj["warmup"], sent_ns=obj["sent_ns"], first_ns=obj["first_ns"], last_ns=obj["last_ns"],
+            warmup=obj["warmup"], sub_category=obj.get("sub_category", ""), sent_ns=obj["sent_ns"],
+            first_ns=obj["first_ns"], last_ns=obj["last_ns"],
             chunk_ns=array("q", obj["chunk_ns"]), chunk_tokens=array("i", obj["chunk_tokens"]),
             output_tokens=obj["output_tokens"], finish_reason=obj["finish_reason"],
             error=ErrorInfo(**error) if error else None,

@@ -14,10 +14,11 @@ __all__ = ["StreamRecorder"]
 
 
 class StreamRecorder:
-    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens")
+    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts")
 
-    def __init__(self, record: RequestRecord, adapter: EngineAdapter) -> None:
+    def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False) -> None:
         self.record = record
+        self._texts: list[str] | None = [] if keep_text else None
         self._decode = adapter.decode
         self._cumulative = 0
         self._usage_tokens: int | None = None
@@ -45,6 +46,8 @@ class StreamRecorder:
             tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
         if fields.finish_reason is not None:
             record.finish_reason = fields.finish_reason
+        if self._texts is not None and fields.text:
+            self._texts.append(fields.text)
         if tokens <= 0 or not fields.has_choice:
             return
         if not record.chunk_ns:
@@ -54,6 +57,11 @@ class StreamRecorder:
         record.chunk_tokens.append(tokens)
         if fields.sent_ns is not None:
             record.receive_lag_ns.append(t_ns - fields.sent_ns)
+
+    @property
+    def text(self) -> str:
+        """The reply's text (multi-turn workloads only: it becomes the next turn's context)."""
+        return "".join(self._texts or ())
 
     def finish(self, error: ErrorInfo | None) -> RequestRecord:
         """Close the record: the transport's error (if any) wins over a stream-level one."""

@@ -96,8 +96,9 @@ def print_summary(console: Console, report: dict) -> None:
     cats = report["categories"]
     if cats:
         ct = Table(title="By category", title_justify="left")
-        for col in ("category", "requests", "AL mean", "AL std", "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
-            ct.add_column(col, justify="left" if col == "category" else "right")
+        ct.add_column("category", no_wrap=True)
+        for col in ("requests", "AL mean", "AL std", "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
+            ct.add_column(col, justify="right")
         for name, row in cats.items():
             al_row = row["acceptance_length"] or {}
             ct.add_row(name, str(row["requests"]), _num(al_row.get("mean"), "{:.3f}"), _num(al_row.get("std"), "{:.3f}"),

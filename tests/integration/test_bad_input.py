@@ -11,6 +11,8 @@ import pytest
 
 
 def loadgen(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    if args[0] == "run" and "--workload" not in args:
+        args = (*args, "--workload", "random")
     return subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=timeout)
 
 

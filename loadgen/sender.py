@@ -1,0 +1,81 @@
+"""Sends one conversation: its turns in order, each one request and one record."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+
+import numpy as np
+import orjson
+
+from .config import RunConfig
+from .engines import EngineAdapter
+from .records import ErrorInfo, Journal, RequestRecord, StreamRecorder
+from .transport import ExchangeError, HttpClient
+from .workloads import ChatTokenizer, Prompt, render_messages
+
+__all__ = ["Sender", "COMPLETIONS"]
+
+COMPLETIONS = "/v1/completions"
+
+
+class Sender:
+    """Request bodies are serialized before the run (`prepare`); later turns of multi-turn prompts
+    are templated during the run, once the reply they answer has streamed in."""
+
+    def __init__(self, client: HttpClient, adapter: EngineAdapter, model: str, config: RunConfig, journal: Journal,
+                 tokenizer: ChatTokenizer | None, on_record: Callable[[RequestRecord], None]) -> None:
+        self._client, self._adapter, self._model, self._config = client, adapter, model, config
+        self._journal, self._tokenizer, self._on_record = journal, tokenizer, on_record
+        self._bodies: dict[Prompt, bytes] = {}
+        self._ids = itertools.count()
+        self.in_flight = 0
+
+    def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
+        body = self._adapter.request_body(model=self._model, prompt=token_ids, max_tokens=max_tokens,
+                                          temperature=self._config.temperature, ignore_eos=self._config.ignore_eos)
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def prepare(self, prompts) -> None:
+        for prompt in prompts:
+            if prompt not in self._bodies:
+                self._bodies[prompt] = self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
+
+    async def send(self, prompt: Prompt, scheduled_ns: int, warmup: bool) -> None:
+        body = self._bodies.get(prompt) or self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
+        messages = list(prompt.messages)
+        prompt_tokens = prompt.token_ids.size
+        for turn in range(1 + len(prompt.followups)):
+            last = turn == len(prompt.followups)
+            record = RequestRecord(next(self._ids), prompt.category, turn, prompt_tokens,
+                                   prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
+                                   sub_category=prompt.sub_category)
+            recorder = StreamRecorder(record, self._adapter, keep_text=not last)
+            await self._exchange(body, record, recorder)
+            if last or not record.ok:
+                return  # a failed turn ends its conversation: later turns would answer nothing
+            messages += [{"role": "assistant", "content": recorder.text},
+                         {"role": "user", "content": prompt.followups[turn]}]
+            ids = np.asarray(self._tokenizer.encode(render_messages(self._tokenizer, messages,
+                                                                    self._config.chat_template)), dtype=np.int32)
+            prompt_tokens = ids.size
+            body = self._body(ids, record.max_tokens)
+            scheduled_ns = time.monotonic_ns()  # the next turn is due as soon as the reply is in
+
+    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder) -> None:
+        error = None
+        self.in_flight += 1
+        try:
+            await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t))
+        except ExchangeError as exc:
+            error = ErrorInfo(exc.kind, str(exc), exc.status)
+        except asyncio.CancelledError:
+            error = ErrorInfo("cancelled", "cancelled after interrupt")
+            raise
+        finally:
+            self.in_flight -= 1
+            recorder.finish(error)
+            self._journal.append(record)
+            self._on_record(record)
