@@ -14,10 +14,13 @@ from .tokenizer import ChatTokenizer
 
 __all__ = ["BuildOptions", "build_prompts", "render_messages"]
 
-#: content is cut to this many characters per wanted token before encoding: never short in
-#: practice (tokens average 2-6 characters), and it keeps 32k-token buckets from encoding whole books
-_CHARS_PER_TOKEN_CAP = 12
 _SEPARATOR = "\n\n"
+_SENTINEL = "LOADGENCONTENTSENTINEL"
+#: content is cut before encoding to the characters its tokens need (measured on the row's first
+#: _PROBE_CHARS) times this margin; a row that then falls short is encoded again in full
+_CUT_MARGIN = 1.1
+_PROBE_CHARS = 4096
+_BATCH_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -76,29 +79,26 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
 
     The content is the row's first turn cut to fit, or followed by natural text (the other rows'
     turns, in order, from the next row on) when it is too short; never random ids. The template's
-    own ids come from rendering it around the content and encoding the text before and after it.
+    own ids come from encoding its text before and after the content.
     Multi-turn rows send their first turn only here: a bucket is about one input length.
     """
     isl = options.isl
     contents = [row.turns[0] for row in rows]
-    budget_chars = isl * _CHARS_PER_TOKEN_CAP
+    # The template's text before and after the content, found by rendering around a sentinel
+    # (templates may trim or escape the content itself, so searching for it is unreliable).
     frames: list[tuple[list[int], list[int]]] = []
     frame_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
-    for row, content in zip(rows, contents):
-        messages = _messages(row, options, content)
-        text = render_messages(tokenizer, messages, options.chat_template)
-        at = text.rfind(content)
-        prefix, suffix = text[:at], text[at + len(content):]
+    for row in rows:
+        text = render_messages(tokenizer, _messages(row, options, _SENTINEL), options.chat_template)
+        prefix, _, suffix = text.rpartition(_SENTINEL)
         if (prefix, suffix) not in frame_cache:
             frame_cache[(prefix, suffix)] = (tokenizer.encode(prefix) if prefix else [],
                                              tokenizer.encode(suffix) if suffix else [])
         frames.append(frame_cache[(prefix, suffix)])
-    content_ids = tokenizer.encode_many([c[:budget_chars] for c in contents])
-    # The natural text that pads short prompts: all rows' first turns, one after the other.
-    filler = np.fromiter((t for ids in content_ids for t in ids), dtype=np.int32,
-                         count=sum(len(ids) for ids in content_ids))
-    separator = tokenizer.encode(_SEPARATOR)
-    starts = np.cumsum([0] + [len(ids) for ids in content_ids[:-1]]) if filler.size else []
+    content_ids = _encode_cut(tokenizer, contents, isl)
+    separator = np.asarray(tokenizer.encode(_SEPARATOR), np.int32)
+    filler: np.ndarray | None = None
+    starts = np.cumsum([0] + [ids.size for ids in content_ids[:-1]])
     prompts = []
     for i, (row, (head, tail), ids) in enumerate(zip(rows, frames, content_ids)):
         room = isl - len(head) - len(tail)
@@ -106,16 +106,38 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
             raise UsageError(f"--isl {isl} is shorter than the chat template's own {len(head) + len(tail)} tokens; "
                              "choose a larger --isl or --no-chat-template")
         body = ids[:room]
-        if len(body) < room:
-            need = room - len(body) - len(separator)
+        if body.size < room:
+            if filler is None:  # the natural text that pads short prompts: all rows' first turns in order
+                filler = np.concatenate(content_ids)
+            need = room - body.size - separator.size
             if need > filler.size:
                 raise UsageError(f"--isl {isl} needs up to {room} tokens of text per prompt, but this dataset holds "
                                  f"only {filler.size} tokens of text in all; choose a smaller --isl or a larger dataset")
             start = (int(starts[(i + 1) % len(rows)]) if len(rows) > 1 else 0) % filler.size
             pad = np.take(filler, np.arange(start, start + max(need, 0)), mode="wrap")
-            body = (list(body) + separator + pad.tolist())[:room]
-        out = np.asarray(head + list(body) + tail, dtype=np.int32)
+            body = np.concatenate([body, separator, pad])[:room]
+        out = np.concatenate([np.asarray(head, np.int32), body, np.asarray(tail, np.int32)])
         assert out.size == isl
         prompts.append(Prompt(row.row_id, out, row.category, row.sub_category, row.max_tokens))
     return prompts
 
+
+
+def _encode_cut(tokenizer: ChatTokenizer, contents: Sequence[str], isl: int) -> list[np.ndarray]:
+    """Encode each content, cut first to about the characters `isl` tokens take: SPEED-Bench's
+    32k bucket alone is ~50M tokens, so encoding text that would be cut off anyway is the main cost.
+    Each row's characters per token are measured on its first few KiB. Rows go in batches, each
+    turned into int32 arrays at once, so Python's int lists never hold the whole workload."""
+    probe = [c[:_PROBE_CHARS] for c in contents]
+    cuts = []
+    for text, ids in zip(probe, tokenizer.encode_many(probe)):
+        chars_per_token = len(text) / len(ids) if ids else 8.0
+        cuts.append(int(isl * chars_per_token * _CUT_MARGIN) + 512)
+    encoded: list[np.ndarray] = []
+    for at in range(0, len(contents), _BATCH_ROWS):
+        batch = [c[:cut] for c, cut in zip(contents[at:at + _BATCH_ROWS], cuts[at:at + _BATCH_ROWS])]
+        encoded += [np.asarray(ids[:isl], np.int32) for ids in tokenizer.encode_many(batch)]
+    short = [i for i, (c, cut, ids) in enumerate(zip(contents, cuts, encoded)) if len(c) > cut and ids.size < isl]
+    for i, ids in zip(short, tokenizer.encode_many([contents[i] for i in short])):
+        encoded[i] = np.asarray(ids[:isl], np.int32)
+    return encoded
