@@ -62,8 +62,9 @@ def speed_placeholder(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["tokenizer-missing", "no-template", "malformed", "empty", "placeholder",
-                                  "isl-too-long", "system-dropped"])
-def test_bad_workload_input_is_one_line(case, tmp_path, speed_placeholder):
+                                  "isl-too-long", "system-dropped", "hub-offline"])
+def test_bad_workload_input_is_one_line(case, tmp_path, speed_placeholder, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the suite never reaches the hub
     good = tmp_path / "good.jsonl"
     good.write_text('{"prompt": "hello there"}\n')
     plain = tmp_path / "plain"
@@ -80,6 +81,7 @@ def test_bad_workload_input_is_one_line(case, tmp_path, speed_placeholder):
                         ["placeholder", "loadgen workloads prepare speed --config qualitative"]),
         "isl-too-long": (["--workload", str(good), "--isl", "5000"], ["--isl 5000", "holds only"]),
         "system-dropped": (["--workload", str(good), "--system-prompt", "be brief"], ["drops system messages"]),
+        "hub-offline": (["--workload", "speed:throughput_2k"], ["nvidia/SPEED-Bench", "--workload-path"]),
     }[case]
     (tmp_path / "bad.jsonl").write_text('{"prompt": 5}\n')
     (tmp_path / "empty.jsonl").write_text("")
