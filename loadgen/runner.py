@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import itertools
-import os
 import signal
 import time
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from . import __version__
 from .analysis import build_report
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
-from .engines import ENGINES, EngineAdapter, SpecCounters, detect_engine, get_adapter
+from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, UsageError
 from .records import Journal, RequestRecord, StreamRecorder
 from .scheduler import closed_loop
@@ -32,6 +31,8 @@ __all__ = ["run", "prepare_output_dir"]
 
 #: in-flight requests get this long to finish after Ctrl-C before they are cancelled
 INTERRUPT_GRACE_S = 5.0
+#: how often server metrics are sampled during the run
+SERVER_POLL_S = 1.0
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -121,19 +122,21 @@ class _Run:
         try:
             if config.warmup:
                 await self._phase(sender, iter(warmup_order), warmup=True)
-            before = await self._scrape(client, adapter)
+            collectors = adapter.collectors()
+            for collector in collectors:
+                await collector.begin(client.get)
             client.reset_read_lag()
+            polling = asyncio.ensure_future(_poll(collectors, client, time.monotonic()))
             await self._phase(sender, iter(order) if config.num_requests else itertools.cycle(order), warmup=False)
-            after = await self._scrape(client, adapter) if not self.interrupted else None
+            polling.cancel()
+            server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:
             journal.close()
             gc.unfreeze()
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
-        scrapes, note = _server_scrapes(adapter, before, after, self.interrupted)
-        report = build_report(config=public, records=[r for r in self.records if not r.warmup],
-                              token_counts=adapter.token_counts, server_scrapes=scrapes, server_note=note,
-                              partial=self.interrupted, client_read_lag=client.read_lag.summary())
+        report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
+                              server=server, partial=self.interrupted, client_read_lag=client.read_lag.summary())
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
@@ -180,17 +183,6 @@ class _Run:
         record = recorder.finish(None)
         if record.error is not None:
             raise ServerError(f"the first request failed: {record.error.kind}: {record.error.message}")
-
-    async def _scrape(self, client: HttpClient, adapter: EngineAdapter) -> SpecCounters | None | str:
-        if adapter.metrics_path is None:
-            return None
-        try:
-            status, body = await client.get(adapter.metrics_path)
-        except TransportError as exc:
-            return f"could not scrape {adapter.metrics_path}: {exc}"
-        if status != 200:
-            return f"{adapter.metrics_path} answered HTTP {status}"
-        return adapter.spec_counters(body.decode("utf-8", "replace"))
 
     async def _phase(self, sender: Sender, prompts, *, warmup: bool) -> None:
         """Closed loop over `prompts`; the limit counts conversations (one request each unless multi-turn)."""
@@ -239,15 +231,10 @@ class _Run:
             task.cancel()
 
 
-def _server_scrapes(adapter: EngineAdapter, before, after,
-                    interrupted: bool) -> tuple[tuple[SpecCounters, SpecCounters] | None, str | None]:
-    if adapter.metrics_path is None:
-        return None, f"the {adapter.name} adapter reads no server metrics"
-    for scrape in (before, after):
-        if isinstance(scrape, str):
-            return None, scrape
-    if before is None or after is None:
-        if interrupted and before is not None:
-            return None, "not scraped after an interrupted run"
-        return None, "the server exports no speculative-decoding counters (no speculation configured?)"
-    return (before, after), None
+async def _poll(collectors, client: HttpClient, started: float) -> None:
+    """Sample the server's acceptance every SERVER_POLL_S for the report's time series (and keep
+    TRT-LLM's draining iteration stats from overflowing)."""
+    while True:
+        await asyncio.sleep(SERVER_POLL_S)
+        for collector in collectors:
+            await collector.poll(client.get, time.monotonic() - started)

@@ -53,7 +53,7 @@ class Sender:
                                    prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
                                    sub_category=prompt.sub_category)
             recorder = StreamRecorder(record, self._adapter, keep_text=not last)
-            await self._exchange(body, record, recorder)
+            await self._exchange(body, record, recorder, prompt.category)
             if last or not record.ok:
                 return  # a failed turn ends its conversation: later turns would answer nothing
             messages += [{"role": "assistant", "content": recorder.text},
@@ -64,11 +64,12 @@ class Sender:
             body = self._body(ids, record.max_tokens)
             scheduled_ns = time.monotonic_ns()  # the next turn is due as soon as the reply is in
 
-    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder) -> None:
+    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
         error = None
         self.in_flight += 1
         try:
-            await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t))
+            await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
+                                      category)
         except ExchangeError as exc:
             error = ErrorInfo(exc.kind, str(exc), exc.status)
         except asyncio.CancelledError:

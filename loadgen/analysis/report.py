@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from loadgen.engines import SpecCounters
+from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
-from .speculative import (conditional_acceptance, mean_from_histogram, request_acceptance_length,
-                          server_acceptance, step_histogram)
+from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
+                          step_histogram)
 from .stats import distribution
 
 __all__ = ["SCHEMA_VERSION", "build_report", "latency_samples"]
@@ -87,18 +87,18 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
     return table
 
 
-def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts: str,
-                 server_scrapes: tuple[SpecCounters, SpecCounters] | None, server_note: str | None = None,
-                 partial: bool = False, client_read_lag: dict | None = None) -> dict:
-    """The report of one measured window. `records` excludes warm-up requests; `server_scrapes` are
-    the engine's SD counters before and after that window."""
+def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: EngineAdapter,
+                 server: Sequence[ServerAcceptance], partial: bool = False, client_read_lag: dict | None = None) -> dict:
+    """The report of one measured window. `records` excludes warm-up requests; `server` holds what
+    the engine's collectors found over that window, best source first."""
     started = [r.sent_ns for r in records if r.sent_ns]
     ended = [r.last_ns for r in records if r.last_ns]
     window_s = (max(ended) - min(started)) * _NS if started and ended else 0.0
     completed = sum(1 for r in records if r.ok)
     output_tokens = sum(r.output_tokens for r in records)
     samples = latency_samples(records)
-    server = server_acceptance(*server_scrapes) if server_scrapes is not None else None
+    primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
+    client = _client_speculative(records, adapter.token_counts)
     return {
         "schema_version": SCHEMA_VERSION,
         "partial": partial,
@@ -117,9 +117,14 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts
         },
         "latency": {name: distribution(values) for name, values in samples.items()},
         "speculative": {
-            "client": _client_speculative(records, token_counts),
-            "server": server,
-            "server_note": server_note,
+            "client": client,
+            "server": primary.to_json() if primary else None,
+            "server_sources": [r.to_json() for r in server],
+            "server_note": (primary.note if primary else f"the {adapter.name} adapter found no server acceptance "
+                                                          "figures (no speculation configured, or metrics disabled)"),
+            "server_per_request": _server_per_request(records),
+            "cross_check": cross_check(client["acceptance_length"], primary, adapter.authoritative,
+                                       (client_read_lag or {}).get("p99_s")),
         },
         "categories": _categories(records),
         # Chunks are timed by the kernel's arrival stamps; this is how late the client processed
@@ -128,6 +133,21 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], token_counts
         "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
         "error_examples": _error_examples(records),
     }
+
+
+def _server_per_request(records: Sequence[RequestRecord]) -> dict | None:
+    """The engine's own per-request draft counts (llama.cpp timings), by category: acceptance rate
+    = accepted / drafted tokens."""
+    groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    for r in records:
+        if r.server_draft_tokens:
+            groups[r.category].append(r)
+    if not groups:
+        return None
+    return {c: {"requests": len(g), "draft_tokens": sum(r.server_draft_tokens for r in g),
+                "accepted_tokens": sum(r.server_accepted_tokens or 0 for r in g),
+                "acceptance_rate": sum(r.server_accepted_tokens or 0 for r in g) / sum(r.server_draft_tokens for r in g)}
+            for c, g in sorted(groups.items())}
 
 
 def _error_examples(records: Sequence[RequestRecord], per_kind: int = 3) -> dict[str, list[str]]:

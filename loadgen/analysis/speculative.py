@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from loadgen.engines import SpecCounters
+from loadgen.engines import ServerAcceptance
 
 __all__ = ["step_histogram", "mean_from_histogram", "conditional_acceptance", "request_acceptance_length",
-           "server_acceptance"]
+           "cross_check", "AGREEMENT_TOLERANCE"]
 
 
 def step_histogram(chunk_token_lists: Iterable[Sequence[int]]) -> dict[int, int]:
@@ -52,20 +52,38 @@ def request_acceptance_length(tokens: Sequence[int]) -> float | None:
     return sum(steps) / len(steps) if len(steps) else None
 
 
-def server_acceptance(before: SpecCounters, after: SpecCounters) -> dict | None:
-    """The engine's counters over the run: AL = 1 + accepted / drafts (the bonus token counts).
+#: client and server AL further apart than this are flagged
+AGREEMENT_TOLERANCE = 0.02
 
-    The raw scrapes go into the result too, so anyone can redo the arithmetic.
+
+def cross_check(client_al: float | None, server: ServerAcceptance | None, authoritative: tuple[str, str],
+                read_lag_p99_s: float | None) -> dict:
+    """Client AL (tokens per chunk) against the server's, with the likely cause of a disagreement.
+
+    Chunks that merge steps (stream interval > 1, an engine merging under load, reads that caught
+    several bursts) raise the client's figure; other traffic on the server, or a step split over
+    two reads, moves the server's or lowers the client's.
     """
-    delta = after.minus(before)
-    if delta.drafts <= 0:
-        return None
-    return {
-        "drafts": delta.drafts,
-        "draft_tokens": delta.draft_tokens,
-        "accepted_tokens": delta.accepted_tokens,
-        "acceptance_length": 1.0 + delta.accepted_tokens / delta.drafts,
-        "acceptance_rate": delta.accepted_tokens / delta.draft_tokens if delta.draft_tokens else None,
-        "per_position": [n / delta.drafts for n in delta.accepted_per_position],
-        "scrapes": {"before": before.to_json(), "after": after.to_json()},
-    }
+    server_al = server.acceptance_length if server else None
+    out = {"client_acceptance_length": client_al, "server_acceptance_length": server_al,
+           "server_source": server.source if server else None, "relative_difference": None, "flagged": False,
+           "likely_causes": [], "authoritative": authoritative[0], "authoritative_reason": authoritative[1]}
+    if client_al is None or server_al is None:
+        return out
+    diff = client_al / server_al - 1.0
+    out["relative_difference"] = diff
+    if abs(diff) <= AGREEMENT_TOLERANCE:
+        return out
+    out["flagged"] = True
+    if diff > 0:
+        out["likely_causes"] = ["chunks merge several engine steps (stream interval > 1, or the engine merged steps "
+                                "under load)"]
+        if read_lag_p99_s is not None and read_lag_p99_s > 0.005:
+            out["likely_causes"].append(f"the client fell behind (read lag p99 {read_lag_p99_s * 1e3:.1f} ms), so one "
+                                        "read caught several steps")
+    else:
+        out["likely_causes"] = ["other traffic on the server during the run (its figures cover all requests)",
+                                "a step's tokens split over several chunks or reads"]
+    if not server.exact:
+        out["likely_causes"].append("the server figure is a windowed or cumulative average, not the window's count")
+    return out

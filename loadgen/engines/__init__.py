@@ -1,12 +1,21 @@
 """One adapter per engine: everything that differs between engines lives there."""
 
 from .base import ChunkFields, EngineAdapter, SpecCounters
+from .llamacpp import LlamacppAdapter
 from .openai import OpenAIAdapter
+from .server_metrics import ServerAcceptance, ServerCollector
+from .sglang import SglangAdapter
+from .trtllm import TrtllmAdapter
 from .vllm import VllmAdapter
 
-__all__ = ["ChunkFields", "EngineAdapter", "SpecCounters", "ENGINES", "get_adapter", "detect_engine"]
+__all__ = ["ChunkFields", "EngineAdapter", "SpecCounters", "ServerAcceptance", "ServerCollector", "ENGINES",
+           "get_adapter", "detect_engine"]
 
-ENGINES: dict[str, type[EngineAdapter]] = {"vllm": VllmAdapter, "openai": OpenAIAdapter}
+ENGINES: dict[str, type[EngineAdapter]] = {"vllm": VllmAdapter, "sglang": SglangAdapter, "trtllm": TrtllmAdapter,
+                                           "llamacpp": LlamacppAdapter, "openai": OpenAIAdapter}
+
+#: /v1/models' owned_by -> engine
+_OWNERS = {"vllm": "vllm", "sglang": "sglang", "tensorrt_llm": "trtllm", "llamacpp": "llamacpp"}
 
 
 def get_adapter(name: str) -> EngineAdapter:
@@ -14,9 +23,10 @@ def get_adapter(name: str) -> EngineAdapter:
 
 
 def detect_engine(models_body: dict) -> str:
-    """Guess the engine from /v1/models' owned_by field (vLLM says "vllm")."""
-    owners = {str(m.get("owned_by", "")).lower() for m in models_body.get("data", []) if isinstance(m, dict)}
-    for name in ENGINES:
-        if name in owners:
-            return name
+    """The engine, from /v1/models' owned_by (vllm, sglang, tensorrt_llm, llamacpp); else plain OpenAI."""
+    for model in models_body.get("data", []):
+        if isinstance(model, dict):
+            engine = _OWNERS.get(str(model.get("owned_by", "")).lower())
+            if engine:
+                return engine
     return "openai"

@@ -23,6 +23,9 @@ class ChunkFields(NamedTuple):
     error: str | None
     sent_ns: int | None  # the emulator's send stamp, when asked for (benchmarks)
     text: str | None = None  # kept only for multi-turn workloads (the reply becomes the next context)
+    #: the engine's own per-request draft figures on the final chunk (llama.cpp timings), if any
+    draft_tokens: int | None = None
+    accepted_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,17 +54,21 @@ class EngineAdapter(Protocol):
     """What the rest of loadgen needs from an engine; openai.OpenAIAdapter is the common base."""
 
     name: str
-    #: how per-chunk token counts are obtained: "usage" is exact, "one_per_chunk" an assumption
+    #: how per-chunk token counts are obtained: "usage" (cumulative usage on every chunk, exact),
+    #: "one_per_token" (the engine streams one chunk per token), "one_per_chunk" (an assumption)
     token_counts: str
-    metrics_path: str | None
+    #: one chunk per token: a step's tokens are the chunks that arrived in one network read
+    steps_from_reads: bool
+    #: which acceptance length to trust for this engine, and why (shown in the report)
+    authoritative: tuple[str, str]
 
-    def request_body(self, *, model: str, prompt: list[int], max_tokens: int, temperature: float,
+    def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float,
                      ignore_eos: bool) -> dict: ...
 
     def decode(self, data: bytes) -> ChunkFields:
         """Decode one SSE data payload; raises ValueError when it is not a chunk."""
         ...
 
-    def spec_counters(self, metrics_text: str) -> SpecCounters | None:
-        """Server SD counters from a /metrics body; None where the engine exports none."""
+    def collectors(self) -> list:
+        """Server-side acceptance collectors (engines.server_metrics), best source first."""
         ...

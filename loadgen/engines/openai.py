@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from .base import ChunkFields, SpecCounters
+from .base import ChunkFields
 
 __all__ = ["OpenAIAdapter", "decode_openai_chunk"]
 
@@ -34,6 +34,10 @@ def decode_openai_chunk(data: bytes) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
+    timings = obj.get("timings")
+    if timings:  # llama.cpp's final chunk: the request's own draft statistics
+        return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
+                           timings.get("draft_n"), timings.get("draft_n_accepted"))
     return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
 
 
@@ -46,15 +50,16 @@ class OpenAIAdapter:
 
     name = "openai"
     token_counts = "one_per_chunk"
-    metrics_path: str | None = None
+    steps_from_reads = False
+    authoritative = ("none", "a plain OpenAI server gives no per-chunk token counts and no server metrics: "
+                             "tokens per chunk are assumed, not measured")
 
-    def request_body(self, *, model: str, prompt: list[int], max_tokens: int, temperature: float,
-                     ignore_eos: bool) -> dict:
+    def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float, ignore_eos: bool) -> dict:
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
                 "stream": True, "stream_options": {"include_usage": True}}
 
     def decode(self, data: bytes) -> ChunkFields:
         return decode_openai_chunk(data)
 
-    def spec_counters(self, metrics_text: str) -> SpecCounters | None:
-        return None
+    def collectors(self) -> list:
+        return []

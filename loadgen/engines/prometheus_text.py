@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["sample_sums"]
+from .base import SpecCounters
+
+__all__ = ["sample_sums", "SpecMetricNames", "spec_counters"]
 
 
 def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict[str, dict[str, float]]:
@@ -21,3 +24,36 @@ def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict
                 key = sample.labels.get(by_label, "") if by_label else ""
                 out[sample.name][key] += sample.value
     return out
+
+
+@dataclass(frozen=True)
+class SpecMetricNames:
+    """An engine's spec-decode counter names. `drafts` None: count drafts as the draft tokens
+    proposed at position 0 (every draft has one), as TRT-LLM's counters require."""
+
+    draft_tokens: str
+    accepted: str
+    accepted_per_position: str
+    position_label: str
+    drafts: str | None = None
+    drafted_per_position: str | None = None
+
+
+def spec_counters(text: str, names: SpecMetricNames) -> SpecCounters | None:
+    """The cumulative counters at one scrape, summed over label sets; None if the engine has none."""
+    wanted = {names.draft_tokens, names.accepted} | ({names.drafts} if names.drafts else set())
+    sums = sample_sums(text, wanted)
+    per_name = {names.accepted_per_position} | ({names.drafted_per_position} if names.drafted_per_position else set())
+    per_pos = sample_sums(text, per_name, by_label=names.position_label)
+    if names.drafts is not None:
+        if names.drafts not in sums:
+            return None
+        drafts = sums[names.drafts][""]
+    else:
+        drafted = per_pos.get(names.drafted_per_position, {})
+        if "0" not in drafted:
+            return None
+        drafts = drafted["0"]
+    accepted = per_pos.get(names.accepted_per_position, {})
+    positions = tuple(accepted[k] for k in sorted(accepted, key=int))
+    return SpecCounters(drafts, sums[names.draft_tokens][""], sums[names.accepted][""], positions)

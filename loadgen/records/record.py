@@ -47,6 +47,9 @@ class RequestRecord:
     output_tokens: int = 0
     finish_reason: str | None = None
     error: ErrorInfo | None = None
+    #: the engine's own count of this request's draft and accepted tokens, where it reports one (llama.cpp)
+    server_draft_tokens: int | None = None
+    server_accepted_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,6 +70,7 @@ class RequestRecord:
             "last_ns": self.last_ns, "chunk_ns": self.chunk_ns.tolist(), "chunk_tokens": self.chunk_tokens.tolist(),
             "output_tokens": self.output_tokens, "finish_reason": self.finish_reason, "outcome": self.outcome,
             "error": self.error.to_json() if self.error else None,
+            "server_draft_tokens": self.server_draft_tokens, "server_accepted_tokens": self.server_accepted_tokens,
         }
 
     @classmethod
@@ -80,4 +84,5 @@ class RequestRecord:
             chunk_ns=array("q", obj["chunk_ns"]), chunk_tokens=array("i", obj["chunk_tokens"]),
             output_tokens=obj["output_tokens"], finish_reason=obj["finish_reason"],
             error=ErrorInfo(**error) if error else None,
+            server_draft_tokens=obj.get("server_draft_tokens"), server_accepted_tokens=obj.get("server_accepted_tokens"),
         )

@@ -14,7 +14,8 @@ __all__ = ["StreamRecorder"]
 
 
 class StreamRecorder:
-    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts")
+    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts", "_merge_reads",
+                 "_usage_per_chunk")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False) -> None:
         self.record = record
@@ -22,7 +23,11 @@ class StreamRecorder:
         self._decode = adapter.decode
         self._cumulative = 0
         self._usage_tokens: int | None = None
-        self._one_per_chunk = adapter.token_counts == "one_per_chunk"
+        self._one_per_chunk = adapter.token_counts in ("one_per_chunk", "one_per_token")
+        # llama.cpp's usage comes once, on its last token's chunk: a total, not a running count
+        self._usage_per_chunk = adapter.token_counts != "one_per_token"
+        # One chunk per token (llama.cpp): the chunks of one network read are one engine step.
+        self._merge_reads = adapter.steps_from_reads
 
     def on_event(self, t_ns: int, data: bytes) -> None:
         record = self.record
@@ -36,22 +41,29 @@ class StreamRecorder:
             record.error = ErrorInfo("stream_error", fields.error[:500])
             return
         if fields.completion_tokens is not None:
+            self._usage_tokens = fields.completion_tokens
+        if fields.completion_tokens is not None and self._usage_per_chunk:
             # Cumulative usage (continuous usage stats): the difference is this chunk's token count.
             tokens = fields.completion_tokens - self._cumulative
             self._cumulative = fields.completion_tokens
-            self._usage_tokens = fields.completion_tokens
         elif fields.tokens is not None:
             tokens = fields.tokens
         else:
             tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
         if fields.finish_reason is not None:
             record.finish_reason = fields.finish_reason
+        if fields.draft_tokens is not None:
+            record.server_draft_tokens = fields.draft_tokens
+            record.server_accepted_tokens = fields.accepted_tokens
         if self._texts is not None and fields.text:
             self._texts.append(fields.text)
         if tokens <= 0 or not fields.has_choice:
             return
         if not record.chunk_ns:
             record.first_ns = t_ns
+        elif self._merge_reads and record.chunk_ns[-1] == t_ns:
+            record.chunk_tokens[-1] += tokens
+            return
         record.last_ns = t_ns
         record.chunk_ns.append(t_ns)
         record.chunk_tokens.append(tokens)

@@ -85,13 +85,20 @@ def print_summary(console: Console, report: dict) -> None:
             console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
                           "acceptance figures are not measured[/]")
     server = spec["server"]
-    if server:
-        per_pos = ", ".join(f"{p:.3f}" for p in server["per_position"])
-        console.print(f"Server: acceptance length {server['acceptance_length']:.3f}, acceptance rate "
-                      f"{_num(server['acceptance_rate'], '{:.3f}')}, per position [{per_pos}] "
-                      f"over {server['drafts']:.0f} drafts")
-    elif spec.get("server_note"):
-        console.print(f"Server acceptance: {spec['server_note']}")
+    if server and server["acceptance_length"] is not None:
+        per_pos = ", ".join(f"{p:.3f}" for p in server["per_position"] or [])
+        drafts = f" over {server['drafts']:.0f} drafts" if server.get("drafts") else ""
+        console.print(f"Server ({server['source']}): acceptance length {server['acceptance_length']:.3f}, "
+                      f"acceptance rate {_num(server['acceptance_rate'], '{:.3f}')}"
+                      + (f", per position [{per_pos}]" if per_pos else "") + drafts)
+    if spec.get("server_note"):
+        console.print(f"[dim]Server note: {spec['server_note']}[/]")
+    check = spec.get("cross_check") or {}
+    if check.get("flagged"):
+        console.print(f"[bold yellow]Client and server acceptance length disagree by "
+                      f"{check['relative_difference']:+.1%}[/] (client {check['client_acceptance_length']:.3f}, "
+                      f"server {check['server_acceptance_length']:.3f}); likely: {'; '.join(check['likely_causes'])}. "
+                      f"Authoritative here: {check['authoritative']}.")
 
     cats = report["categories"]
     if cats:

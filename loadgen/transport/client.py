@@ -291,11 +291,11 @@ class HttpClient:
     def reset_read_lag(self) -> None:
         self._pool.read_lag = ReadLag()
 
-    def _request_bytes(self, method: str, path: str, body: bytes | None) -> bytes:
+    def _request_bytes(self, method: str, path: str, body: bytes | None, headers: str = "") -> bytes:
         if body is None:
             return f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._common}Accept: */*\r\n\r\n".encode()
-        return (f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._common}Content-Type: application/json\r\n"
-                f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        return (f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._common}{headers}Content-Type: application/json\r\n"
+                f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
     async def _exchange(self, request: bytes, on_event, on_sent: Callable[[int], None] | None) -> _Exchange:
         loop = asyncio.get_running_loop()
@@ -333,11 +333,15 @@ class HttpClient:
         return exchange.parser.status, b"".join(exchange.body)
 
     async def stream(self, path: str, body: bytes, on_event: Callable[[int, bytes], None],
-                     on_sent: Callable[[int], None]) -> None:
+                     on_sent: Callable[[int], None], category: str = "") -> None:
         """POST `body`; on_event(t_ns, data) for every SSE data payload but [DONE], with t_ns taken
-        once per network read (events that arrived together share it). Raises ExchangeError."""
+        once per network read (events that arrived together share it). Raises ExchangeError.
+
+        `category` goes out as the X-Loadgen-Category header: engines ignore it, and the emulator
+        uses it to pick a per-category acceptance profile."""
+        headers = f"X-Loadgen-Category: {_header_safe(category)}\r\n" if category else ""
         try:
-            exchange = await self._exchange(self._request_bytes("POST", path, body), on_event, on_sent)
+            exchange = await self._exchange(self._request_bytes("POST", path, body, headers), on_event, on_sent)
         except TransportError as exc:
             raise ExchangeError(exc.kind, str(exc), exc.status) from None
         status = exchange.parser.status
@@ -347,6 +351,11 @@ class HttpClient:
             tail = exchange.sse.close() if exchange.sse else []
             if _DONE not in tail:
                 raise ExchangeError("disconnect", "stream ended without [DONE]")
+
+
+def _header_safe(value: str) -> str:
+    """A header value that cannot break the request: printable Latin-1 only, at most 200 characters."""
+    return "".join(c if " " <= c <= "~" or "\xa0" <= c <= "\xff" else "_" for c in value[:200])
 
 
 def _expire(conn: _Connection, exchange: _Exchange, timeout_s: float) -> None:

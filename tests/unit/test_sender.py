@@ -19,7 +19,7 @@ class FakeClient:
     def __init__(self, replies, fail_turn=None):
         self.replies, self.fail_turn, self.bodies = replies, fail_turn, []
 
-    async def stream(self, path, body, on_event, on_sent):
+    async def stream(self, path, body, on_event, on_sent, category=""):
         turn = len(self.bodies)
         self.bodies.append(orjson.loads(body))
         on_sent(1)

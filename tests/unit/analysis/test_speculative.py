@@ -2,9 +2,10 @@ import math
 
 import pytest
 
-from loadgen.analysis import (conditional_acceptance, distribution, mean_from_histogram, request_acceptance_length,
-                              server_acceptance, step_histogram)
-from loadgen.engines import SpecCounters
+from loadgen.analysis import (conditional_acceptance, cross_check, distribution, mean_from_histogram,
+                              request_acceptance_length, step_histogram)
+from loadgen.engines import ServerAcceptance, SpecCounters
+from loadgen.engines.server_metrics import window_acceptance
 
 
 def test_histogram_excludes_the_prefill_chunk():
@@ -34,12 +35,25 @@ def test_request_acceptance_length():
 def test_server_acceptance_counter_arithmetic():
     before = SpecCounters(drafts=5, draft_tokens=15, accepted_tokens=5, accepted_per_position=(3, 2))
     after = SpecCounters(drafts=15, draft_tokens=45, accepted_tokens=20, accepted_per_position=(11, 7, 2))
-    got = server_acceptance(before, after)
-    assert got["acceptance_length"] == 2.5 and got["drafts"] == 10
-    assert got["acceptance_rate"] == 0.5
-    assert got["per_position"] == [0.8, 0.5, 0.2]
-    assert got["scrapes"]["before"]["accepted_per_position"] == [3, 2]
-    assert server_acceptance(before, before) is None  # no drafts in the window
+    got = window_acceptance(before, after, "test")
+    assert got.acceptance_length == 2.5 and got.drafts == 10
+    assert got.acceptance_rate == 0.5
+    assert got.per_position == [0.8, 0.5, 0.2]
+    assert got.raw["before"]["accepted_per_position"] == [3, 2]
+    assert window_acceptance(before, before, "test") is None  # no drafts in the window
+
+
+def test_cross_check_flags_disagreement_beyond_two_percent_with_a_cause():
+    why = ("server", "because")
+    agree = cross_check(2.50, ServerAcceptance("s", 2.46), why, None)
+    assert not agree["flagged"] and agree["relative_difference"] > 0 and agree["authoritative"] == "server"
+    merged = cross_check(3.2, ServerAcceptance("s", 2.5), why, 0.02)
+    assert merged["flagged"] and "stream interval" in merged["likely_causes"][0]
+    assert any("fell behind" in c for c in merged["likely_causes"])
+    low = cross_check(2.0, ServerAcceptance("s", 2.5, exact=False), why, None)
+    assert low["flagged"] and any("other traffic" in c for c in low["likely_causes"])
+    assert any("windowed" in c for c in low["likely_causes"])
+    assert cross_check(None, None, why, None)["flagged"] is False
 
 
 def test_spec_counter_difference_pads_missing_positions():

@@ -1,0 +1,131 @@
+"""Every adapter's request fields, chunk decoding and server-metrics arithmetic, with fake servers."""
+
+import asyncio
+
+import orjson
+import pytest
+
+from loadgen.engines import ENGINES, detect_engine, get_adapter
+from loadgen.engines.server_metrics import CounterCollector, SglangCollector, TrtllmIterationCollector
+from loadgen.engines.trtllm import REQUEST_FIELDS
+from loadgen.records import RequestRecord, StreamRecorder
+
+
+def body(engine):
+    return get_adapter(engine).request_body(model="m", prompt=[1, 2], max_tokens=9, temperature=0.0, ignore_eos=True)
+
+
+def test_trtllm_is_sent_only_fields_it_declares():
+    assert set(body("trtllm")) <= REQUEST_FIELDS
+    assert "return_token_ids" not in body("trtllm") and body("trtllm")["model"] == "m"
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_engines_with_usage_ask_for_continuous_usage(engine):
+    assert body(engine)["stream_options"]["continuous_usage_stats"] is True
+    assert get_adapter(engine).token_counts == "usage"
+
+
+def test_llamacpp_counts_one_token_per_chunk_and_groups_reads_into_steps():
+    adapter = get_adapter("llamacpp")
+    assert adapter.token_counts == "one_per_token" and adapter.steps_from_reads
+    recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 7, 0), adapter)
+    chunk = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
+    for t in (100, 200, 200, 200, 300, 300):  # prefill, a step of 3, a step of 2
+        recorder.on_event(t, chunk)
+    final = orjson.dumps({"choices": [{"text": "y", "index": 0, "finish_reason": "length"}],
+                          "usage": {"completion_tokens": 7},
+                          "timings": {"draft_n": 9, "draft_n_accepted": 4, "predicted_n": 7}})
+    recorder.on_event(400, final)
+    record = recorder.finish(None)
+    assert list(record.chunk_tokens) == [1, 3, 2, 1] and record.output_tokens == 7
+    assert (record.server_draft_tokens, record.server_accepted_tokens) == (9, 4)
+
+
+@pytest.mark.parametrize("owned_by, engine", [("vllm", "vllm"), ("sglang", "sglang"), ("tensorrt_llm", "trtllm"),
+                                              ("llamacpp", "llamacpp"), ("openai", "openai"), ("someone", "openai")])
+def test_detect_engine(owned_by, engine):
+    assert detect_engine({"data": [{"id": "m", "owned_by": owned_by}]}) == engine
+    assert engine in ENGINES
+
+
+class FakeServer:
+    """GET path -> the next body queued for it."""
+
+    def __init__(self, responses):
+        self.responses = {path: list(bodies) for path, bodies in responses.items()}
+
+    async def get(self, path):
+        queue = self.responses.get(path)
+        if not queue:
+            return 404, b"not found"
+        return 200, queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def collect(collector, server, polls=1):
+    async def go():
+        await collector.begin(server.get)
+        for i in range(polls):
+            await collector.poll(server.get, float(i + 1))
+        return await collector.end(server.get)
+    return asyncio.run(go())
+
+
+def llama_metrics(drafts, draft_tokens, accepted, per_pos):
+    lines = [f"llamacpp:spec_decode_num_drafts_total {drafts}", f"llamacpp:spec_decode_num_draft_tokens_total {draft_tokens}",
+             f"llamacpp:spec_decode_num_accepted_tokens_total {accepted}"]
+    lines += [f'llamacpp:spec_decode_num_accepted_tokens_per_pos_total{{position="{i}"}} {n}' for i, n in enumerate(per_pos)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_counter_collector_window_and_time_series():
+    server = FakeServer({"/metrics": [llama_metrics(10, 30, 12, [8, 3, 1]), llama_metrics(20, 60, 27, [16, 8, 3]),
+                                      llama_metrics(40, 120, 57, [32, 18, 7])]})
+    result = collect(CounterCollector("/metrics", get_adapter("llamacpp").spec_counters, "llama"), server)
+    assert result.drafts == 30 and result.accepted_tokens == 45 and result.acceptance_length == 2.5
+    assert result.per_position == [24 / 30, 15 / 30, 6 / 30] and result.acceptance_rate == 45 / 90
+    assert result.time_series == [{"t_s": 1.0, "acceptance_length": 2.5, "drafts": 10.0}]
+
+
+def test_trtllm_prometheus_counts_drafts_at_position_zero():
+    text = ("trtllm_spec_decode_num_draft_tokens_total 30\ntrtllm_spec_decode_num_accepted_tokens_total 18\n"
+            'trtllm_spec_decode_drafted_tokens_total{token_position="0"} 10\n'
+            'trtllm_spec_decode_drafted_tokens_total{token_position="1"} 10\n'
+            'trtllm_spec_decode_accepted_tokens_total{token_position="0"} 9\n'
+            'trtllm_spec_decode_accepted_tokens_total{token_position="1"} 6\n'
+            'trtllm_spec_decode_accepted_tokens_total{token_position="2"} 3\n')
+    counters = get_adapter("trtllm").spec_counters(text)
+    assert counters.drafts == 10 and counters.accepted_per_position == (9, 6, 3)
+
+
+def iteration(drafts, accepted, k=3):
+    return {"iter": 1, "iterLatencyMS": 20.0, "numActiveRequests": drafts,
+            "specDecodingStats": {"numDraftTokens": drafts * k, "numAcceptedTokens": accepted,
+                                  "numRequestsWithDraftTokens": drafts,
+                                  "acceptanceLength": (accepted + drafts) / drafts if drafts else 0}}
+
+
+def test_trtllm_iteration_collector_drains_and_sums():
+    reads = [orjson.dumps([iteration(50, 50)]),  # before the window: discarded
+             orjson.dumps([iteration(4, 6), iteration(4, 2)]), orjson.dumps([]), orjson.dumps([iteration(2, 4)])]
+    result = collect(TrtllmIterationCollector(), FakeServer({"/metrics": reads}), polls=2)
+    assert result.drafts == 10 and result.accepted_tokens == 12 and result.draft_tokens == 30
+    assert result.acceptance_length == 2.2 and result.raw["iterations"] == 3
+
+
+def test_trtllm_without_iteration_stats_says_how_to_enable_them():
+    result = collect(TrtllmIterationCollector(), FakeServer({}))
+    assert result.acceptance_length is None and "enable_iter_perf_stats" in result.note
+
+
+def test_sglang_reports_the_sampled_gauge_and_the_cumulative_averages():
+    def metrics(length, rate):
+        return (f'sglang:spec_accept_length{{model_name="m",tp_rank="0"}} {length}\n'
+                f'sglang:spec_accept_rate{{model_name="m",tp_rank="0"}} {rate}\n').encode()
+    server = FakeServer({"/metrics": [metrics(2.0, 0.4), metrics(3.0, 0.6)],
+                         "/server_info": [orjson.dumps({"internal_states": [{"avg_spec_accept_length": 2.1}]}),
+                                          orjson.dumps({"internal_states": [{"avg_spec_accept_length": 2.4}]})]})
+    result = collect(SglangCollector(), server)
+    assert result.acceptance_length == 2.5 and result.acceptance_rate == 0.5 and result.exact is False
+    assert result.raw == {"server_info_avg_accept_length_before": 2.1, "server_info_avg_accept_length_after": 2.4}
+    assert [s["acceptance_length"] for s in result.time_series] == [2.0]
