@@ -21,7 +21,7 @@ from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, UsageError
 from .records import Journal, RequestRecord, StreamRecorder
-from .scheduler import closed_loop
+from .scheduler import LoadTracker, closed_loop
 from .sinks import RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS, Sender
@@ -33,6 +33,8 @@ __all__ = ["run", "prepare_output_dir"]
 INTERRUPT_GRACE_S = 5.0
 #: how often server metrics are sampled during the run
 SERVER_POLL_S = 1.0
+#: how often requests in flight are sampled for the minimum the report gives
+LOAD_SAMPLE_S = 0.1
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -126,9 +128,12 @@ class _Run:
             for collector in collectors:
                 await collector.begin(client.get)
             client.reset_read_lag()
+            sender.load = LoadTracker()
             polling = asyncio.ensure_future(_poll(collectors, client, time.monotonic()))
+            sampling = asyncio.ensure_future(_sample_load(sender.load))
             await self._phase(sender, iter(order) if config.num_requests else itertools.cycle(order), warmup=False)
             polling.cancel()
+            sampling.cancel()
             server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:
             journal.close()
@@ -136,7 +141,8 @@ class _Run:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
-                              server=server, partial=self.interrupted, client_read_lag=client.read_lag.summary())
+                              server=server, partial=self.interrupted, client_read_lag=client.read_lag.summary(),
+                              load=sender.load.summary(min(config.concurrency, config.num_requests or config.concurrency)))
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
@@ -201,7 +207,7 @@ class _Run:
                 done += 1
                 if progress:
                     progress.update(done if limit else min(time.monotonic() - started, config.duration_s),
-                                    f"in flight {sender.in_flight}")
+                                    f"in flight {sender.load.count}")
 
         total = limit if limit else config.duration_s
         label = "warm-up" if warmup else ("requests" if limit else "seconds")
@@ -229,6 +235,12 @@ class _Run:
         task = getattr(self, "_phase_task", None)
         if task is not None and not task.done():
             task.cancel()
+
+
+async def _sample_load(load: LoadTracker) -> None:
+    while True:
+        await asyncio.sleep(LOAD_SAMPLE_S)
+        load.sample()
 
 
 async def _poll(collectors, client: HttpClient, started: float) -> None:

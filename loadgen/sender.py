@@ -13,6 +13,7 @@ import orjson
 from .config import RunConfig
 from .engines import EngineAdapter
 from .records import ErrorInfo, Journal, RequestRecord, StreamRecorder
+from .scheduler import LoadTracker
 from .transport import ExchangeError, HttpClient
 from .workloads import ChatTokenizer, Prompt, render_messages
 
@@ -31,7 +32,7 @@ class Sender:
         self._journal, self._tokenizer, self._on_record = journal, tokenizer, on_record
         self._bodies: dict[Prompt, bytes] = {}
         self._ids = itertools.count()
-        self.in_flight = 0
+        self.load = LoadTracker()
 
     def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
         body = self._adapter.request_body(model=self._model, prompt=token_ids, max_tokens=max_tokens,
@@ -66,7 +67,7 @@ class Sender:
 
     async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
         error = None
-        self.in_flight += 1
+        self.load.started()
         try:
             await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
                                       category)
@@ -76,7 +77,7 @@ class Sender:
             error = ErrorInfo("cancelled", "cancelled after interrupt")
             raise
         finally:
-            self.in_flight -= 1
+            self.load.finished()
             recorder.finish(error)
             self._journal.append(record)
             self._on_record(record)

@@ -52,7 +52,14 @@ def print_summary(console: Console, report: dict) -> None:
     head.add_row("request throughput", _num(summary["request_throughput"], "{:.2f} req/s"))
     head.add_row("duration", _num(summary["duration_s"], "{:.2f} s"))
     head.add_row("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}")
+    load = report.get("load")
+    if load and load["achieved_ratio"] is not None:
+        head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, min {load['min_in_flight']} "
+                                  f"of {load['target_concurrency']} ({load['achieved_ratio']:.1%})")
     console.print(head)
+    if load and not load["held"]:
+        console.print(f"[bold red]The client did not hold the load: {load['achieved_ratio']:.1%} of the target "
+                      "concurrency on average. These figures describe a lower load than asked for.[/]")
 
     table = Table(title="Latency", title_justify="left")
     table.add_column("metric")

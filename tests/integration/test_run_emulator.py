@@ -151,3 +151,12 @@ def test_emulator_non_streaming_and_token_ids(emulator):
     choice = out["choices"][0]
     assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
     assert len(choice["token_ids"]) == 7 and choice["finish_reason"] == "length" and choice["text"]
+
+
+def test_achieved_load_is_reported(emulator, run_loadgen):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "5")
+    report, text = run_loadgen(url=emu.url, num_requests=96, concurrency=16, max_tokens=40)
+    load = report["load"]
+    assert load["target_concurrency"] == 16 and load["held"]
+    assert 15.5 <= load["mean_in_flight"] <= 16.0 and load["min_in_flight"] >= 15
+    assert "in flight" in text
