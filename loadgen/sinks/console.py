@@ -54,7 +54,8 @@ def print_summary(console: Console, report: dict) -> None:
     head.add_row("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}")
     load = report.get("load")
     if load and load["achieved_ratio"] is not None:
-        head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, min {load['min_in_flight']} "
+        low = "-" if load["min_in_flight"] is None else f"{load['min_in_flight']:.1f}"
+        head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, lowest 0.1 s {low} "
                                   f"of {load['target_concurrency']} ({load['achieved_ratio']:.1%})")
     console.print(head)
     if load and not load["held"]:
