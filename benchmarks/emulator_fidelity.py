@@ -52,7 +52,7 @@ def main() -> None:
                               "--send-timestamps", "--workers", str(args.emulator_workers)]) as emu, \
                 tempfile.TemporaryDirectory() as tmp:
             cpu0 = time.process_time()
-            report = run(RunConfig(url=emu.url, output_dir=Path(tmp), concurrency=streams,
+            report = run(RunConfig(url=emu.url, output_dir=Path(tmp), workload="random", concurrency=streams,
                                    num_requests=streams * args.waves, max_tokens=tokens, progress=False),
                          Console(file=io.StringIO()))
             cpu = time.process_time() - cpu0

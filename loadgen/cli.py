@@ -159,7 +159,8 @@ def _describe(loaded) -> None:
 
 
 @cli.command()
-@click.option("--engine", default="vllm", show_default=True, help="Wire format to speak.")
+@click.option("--engine", default="vllm", show_default=True,
+              help="Wire format to speak: vllm, sglang, trtllm or llamacpp.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--model", default="emulator", show_default=True, help="Served model name.")
@@ -167,20 +168,28 @@ def _describe(loaded) -> None:
 @click.option("--step-ms", default=20.0, show_default=True, help="Time per decode step (one chunk per step).")
 @click.option("--accept", default="0.8,0.6,0.4", show_default=True,
               help="CONDITIONAL acceptance per draft position; '' disables speculation.")
+@click.option("--accept-profile", type=click.Path(dir_okay=False),
+              help="JSON {category: [conditional acceptance, ...], \"default\": [...]} chosen per request by "
+                   "the X-Loadgen-Category header; categories it lacks use \"default\", else --accept.")
+@click.option("--stream-interval", default=1, show_default=True,
+              help="Decode steps merged into one chunk (the prefill chunk stays alone; llamacpp ignores it).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
 @click.option("--send-timestamps", is_flag=True,
               help="Add the send time (CLOCK_MONOTONIC ns) to each chunk, to measure client receive lag.")
 @click.option("--api-key", envvar="LOADGEN_EMULATOR_API_KEY", help="Require this Bearer token on /v1/*.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, accept, seed, workers, send_timestamps, api_key) -> None:
+def emulate(engine, host, port, model, ttft_ms, step_ms, accept, accept_profile, stream_interval, seed, workers,
+            send_timestamps, api_key) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance."""
-    from .emulator import EmulatorConfig, serve
+    from .emulator import EmulatorConfig, load_accept_profile, serve
     from .emulator.launch import READY_PREFIX
 
     try:
+        probs = _floats(accept)
+        profile = load_accept_profile(accept_profile, fallback=probs) if accept_profile else {}
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
-                                accept=_floats(accept), seed=seed, workers=workers, send_timestamps=send_timestamps,
-                                api_key=api_key)
+                                accept=probs, accept_profile=tuple(profile.items()), stream_interval=stream_interval,
+                                seed=seed, workers=workers, send_timestamps=send_timestamps, api_key=api_key)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:

@@ -59,6 +59,15 @@ def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
     loop.add_reader(listener.fileno(), accept)
 
 
+def _frame(payload: bytes) -> bytes:
+    """HTTP/1.1 chunked framing, one chunk per SSE event. Event text is JSON, whose strings escape
+    newlines, so a blank line only ever ends an event."""
+    end = len(payload) - 2
+    if payload.find(b"\n\n") == end:  # the common case: a single event
+        return b"%x\r\n%b\r\n" % (len(payload), payload)
+    return b"".join([b"%x\r\n%b\n\n\r\n" % (len(event) + 2, event) for event in payload[:end].split(b"\n\n")])
+
+
 class Connection:
     """One client connection. `handler(conn, request)` answers with respond_* or begin_stream."""
 
@@ -141,14 +150,17 @@ class Connection:
                                         "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n")
 
     def write_chunk(self, payload: bytes) -> None:
-        """One HTTP chunk; may carry several SSE events."""
+        """SSE events (`data: ...\\n\\n` each) in one socket write, one HTTP chunk per event as the
+        engines' servers frame them (they write each event separately)."""
         if not self.closed:
-            self.transport.write(self._take_head() + b"%x\r\n%b\r\n" % (len(payload), payload))
+            if payload.find(b"\n\n") == len(payload) - 2:  # one event (the common case): _frame inlined
+                self.transport.write(self._take_head() + b"%x\r\n%b\r\n" % (len(payload), payload))
+            else:
+                self.transport.write(self._take_head() + _frame(payload))
 
     def end_stream(self, last_payload: bytes = b"") -> None:
         if not self.closed:
-            tail = b"%x\r\n%b\r\n0\r\n\r\n" % (len(last_payload), last_payload) if last_payload else b"0\r\n\r\n"
-            self.transport.write(self._take_head() + tail)
+            self.transport.write(self._take_head() + (_frame(last_payload) if last_payload else b"") + b"0\r\n\r\n")
         self._finish()
 
     def _take_head(self) -> bytes:

@@ -1,4 +1,8 @@
-"""The emulated engine: HTTP routes, generation streams and worker processes."""
+"""The emulated engine: HTTP routes, generation streams and worker processes.
+
+Everything an engine says on the wire comes from its Personality (engine.py: vllm.py, sglang.py,
+trtllm.py, llamacpp.py); this module owns timing, acceptance and the sockets.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,19 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import vllm
 from .counters import Counters
+from .engine import BatchStats, GenerationParams, Personality, RequestRejected
 from .http import Connection, Request, accept_connections
+from .llamacpp import Llamacpp
+from .profile import validate_accept_profile
+from .sglang import Sglang
 from .stepper import AcceptanceSampler, Stepper
+from .trtllm import Trtllm
+from .vllm import Vllm
 
-__all__ = ["EmulatorConfig", "serve"]
+__all__ = ["EmulatorConfig", "serve", "PERSONALITIES"]
+
+PERSONALITIES: dict[str, type[Personality]] = {"vllm": Vllm, "sglang": Sglang, "trtllm": Trtllm, "llamacpp": Llamacpp}
 
 _WORDS = [" the", " model", " token", " draft", " step", " verify", " accept", " and", " of", " to",
           " a", " in", " is", " that", " for", " it", " with", " as", " on", " be"]
@@ -36,13 +47,17 @@ class EmulatorConfig:
     ttft_ms: float = 50.0
     step_ms: float = 20.0
     accept: tuple[float, ...] = (0.8, 0.6, 0.4)
+    #: per-category conditional acceptance, ((category, probabilities), ...); see profile.py
+    accept_profile: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    #: decode steps merged into one chunk (the prefill chunk stays on its own)
+    stream_interval: int = 1
     seed: int = 0
     workers: int = 1
     send_timestamps: bool = False  # add "emulator_sent_ns" (CLOCK_MONOTONIC) to every chunk
     api_key: str | None = None
     max_model_len: int = 131072
     early_ms: float = 0.5  # see Stepper: centres the millisecond timer grid on the schedule
-    engines: tuple[str, ...] = field(default=("vllm",), repr=False)
+    engines: tuple[str, ...] = field(default=tuple(PERSONALITIES), repr=False)
 
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
@@ -51,88 +66,139 @@ class EmulatorConfig:
             raise ValueError("ttft must be >= 0 ms and step > 0 ms")
         if any(not 0.0 <= p <= 1.0 for p in self.accept):
             raise ValueError("acceptance probabilities must lie in [0, 1]")
+        if self.accept_profile:
+            validate_accept_profile({c: list(p) for c, p in self.accept_profile}, "accept profile", self.accept)
+        if self.stream_interval < 1:
+            raise ValueError("stream interval must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        reason = PERSONALITIES[self.engine].single_worker_reason if self.engine in PERSONALITIES else None
+        if self.workers > 1 and reason:
+            raise ValueError(f"--workers {self.workers} is not supported with --engine {self.engine}: {reason}")
+
+    @property
+    def draft_len(self) -> int:
+        """Draft tokens per verify step: the profile's list length, else --accept's."""
+        return len(self.accept_profile[0][1]) if self.accept_profile else len(self.accept)
 
 
 class Generation:
-    """One request's output: chunk i is due at arrival + ttft + i * step."""
+    """One request's output: step i is due at arrival + ttft + i * step; step 0 is the prefill.
+
+    A chunk goes out after the prefill step and then after every --stream-interval decode steps
+    (and at the end); the server counters see every step whatever the interval."""
 
     __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
-                 "encoder")
+                 "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval")
 
-    def __init__(self, app: App, conn: Connection, params: vllm.GenerationParams, start_ns: int) -> None:
+    def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int) -> None:
         self.app, self.conn, self.params = app, conn, params
-        self.rid = f"cmpl-{app.next_id()}"
+        self.rid = app.personality.request_id(app.next_id())
         self.created = int(time.time())
-        self.emitted = 0
-        self.index = 0
+        self.emitted = 0    # tokens produced so far
+        self.index = 0      # steps run so far
+        self.pending = 0    # tokens produced but not yet sent
+        self.drafts = 0     # verify steps
+        self.draft_tokens = 0  # tokens drafted (llama.cpp's timings.draft_n)
+        self.accepted = 0   # accepted draft tokens (timings.draft_n_accepted)
         self.start_ns = start_ns
+        self.first_ns = 0   # when the first chunk went out
         self.texts: list[str] = []
         self.ids: list[int] = []
-        self.encoder = vllm.StreamEncoder(self.rid, self.created, params)
+        self.sampler = app.sampler_for(params.category)
+        self.encoder = app.personality.stream_encoder(self.rid, self.created, params) if params.stream else None
+        self.interval = app.stream_interval
 
     def due_ns(self, index: int) -> int:
         return self.start_ns + self.app.ttft_ns + index * self.app.step_ns
 
-    def _draw_tokens(self) -> int:
-        """Tokens this step produces: 1 after prefill, else 1 + accepted drafts (server counters see the draw)."""
-        app = self.app
-        if self.index == 0 or not app.sampler.draft_len:
-            return 1
-        accepted = app.sampler.draw()
-        arr, idx = app.counters.array, app.idx
-        arr[idx["spec_drafts"]] += 1
-        arr[idx["spec_draft_tokens"]] += app.sampler.draft_len
-        arr[idx["spec_accepted_tokens"]] += accepted
-        for pos in range(accepted):
-            arr[idx[f"spec_accepted_pos_{pos}"]] += 1
-        return 1 + accepted
-
-    def _tokens(self, n: int) -> tuple[str, list[int]]:
-        """Filler text, and token ids only when the client asked for them (cheaper per chunk)."""
-        choices = self.app.rng.choices
-        ids = choices(_TOKEN_IDS, k=n) if self.params.return_token_ids else []
-        return "".join(choices(_WORDS, k=n)), ids
-
     def step(self, now_ns: int) -> int | None:
         conn, app, params = self.conn, self.app, self.params
         if conn.closed:
-            self._close("requests_aborted")
+            self._close("requests_aborted", now_ns)
             return None
-        due = self.due_ns(self.index)
-        n = min(self._draw_tokens(), params.max_tokens - self.emitted)
-        self.emitted += n
-        self.index += 1
-        text, ids = self._tokens(n)
-        finish = "length" if self.emitted >= params.max_tokens else None
-        app.record_send(due)
+        batch = app.batch
+        step = self.index
+        n = 1
+        if step:
+            sampler = self.sampler
+            k = sampler.draft_len
+            if k and app.caps_drafts and params.max_tokens - self.emitted - 1 < k:
+                k = params.max_tokens - self.emitted - 1  # 0: no room left for a draft
+                accepted = sampler.draw_upto(k) if k > 0 else 0
+            elif k:
+                accepted = sampler.draw()
+            if k > 0:
+                # 1 + accepted drafts; the server counters see the draw even where max_tokens cuts it
+                n += accepted
+                arr = app.counters.array
+                arr[app.i_drafts] += 1
+                arr[app.i_draft_tokens] += k
+                arr[app.i_accepted] += accepted
+                for i in app.i_pos[:accepted]:
+                    arr[i] += 1
+                self.drafts += 1
+                self.draft_tokens += k
+                self.accepted += accepted
+                batch.drafts += 1
+                batch.draft_tokens += k
+                batch.accepted += accepted
+            remaining = params.max_tokens - self.emitted
+            if n > remaining:
+                n = remaining
+            batch.decode += 1
+            batch.decode_tokens += n
+        else:
+            batch.prefill += 1
+            batch.ctx_tokens += params.prompt_tokens
+        emitted = self.emitted = self.emitted + n
+        self.index = index = step + 1
+        finished = emitted >= params.max_tokens
+        if not finished and step % self.interval:
+            self.pending += n
+            return self.start_ns + app.ttft_ns + index * app.step_ns  # merged into a later chunk
+        count, self.pending = self.pending + n, 0
+        base_ns = self.start_ns + app.ttft_ns
+        app.record_send(base_ns + step * app.step_ns)
+        if not self.first_ns:
+            self.first_ns = now_ns
+        choices = app.rng.choices
+        ids = choices(_TOKEN_IDS, k=count) if params.return_token_ids else []
+        words = choices(_WORDS, k=count)
+        finish = "length" if finished else None
         if not params.stream:
-            self.texts.append(text)
+            self.texts.extend(words)
             self.ids.extend(ids)
-            if finish is None:
-                return self.due_ns(self.index)
-            conn.respond_json(200, vllm.completion_body(self.rid, self.created, params, "".join(self.texts),
-                                                        self.ids, finish, self.emitted))
-            self._close("requests_finished_length")
+            if not finished:
+                return base_ns + index * app.step_ns
+            conn.respond_json(200, app.personality.completion_body(self, "".join(self.texts), self.ids, finish, now_ns))
+            self._close("requests_finished_length", now_ns)
             return None
+        encoder = self.encoder
         extra = (b',"emulator_arrival_ns":%d,"emulator_sent_ns":%d' % (self.start_ns, time.monotonic_ns())
-                 if app.config.send_timestamps else b"")
-        payload = b"data: " + self.encoder.chunk(text, ids, finish, self.emitted, params.prompt_tokens, extra) + b"\n\n"
-        if finish is None:
+                 if app.send_timestamps else b"")
+        payload = encoder.events(words if app.per_token else "".join(words), ids, finish, emitted, index, extra)
+        if not finished:
             conn.write_chunk(payload)
-            return self.due_ns(self.index)
-        if params.include_usage:
-            payload += b"data: " + orjson.dumps(vllm.usage_chunk(self.rid, self.created, params, self.emitted)) + b"\n\n"
-        conn.end_stream(payload + b"data: [DONE]\n\n")
-        self._close("requests_finished_length")
+            return base_ns + index * app.step_ns
+        conn.end_stream(payload + encoder.tail(self, now_ns))
+        self._close("requests_finished_length", now_ns)
         return None
 
-    def _close(self, outcome: str) -> None:
-        arr, idx = self.app.counters.array, self.app.idx
+    def _close(self, outcome: str, now_ns: int) -> None:
+        app = self.app
+        arr, idx = app.counters.array, app.idx
         arr[idx["requests_running"]] -= 1
         arr[idx[outcome]] += 1
         arr[idx["generation_tokens"]] += self.emitted
+        if self.first_ns:
+            arr[idx["prompt_ns"]] += self.first_ns - self.start_ns
+            arr[idx["predicted_ns"]] += now_ns - self.first_ns
+        seq_len = self.params.prompt_tokens + self.emitted
+        if seq_len > arr[idx["seq_len_max"]]:
+            arr[idx["seq_len_max"]] = seq_len
+        if outcome == "requests_finished_length":
+            app.batch.completed += 1
 
 
 class App:
@@ -142,56 +208,86 @@ class App:
         self.config = config
         self.counters = counters
         self.idx = {name: counters.index(name) for name in counters.names}
+        self.i_drafts, self.i_draft_tokens, self.i_accepted = (
+            self.idx["spec_drafts"], self.idx["spec_draft_tokens"], self.idx["spec_accepted_tokens"])
+        self.i_pos = [self.idx[f"spec_accepted_pos_{i}"] for i in range(config.draft_len)]
         self.rng = random.Random(config.seed * 1_000_003 + worker)
-        self.sampler = AcceptanceSampler(config.accept, self.rng)
+        profile = dict(config.accept_profile)
+        self.default_sampler = AcceptanceSampler(profile.get("default", config.accept), self.rng)
+        self.samplers = {category: AcceptanceSampler(probs, self.rng) for category, probs in profile.items()}
         self.ttft_ns = int(config.ttft_ms * 1e6)
         self.step_ns = int(config.step_ms * 1e6)
-        self.stepper = Stepper(asyncio.get_running_loop(), early_ns=int(config.early_ms * 1e6))
+        self.send_timestamps = config.send_timestamps
+        self.personality = PERSONALITIES[config.engine](config, counters, worker)
+        self.stream_interval = config.stream_interval if self.personality.merges_steps else 1
+        self.per_token = self.personality.per_token_chunks
+        self.caps_drafts = self.personality.caps_drafts
+        self.i_lag_sum, self.i_lag_count, self.i_lag_max = (
+            self.idx["send_lag_ns_sum"], self.idx["send_lag_count"], self.idx["send_lag_ns_max"])
+        self.routes = self.personality.routes()
+        self.paths = {path for _, path in self.routes} | {"/v1/completions"}
+        self.batch = BatchStats()
+        self.stepper = Stepper(asyncio.get_running_loop(), early_ns=int(config.early_ms * 1e6),
+                               on_fire=self.on_fire if self.personality.uses_batches else None)
         self.created = int(time.time())
         self._ids = iter(range(worker, sys.maxsize, config.workers))
 
     def next_id(self) -> int:
         return next(self._ids)
 
+    def sampler_for(self, category: str | None) -> AcceptanceSampler:
+        """The category's profile, else the profile's "default", else --accept."""
+        if category is None:
+            return self.default_sampler
+        return self.samplers.get(category, self.default_sampler)
+
+    def on_fire(self, now_ns: int) -> None:
+        batch = self.batch
+        if not (batch.prefill or batch.decode):
+            return
+        arr, idx = self.counters.array, self.idx
+        arr[idx["batch_steps"]] += 1
+        arr[idx["batch_items"]] += batch.prefill + batch.decode
+        self.personality.on_batch(batch, now_ns)
+        batch.reset()
+
     def record_send(self, due_ns: int) -> None:
         lag = time.monotonic_ns() - due_ns
-        arr, idx = self.counters.array, self.idx
-        arr[idx["send_lag_ns_sum"]] += lag
-        arr[idx["send_lag_count"]] += 1
-        if lag > arr[idx["send_lag_ns_max"]]:
-            arr[idx["send_lag_ns_max"]] = lag
+        arr = self.counters.array
+        arr[self.i_lag_sum] += lag
+        arr[self.i_lag_count] += 1
+        if lag > arr[self.i_lag_max]:
+            arr[self.i_lag_max] = lag
 
     def handle(self, conn: Connection, request: Request) -> None:
         now = request.received_ns
+        personality = self.personality
         if self.config.api_key is not None and request.path.startswith("/v1/"):
             if request.headers.get("authorization") != f"Bearer {self.config.api_key}":
-                conn.respond_json(401, vllm.error_body(401, "Unauthorized"))
+                personality.respond_error(conn, 401, "Unauthorized")
                 return
-        route = (request.method, request.path)
-        if route == ("GET", "/health"):
-            conn.respond(200, b"")
-        elif route == ("GET", "/v1/models"):
-            conn.respond_json(200, vllm.models_body(self.config.model, self.created, self.config.max_model_len))
-        elif route == ("GET", "/metrics"):
-            totals = self.counters.totals()
-            text = vllm.metrics_text(totals, self.counters.per_position(totals), self.config.model,
-                                     speculative=bool(self.config.accept))
-            conn.respond(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-        elif route == ("POST", "/v1/completions"):
+        handler = self.routes.get((request.method, request.path))
+        if handler is not None:
+            handler(conn, request)
+        elif (request.method, request.path) == ("POST", "/v1/completions"):
             self._completions(conn, request, now)
-        elif request.path in ("/health", "/v1/models", "/metrics", "/v1/completions"):
-            conn.respond_json(405, vllm.error_body(405, "Method Not Allowed"))
+        elif request.path in self.paths:
+            personality.respond_error(conn, 405, "Method Not Allowed")
         else:
-            conn.respond_json(404, vllm.error_body(404, f"Not Found: {request.path}"))
+            personality.respond_error(conn, 404, f"Not Found: {request.path}")
 
     def _completions(self, conn: Connection, request: Request, now: int) -> None:
+        personality = self.personality
         try:
-            params = vllm.parse_completion_request(orjson.loads(request.body), self.config.model)
+            body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
-            conn.respond_json(400, vllm.error_body(400, "request body is not valid JSON"))
+            exc = personality.bad_json()
+            personality.respond_error(conn, exc.status, str(exc), exc.body)
             return
-        except vllm.RequestRejected as exc:
-            conn.respond_json(exc.status, vllm.error_body(exc.status, str(exc)))
+        try:
+            params = personality.parse_request(body, request.headers)
+        except RequestRejected as exc:
+            personality.respond_error(conn, exc.status, str(exc), exc.body)
             return
         arr, idx = self.counters.array, self.idx
         arr[idx["requests_total"]] += 1
@@ -245,7 +341,7 @@ def _worker_main(config: EmulatorConfig, counters: Counters, worker: int, port: 
 def serve(config: EmulatorConfig, on_ready=None) -> None:
     """Serve until SIGINT/SIGTERM. Workers share the port through SO_REUSEPORT, so the kernel spreads
     connections over them; `on_ready(port)` is called once every worker listens."""
-    counters = Counters(config.workers, len(config.accept))
+    counters = Counters(config.workers, config.draft_len, gauges=PERSONALITIES[config.engine].gauges)
     # Bound but never listening: it only reserves the port (also port 0 -> a free one) and so
     # receives no connections.
     reserve = _listening_socket(config.host, config.port)

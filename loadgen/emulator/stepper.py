@@ -41,11 +41,25 @@ class AcceptanceSampler:
             accepted += 1
         return accepted
 
+    def draw_upto(self, draft_len: int) -> int:
+        """A draw for a draft cut to its first `draft_len` positions."""
+        accepted = 0
+        for p in self.conditional[:draft_len]:
+            if self._random() >= p:
+                break
+            accepted += 1
+        return accepted
+
 
 class Stepper:
-    """Calls `step(now_ns)` of each scheduled item when due; `step` returns its next due time or None."""
+    """Calls `step(now_ns)` of each scheduled item when due; `step` returns its next due time or None.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, early_ns: int = 0) -> None:
+    `on_fire(now_ns)`, when given, runs once after each firing that stepped at least one item: the
+    items stepped together are the emulator's notion of one engine iteration (batch step).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, early_ns: int = 0,
+                 on_fire: Callable[[int], None] | None = None) -> None:
         self._loop = loop
         self._heap: list[tuple[int, int, Callable[[int], int | None]]] = []
         self._order = itertools.count()
@@ -54,6 +68,7 @@ class Stepper:
         # Timers fire on a millisecond grid; sending items that are due within `early_ns`
         # centres the send error on zero instead of making every chunk late.
         self._early_ns = early_ns
+        self._on_fire = on_fire
 
     def schedule(self, due_ns: int, step: Callable[[int], int | None]) -> None:
         heapq.heappush(self._heap, (due_ns, next(self._order), step))
@@ -72,10 +87,14 @@ class Stepper:
         heap = self._heap
         now = time.monotonic_ns()
         horizon = now + self._early_ns
+        stepped = False
         while heap and heap[0][0] <= horizon:
             _, _, step = heapq.heappop(heap)
+            stepped = True
             nxt = step(now)
             if nxt is not None:
                 heapq.heappush(heap, (nxt, next(self._order), step))
+        if stepped and self._on_fire is not None:
+            self._on_fire(now)
         if heap:
             self._arm()

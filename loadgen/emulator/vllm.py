@@ -3,38 +3,21 @@ shapes, the final usage chunk, /v1/models and the Prometheus names of /metrics."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 
+from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines,
+                     error_type, prometheus_family, sse, usage_dict)
+
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
-           "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body"]
-
-
-class RequestRejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(slots=True)
-class GenerationParams:
-    model: str
-    prompt_tokens: int
-    max_tokens: int
-    stream: bool
-    include_usage: bool
-    continuous_usage: bool
-    return_token_ids: bool
-    ignore_eos: bool
+           "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body", "Vllm"]
 
 
 def error_body(status: int, message: str) -> dict:
-    kind = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError"}.get(status, "InternalServerError")
-    return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return {"error": {"message": message, "type": error_type(status), "param": None, "code": status}}
 
 
-def parse_completion_request(body: dict, served_model: str) -> GenerationParams:
+def parse_completion_request(body: object, served_model: str,
+                             headers: dict[str, str] | None = None) -> GenerationParams:
     if not isinstance(body, dict):
         raise RequestRejected(400, "request body must be a JSON object")
     model = body.get("model", served_model)
@@ -62,19 +45,17 @@ def parse_completion_request(body: dict, served_model: str) -> GenerationParams:
         continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
         return_token_ids=bool(body.get("return_token_ids", False)),
         ignore_eos=bool(body.get("ignore_eos", False)),
+        category=(headers or {}).get(CATEGORY_HEADER),
     )
-
-
-def _usage(params: GenerationParams, completion_tokens: int) -> dict:
-    return {"prompt_tokens": params.prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": params.prompt_tokens + completion_tokens}
 
 
 class StreamEncoder:
     """One request's stream chunks as bytes. Only text, token ids, finish reason and counts change
     from chunk to chunk, so the rest is encoded once; orjson-equal to dumping the chunk dict."""
 
-    __slots__ = ("_head", "_usage", "_ids")
+    __slots__ = ("_head", "_usage", "_ids", "_tail", "_pt")
+
+    per_token = False
 
     def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
         self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"text_completion","created":%d,"model":' % created
@@ -82,6 +63,8 @@ class StreamEncoder:
         self._usage = (b',"usage":{"prompt_tokens":%d,"completion_tokens":%%d,"total_tokens":%%d}'
                        % params.prompt_tokens if params.continuous_usage else None)
         self._ids = params.return_token_ids
+        self._tail = (rid, created, params)
+        self._pt = params.prompt_tokens
 
     def chunk(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
               prompt_tokens: int, extra: bytes = b"") -> bytes:
@@ -94,10 +77,26 @@ class StreamEncoder:
             out += self._usage % (completion_tokens, prompt_tokens + completion_tokens)
         return out + extra + b"}"
 
+    def events(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
+        # chunk() inlined: this runs once per chunk of every stream
+        finish = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
+        ids = orjson.dumps(token_ids) if self._ids else b"null"
+        out = (b"data: " + self._head + orjson.dumps(text) + b',"logprobs":null,"finish_reason":' + finish
+               + b',"stop_reason":null,"prompt_token_ids":null,"token_ids":' + ids + b"}]")
+        if self._usage is not None:
+            out += self._usage % (completion_tokens, self._pt + completion_tokens)
+        return out + extra + b"}\n\n"
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        rid, created, params = self._tail
+        out = sse(usage_chunk(rid, created, params, gen.emitted)) if params.include_usage else b""
+        return out + b"data: [DONE]\n\n"
+
 
 def usage_chunk(rid: str, created: int, params: GenerationParams, completion_tokens: int) -> dict:
     return {"id": rid, "object": "text_completion", "created": created, "model": params.model,
-            "choices": [], "usage": _usage(params, completion_tokens)}
+            "choices": [], "usage": usage_dict(params, completion_tokens)}
 
 
 def completion_body(rid: str, created: int, params: GenerationParams, text: str, token_ids: list[int],
@@ -106,7 +105,7 @@ def completion_body(rid: str, created: int, params: GenerationParams, text: str,
             "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
                          "stop_reason": None, "prompt_token_ids": None,
                          "token_ids": token_ids if params.return_token_ids else None}],
-            "usage": _usage(params, completion_tokens)}
+            "usage": usage_dict(params, completion_tokens)}
 
 
 def models_body(model: str, created: int, max_model_len: int) -> dict:
@@ -119,9 +118,7 @@ def metrics_text(totals: dict[str, int], per_position: list[int], model: str, sp
     lines: list[str] = []
 
     def family(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{{{lbl}}} {value:.1f}" for lbl, value in samples)
+        prometheus_family(lines, name, kind, help_, samples, fmt=lambda v: f"{v:.1f}")
 
     family("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
            [(labels, totals["requests_running"])])
@@ -144,13 +141,39 @@ def metrics_text(totals: dict[str, int], per_position: list[int], model: str, sp
         family("vllm:spec_decode_num_accepted_tokens_per_pos_total", "counter",
                "Accepted tokens per draft position.",
                [(labels + f',position="{i}"', n) for i, n in enumerate(per_position)])
-    # The emulator's own health: how late chunks left against their schedule.
-    lag_count = totals["send_lag_count"]
-    lines.append("# HELP emulator_send_lag_seconds Chunk send time minus its scheduled time.")
-    lines.append("# TYPE emulator_send_lag_seconds summary")
-    lines.append(f"emulator_send_lag_seconds_sum {totals['send_lag_ns_sum'] / 1e9:.9f}")
-    lines.append(f"emulator_send_lag_seconds_count {lag_count}")
-    lines.append("# HELP emulator_send_lag_max_seconds Largest chunk send lag seen.")
-    lines.append("# TYPE emulator_send_lag_max_seconds gauge")
-    lines.append(f"emulator_send_lag_max_seconds {totals['send_lag_ns_max'] / 1e9:.9f}")
+    lines.extend(emulator_lag_lines(totals))
     return "\n".join(lines) + "\n"
+
+
+class Vllm(Personality):
+    """`vllm serve`: OpenAI completions plus return_token_ids; Prometheus /metrics."""
+
+    name = "vllm"
+    owned_by = "vllm"
+    uses_batches = False  # nothing on vLLM's /metrics is per batch
+
+    def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        return parse_completion_request(body, self.config.model, headers)
+
+    def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
+        return StreamEncoder(rid, created, params)
+
+    def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
+        return completion_body(gen.rid, gen.created, gen.params, text, ids, finish, gen.emitted)
+
+    def models_body(self) -> dict:
+        return models_body(self.config.model, self.created, self.config.max_model_len)
+
+    def error_body(self, status: int, message: str) -> dict:
+        return error_body(status, message)
+
+    def error_event(self, status: int, message: str) -> bytes | None:
+        return sse(error_body(status, message)) + b"data: [DONE]\n\n"  # the body is already {"error": {...}}
+
+    def routes(self):
+        return {**super().routes(), ("GET", "/metrics"): self._metrics}
+
+    def _metrics(self, conn, request) -> None:
+        totals = self.counters.totals()
+        self.respond_text(conn, metrics_text(totals, self.counters.per_position(totals), self.config.model,
+                                             speculative=self.speculative))

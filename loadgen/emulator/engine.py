@@ -1,0 +1,203 @@
+"""The interface between the emulated server (server.py) and one engine's wire format.
+
+Each engine module (vllm.py, sglang.py, trtllm.py, llamacpp.py) holds everything that engine says
+on the wire, read from its source: how a /v1/completions request is parsed and validated, the
+stream chunk bytes, the final usage / summary chunk, the non-streaming body, /v1/models, the
+metrics endpoints, error bodies, and any extra routes. server.py owns timing, acceptance and the
+sockets, and calls a Personality for every byte it writes:
+
+    parse_request(body, headers) -> GenerationParams      (raises RequestRejected)
+    stream_encoder(rid, created, params) -> encoder with
+        per_token: bool                                    text given as one string per token?
+        events(text, ids, finish, completion_tokens, steps, extra) -> bytes
+                                                           one chunk's SSE event(s): one step, or N merged
+        tail(gen, now_ns) -> bytes                         what follows the last token, [DONE] included
+    completion_body(gen, text, ids, finish, now_ns) -> dict    non-streaming answer
+    models_body() -> dict, error_body(status, message) -> dict,
+    error_event(status, message) -> bytes | None           mid-stream error (None: drop the connection)
+    routes() -> {(method, path): handler(conn, request)}   /health, /v1/models, metrics, extras
+    on_batch(batch, now_ns)                                once per step-timer firing that did work
+
+The hot path is events(): encoders pre-encode everything but the text, counts and finish reason,
+and the whole chunk (every event of a step) goes out in one socket write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .counters import Counters
+    from .http import Connection, Request
+    from .server import EmulatorConfig
+
+__all__ = ["GenerationParams", "RequestRejected", "Personality", "BatchStats", "Handler", "usage_dict",
+           "sse", "prometheus_family", "go_float", "emulator_lag_lines", "CATEGORY_HEADER", "error_type"]
+
+Handler = Callable[["Connection", "Request"], None]
+
+#: the request header naming the workload category (the client sends it; engines ignore it)
+CATEGORY_HEADER = "x-loadgen-category"
+
+
+class RequestRejected(Exception):
+    """A request the engine would refuse: `status` and the engine's own error body."""
+
+    def __init__(self, status: int, message: str, body: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass(slots=True)
+class GenerationParams:
+    model: str                  # the model name the chunks carry
+    prompt_tokens: int
+    max_tokens: int
+    stream: bool
+    include_usage: bool         # a final usage chunk
+    continuous_usage: bool      # cumulative usage on every chunk
+    return_token_ids: bool      # token ids on every chunk (vLLM return_token_ids, TRT-LLM detokenize=false)
+    ignore_eos: bool
+    category: str | None = None  # X-Loadgen-Category: picks the acceptance profile
+
+
+class BatchStats:
+    """What one firing of the step timer did: the emulator's notion of one engine iteration."""
+
+    __slots__ = ("prefill", "decode", "drafts", "draft_tokens", "accepted", "decode_tokens", "ctx_tokens",
+                 "completed")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefill = 0        # requests whose first (prefill) step ran
+        self.decode = 0         # decode steps run
+        self.drafts = 0         # decode steps that verified a draft
+        self.draft_tokens = 0
+        self.accepted = 0       # accepted draft tokens (bonus tokens excluded)
+        self.decode_tokens = 0  # tokens produced by decode steps
+        self.ctx_tokens = 0     # prompt tokens prefilled
+        self.completed = 0      # requests that finished
+
+
+def error_type(status: int) -> str:
+    """The OpenAI-style error type name FastAPI servers (vLLM, SGLang, TRT-LLM) put in error bodies."""
+    return {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError"}.get(status, "InternalServerError")
+
+
+def usage_dict(params: GenerationParams, completion_tokens: int) -> dict:
+    return {"prompt_tokens": params.prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": params.prompt_tokens + completion_tokens}
+
+
+def sse(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def go_float(value: float) -> str:
+    """A sample value as prometheus_client writes it (repr of a float: 12.0, 2.5)."""
+    return repr(float(value))
+
+
+def prometheus_family(lines: list[str], name: str, kind: str, help_: str,
+                      samples: list[tuple[str, float]], fmt: Callable[[float], str] = go_float) -> None:
+    """Append one metric family in Prometheus text format; `samples` are (label text, value)."""
+    lines.append(f"# HELP {name} {help_}")
+    lines.append(f"# TYPE {name} {kind}")
+    lines.extend(f"{name}{{{lbl}}} {fmt(value)}" if lbl else f"{name} {fmt(value)}" for lbl, value in samples)
+
+
+def emulator_lag_lines(totals: dict[str, int]) -> list[str]:
+    """The emulator's own health (not an engine metric): how late chunks left against their schedule."""
+    return ["# HELP emulator_send_lag_seconds Chunk send time minus its scheduled time.",
+            "# TYPE emulator_send_lag_seconds summary",
+            f"emulator_send_lag_seconds_sum {totals['send_lag_ns_sum'] / 1e9:.9f}",
+            f"emulator_send_lag_seconds_count {totals['send_lag_count']}",
+            "# HELP emulator_send_lag_max_seconds Largest chunk send lag seen.",
+            "# TYPE emulator_send_lag_max_seconds gauge",
+            f"emulator_send_lag_max_seconds {totals['send_lag_ns_max'] / 1e9:.9f}"]
+
+
+class Personality:
+    """Base of the per-engine wire formats. Subclasses override what their engine says differently."""
+
+    name = ""
+    owned_by = ""
+    id_prefix = "cmpl-"
+    #: llama-server streams one SSE event per token even when a step makes several
+    per_token_chunks = False
+    #: whether a draft is cut to the tokens still allowed (n_predict - n_decoded - 1), as llama-server does
+    caps_drafts = False
+    #: whether --stream-interval merges steps (llama-server has no stream interval)
+    merges_steps = True
+    #: whether on_batch() is wanted: without it the step timer reports no firings (cheaper)
+    uses_batches = True
+    #: shared-memory gauge slots this engine publishes per worker (see Counters)
+    gauges: tuple[str, ...] = ()
+    #: at most one worker process (state that cannot be shared, e.g. a draining queue)
+    single_worker_reason: str | None = None
+    metrics_content_type = "text/plain; version=0.0.4; charset=utf-8"
+
+    def __init__(self, config: EmulatorConfig, counters: Counters, worker: int) -> None:
+        self.config = config
+        self.counters = counters
+        self.worker = worker
+        self.created = int(time.time())
+        self.draft_len = config.draft_len
+
+    @property
+    def speculative(self) -> bool:
+        return self.draft_len > 0
+
+    # -- requests ------------------------------------------------------------------------------
+    def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        raise NotImplementedError
+
+    def bad_json(self) -> RequestRejected:
+        return RequestRejected(400, "request body is not valid JSON")
+
+    def request_id(self, n: int) -> str:
+        return f"{self.id_prefix}{n}"
+
+    # -- responses -----------------------------------------------------------------------------
+    def stream_encoder(self, rid: str, created: int, params: GenerationParams):
+        raise NotImplementedError
+
+    def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
+        raise NotImplementedError
+
+    def models_body(self) -> dict:
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> dict:
+        raise NotImplementedError
+
+    def error_event(self, status: int, message: str) -> bytes | None:
+        """What the engine writes when a stream fails after it started (None: it drops the connection)."""
+        return sse({"error": self.error_body(status, message)}) + b"data: [DONE]\n\n"
+
+    def respond_error(self, conn: Connection, status: int, message: str, body: dict | None = None) -> None:
+        conn.respond_json(status, body if body is not None else self.error_body(status, message))
+
+    # -- routes and metrics --------------------------------------------------------------------
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {("GET", "/health"): self._health, ("GET", "/v1/models"): self._models}
+
+    def _health(self, conn: Connection, request: Request) -> None:
+        conn.respond(200, b"")
+
+    def _models(self, conn: Connection, request: Request) -> None:
+        conn.respond_json(200, self.models_body())
+
+    def respond_text(self, conn: Connection, text: str) -> None:
+        conn.respond(200, text.encode(), self.metrics_content_type)
+
+    def on_batch(self, batch: BatchStats, now_ns: int) -> None:
+        """Called once per step-timer firing that stepped at least one request."""

@@ -1,0 +1,225 @@
+"""llama.cpp's `llama-server` wire format, as read from its source (tools/server/server-task.cpp,
+server-context.cpp, server.cpp) and seen on a live server (../shared/LLAMACPP.md):
+
+- ONE SSE event per token, even with speculative decoding: a step's tokens go out as a burst of
+  events (here in one socket write), each `{"choices":[{"text","index":0,"logprobs":null,
+  "finish_reason":null}],"created","model","system_fingerprint","object":"text_completion",
+  "id":"chatcmpl-…"}`. Then a final event with empty text, `finish_reason`, `usage` and `timings`
+  {cache_n, prompt_n, prompt_ms, prompt_per_token_ms, prompt_per_second, predicted_n, predicted_ms,
+  predicted_per_token_ms, predicted_per_second, and draft_n, draft_n_accepted when anything was
+  drafted}, then `data: [DONE]`. No continuous usage; usage is always on the final event. A draft
+  is never longer than the tokens still allowed minus one (so draft_n need not be a multiple of
+  the draft length, and nothing accepted is thrown away at max_tokens).
+- /metrics: `llamacpp:` counters and gauges with no labels, values written by a C++ ostream
+  (%g, six significant digits), and `llamacpp:spec_decode_num_accepted_tokens_per_pos_total
+  {position}` when there are draft positions.
+- /v1/models (and /models) carries both an Ollama-style `models` list and OpenAI `data`.
+- errors are `{"error": {"code", "message", "type"}}`; a failed stream ends with
+  `data: {"error": {...}}` and no [DONE].
+
+llama-server's own `--spec-synth-rates` are UNCONDITIONAL per-position probabilities; the emulator's
+--accept stays CONDITIONAL (P(position i accepted | 1..i-1 accepted)) here as for every engine.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .engine import CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines, sse
+
+__all__ = ["Llamacpp", "StreamEncoder", "cpp_double"]
+
+SYSTEM_FINGERPRINT = "b1-emulator"
+
+
+def cpp_double(value: float) -> str:
+    """A double as `std::ostream << value` writes it by default (%g, six significant digits)."""
+    return format(float(value), ".6g")
+
+
+def _usage(params: GenerationParams, completion_tokens: int) -> dict:
+    return {"completion_tokens": completion_tokens, "prompt_tokens": params.prompt_tokens,
+            "total_tokens": completion_tokens + params.prompt_tokens, "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+def timings(gen, now_ns: int) -> dict:
+    """result_timings::to_json() for one request: prompt = arrival -> first token, predicted =
+    first token -> last token."""
+    params = gen.params
+    first = gen.first_ns or now_ns
+    prompt_ms = (first - gen.start_ns) / 1e6
+    predicted_ms = (now_ns - first) / 1e6
+    out = {"cache_n": 0,
+           "prompt_n": params.prompt_tokens, "prompt_ms": prompt_ms,
+           "prompt_per_token_ms": prompt_ms / params.prompt_tokens,
+           "prompt_per_second": 1e3 * params.prompt_tokens / prompt_ms if prompt_ms > 0 else 0.0,
+           "predicted_n": gen.emitted, "predicted_ms": predicted_ms,
+           "predicted_per_token_ms": predicted_ms / gen.emitted if gen.emitted else 0.0,
+           "predicted_per_second": 1e3 * gen.emitted / predicted_ms if predicted_ms > 0 else 0.0}
+    draft_n = gen.draft_tokens
+    if draft_n > 0:
+        out["draft_n"] = draft_n
+        out["draft_n_accepted"] = gen.accepted
+    return out
+
+
+class StreamEncoder:
+    """server_task_result_cmpl_partial::to_json_oaicompat() per token, pre-encoded around the text."""
+
+    __slots__ = ("_head", "_foot", "_rid", "_created", "_params", "_model")
+
+    per_token = True
+
+    def __init__(self, rid: str, created: int, params: GenerationParams, model: str) -> None:
+        self._head = b'{"choices":[{"text":'
+        self._foot = (b',"index":0,"logprobs":null,"finish_reason":null}],"created":%d,"model":' % created
+                      + orjson.dumps(model) + b',"system_fingerprint":' + orjson.dumps(SYSTEM_FINGERPRINT)
+                      + b',"object":"text_completion","id":' + orjson.dumps(rid))
+        self._rid, self._created, self._params, self._model = rid, created, params, model
+
+    def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
+        """One event per token; the finish reason goes on the final event (tail), not on these."""
+        head, foot = b"data: " + self._head, self._foot + extra + b"}\n\n"
+        dumps = orjson.dumps
+        return b"".join([head + dumps(t) + foot for t in texts])
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        final = {"choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "length"}],
+                 "created": self._created, "model": self._model, "system_fingerprint": SYSTEM_FINGERPRINT,
+                 "object": "text_completion",
+                 "usage": _usage(self._params, gen.emitted),
+                 "id": self._rid, "timings": timings(gen, now_ns)}
+        return sse(final) + b"data: [DONE]\n\n"
+
+
+class Llamacpp(Personality):
+    name = "llamacpp"
+    owned_by = "llamacpp"
+    id_prefix = "chatcmpl-"
+    per_token_chunks = True
+    merges_steps = False  # llama-server has no stream interval: one event per token anyway
+
+    _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                    501: "not_supported_error", 503: "unavailable_error"}
+
+    def request_id(self, n: int) -> str:
+        return f"chatcmpl-{n:032d}"
+
+    def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        if not isinstance(body, dict):
+            raise RequestRejected(400, "request body must be a JSON object")
+        prompt = body.get("prompt")
+        if isinstance(prompt, str) and prompt:
+            prompt_tokens = max(1, len(prompt.split()))
+        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            prompt_tokens = len(prompt)
+        else:
+            raise RequestRejected(400, "\"prompt\" must be a string or a list of tokens")
+        # n_predict <- max_completion_tokens <- max_tokens; -1 (llama-server's default) means "until
+        # the end of the context", which the emulator, having no EOS, replaces by 16
+        max_tokens = body.get("n_predict", body.get("max_completion_tokens", body.get("max_tokens", -1)))
+        if max_tokens is None or max_tokens == -1:
+            max_tokens = 16
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise RequestRejected(400, f"n_predict must be at least 1 (or -1), got {max_tokens!r}")
+        options = body.get("stream_options") or {}
+        return GenerationParams(model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens,
+                                stream=bool(body.get("stream", False)),
+                                include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+                                continuous_usage=False, return_token_ids=False,
+                                ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER))
+
+    def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
+        return StreamEncoder(rid, created, params, self.config.model)
+
+    def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
+        params = gen.params
+        return {"choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+                "created": gen.created, "model": self.config.model, "system_fingerprint": SYSTEM_FINGERPRINT,
+                "object": "text_completion",
+                "usage": _usage(params, gen.emitted),
+                "id": gen.rid, "timings": timings(gen, now_ns)}
+
+    def models_body(self) -> dict:
+        model = self.config.model
+        return {
+            "models": [{"name": model, "model": model, "modified_at": "", "size": "", "digest": "", "type": "model",
+                        "description": "", "tags": [""], "capabilities": ["completion"], "parameters": "",
+                        "details": {"parent_model": "", "format": "gguf", "family": "", "families": [""],
+                                    "parameter_size": "", "quantization_level": ""}}],
+            "object": "list",
+            "data": [{"id": model, "aliases": [model], "tags": [], "object": "model", "created": self.created,
+                      "owned_by": "llamacpp",
+                      "meta": {"vocab_type": 2, "n_vocab": 32000, "n_ctx": self.config.max_model_len,
+                               "n_ctx_train": self.config.max_model_len, "n_embd": 0, "n_params": 0, "size": 0,
+                               "ftype": "F16"}}]}
+
+    #: whether a draft is cut to the tokens still allowed (llama-server drafts at most n_predict - n_decoded - 1)
+    caps_drafts = True
+
+    def error_body(self, status: int, message: str) -> dict:
+        return {"error": {"code": status, "message": message, "type": self._ERROR_TYPES.get(status, "server_error")}}
+
+    def respond_error(self, conn, status: int, message: str, body: dict | None = None) -> None:
+        if status == 404 and body is None:  # the HTTP layer's own answer for an unknown route
+            body = {"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}}
+        super().respond_error(conn, status, message, body)
+
+    def error_event(self, status: int, message: str) -> bytes | None:
+        return sse(self.error_body(status, message))  # no [DONE] after an error
+
+    def routes(self):
+        return {**super().routes(), ("GET", "/models"): self._models, ("GET", "/metrics"): self._metrics}
+
+    def _health(self, conn, request) -> None:
+        conn.respond(200, b'{"status":"ok"}')
+
+    def metrics_text(self) -> str:
+        """server_task_result_metrics::to_metrics(): counters, then gauges, then accepted tokens per
+        draft position. n_decode_total counts step-timer firings that stepped a request (one
+        llama_decode() per batch); the spec counters are printed (as zeros) even without a draft."""
+        t = self.counters.totals()
+        steps = t["batch_steps"]
+        prompt_s, predicted_s = t["prompt_ns"] / 1e9, t["predicted_ns"] / 1e9
+        counters = [
+            ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", t["prompt_tokens"]),
+            ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", 0),
+            ("prompt_seconds_total", "Total time spent processing prompts", prompt_s),
+            ("tokens_predicted_total", "Number of generation tokens processed", t["generation_tokens"]),
+            ("tokens_predicted_seconds_total", "Total time spent generating tokens", predicted_s),
+            ("n_decode_total", "Total number of llama_decode() calls, excluding speculative decoding and "
+                               "multimodal decoding", steps),
+            ("n_tokens_max", "Largest observed sequence length (prompt + generation)", t["seq_len_max"]),
+            ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated",
+             t["spec_draft_tokens"]),
+            ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted by the target model",
+             t["spec_accepted_tokens"]),
+            ("spec_decode_num_drafts_total", "Speculative: Total speculative decoding verification steps",
+             t["spec_drafts"]),
+        ]
+        gauges = [
+            ("prompt_tokens_seconds", "Average prompt throughput in tokens/s",
+             t["prompt_tokens"] / prompt_s if prompt_s > 0 else 0.0),
+            ("predicted_tokens_seconds", "Average generation throughput in tokens/s",
+             t["generation_tokens"] / predicted_s if predicted_s > 0 else 0.0),
+            ("requests_processing", "Number of requests processing", t["requests_running"]),
+            ("requests_deferred", "Number of requests deferred", 0),
+            ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call",
+             t["batch_items"] / max(steps, 1)),
+        ]
+        lines: list[str] = []
+        for kind, items in (("counter", counters), ("gauge", gauges)):
+            for name, help_, value in items:
+                lines += [f"# HELP llamacpp:{name} {help_}", f"# TYPE llamacpp:{name} {kind}",
+                          f"llamacpp:{name} {cpp_double(value)}"]
+        per_pos = self.counters.per_position(t)
+        if per_pos:
+            name = "llamacpp:spec_decode_num_accepted_tokens_per_pos_total"
+            lines += [f"# HELP {name} Accepted tokens per draft position", f"# TYPE {name} counter"]
+            lines += [f'{name}{{position="{i}"}} {n}' for i, n in enumerate(per_pos)]
+        lines.extend(emulator_lag_lines(t))
+        return "\n".join(lines) + "\n"
+
+    def _metrics(self, conn, request) -> None:
+        self.respond_text(conn, self.metrics_text())

@@ -1,0 +1,308 @@
+"""TensorRT-LLM's `trtllm-serve` wire format, as read from its source (tensorrt_llm/serve/openai_protocol.py,
+openai_server.py, postprocess_handlers.py, metrics/collector.py, executor/types.h):
+
+- CompletionRequest is a pydantic model with extra="forbid": `model` is required and ANY other
+  unknown field is a 400, answered by FastAPI's RequestValidationError handler as
+  `{"error": str(exc)}`. `stream_options` (itself extra="forbid") is only allowed with stream=true;
+  its include_usage defaults to true, continuous usage needs include_usage and continuous_usage_stats.
+- chunks are `model_dump_json(exclude_unset=False)`: every field present (`token_ids`,
+  `stop_reason`, `avg_decoded_tokens_per_iter`, `usage: null`); usage carries
+  `prompt_tokens_details`; `detokenize: false` sends token ids with empty text.
+- GET /metrics returns the executor's iteration stats as a JSON list and DRAINS them (each read
+  returns only iterations since the previous read; at most 1000 are kept, oldest dropped).
+  GET /prometheus/metrics has the trtllm_* counters and gauges.
+- a failure after the stream started ends the response without an error event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import orjson
+
+from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected,
+                     emulator_lag_lines, error_type, prometheus_family)
+
+__all__ = ["Trtllm", "StreamEncoder", "COMPLETION_FIELDS", "MAX_PENDING_ITERATIONS"]
+
+#: CompletionRequest's fields (tensorrt_llm/serve/openai_protocol.py); anything else is rejected
+COMPLETION_FIELDS = frozenset((
+    "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+    "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user",
+    "lora_request", "prompt_ignore_length",
+    # completion sampling params
+    "use_beam_search", "top_k", "top_p_min", "min_p", "repetition_penalty", "length_penalty", "early_stopping",
+    "stop_token_ids", "include_stop_str_in_output", "ignore_eos", "min_tokens", "skip_special_tokens",
+    "spaces_between_special_tokens", "truncate_prompt_tokens", "return_context_logits", "detokenize",
+    "thinking_token_budget",
+    # completion extra params
+    "add_special_tokens", "response_format", "disaggregated_params", "priority", "conversation_params",
+))
+STREAM_OPTIONS_FIELDS = frozenset(("include_usage", "continuous_usage_stats"))
+#: the executor keeps at most this many iteration stats between reads (iter_stats_max_iterations)
+MAX_PENDING_ITERATIONS = 1000
+VERSION = "0.0.0+loadgen.emulator"
+
+
+def _validation_error(errors: list[dict]) -> RequestRejected:
+    """FastAPI's RequestValidationError as trtllm-serve returns it: 400 {"error": str(exc)}."""
+    n = len(errors)
+    text = f"{n} validation error{'s' if n != 1 else ''}:\n" + "".join(f"  {e!r}\n" for e in errors)
+    return RequestRejected(400, text.rstrip(), {"error": text.rstrip()})
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    # UsageInfo field order: prompt_tokens, total_tokens, completion_tokens, prompt_tokens_details
+    return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens": completion_tokens, "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+class StreamEncoder:
+    """CompletionStreamResponse.model_dump_json(exclude_unset=False), constant parts pre-encoded.
+
+    avg_decoded_tokens_per_iter is the request's running tokens per iteration (prefill included)
+    when speculation is on, null otherwise."""
+
+    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_ids", "_avg")
+
+    per_token = False
+
+    def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
+        self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"text_completion","created":%d,"model":' % created
+                      + orjson.dumps(params.model) + b',"choices":[{"index":0,"text":')
+        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
+                       b'"prompt_tokens_details":{"cached_tokens":0}}' % params.prompt_tokens
+                       if params.continuous_usage else None)
+        self._params, self._rid, self._created = params, rid, created
+        self._ids = params.return_token_ids  # detokenize=false: ids instead of text
+        self._avg = speculative
+
+    def events(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
+        finish = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
+        if self._ids:
+            body = b'"","token_ids":' + orjson.dumps(token_ids)
+        else:
+            body = orjson.dumps(text) + b',"token_ids":null'
+        avg = orjson.dumps(completion_tokens / steps) if self._avg else b"null"
+        out = (b"data: " + self._head + body + b',"logprobs":null,"finish_reason":' + finish
+               + b',"stop_reason":null,"avg_decoded_tokens_per_iter":' + avg + b"}]")
+        if self._usage is None:
+            out += b',"usage":null'
+        else:
+            out += self._usage % (self._params.prompt_tokens + completion_tokens, completion_tokens)
+        return out + extra + b"}\n\n"
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        out = b""
+        if self._params.include_usage:
+            out = b"data: " + orjson.dumps({"id": self._rid, "object": "text_completion", "created": self._created,
+                                            "model": self._params.model, "choices": [],
+                                            "usage": _usage(self._params.prompt_tokens, gen.emitted)}) + b"\n\n"
+        return out + b"data: [DONE]\n\n"
+
+
+class Trtllm(Personality):
+    name = "trtllm"
+    owned_by = "tensorrt_llm"
+    single_worker_reason = ("trtllm's GET /metrics drains one server-wide queue of iteration stats, which the "
+                            "emulator keeps in its one process: run it with --workers 1")
+
+    def __init__(self, config, counters, worker) -> None:
+        super().__init__(config, counters, worker)
+        self._pending: deque[tuple] = deque(maxlen=MAX_PENDING_ITERATIONS)
+        self._iter = 0
+        self._prev_ns = 0
+        self._step_ns = int(config.step_ms * 1e6)
+        self._running_index = counters.index("requests_running")
+        self._last_active = 0
+        self._last_al = 0.0
+
+    # -- requests ------------------------------------------------------------------------------
+    def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        if not isinstance(body, dict):
+            raise _validation_error([{"type": "model_attributes_type", "loc": ("body",),
+                                      "msg": "Input should be a valid dictionary or object to extract fields from",
+                                      "input": body}])
+        errors = [{"type": "extra_forbidden", "loc": ("body", key), "msg": "Extra inputs are not permitted",
+                   "input": value} for key, value in body.items() if key not in COMPLETION_FIELDS]
+        options = body.get("stream_options")
+        if isinstance(options, dict):
+            errors += [{"type": "extra_forbidden", "loc": ("body", "stream_options", key),
+                        "msg": "Extra inputs are not permitted", "input": value}
+                       for key, value in options.items() if key not in STREAM_OPTIONS_FIELDS]
+        elif options is not None:
+            errors.append({"type": "model_type", "loc": ("body", "stream_options"),
+                           "msg": "Input should be a valid dictionary or instance of StreamOptions", "input": options})
+        if "model" not in body:
+            errors.append({"type": "missing", "loc": ("body", "model"), "msg": "Field required", "input": body})
+        elif not isinstance(body["model"], str):
+            errors.append({"type": "string_type", "loc": ("body", "model"), "msg": "Input should be a valid string",
+                           "input": body["model"]})
+        prompt = body.get("prompt")
+        if "prompt" not in body:
+            errors.append({"type": "missing", "loc": ("body", "prompt"), "msg": "Field required", "input": body})
+        elif not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
+                                               and all(isinstance(t, int) for t in prompt))):
+            errors.append({"type": "union_type", "loc": ("body", "prompt"),
+                           "msg": "the emulator serves one prompt per request (a string or a list of token ids)",
+                           "input": prompt})
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
+            errors.append({"type": "int_type", "loc": ("body", "max_tokens"), "msg": "Input should be a valid integer",
+                           "input": max_tokens})
+        if options and not body.get("stream"):  # a model_validator(mode="before") in CompletionRequest
+            errors.append({"type": "value_error", "loc": ("body",),
+                           "msg": "Value error, Stream options can only be defined when stream is true.",
+                           "input": body})
+        if errors:
+            raise _validation_error(errors)
+        if body.get("suffix"):
+            raise RequestRejected(400, "suffix is not supported")
+        if max_tokens is None:
+            max_tokens = 16
+        if max_tokens < 1:
+            raise RequestRejected(400, f"max_tokens ({max_tokens}) must be greater than 0")
+        stream = bool(body.get("stream", False))
+        include = continuous = False
+        if options is not None:  # StreamOptions(include_usage=True, continuous_usage_stats=False)
+            include = options.get("include_usage", True) is not False
+            continuous = include and bool(options.get("continuous_usage_stats", False))
+        return GenerationParams(model=body["model"], prompt_tokens=len(prompt) if isinstance(prompt, list)
+                                else max(1, len(prompt.split())), max_tokens=max_tokens, stream=stream,
+                                include_usage=include, continuous_usage=continuous,
+                                return_token_ids=body.get("detokenize", True) is False,
+                                ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER))
+
+    # -- responses -----------------------------------------------------------------------------
+    def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
+        return StreamEncoder(rid, created, params, self.speculative)
+
+    def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
+        params = gen.params
+        avg = gen.emitted / gen.index if self.speculative and gen.index else None
+        return {"id": gen.rid, "object": "text_completion", "created": gen.created, "model": params.model,
+                "choices": [{"index": 0, "text": "" if params.return_token_ids else text,
+                             "token_ids": ids if params.return_token_ids else None, "logprobs": None,
+                             "context_logits": None, "finish_reason": finish, "stop_reason": None,
+                             "disaggregated_params": None, "avg_decoded_tokens_per_iter": avg}],
+                "usage": _usage(params.prompt_tokens, gen.emitted), "prompt_token_ids": None}
+
+    def models_body(self) -> dict:
+        return {"object": "list", "data": [{"id": self.config.model, "object": "model", "created": self.created,
+                                             "owned_by": "tensorrt_llm"}]}
+
+    def error_body(self, status: int, message: str) -> dict:
+        return {"object": "error", "message": message, "type": error_type(status), "param": None, "code": status}
+
+    def bad_json(self) -> RequestRejected:
+        return _validation_error([{"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error",
+                                   "input": {}, "ctx": {"error": "Expecting value"}}])
+
+    def error_event(self, status: int, message: str) -> bytes | None:
+        return None  # the generator raises: the response is cut without an error event
+
+    # -- routes --------------------------------------------------------------------------------
+    def routes(self):
+        return {**super().routes(),
+                ("GET", "/health_generate"): lambda conn, req: conn.respond(200, b"Generation health check OK",
+                                                                            "text/plain"),
+                ("GET", "/version"): lambda conn, req: conn.respond_json(200, {"version": VERSION}),
+                ("GET", "/metrics"): self._iteration_stats, ("GET", "/perf_metrics"): self._perf_metrics,
+                ("GET", "/prometheus/metrics"): self._prometheus}
+
+    def on_batch(self, batch: BatchStats, now_ns: int) -> None:
+        """One iteration per firing of the step timer that stepped a request (context or generation)."""
+        self._iter += 1
+        latency_ns = min(now_ns - self._prev_ns, self._step_ns) if self._prev_ns else self._step_ns
+        self._prev_ns = now_ns
+        active = self.counters.array[self._running_index] + batch.completed
+        self._last_active = active
+        if batch.drafts:
+            self._last_al = (batch.accepted + batch.drafts) / batch.drafts
+        else:
+            self._last_al = 0.0
+        self._pending.append((time.time(), self._iter, latency_ns / 1e6, active, batch.completed, batch.prefill,
+                              batch.decode, batch.ctx_tokens, batch.decode_tokens, batch.drafts, batch.draft_tokens,
+                              batch.accepted))
+
+    def _iteration_json(self, entry: tuple) -> dict:
+        (wall, it, latency_ms, active, completed, ctx, gen, ctx_tokens, gen_tokens, drafts, draft_tokens,
+         accepted) = entry
+        stats = {
+            "timestamp": time.strftime("%m-%d-%Y %H:%M:%S", time.localtime(wall)),
+            "iter": it, "iterLatencyMS": latency_ms, "newActiveRequestsQueueLatencyMS": 0.0,
+            "numNewActiveRequests": ctx, "numActiveRequests": active, "numQueuedRequests": 0,
+            "numCompletedRequests": completed, "maxNumActiveRequests": 2048, "maxBatchSizeStatic": 2048,
+            "maxBatchSizeTunerRecommended": 0, "maxBatchSizeRuntime": 2048, "maxNumTokensStatic": 8192,
+            "maxNumTokensTunerRecommended": 0, "maxNumTokensRuntime": 8192,
+            "gpuMemUsage": 0, "cpuMemUsage": 0, "pinnedMemUsage": 0,
+            "kvCacheStats": {"maxNumBlocks": 65536, "freeNumBlocks": 65536, "usedNumBlocks": 0, "tokensPerBlock": 32,
+                             "allocTotalBlocks": 0, "allocNewBlocks": 0, "reusedBlocks": 0, "missedBlocks": 0,
+                             "cacheHitRate": 0.0},
+            "inflightBatchingStats": {"numScheduledRequests": ctx + gen, "numContextRequests": ctx,
+                                      "numGenRequests": gen, "numPausedRequests": 0, "numCtxTokens": ctx_tokens,
+                                      "microBatchId": 0,
+                                      "avgNumDecodedTokensPerIter": gen_tokens / gen if gen else 0.0},
+        }
+        if self.speculative:
+            stats["specDecodingStats"] = {
+                "numDraftTokens": draft_tokens, "numAcceptedTokens": accepted, "numRequestsWithDraftTokens": drafts,
+                "acceptanceLength": (accepted + drafts) / drafts if drafts else 0.0,
+                "iterLatencyMS": 0.0, "draftOverhead": 0.0}
+        return stats
+
+    def drain(self) -> list[dict]:
+        """The iterations since the previous read, oldest first; the queue is left empty."""
+        entries = list(self._pending)
+        self._pending.clear()
+        return [self._iteration_json(e) for e in entries]
+
+    def _iteration_stats(self, conn, request) -> None:
+        conn.respond_json(200, self.drain())
+
+    def _perf_metrics(self, conn, request) -> None:
+        conn.respond_json(200, [])  # per-request perf metrics need return_perf_metrics per request: none kept
+
+    def prometheus_text(self) -> str:
+        """prometheus_client's multiprocess exposition of the MetricsCollector: counters keep their
+        _total name, labels sorted. The counters here grow at every step (TRT-LLM feeds them from the
+        iteration stats and, per position, when a request finishes)."""
+        totals = self.counters.totals()
+        labels = f'engine_type="trtllm",model_name="{self.config.model}"'
+        lines: list[str] = []
+        prometheus_family(lines, "trtllm_num_requests_running", "gauge", "Number of active requests",
+                          [(labels, self._last_active)])
+        prometheus_family(lines, "trtllm_num_requests_waiting", "gauge", "Number of queued requests", [(labels, 0)])
+        prometheus_family(lines, "trtllm_prompt_tokens_total", "counter",
+                          "Cumulative number of prompt (input) tokens processed.", [(labels, totals["prompt_tokens"])])
+        prometheus_family(lines, "trtllm_generation_tokens_total", "counter",
+                          "Cumulative number of generation (output) tokens produced.",
+                          [(labels, totals["generation_tokens"])])
+        prometheus_family(lines, "trtllm_request_success_total", "counter", "Count of successfully processed requests.",
+                          [(labels + ',finished_reason="length"', totals["requests_finished_length"])])
+        if self.speculative:
+            prometheus_family(lines, "trtllm_spec_decode_num_draft_tokens_total", "counter",
+                              "Total number of draft tokens in speculative decoding",
+                              [(labels, totals["spec_draft_tokens"])])
+            prometheus_family(lines, "trtllm_spec_decode_num_accepted_tokens_total", "counter",
+                              "Total number of accepted tokens in speculative decoding",
+                              [(labels, totals["spec_accepted_tokens"])])
+            prometheus_family(lines, "trtllm_spec_decode_acceptance_length", "gauge",
+                              "Acceptance length in speculative decoding", [(labels, self._last_al)])
+            prometheus_family(lines, "trtllm_spec_decode_draft_overhead", "gauge",
+                              "Draft overhead in speculative decoding", [(labels, 0.0)])
+            prometheus_family(lines, "trtllm_spec_decode_drafted_tokens_total", "counter",
+                              "Total drafted tokens per speculative decoding position.",
+                              [(labels + f',token_position="{i}"', totals["spec_drafts"])
+                               for i in range(self.draft_len)])
+            prometheus_family(lines, "trtllm_spec_decode_accepted_tokens_total", "counter",
+                              "Total accepted tokens per speculative decoding position.",
+                              [(labels + f',token_position="{i}"', n)
+                               for i, n in enumerate(self.counters.per_position(totals))])
+        lines.extend(emulator_lag_lines(totals))
+        return "\n".join(lines) + "\n"
+
+    def _prometheus(self, conn, request) -> None:
+        self.respond_text(conn, self.prometheus_text())
