@@ -1,6 +1,6 @@
 """llama.cpp (llama-server): one SSE chunk per token even with speculation, so tokens per chunk
 say nothing about acceptance; a step's tokens arrive as one burst, which the client groups by
-network read. The server's counters are the authoritative figure."""
+network read and the gaps between them. The server's counters are the authoritative figure."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ class LlamacppAdapter(OpenAIAdapter):
     name = "llamacpp"
     token_counts = "one_per_token"
     steps_from_reads = True
+    #: chunks that arrive within this of a step's first chunk belong to that step. Measured against
+    #: llama-server on 2 CPU cores: gaps inside a step's burst were < 0.8 ms for 96% of chunks, gaps
+    #: between steps ~20 ms; an engine whose steps are shorter than this cannot be grouped.
+    step_gap_ns = 2_000_000
     authoritative = ("server", "llama-server streams one chunk per token; the client can only group the chunks of "
                                "a step by the network read they arrived in, which a busy client or a split write "
                                "blurs, so its counters (--metrics) are the authoritative figure")

@@ -15,7 +15,7 @@ __all__ = ["StreamRecorder"]
 
 class StreamRecorder:
     __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts", "_merge_reads",
-                 "_usage_per_chunk")
+                 "_usage_per_chunk", "_step_gap_ns")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False) -> None:
         self.record = record
@@ -28,6 +28,7 @@ class StreamRecorder:
         self._usage_per_chunk = adapter.token_counts != "one_per_token"
         # One chunk per token (llama.cpp): the chunks of one network read are one engine step.
         self._merge_reads = adapter.steps_from_reads
+        self._step_gap_ns = getattr(adapter, "step_gap_ns", 0)
 
     def on_event(self, t_ns: int, data: bytes) -> None:
         record = self.record
@@ -46,6 +47,8 @@ class StreamRecorder:
             # Cumulative usage (continuous usage stats): the difference is this chunk's token count.
             tokens = fields.completion_tokens - self._cumulative
             self._cumulative = fields.completion_tokens
+        elif fields.completion_tokens is not None:
+            tokens = 0  # llama.cpp's closing summary chunk (usage, timings): it carries no token
         elif fields.tokens is not None:
             tokens = fields.tokens
         else:
@@ -61,8 +64,9 @@ class StreamRecorder:
             return
         if not record.chunk_ns:
             record.first_ns = t_ns
-        elif self._merge_reads and record.chunk_ns[-1] == t_ns:
+        elif self._merge_reads and t_ns - record.chunk_ns[-1] <= self._step_gap_ns:
             record.chunk_tokens[-1] += tokens
+            record.last_ns = t_ns
             return
         record.last_ns = t_ns
         record.chunk_ns.append(t_ns)

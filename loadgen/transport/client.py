@@ -87,6 +87,7 @@ class _Connection:
         self.exchange: _Exchange | None = None
         self.closed = False
         self.used = False
+        self.last_was_stream = False
 
     def feed(self, t_ns: int, data: bytes) -> None:
         exchange = self.exchange
@@ -103,7 +104,8 @@ class _Connection:
             self.exchange = None
             if not exchange.future.done():
                 exchange.future.set_result(exchange)
-            if exchange.parser.keep_alive:
+            self.last_was_stream = exchange.on_event is not None
+            if exchange.parser.keep_alive and (self.pool.reuse_after_stream or not self.last_was_stream):
                 self.pool.release(self)
             else:
                 self.close()
@@ -209,9 +211,10 @@ class _Pool:
         self.all: set[_Connection] = set()
         self._address: tuple | None = None
         self.read_lag = ReadLag()
+        self.reuse_after_stream = True
 
-    async def acquire(self) -> _Connection:
-        while self.idle:
+    async def acquire(self, fresh: bool = False) -> _Connection:
+        while self.idle and not fresh:
             conn = self.idle.pop()
             if not conn.closed:
                 return conn
@@ -300,7 +303,7 @@ class HttpClient:
     async def _exchange(self, request: bytes, on_event, on_sent: Callable[[int], None] | None) -> _Exchange:
         loop = asyncio.get_running_loop()
         for attempt in (0, 1):
-            conn = await self._pool.acquire()
+            conn = await self._pool.acquire(fresh=attempt > 0)
             reused = conn.used
             exchange = _Exchange(loop.create_future(), on_event, head_only=False)
             conn.start(request, exchange)
@@ -313,6 +316,10 @@ class HttpClient:
                 # A kept-alive connection the server closed while idle fails before any byte of the
                 # response: the request never reached the server, so it goes again once, on a new one.
                 if attempt == 0 and reused and exc.kind == "disconnect" and not exchange.got_bytes:
+                    if conn.last_was_stream:
+                        # Some servers (llama-server) close a connection after a streamed response
+                        # while announcing keep-alive: stop reusing connections after streams.
+                        self._pool.reuse_after_stream = False
                     continue
                 raise
             except asyncio.CancelledError:

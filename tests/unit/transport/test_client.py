@@ -162,3 +162,31 @@ def test_connection_refused_is_a_connect_error():
         return info.value
 
     assert run(main()).kind == "connect"
+
+
+def test_server_that_closes_after_each_stream_despite_keep_alive():
+    """Regression: llama-server announces keep-alive but closes after a streamed response; the
+    client used to fail the next request on that connection (and its one retry on another stale
+    one). Now it retries on a fresh connection and stops reusing connections after streams."""
+    connections = 0
+
+    async def script(reader, writer):
+        nonlocal connections
+        connections += 1
+        await read_request(reader)
+        writer.write(SSE_HEAD + chunk(b'data: {"n":1}\n\ndata: [DONE]\n\n') + b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read(1)  # the client sent its next request on this connection: drop it unanswered
+        writer.close()
+
+    async def main():
+        server, url = await serve(script)
+        client = HttpClient(url, api_key=None, timeout_s=5)
+        await client.open_connections(2, "/x")  # two idle kept-alive connections (GETs are not streams)
+        for _ in range(4):
+            await client.stream("/v1/completions", b"{}", lambda t, d: None, lambda t: None)
+        await client.close()
+        server.close()
+
+    run(main())
+    assert connections >= 5

@@ -1,0 +1,64 @@
+"""`loadgen run` against a REAL engine: llama-server with synthetic acceptance rates, so the truth
+is known (--spec-synth-rates are UNCONDITIONAL per position: AL = 1 + sum of the rates)."""
+
+import io
+import re
+import urllib.request
+
+import pytest
+from rich.console import Console
+
+from loadgen.config import RunConfig
+from loadgen.records import read_journal
+from loadgen.runner import run
+
+RATES = (0.8, 0.6, 0.4)
+MAX_TOKENS = 32
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+@pytest.mark.parametrize("concurrency, requests", [(1, 120), (4, 200)])
+def test_server_acceptance_and_accounting_against_synthetic_rates(llama_server, llama_models, tmp_path,
+                                                                   concurrency, requests):
+    server = llama_server(spec_rates=",".join(map(str, RATES)), draft_n=3, parallel=4)
+    out = tmp_path / "out"
+    report = run(RunConfig(url=server.url, output_dir=out, num_requests=requests, concurrency=concurrency,
+                           max_tokens=MAX_TOKENS, tokenizer=str(llama_models.tokenizer), progress=False),
+                 Console(file=io.StringIO(), width=120))
+    assert report["config"]["engine"] == "llamacpp"  # detected from /v1/models
+    summary = report["summary"]
+    sent = summary["requests_sent"]  # the sample workload has two-turn conversations: >= requests
+    assert sent >= requests and summary["requests_completed"] == sent and summary["requests_failed"] == 0
+    assert summary["output_tokens"] == sent * MAX_TOKENS
+    records = list(read_journal(out / "requests.jsonl"))
+    assert len(records) == sent and all(r.output_tokens == MAX_TOKENS for r in records)
+
+    text = urllib.request.urlopen(server.url + "/metrics", timeout=10).read().decode()
+    # The preflight request (2 tokens) ran before the window: everything else is the run's.
+    assert metric(text, "llamacpp:tokens_predicted_total") == sent * MAX_TOKENS + 2
+    spec = report["speculative"]
+    srv = spec["server"]
+    assert srv["raw"]["after"]["drafts"] == metric(text, "llamacpp:spec_decode_num_drafts_total")
+    assert srv["raw"]["after"]["accepted_tokens"] == metric(text, "llamacpp:spec_decode_num_accepted_tokens_total")
+    drafts = srv["raw"]["after"]["drafts"] - srv["raw"]["before"]["drafts"]
+    accepted = srv["raw"]["after"]["accepted_tokens"] - srv["raw"]["before"]["accepted_tokens"]
+    assert drafts > 1000 and srv["acceptance_length"] == 1 + accepted / drafts
+    # Against the configured truth. Near max_tokens llama-server shortens drafts to the tokens still
+    # allowed, which pulls the later positions (and AL) slightly below the rates.
+    assert srv["acceptance_length"] == pytest.approx(1 + sum(RATES), rel=0.05)
+    for measured, rate in zip(srv["per_position"], RATES):
+        assert measured == pytest.approx(rate, abs=0.05)
+    # Each request's own timings add up to the counters' window.
+    per_request = spec["server_per_request"]
+    assert sum(c["draft_tokens"] for c in per_request.values()) == (srv["raw"]["after"]["draft_tokens"]
+                                                                    - srv["raw"]["before"]["draft_tokens"])
+    assert sum(c["accepted_tokens"] for c in per_request.values()) == accepted
+    # The client can only estimate steps from bursts of one-token chunks: the report says the
+    # server is authoritative here, and the estimate stays near it.
+    check = spec["cross_check"]
+    assert check["authoritative"] == "server"
+    assert check["client_acceptance_length"] == pytest.approx(srv["acceptance_length"], rel=0.12)
+    assert check["flagged"] == (abs(check["relative_difference"]) > 0.02)
