@@ -31,14 +31,16 @@ def test_llamacpp_counts_one_token_per_chunk_and_groups_reads_into_steps():
     assert adapter.token_counts == "one_per_token" and adapter.steps_from_reads
     recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 7, 0), adapter)
     chunk = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
-    for t in (100, 200, 200, 200, 300, 300):  # prefill, a step of 3, a step of 2
-        recorder.on_event(t, chunk)
+    ms = 1_000_000
+    for t in (0, 20 * ms, 20 * ms, 20 * ms + 300_000, 40 * ms, 40 * ms + 50_000, 62 * ms):
+        recorder.on_event(t, chunk)  # prefill; a burst of 3 (one read + a chunk 0.3 ms later); 2; 1
     final = orjson.dumps({"choices": [{"text": "y", "index": 0, "finish_reason": "length"}],
                           "usage": {"completion_tokens": 7},
                           "timings": {"draft_n": 9, "draft_n_accepted": 4, "predicted_n": 7}})
-    recorder.on_event(400, final)
+    recorder.on_event(62 * ms, final)  # the closing summary: usage and timings, no token
     record = recorder.finish(None)
     assert list(record.chunk_tokens) == [1, 3, 2, 1] and record.output_tokens == 7
+    assert record.last_ns == 62 * ms
     assert (record.server_draft_tokens, record.server_accepted_tokens) == (9, 4)
 
 
