@@ -244,9 +244,13 @@ async def _sample_load(load: LoadTracker) -> None:
 
 
 async def _poll(collectors, client: HttpClient, started: float) -> None:
-    """Sample the server's acceptance every SERVER_POLL_S for the report's time series (and keep
-    TRT-LLM's draining iteration stats from overflowing)."""
+    """Sample each collector at its own interval (default SERVER_POLL_S) for the report's time
+    series; TRT-LLM's draining iteration stats need reading more often, before its queue overflows."""
+    due = [started + getattr(c, "poll_interval_s", SERVER_POLL_S) for c in collectors]
     while True:
-        await asyncio.sleep(SERVER_POLL_S)
-        for collector in collectors:
-            await collector.poll(client.get, time.monotonic() - started)
+        await asyncio.sleep(max(0.0, min(due) - time.monotonic()))
+        now = time.monotonic()
+        for i, collector in enumerate(collectors):
+            if now >= due[i]:
+                await collector.poll(client.get, now - started)
+                due[i] = now + getattr(collector, "poll_interval_s", SERVER_POLL_S)

@@ -183,6 +183,9 @@ class TrtllmIterationCollector:
     AL = (accepted + requests with drafts) / requests with drafts, summed over iterations."""
 
     source = "trtllm /metrics iteration stats"
+    #: TRT-LLM keeps at most iter_stats_max_iterations (default 1000) between reads and drops the
+    #: oldest: at 0.2 s, iterations would have to be shorter than 0.2 ms to be lost
+    poll_interval_s = 0.2
 
     def __init__(self) -> None:
         self._drafts = self._draft_tokens = self._accepted = 0.0
