@@ -92,6 +92,16 @@ def error_type(status: int) -> str:
     return {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError"}.get(status, "InternalServerError")
 
 
+def max_tokens_of(body: dict, default: int = 16) -> int:
+    """The request's max_tokens (vLLM and SGLang default to 16); RequestRejected when not a positive int."""
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        return default
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise RequestRejected(400, f"max_tokens must be at least 1, got {max_tokens!r}")
+    return max_tokens
+
+
 def usage_dict(params: GenerationParams, completion_tokens: int) -> dict:
     return {"prompt_tokens": params.prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": params.prompt_tokens + completion_tokens}

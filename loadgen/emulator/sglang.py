@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected,
+from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected, max_tokens_of,
                      emulator_lag_lines, error_type, prometheus_family)
 
 __all__ = ["Sglang", "StreamEncoder", "DECODE_LOG_INTERVAL"]
@@ -101,11 +101,7 @@ class Sglang(Personality):
             raise RequestRejected(400, "Prompt cannot be empty")
         else:
             raise RequestRejected(400, "the emulator serves one prompt per request (a string or a list of token ids)")
-        max_tokens = body.get("max_tokens", 16)
-        if max_tokens is None:
-            max_tokens = 16
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise RequestRejected(400, f"max_tokens must be at least 1, got {max_tokens!r}")
+        max_tokens = max_tokens_of(body)
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise RequestRejected(400, "stream_options must be an object")

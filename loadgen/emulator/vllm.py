@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines,
+from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines, max_tokens_of,
                      error_type, prometheus_family, sse, usage_dict)
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
@@ -30,11 +30,7 @@ def parse_completion_request(body: object, served_model: str,
         prompt_tokens = len(prompt)
     else:
         raise RequestRejected(400, "prompt must be a non-empty string or list of token ids")
-    max_tokens = body.get("max_tokens", 16)
-    if max_tokens is None:
-        max_tokens = 16
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise RequestRejected(400, f"max_tokens must be at least 1, got {max_tokens!r}")
+    max_tokens = max_tokens_of(body)
     options = body.get("stream_options") or {}
     return GenerationParams(
         model=model,
