@@ -60,9 +60,9 @@ def cli() -> None:
 @click.option("--emulator-accept", default="0.8,0.6,0.4", show_default=True,
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
-def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len, concurrency, num_requests, duration, warmup, max_tokens,
-        ignore_eos, temperature, output_dir, api_key, timeout, seed, emulator_ttft_ms, emulator_step_ms,
-        emulator_accept, no_progress) -> None:
+def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
+        concurrency, num_requests, duration, warmup, max_tokens, ignore_eos, temperature, output_dir, api_key, timeout,
+        seed, emulator_ttft_ms, emulator_step_ms, emulator_accept, no_progress) -> None:
     """Run one benchmark at a fixed concurrency and write its report."""
     from .config import EmulatorSettings, RunConfig
     from .runner import run as run_benchmark
