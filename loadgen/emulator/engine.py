@@ -102,6 +102,16 @@ def max_tokens_of(body: dict, default: int = 16) -> int:
     return max_tokens
 
 
+def prompt_token_count(prompt: object) -> int | None:
+    """Tokens a prompt stands for: a token-id list's length, or (the emulator has no tokenizer) a
+    text's words, at least 1; None when it is neither, and each engine words its own rejection."""
+    if isinstance(prompt, str):
+        return max(1, len(prompt.split()))
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        return len(prompt)
+    return None
+
+
 def usage_dict(params: GenerationParams, completion_tokens: int) -> dict:
     return {"prompt_tokens": params.prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": params.prompt_tokens + completion_tokens}

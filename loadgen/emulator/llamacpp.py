@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import orjson
 
-from .engine import CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines, sse
+from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines,
+                     prompt_token_count, sse)
 
 __all__ = ["Llamacpp", "StreamEncoder", "cpp_double"]
 
@@ -110,11 +111,8 @@ class Llamacpp(Personality):
         if not isinstance(body, dict):
             raise RequestRejected(400, "request body must be a JSON object")
         prompt = body.get("prompt")
-        if isinstance(prompt, str) and prompt:
-            prompt_tokens = max(1, len(prompt.split()))
-        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-            prompt_tokens = len(prompt)
-        else:
+        prompt_tokens = prompt_token_count(prompt) if prompt else None
+        if prompt_tokens is None:
             raise RequestRejected(400, "\"prompt\" must be a string or a list of tokens")
         # n_predict <- max_completion_tokens <- max_tokens; -1 (llama-server's default) means "until
         # the end of the context", which the emulator, having no EOS, replaces by 16

@@ -20,6 +20,7 @@ from __future__ import annotations
 import orjson
 
 from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected, max_tokens_of,
+                     prompt_token_count,
                      emulator_lag_lines, error_type, prometheus_family)
 
 __all__ = ["Sglang", "StreamEncoder", "DECODE_LOG_INTERVAL"]
@@ -93,13 +94,10 @@ class Sglang(Personality):
         if not isinstance(model, str):
             raise RequestRejected(400, "model must be a string")
         prompt = body.get("prompt")
-        if isinstance(prompt, str) and prompt:
-            prompt_tokens = max(1, len(prompt.split()))
-        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-            prompt_tokens = len(prompt)
-        elif not prompt:
+        if not prompt:
             raise RequestRejected(400, "Prompt cannot be empty")
-        else:
+        prompt_tokens = prompt_token_count(prompt)
+        if prompt_tokens is None:
             raise RequestRejected(400, "the emulator serves one prompt per request (a string or a list of token ids)")
         max_tokens = max_tokens_of(body)
         options = body.get("stream_options") or {}

@@ -22,7 +22,7 @@ from collections import deque
 import orjson
 
 from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected,
-                     emulator_lag_lines, error_type, prometheus_family)
+                     emulator_lag_lines, error_type, prometheus_family, prompt_token_count)
 
 __all__ = ["Trtllm", "StreamEncoder", "COMPLETION_FIELDS", "MAX_PENDING_ITERATIONS"]
 
@@ -141,10 +141,10 @@ class Trtllm(Personality):
             errors.append({"type": "string_type", "loc": ("body", "model"), "msg": "Input should be a valid string",
                            "input": body["model"]})
         prompt = body.get("prompt")
+        prompt_tokens = prompt_token_count(prompt)
         if "prompt" not in body:
             errors.append({"type": "missing", "loc": ("body", "prompt"), "msg": "Field required", "input": body})
-        elif not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
-                                               and all(isinstance(t, int) for t in prompt))):
+        elif prompt_tokens is None:
             errors.append({"type": "union_type", "loc": ("body", "prompt"),
                            "msg": "the emulator serves one prompt per request (a string or a list of token ids)",
                            "input": prompt})
@@ -169,8 +169,8 @@ class Trtllm(Personality):
         if options is not None:  # StreamOptions(include_usage=True, continuous_usage_stats=False)
             include = options.get("include_usage", True) is not False
             continuous = include and bool(options.get("continuous_usage_stats", False))
-        return GenerationParams(model=body["model"], prompt_tokens=len(prompt) if isinstance(prompt, list)
-                                else max(1, len(prompt.split())), max_tokens=max_tokens, stream=stream,
+        return GenerationParams(model=body["model"], prompt_tokens=prompt_tokens,
+                                max_tokens=max_tokens, stream=stream,
                                 include_usage=include, continuous_usage=continuous,
                                 return_token_ids=body.get("detokenize", True) is False,
                                 ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines, max_tokens_of,
+                     prompt_token_count,
                      error_type, prometheus_family, sse, usage_dict)
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
@@ -23,12 +24,8 @@ def parse_completion_request(body: object, served_model: str,
     model = body.get("model", served_model)
     if model != served_model:
         raise RequestRejected(404, f"The model `{model}` does not exist.")
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        prompt_tokens = max(1, len(prompt.split()))  # no tokenizer here: words stand in for tokens
-    elif isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        prompt_tokens = len(prompt)
-    else:
+    prompt_tokens = prompt_token_count(body.get("prompt"))
+    if prompt_tokens is None:
         raise RequestRejected(400, "prompt must be a non-empty string or list of token ids")
     max_tokens = max_tokens_of(body)
     options = body.get("stream_options") or {}
