@@ -119,6 +119,7 @@ class _Run:
         await client.open_connections(config.concurrency, "/v1/models")
         loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, self._on_interrupt)
+        background: list[asyncio.Future] = []
         gc.collect()
         gc.freeze()  # everything alive now is permanent; keeps collector pauses off the read path
         try:
@@ -129,13 +130,15 @@ class _Run:
                 await collector.begin(client.get)
             client.reset_read_lag()
             sender.load = LoadTracker()
-            polling = asyncio.ensure_future(_poll(collectors, client, time.monotonic()))
-            sampling = asyncio.ensure_future(_sample_load(sender.load))
+            background = [asyncio.ensure_future(_poll(collectors, client, time.monotonic())),
+                          asyncio.ensure_future(_sample_load(sender.load))]
             await self._phase(sender, iter(order) if config.num_requests else itertools.cycle(order), warmup=False)
-            polling.cancel()
-            sampling.cancel()
+            for task in background:
+                task.cancel()
             server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:
+            for task in background:
+                task.cancel()  # also when the run fails: no sampler outlives it
             journal.close()
             gc.unfreeze()
             loop.remove_signal_handler(signal.SIGINT)

@@ -21,7 +21,6 @@ NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
 class LlamacppAdapter(OpenAIAdapter):
     name = "llamacpp"
     token_counts = "one_per_token"
-    steps_from_reads = True
     #: chunks that arrive within this of a step's first chunk belong to that step. Measured against
     #: llama-server on 2 CPU cores: gaps inside a step's burst were < 0.8 ms for 96% of chunks, gaps
     #: between steps ~20 ms; an engine whose steps are shorter than this cannot be grouped.

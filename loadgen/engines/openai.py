@@ -50,7 +50,7 @@ class OpenAIAdapter:
 
     name = "openai"
     token_counts = "one_per_chunk"
-    steps_from_reads = False
+    step_gap_ns: int | None = None
     authoritative = ("none", "a plain OpenAI server gives no per-chunk token counts and no server metrics: "
                              "tokens per chunk are assumed, not measured")
 

@@ -14,8 +14,8 @@ __all__ = ["StreamRecorder"]
 
 
 class StreamRecorder:
-    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts", "_merge_reads",
-                 "_usage_per_chunk", "_step_gap_ns")
+    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns",
+                 "_usage_per_chunk")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False) -> None:
         self.record = record
@@ -26,9 +26,8 @@ class StreamRecorder:
         self._one_per_chunk = adapter.token_counts in ("one_per_chunk", "one_per_token")
         # llama.cpp's usage comes once, on its last token's chunk: a total, not a running count
         self._usage_per_chunk = adapter.token_counts != "one_per_token"
-        # One chunk per token (llama.cpp): the chunks of one network read are one engine step.
-        self._merge_reads = adapter.steps_from_reads
-        self._step_gap_ns = getattr(adapter, "step_gap_ns", 0)
+        # One chunk per token (llama.cpp): chunks arriving close together are one engine step.
+        self._step_gap_ns = adapter.step_gap_ns
 
     def on_event(self, t_ns: int, data: bytes) -> None:
         record = self.record
@@ -64,7 +63,7 @@ class StreamRecorder:
             return
         if not record.chunk_ns:
             record.first_ns = t_ns
-        elif self._merge_reads and t_ns - record.chunk_ns[-1] <= self._step_gap_ns:
+        elif self._step_gap_ns is not None and t_ns - record.chunk_ns[-1] <= self._step_gap_ns:
             record.chunk_tokens[-1] += tokens
             record.last_ns = t_ns
             return

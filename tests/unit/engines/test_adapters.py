@@ -28,7 +28,7 @@ def test_engines_with_usage_ask_for_continuous_usage(engine):
 
 def test_llamacpp_counts_one_token_per_chunk_and_groups_reads_into_steps():
     adapter = get_adapter("llamacpp")
-    assert adapter.token_counts == "one_per_token" and adapter.steps_from_reads
+    assert adapter.token_counts == "one_per_token" and adapter.step_gap_ns == 2_000_000
     recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 7, 0), adapter)
     chunk = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
     ms = 1_000_000
