@@ -59,10 +59,12 @@ def cli() -> None:
 @click.option("--emulator-step-ms", default=20.0, show_default=True, help="Built-in emulator: time per decode step.")
 @click.option("--emulator-accept", default="0.8,0.6,0.4", show_default=True,
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
+@click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
+                                         "[default: one per 512 streams, at most one per core].")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
         concurrency, num_requests, duration, warmup, max_tokens, ignore_eos, temperature, output_dir, api_key, timeout,
-        seed, emulator_ttft_ms, emulator_step_ms, emulator_accept, no_progress) -> None:
+        seed, emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, no_progress) -> None:
     """Run one benchmark at a fixed concurrency and write its report."""
     from .config import EmulatorSettings, RunConfig
     from .runner import run as run_benchmark
@@ -77,7 +79,7 @@ def run(url, engine, model, workload, workload_path, tokenizer, chat_template, s
         ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, seed=seed, api_key=api_key,
         output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
         emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
-        progress=not no_progress and console.is_terminal,
+        progress=not no_progress and console.is_terminal, workers=workers,
     )
     report = run_benchmark(config, console)
     if report["partial"]:

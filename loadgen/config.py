@@ -45,6 +45,7 @@ class RunConfig:
     api_key: str | None = field(default=None, repr=False)
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
     progress: bool = True
+    workers: int | None = None  # load-generating processes; None: auto_workers(concurrency)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -55,6 +56,8 @@ class RunConfig:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.num_requests is None and self.duration_s is None:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be >= 0, got {self.warmup}")
         if self.max_tokens < 1:
@@ -67,6 +70,13 @@ class RunConfig:
             raise UsageError(f"--isl must be at least 1, got {self.isl}")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
+
+    def workload_spec(self):
+        """What the workload registry needs of these settings."""
+        from .workloads import BuildOptions, WorkloadSpec
+
+        return WorkloadSpec(self.workload, self.workload_path, self.tokenizer,
+                            BuildOptions(self.chat_template, self.system_prompt, self.isl), self.input_len, self.seed)
 
     def public(self) -> dict:
         """The settings as they go into reports: never the API key."""

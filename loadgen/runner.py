@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import itertools
 import signal
 import time
 from datetime import datetime, timezone
@@ -21,11 +20,11 @@ from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, UsageError
 from .records import Journal, RequestRecord, StreamRecorder
-from .scheduler import LoadTracker, closed_loop
 from .sinks import RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
-from .sender import COMPLETIONS, Sender
-from .workloads import BuildOptions, Prompt, Workload, WorkloadSpec, load_tokenizer, load_workload, round_robin
+from .sender import COMPLETIONS
+from .workers import LocalShare, WorkerPool, auto_workers, split
+from .workloads import Workload, load_tokenizer, load_workload, round_robin
 
 __all__ = ["run", "prepare_output_dir"]
 
@@ -33,8 +32,6 @@ __all__ = ["run", "prepare_output_dir"]
 INTERRUPT_GRACE_S = 5.0
 #: how often server metrics are sampled during the run
 SERVER_POLL_S = 1.0
-#: how often requests in flight are sampled for the minimum the report gives
-LOAD_SAMPLE_S = 0.1
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -56,16 +53,10 @@ def _emulator_args(config: RunConfig) -> list[str]:
             "--accept", ",".join(map(str, emu.accept)), "--seed", str(config.seed), "--workers", str(workers)]
 
 
-def workload_spec(config: RunConfig) -> WorkloadSpec:
-    return WorkloadSpec(config.workload, config.workload_path, config.tokenizer,
-                        BuildOptions(config.chat_template, config.system_prompt, config.isl),
-                        config.input_len, config.seed)
-
-
 def run(config: RunConfig, console: Console) -> dict:
     """Run one benchmark and return its report; writes requests.jsonl and report.json."""
     out = prepare_output_dir(config.output_dir)
-    workload = load_workload(workload_spec(config))
+    workload = load_workload(config.workload_spec())
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:
@@ -89,6 +80,7 @@ class _Run:
         self.records: list[RequestRecord] = []
         self.interrupted = False
         self.client: HttpClient | None = None
+        self._done, self._started, self._progress = 0, 0.0, None
 
     async def execute(self) -> dict:
         config = self.config
@@ -104,48 +96,53 @@ class _Run:
         adapter = get_adapter(engine)
         await self._preflight(client, adapter, model)
         workload = self.workload
+        workers = config.workers or auto_workers(config.concurrency)
         public = config.public() | {"url": self.url if config.url else None, "engine": engine, "model": model,
-                                    "emulator": None if config.url else _emulator_args(config),
+                                    "emulator": None if config.url else _emulator_args(config), "workers": workers,
                                     "workload_info": workload.info, "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         # The run's order: round-robin over categories; a duration-bound run cycles one full pass.
-        order = round_robin(workload.prompts, config.num_requests, config.seed)
-        warmup_order = round_robin(workload.prompts, config.warmup, config.seed + 1) if config.warmup else []
-        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
+        position = {id(p): i for i, p in enumerate(workload.prompts)}
+        order = [position[id(p)] for p in round_robin(workload.prompts, config.num_requests, config.seed)]
+        warmup_order = ([position[id(p)] for p in round_robin(workload.prompts, config.warmup, config.seed + 1)]
+                        if config.warmup else [])
+        plans = split(workers, config.concurrency, warmup_order, order, cycle=config.num_requests is None)
         loop = asyncio.get_running_loop()
-        journal = Journal(self.out / "requests.jsonl", loop)
-        sender = Sender(client, adapter, model, config, journal, tokenizer, self.records.append)
-        sender.prepare(warmup_order + order)
-        await client.open_connections(config.concurrency, "/v1/models")
-        loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
-        loop.add_signal_handler(signal.SIGTERM, self._on_interrupt)
-        background: list[asyncio.Future] = []
-        gc.collect()
-        gc.freeze()  # everything alive now is permanent; keeps collector pauses off the read path
+        self.journal = Journal(self.out / "requests.jsonl", loop)
+        if len(plans) == 1:
+            tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
+            share = LocalShare(client, (adapter, model, config, tokenizer), workload.prompts, plans[0], self._on_record)
+        else:
+            share = WorkerPool(config, self.url, model, engine, plans, self._on_record)
+        self.share = share
+        background: asyncio.Future | None = None
         try:
+            await share.prepare()
+            loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
+            loop.add_signal_handler(signal.SIGTERM, self._on_interrupt)
+            gc.collect()
+            gc.freeze()  # everything alive now is permanent; keeps collector pauses off the read path
             if config.warmup:
-                await self._phase(sender, iter(warmup_order), warmup=True)
+                await self._phase(share, warmup=True)
             collectors = adapter.collectors()
             for collector in collectors:
                 await collector.begin(client.get)
-            client.reset_read_lag()
-            sender.load = LoadTracker()
-            background = [asyncio.ensure_future(_poll(collectors, client, time.monotonic())),
-                          asyncio.ensure_future(_sample_load(sender.load))]
-            await self._phase(sender, iter(order) if config.num_requests else itertools.cycle(order), warmup=False)
-            for task in background:
-                task.cancel()
+            share.reset_read_lag()
+            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic()))
+            await self._phase(share, warmup=False)
+            background.cancel()
             server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:
-            for task in background:
-                task.cancel()  # also when the run fails: no sampler outlives it
-            journal.close()
+            if background is not None:
+                background.cancel()  # also when the run fails: no sampler outlives it
+            await share.close()
+            self.journal.close()
             gc.unfreeze()
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
-                              server=server, partial=self.interrupted, client_read_lag=client.read_lag.summary(),
-                              load=sender.load.summary(min(config.concurrency, config.num_requests or config.concurrency)))
+                              server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
+                              target_concurrency=min(config.concurrency, config.num_requests or config.concurrency))
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
@@ -193,36 +190,34 @@ class _Run:
         if record.error is not None:
             raise ServerError(f"the first request failed: {record.error.kind}: {record.error.message}")
 
-    async def _phase(self, sender: Sender, prompts, *, warmup: bool) -> None:
-        """Closed loop over `prompts`; the limit counts conversations (one request each unless multi-turn)."""
+    def _on_record(self, record: RequestRecord, conversation_done: bool) -> None:
+        """Every finished request, from this process or a worker: journaled, kept, counted."""
+        self.journal.append(record)
+        self.records.append(record)
+        if conversation_done:
+            self._done += 1
+            if self._progress is not None:
+                config = self.config
+                limit = config.warmup if record.warmup else config.num_requests
+                self._progress.update(self._done if limit else min(time.monotonic() - self._started,
+                                                                   config.duration_s),
+                                      f"in flight {self.share.in_flight}")
+
+    async def _phase(self, share: LocalShare | WorkerPool, *, warmup: bool) -> None:
+        """Closed loop over the phase's prompts; its limit counts conversations (one request each
+        unless multi-turn)."""
         config = self.config
         limit = config.warmup if warmup else config.num_requests
-        concurrency = min(config.concurrency, limit) if limit else config.concurrency
         deadline = None if warmup or config.duration_s is None else time.monotonic_ns() + int(config.duration_s * 1e9)
-        done = 0
-        started = time.monotonic()
-
-        async def send(prompt: Prompt, scheduled_ns: int) -> None:
-            nonlocal done
-            try:
-                await sender.send(prompt, scheduled_ns, warmup)
-            finally:
-                done += 1
-                if progress:
-                    progress.update(done if limit else min(time.monotonic() - started, config.duration_s),
-                                    f"in flight {sender.load.count}")
-
+        self._done, self._started = 0, time.monotonic()
         total = limit if limit else config.duration_s
         label = "warm-up" if warmup else ("requests" if limit else "seconds")
         with (RunProgress(self.console, total, label) if config.progress else contextlib.nullcontext()) as progress:
-            task = asyncio.ensure_future(closed_loop(prompts, concurrency, send, limit=limit, deadline_ns=deadline,
-                                                     stopping=lambda: self.interrupted))
-            self._phase_task = task
+            self._progress = progress
             try:
-                await task
-            except asyncio.CancelledError:
-                if not self.interrupted:
-                    raise
+                await share.phase(warmup, deadline)
+            finally:
+                self._progress = None
 
     def _on_interrupt(self) -> None:
         loop = asyncio.get_running_loop()
@@ -230,20 +225,10 @@ class _Run:
             self.interrupted = True
             self.console.print(f"[yellow]interrupted: no new requests; waiting up to {INTERRUPT_GRACE_S:.0f} s "
                                "for those in flight (Ctrl-C again to stop now)[/]")
-            self._grace = loop.call_later(INTERRUPT_GRACE_S, self._cancel_phase)
+            self.share.stop()
+            self._grace = loop.call_later(INTERRUPT_GRACE_S, self.share.cancel)
         else:
-            self._cancel_phase()
-
-    def _cancel_phase(self) -> None:
-        task = getattr(self, "_phase_task", None)
-        if task is not None and not task.done():
-            task.cancel()
-
-
-async def _sample_load(load: LoadTracker) -> None:
-    while True:
-        await asyncio.sleep(LOAD_SAMPLE_S)
-        load.sample()
+            self.share.cancel()
 
 
 async def _poll(collectors, client: HttpClient, started: float) -> None:

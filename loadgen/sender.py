@@ -12,8 +12,7 @@ import orjson
 
 from .config import RunConfig
 from .engines import EngineAdapter
-from .records import ErrorInfo, Journal, RequestRecord, StreamRecorder
-from .scheduler import LoadTracker
+from .records import ErrorInfo, RequestRecord, StreamRecorder
 from .transport import ExchangeError, HttpClient
 from .workloads import ChatTokenizer, Prompt, render_messages
 
@@ -26,13 +25,17 @@ class Sender:
     """Request bodies are serialized before the run (`prepare`); later turns of multi-turn prompts
     are templated during the run, once the reply they answer has streamed in."""
 
-    def __init__(self, client: HttpClient, adapter: EngineAdapter, model: str, config: RunConfig, journal: Journal,
-                 tokenizer: ChatTokenizer | None, on_record: Callable[[RequestRecord], None]) -> None:
+    def __init__(self, client: HttpClient, adapter: EngineAdapter, model: str, config: RunConfig,
+                 tokenizer: ChatTokenizer | None, on_record: Callable[[RequestRecord, bool], None], *,
+                 first_id: int = 0, id_step: int = 1) -> None:
+        """on_record(record, conversation_done) runs as each request ends; the flag is true for the
+        last record of its conversation (its last turn, or a failed one). Request ids count from
+        first_id in id_step strides, so worker processes never share one."""
         self._client, self._adapter, self._model, self._config = client, adapter, model, config
-        self._journal, self._tokenizer, self._on_record = journal, tokenizer, on_record
+        self._tokenizer, self._on_record = tokenizer, on_record
         self._bodies: dict[Prompt, bytes] = {}
-        self._ids = itertools.count()
-        self.load = LoadTracker()
+        self._ids = itertools.count(first_id, id_step)
+        self.in_flight = 0
 
     def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
         body = self._adapter.request_body(model=self._model, prompt=token_ids, max_tokens=max_tokens,
@@ -54,9 +57,14 @@ class Sender:
                                    prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
                                    sub_category=prompt.sub_category)
             recorder = StreamRecorder(record, self._adapter, keep_text=not last)
-            await self._exchange(body, record, recorder, prompt.category)
-            if last or not record.ok:
-                return  # a failed turn ends its conversation: later turns would answer nothing
+            done = True  # unless this turn is followed by another
+            try:
+                await self._exchange(body, record, recorder, prompt.category)
+                done = last or not record.ok  # a failed turn ends its conversation: later turns answer nothing
+            finally:
+                self._on_record(record, done)
+            if done:
+                return
             messages += [{"role": "assistant", "content": recorder.text},
                          {"role": "user", "content": prompt.followups[turn]}]
             ids = np.asarray(self._tokenizer.encode(render_messages(self._tokenizer, messages,
@@ -67,7 +75,7 @@ class Sender:
 
     async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
         error = None
-        self.load.started()
+        self.in_flight += 1
         try:
             await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
                                       category)
@@ -77,7 +85,6 @@ class Sender:
             error = ErrorInfo("cancelled", "cancelled after interrupt")
             raise
         finally:
-            self.load.finished()
+            record.end_ns = time.monotonic_ns()
+            self.in_flight -= 1
             recorder.finish(error)
-            self._journal.append(record)
-            self._on_record(record)

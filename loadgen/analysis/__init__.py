@@ -1,10 +1,11 @@
 """Pure functions from records to figures."""
 
+from .load import HOLD_THRESHOLD, held_load
 from .report import SCHEMA_VERSION, build_report, latency_samples
 from .speculative import (AGREEMENT_TOLERANCE, conditional_acceptance, cross_check, mean_from_histogram,
                           request_acceptance_length, step_histogram)
 from .stats import PERCENTILES, distribution
 
-__all__ = ["AGREEMENT_TOLERANCE", "PERCENTILES", "SCHEMA_VERSION", "build_report", "conditional_acceptance",
+__all__ = ["AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "held_load", "PERCENTILES", "SCHEMA_VERSION", "build_report", "conditional_acceptance",
            "cross_check", "distribution", "latency_samples", "mean_from_histogram", "request_acceptance_length",
            "step_histogram"]

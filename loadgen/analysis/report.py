@@ -10,6 +10,7 @@ import numpy as np
 from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
+from .load import held_load
 from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
                           step_histogram)
 from .stats import distribution
@@ -89,7 +90,7 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
 
 def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: EngineAdapter,
                  server: Sequence[ServerAcceptance], partial: bool = False, client_read_lag: dict | None = None,
-                 load: dict | None = None) -> dict:
+                 target_concurrency: int | None = None) -> dict:
     """The report of one measured window. `records` excludes warm-up requests; `server` holds what
     the engine's collectors found over that window, best source first."""
     started = [r.sent_ns for r in records if r.sent_ns]
@@ -131,8 +132,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         # Chunks are timed by the kernel's arrival stamps; this is how late the client processed
         # them. Large values mean the client was busy, not that the server was slow.
         "client": {"read_lag": client_read_lag},
-        # The load actually held (time-weighted requests in flight between the first and last send).
-        "load": load,
+        "load": held_load(records, target_concurrency) if target_concurrency else None,
         "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
         "error_examples": _error_examples(records),
     }

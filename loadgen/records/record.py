@@ -40,6 +40,8 @@ class RequestRecord:
     sent_ns: int = 0
     first_ns: int = 0
     last_ns: int = 0
+    #: when the exchange ended (last byte, error or cancel): with sent_ns, the span it was in flight
+    end_ns: int = 0
     chunk_ns: array = field(default_factory=lambda: array("q"))
     chunk_tokens: array = field(default_factory=lambda: array("i"))
     #: receive time minus the emulator's send stamp per chunk (benchmarks only; empty otherwise)
@@ -67,7 +69,8 @@ class RequestRecord:
             "turn": self.turn,
             "warmup": self.warmup, "prompt_tokens": self.prompt_tokens, "max_tokens": self.max_tokens,
             "scheduled_ns": self.scheduled_ns, "sent_ns": self.sent_ns, "first_ns": self.first_ns,
-            "last_ns": self.last_ns, "chunk_ns": self.chunk_ns.tolist(), "chunk_tokens": self.chunk_tokens.tolist(),
+            "last_ns": self.last_ns, "end_ns": self.end_ns, "chunk_ns": self.chunk_ns.tolist(),
+            "chunk_tokens": self.chunk_tokens.tolist(),
             "output_tokens": self.output_tokens, "finish_reason": self.finish_reason, "outcome": self.outcome,
             "error": self.error.to_json() if self.error else None,
             "server_draft_tokens": self.server_draft_tokens, "server_accepted_tokens": self.server_accepted_tokens,
@@ -80,7 +83,7 @@ class RequestRecord:
             request_id=obj["request_id"], category=obj["category"], turn=obj["turn"],
             prompt_tokens=obj["prompt_tokens"], max_tokens=obj["max_tokens"], scheduled_ns=obj["scheduled_ns"],
             warmup=obj["warmup"], sub_category=obj.get("sub_category", ""), sent_ns=obj["sent_ns"],
-            first_ns=obj["first_ns"], last_ns=obj["last_ns"],
+            first_ns=obj["first_ns"], last_ns=obj["last_ns"], end_ns=obj.get("end_ns", 0),
             chunk_ns=array("q", obj["chunk_ns"]), chunk_tokens=array("i", obj["chunk_tokens"]),
             output_tokens=obj["output_tokens"], finish_reason=obj["finish_reason"],
             error=ErrorInfo(**error) if error else None,

@@ -27,6 +27,25 @@ class ReadLag:
         if lag_ns > self.max_ns:
             self.max_ns = lag_ns
 
+    def merge(self, other: ReadLag) -> None:
+        """Add another process's reads (worker processes each keep their own)."""
+        for i, n in enumerate(other.counts):
+            if n:
+                self.counts[i] += n
+        self.total += other.total
+        self.max_ns = max(self.max_ns, other.max_ns)
+
+    def to_json(self) -> dict:
+        return {"bins": {str(i): n for i, n in enumerate(self.counts) if n}, "max_ns": self.max_ns}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> ReadLag:
+        lag = cls()
+        for i, n in obj["bins"].items():
+            lag.counts[int(i)] = n
+        lag.total, lag.max_ns = sum(lag.counts), obj["max_ns"]
+        return lag
+
     def quantile(self, q: float) -> float | None:
         """Upper edge (seconds) of the bin holding the q-quantile, capped at the maximum: an upper
         bound within 10 µs (the overflow bin answers with the maximum)."""

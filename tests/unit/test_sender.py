@@ -7,7 +7,6 @@ import orjson
 
 from loadgen.config import RunConfig
 from loadgen.engines import get_adapter
-from loadgen.records import Journal
 from loadgen.sender import Sender
 from loadgen.transport import ExchangeError
 from loadgen.workloads import BuildOptions, Conversation, build_prompts, load_tokenizer
@@ -37,9 +36,11 @@ def run_conversation(tmp_path: Path, client: FakeClient, tokenizer):
                               BuildOptions())
     records = []
     config = RunConfig(url="http://x", output_dir=tmp_path, num_requests=1)
-    sender = Sender(client, get_adapter("vllm"), "m", config, Journal(tmp_path / "j.jsonl"), tokenizer, records.append)
+    sender = Sender(client, get_adapter("vllm"), "m", config, tokenizer,
+                    lambda record, done: records.append((record, done)))
     asyncio.run(sender.send(prompt, 0, warmup=False))
-    return prompt, records
+    assert [done for _, done in records] == [False] * (len(records) - 1) + [True]  # only the last ends it
+    return prompt, [record for record, _ in records]
 
 
 def test_replies_become_context_for_the_next_turn(tmp_path):
