@@ -75,8 +75,7 @@ def split(workers: int, concurrency: int, warmup: Sequence[int], measured: Seque
     def portions(items: Sequence[int], cyclic: bool) -> list[Sequence[int]]:
         if cyclic:
             return [items[i::workers] or items for i in range(workers)]  # each goes round its own slice
-        bounds = [0, *itertools.accumulate(len(items) * s // concurrency for s in shares)]
-        bounds[-1] = len(items)
+        bounds = [0, *(len(items) * upto // concurrency for upto in itertools.accumulate(shares))]
         return [items[a:b] for a, b in itertools.pairwise(bounds)]
 
     return [Plan(i, workers, c, w, m, cycle) for i, (c, w, m) in

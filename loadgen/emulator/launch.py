@@ -47,6 +47,11 @@ class EmulatorProcess:
         self.stop()
         raise RuntimeError("the built-in emulator did not start: " + " | ".join(seen[-5:]))
 
+    @property
+    def pid(self) -> int:
+        """The emulator's process id, also its process group's (its workers are in the group)."""
+        return self._proc.pid
+
     def __exit__(self, *exc: object) -> None:
         self.stop()
 

@@ -18,7 +18,7 @@ class ErrorInfo:
     status: int | None = None
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "message": self.message, "status": self.status}
+        obj = {"kind": self.kind, "message": self.message, "status": self.status}
 
 
 @dataclass(slots=True)
@@ -64,7 +64,7 @@ class RequestRecord:
         return "cancelled" if self.error.kind == "cancelled" else "error"
 
     def to_json(self) -> dict:
-        return {
+        obj = {
             "request_id": self.request_id, "category": self.category, "sub_category": self.sub_category,
             "turn": self.turn,
             "warmup": self.warmup, "prompt_tokens": self.prompt_tokens, "max_tokens": self.max_tokens,
@@ -75,6 +75,9 @@ class RequestRecord:
             "error": self.error.to_json() if self.error else None,
             "server_draft_tokens": self.server_draft_tokens, "server_accepted_tokens": self.server_accepted_tokens,
         }
+        if self.receive_lag_ns:
+            obj["receive_lag_ns"] = self.receive_lag_ns.tolist()
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict) -> RequestRecord:
@@ -85,7 +88,8 @@ class RequestRecord:
             warmup=obj["warmup"], sub_category=obj.get("sub_category", ""), sent_ns=obj["sent_ns"],
             first_ns=obj["first_ns"], last_ns=obj["last_ns"], end_ns=obj.get("end_ns", 0),
             chunk_ns=array("q", obj["chunk_ns"]), chunk_tokens=array("i", obj["chunk_tokens"]),
-            output_tokens=obj["output_tokens"], finish_reason=obj["finish_reason"],
+            receive_lag_ns=array("q", obj.get("receive_lag_ns", ())), output_tokens=obj["output_tokens"],
+            finish_reason=obj["finish_reason"],
             error=ErrorInfo(**error) if error else None,
             server_draft_tokens=obj.get("server_draft_tokens"), server_accepted_tokens=obj.get("server_accepted_tokens"),
         )

@@ -87,14 +87,16 @@ class ResponseParser:
                     if n - pos > 1024:
                         raise HttpProtocolError("chunk size line too long")
                     break
-                size_text = buf[pos:end].split(b";", 1)[0].strip()
                 try:
-                    size = int(size_text, 16)
+                    size = int(buf[pos:end], 16)
                 except ValueError:
-                    raise HttpProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+                    size = _chunk_size_with_extensions(buf[pos:end])
                 pos = end + 2
                 if size == 0:
                     self._state = _TRAILER
+                elif pos + size + 2 <= n and buf[pos + size:pos + size + 2] == b"\r\n":
+                    out.append(buf[pos:pos + size])  # the whole chunk is here (the usual case): one step
+                    pos += size + 2
                 else:
                     self._remaining = size
                     self._state = _CHUNK_DATA
@@ -162,3 +164,12 @@ class ResponseParser:
         else:
             self._state = _UNTIL_CLOSE
             self.keep_alive = False
+
+
+def _chunk_size_with_extensions(line: bytes) -> int:
+    """A chunk-size line with `;name=value` extensions (rare), or a broken one."""
+    size_text = line.split(b";", 1)[0].strip()
+    try:
+        return int(size_text, 16)
+    except ValueError:
+        raise HttpProtocolError(f"bad chunk size {size_text[:20]!r}") from None

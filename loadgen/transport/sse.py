@@ -36,6 +36,9 @@ class SSEParser:
         """Return the data payloads of the events completed by this chunk, in order."""
         if not chunk:
             return []  # an empty read must not consume a pending CR's LF half
+        if (self._data is None and not self._pending and not self._skip_lf and chunk[:6] == b"data: "
+                and chunk[-2:] == b"\n\n" and chunk.count(b"\n") == 2 and b"\r" not in chunk):
+            return [chunk[6:-2]]  # exactly one whole one-line event, as engines send them: no line loop
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":

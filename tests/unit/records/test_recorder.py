@@ -42,7 +42,11 @@ def test_stream_error_and_malformed_chunks_are_recorded():
     rec = _recorder()
     rec.on_event(1, _chunk(1))
     rec.on_event(2, b"{oops")
-    assert rec.record.error.kind == "malformed"
+    record = rec.finish(None)
+    assert record.error.kind == "malformed" and list(record.chunk_tokens) == [1]
+    rec = _recorder()
+    rec.on_event(1, _chunk(1))
+    rec.on_event(2, b"{oops")
     rec.on_event(3, b'{"error": {"message": "engine died"}}')
     record = rec.finish(None)
     assert record.error == ErrorInfo("stream_error", "engine died") and record.outcome == "error"

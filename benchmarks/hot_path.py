@@ -1,0 +1,74 @@
+"""CPU per chunk on the client's read path: HTTP framing + SSE framing + chunk decode + record.
+
+Feeds a recorded-shape response (one vLLM chunk per read, as at 20 ms steps; then 16 chunks per
+read, as when a client falls behind) through the same objects a live stream goes through, and
+prints nanoseconds per chunk, split into stages, so each change to the hot path can be measured.
+
+    python benchmarks/hot_path.py [--chunks 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import orjson
+
+from loadgen.engines import get_adapter
+from loadgen.records import RequestRecord, StreamRecorder
+from loadgen.transport.http1 import ResponseParser
+from loadgen.transport.sse import SSEParser
+
+HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+        b"connection: keep-alive\r\n\r\n")
+
+
+def vllm_chunk(i: int) -> bytes:
+    """One event as vLLM sends it with continuous usage stats (ENGINES.md)."""
+    return orjson.dumps({"id": "cmpl-5d1c0a0e4f2b4c3a9b8d7e6f5a4b3c2d", "object": "text_completion",
+                         "created": 1732000000, "model": "meta-llama/Llama-3.1-8B-Instruct",
+                         "choices": [{"index": 0, "text": " word", "logprobs": None, "finish_reason": None,
+                                      "stop_reason": None}],
+                         "usage": {"prompt_tokens": 1024, "total_tokens": 1025 + i, "completion_tokens": i + 1}})
+
+
+def http_chunk(payload: bytes) -> bytes:
+    event = b"data: " + payload + b"\n\n"
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
+def measure(reads: list[bytes], chunks: int, stage: str) -> float:
+    adapter = get_adapter("vllm")
+    parser = ResponseParser(False)
+    parser.feed(HEAD)
+    sse = SSEParser()
+    recorder = StreamRecorder(RequestRecord(0, "c", 0, 1024, chunks, 0), adapter)
+    on_event = recorder.on_event
+    decode = adapter.decode
+    started = time.perf_counter_ns()
+    for t, data in enumerate(reads):
+        for piece in parser.feed(data):
+            for event in sse.feed(piece):
+                if stage == "record":
+                    on_event(t, event)
+                elif stage == "decode":
+                    decode(event)
+    return (time.perf_counter_ns() - started) / chunks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=200_000)
+    args = parser.parse_args()
+    events = [http_chunk(vllm_chunk(i)) for i in range(args.chunks)]
+    print(f"ns per chunk ({args.chunks} vLLM chunks of {len(events[0])} bytes), best of 5")
+    print("| chunks per read | framing (HTTP+SSE) | + decode | + record (all) |")
+    print("|---|---|---|---|")
+    for per_read in (1, 16):
+        reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
+        row = [min(measure(reads, args.chunks, stage) for _ in range(5)) for stage in ("framing", "decode", "record")]
+        print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""--workers N: several load processes give the same figures as one at low load; Ctrl-C still
+writes a partial report with every finished request journaled."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadgen.records import read_journal
+
+AL_TRUTH = 1 + 0.8 + 0.8 * 0.6 + 0.8 * 0.6 * 0.4
+
+
+def test_two_workers_match_one_at_low_load(emulator, run_loadgen, tmp_path):
+    emu = emulator("--ttft-ms", "20", "--step-ms", "5", "--accept", "0.8,0.6,0.4", "--seed", "3")
+    reports = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        reports[workers], _ = run_loadgen(url=emu.url, num_requests=160, concurrency=8, max_tokens=48, warmup=8,
+                                          workers=workers, output_dir=out)
+        records = list(read_journal(out / "requests.jsonl"))
+        assert len(records) == 168 and len({r.request_id for r in records}) == 168
+        assert sum(r.warmup for r in records) == 8
+    one, two = reports[1], reports[2]
+    assert one["config"]["workers"] == 1 and two["config"]["workers"] == 2
+    for report in (one, two):
+        s = report["summary"]
+        assert s["requests_completed"] == 160 and s["output_tokens"] == 160 * 48 and s["requests_failed"] == 0
+        assert report["load"]["held"] and report["client"]["read_lag"]["reads"] > 0
+        assert report["speculative"]["client"]["acceptance_length"] == pytest.approx(AL_TRUTH, rel=0.05)
+    for metric, tolerance in (("ttft_s", 0.0015), ("icl_s", 0.001), ("tpot_s", 0.001)):
+        assert two["latency"][metric]["p50"] == pytest.approx(one["latency"][metric]["p50"], abs=tolerance)
+    # both count the same measured steps the server made (warm-up excluded in both)
+    assert two["speculative"]["client"]["steps"] == two["speculative"]["server"]["drafts"]
+
+
+def test_duration_bound_run_with_workers(emulator, run_loadgen):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "5")
+    report, _ = run_loadgen(url=emu.url, duration_s=1.0, concurrency=6, max_tokens=16, workers=3)
+    s = report["summary"]
+    assert s["requests_completed"] >= 6 * 5 and s["requests_failed"] == 0
+    assert 0.9 < s["duration_s"] < 2.5 and report["load"]["held"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_writes_a_partial_report(emulator, tmp_path: Path, workers):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "5")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", emu.url, "--duration", "60",
+                             "-c", "4", "--max-tokens", "400", "--workload", "random", "--workers", str(workers),
+                             "--output-dir", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        journal = out / "requests.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
+            time.sleep(0.1)
+        assert journal.exists() and journal.stat().st_size > 0, "no request finished"
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output.decode()
+    report = orjson.loads((out / "report.json").read_bytes())
+    assert report["partial"] is True
+    records = list(read_journal(journal))
+    assert report["summary"]["requests_sent"] == len(records) > 0
+    # 400 tokens at 5 ms steps take 2 s: the requests in flight finished within the 5 s grace
+    assert all(r.ok and r.output_tokens == 400 for r in records), output.decode()
