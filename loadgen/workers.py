@@ -50,8 +50,10 @@ _MAX_LINE = 1 << 28  # one record of a 32k-token reply is ~1 MB of JSON; leave r
 
 
 def auto_workers(concurrency: int) -> int:
-    """--workers auto: one process per STREAMS_PER_WORKER streams, at most one per core."""
-    return max(1, min(os.cpu_count() or 1, -(-concurrency // STREAMS_PER_WORKER)))
+    """--workers auto: one process per STREAMS_PER_WORKER streams, at most one per core this
+    process may run on (a container's CPU set, not the host's count)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, -(-concurrency // STREAMS_PER_WORKER)))
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ SCHEMA_VERSION = 1
 _NS = 1e-9
 
 
-def latency_samples(records: Sequence[RequestRecord]) -> dict[str, np.ndarray]:
-    """Per-request (and per-gap for icl_s) samples in seconds, successful requests only.
+def latency_samples(records: Sequence[RequestRecord], *, per_chunk: bool = True) -> dict[str, np.ndarray]:
+    """Per-request (and, with per_chunk, per-gap icl_s and receive_lag_s) samples in seconds,
+    successful requests only.
 
     TTFT and E2E count from the scheduled send time; queue_s is the scheduled-to-sent delay.
     TPOT = (E2E - TTFT) / (output tokens - 1), defined for outputs of two tokens or more.
@@ -33,16 +34,34 @@ def latency_samples(records: Sequence[RequestRecord]) -> dict[str, np.ndarray]:
     queue = np.array([r.sent_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
     multi = [r for r in ok if r.output_tokens > 1 and r.last_ns > r.first_ns]
     tpot = np.array([(r.last_ns - r.first_ns) / (r.output_tokens - 1) for r in multi], dtype=np.float64) * _NS
-    gaps = [np.diff(np.frombuffer(r.chunk_ns, dtype=np.int64)) for r in ok if len(r.chunk_ns) > 1]
-    icl = (np.concatenate(gaps) if gaps else np.empty(0)).astype(np.float64) * _NS
-    lags = [np.frombuffer(r.receive_lag_ns, dtype=np.int64) for r in ok if len(r.receive_lag_ns)]
-    receive_lag = (np.concatenate(lags) if lags else np.empty(0)).astype(np.float64) * _NS
-    return {
-        "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "icl_s": icl,
+    samples = {
+        "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot,
         "user_tps": 1.0 / tpot if tpot.size else tpot,
         "output_tokens_per_request": np.array([r.output_tokens for r in ok], dtype=np.float64),
-        "queue_s": queue, "receive_lag_s": receive_lag,
+        "queue_s": queue,
     }
+    if per_chunk:
+        samples["icl_s"] = _per_chunk_seconds(ok, lambda r: r.chunk_ns, diff=True)
+        samples["receive_lag_s"] = _per_chunk_seconds(ok, lambda r: r.receive_lag_ns, diff=False)
+    return samples
+
+
+def _per_chunk_seconds(records: Sequence[RequestRecord], field, *, diff: bool) -> np.ndarray:
+    """One float64 array of a per-chunk quantity over all records, filled in place: a long run's
+    millions of gaps cost one array, not per-record pieces plus their concatenation."""
+    arrays = [np.frombuffer(field(r), dtype=np.int64) for r in records]
+    out = np.empty(sum(max(a.size - diff, 0) for a in arrays), dtype=np.float64)
+    at = 0
+    for a in arrays:
+        n = max(a.size - diff, 0)
+        if n:
+            if diff:
+                np.subtract(a[1:], a[:-1], out=out[at:at + n], casting="unsafe")
+            else:
+                out[at:at + n] = a
+            at += n
+    out *= _NS
+    return out
 
 
 def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> dict:
@@ -73,7 +92,7 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
         groups[r.category].append(r)
     table = {}
     for category, group in sorted(groups.items()):
-        samples = latency_samples(group)
+        samples = latency_samples(group, per_chunk=False)
         als = [a for a in (request_acceptance_length(r.chunk_tokens) for r in group if r.ok) if a is not None]
         table[category] = {
             "requests": len(group),
@@ -117,7 +136,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
             # the input lengths actually sent (every request, multi-turn follow-ups included)
             "isl": distribution([r.prompt_tokens for r in records]),
         },
-        "latency": {name: distribution(values) for name, values in samples.items()},
+        "latency": {name: distribution(values, reorder=True) for name, values in samples.items()},
         "speculative": {
             "client": client,
             "server": primary.to_json() if primary else None,

@@ -16,5 +16,5 @@ def test_split_never_makes_idle_workers_and_cycles_own_slices():
 
 
 def test_auto_workers_grows_with_streams_up_to_the_cores(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert [auto_workers(c) for c in (1, 512, 513, 2048, 100_000)] == [1, 1, 2, 4, 4]
