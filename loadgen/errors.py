@@ -9,7 +9,7 @@ reaches the user as one line and exit code 2:
     └── OutputError       the output directory cannot be written
 """
 
-__all__ = ["LoadgenError", "UsageError", "ServerError", "OutputError"]
+__all__ = ["LoadgenError", "UsageError", "ServerError", "OutputError", "WorkerLost"]
 
 
 class LoadgenError(Exception):
@@ -28,3 +28,7 @@ class ServerError(LoadgenError):
 
 class OutputError(LoadgenError):
     pass
+
+
+class WorkerLost(LoadgenError):
+    """A load worker process died; the run stops, its partial report is still written."""

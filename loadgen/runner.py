@@ -18,7 +18,7 @@ from .analysis import build_report
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
-from .errors import OutputError, ServerError, UsageError
+from .errors import OutputError, ServerError, UsageError, WorkerLost
 from .records import Journal, RequestRecord, StreamRecorder
 from .sinks import RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
@@ -116,6 +116,7 @@ class _Run:
             share = WorkerPool(config, self.url, model, engine, plans, self._on_record)
         self.share = share
         background: asyncio.Future | None = None
+        lost: WorkerLost | None = None
         try:
             await share.prepare()
             loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
@@ -129,7 +130,10 @@ class _Run:
                 await collector.begin(client.get)
             share.reset_read_lag()
             background = asyncio.ensure_future(_poll(collectors, client, time.monotonic()))
-            await self._phase(share, warmup=False)
+            try:
+                await self._phase(share, warmup=False)
+            except WorkerLost as exc:
+                lost, self.interrupted = exc, True  # report what finished, marked partial; then the error
             background.cancel()
             server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:
@@ -146,6 +150,8 @@ class _Run:
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
+        if lost is not None:
+            raise WorkerLost(f"{lost}; the partial report is written")
         return report
 
     async def _discover(self, client: HttpClient) -> tuple[str, str]:

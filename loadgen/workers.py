@@ -33,7 +33,7 @@ import orjson
 
 from .config import RunConfig
 from .engines import get_adapter
-from .errors import LoadgenError
+from .errors import LoadgenError, WorkerLost
 from .records import RequestRecord
 from .scheduler import closed_loop
 from .sender import Sender
@@ -159,7 +159,7 @@ class _Worker:
         line = await self.reader.readline()
         if not line:
             code = await self.process.wait()
-            raise LoadgenError(f"a load worker exited unexpectedly (exit status {code}); its error is above")
+            raise WorkerLost(f"a load worker exited unexpectedly (exit status {code}; any error it printed is above)")
         return orjson.loads(line)
 
 
@@ -200,12 +200,21 @@ class WorkerPool:
     async def phase(self, warmup: bool, deadline_ns: int | None) -> None:
         for worker in self._workers:
             worker.send({"op": "phase", "warmup": warmup, "deadline_ns": deadline_ns})
-        await asyncio.gather(*(self._drain(worker) for worker in self._workers))
+        results = await asyncio.gather(*(self._drain(worker) for worker in self._workers), return_exceptions=True)
+        # One worker lost: the others were told to cancel (see _drain) and have reported back.
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _drain(self, worker: _Worker) -> None:
-        """Hand on the worker's records until it reports the phase done."""
+        """Hand on the worker's records until it reports the phase done. If it dies, the others
+        cancel what they have in flight, so the run ends with everything that finished."""
         while True:
-            message = await worker.receive()
+            try:
+                message = await worker.receive()
+            except WorkerLost:
+                self.cancel()
+                raise
             if "record" in message:
                 worker.in_flight = message["in_flight"]
                 self._on_record(RequestRecord.from_json(message["record"]), message["done"])

@@ -18,7 +18,7 @@ class ErrorInfo:
     status: int | None = None
 
     def to_json(self) -> dict:
-        obj = {"kind": self.kind, "message": self.message, "status": self.status}
+        return {"kind": self.kind, "message": self.message, "status": self.status}
 
 
 @dataclass(slots=True)

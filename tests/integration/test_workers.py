@@ -73,3 +73,35 @@ def test_ctrl_c_writes_a_partial_report(emulator, tmp_path: Path, workers):
     assert report["summary"]["requests_sent"] == len(records) > 0
     # 400 tokens at 5 ms steps take 2 s: the requests in flight finished within the 5 s grace
     assert all(r.ok and r.output_tokens == 400 for r in records), output.decode()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_lost_worker_ends_the_run_with_a_partial_report_and_one_error_line(emulator, tmp_path: Path):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "5")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", emu.url, "--duration", "60",
+                             "-c", "4", "--max-tokens", "40", "--workload", "random", "--workers", "2",
+                             "--output-dir", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        journal = out / "requests.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
+            time.sleep(0.1)
+        workers = [pid for pid in _children(proc.pid)
+                   if b"loadgen.workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = output.decode()
+    assert proc.returncode == 2, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "load worker exited unexpectedly" in errors[0] and "Traceback" not in text
+    report = orjson.loads((out / "report.json").read_bytes())
+    assert report["partial"] is True and report["summary"]["requests_sent"] == len(list(read_journal(journal))) > 0

@@ -72,3 +72,13 @@ def test_journal_round_trip_and_torn_last_line(tmp_path: Path):
     records = list(read_journal(path))
     assert len(records) == 1
     assert records[0].to_json() == first.to_json()
+
+
+def test_failed_record_round_trips_with_its_error_and_times():
+    rec = _recorder()
+    rec.on_event(5, _chunk(1))
+    record = rec.finish(ErrorInfo("http_status", "HTTP 500: boom", 500))
+    record.sent_ns, record.end_ns = 3, 9
+    record.receive_lag_ns.append(4)
+    back = RequestRecord.from_json(orjson.loads(orjson.dumps(record.to_json())))
+    assert back == record and back.error == ErrorInfo("http_status", "HTTP 500: boom", 500)
