@@ -69,15 +69,16 @@ def run_process(cmd: list[str]) -> tuple[str, float, float]:
     return output, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def measure_loadgen(url: str, streams: int, workers: int, args) -> dict:
+def measure_loadgen(url: str, streams: int, workers: int, args, metrics: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         _, cpu, rss = run_process([sys.executable, "-m", "loadgen", "run", "--url", url, "--workload", "random",
                                    "-c", str(streams), "-n", str(streams * args.waves), "--max-tokens",
                                    str(args.max_tokens), "--workers", str(workers), "--no-progress",
-                                   "--output-dir", tmp])
+                                   "--output-dir", tmp, *(("--metrics-addr", "127.0.0.1:0") if metrics else
+                                                          ("--no-metrics",))])
         report = json.loads((Path(tmp) / "report.json").read_text())
     lat, load = report["latency"], report["load"]
-    return {"client": f"loadgen ×{workers}", "tps": report["summary"]["output_tps"],
+    return {"client": f"loadgen ×{workers}" + ("" if metrics else " no metrics"), "tps": report["summary"]["output_tps"],
             "icl_p50": lat["icl_s"]["p50"], "icl_p99": lat["icl_s"]["p99"], "ttft_p50": lat["ttft_s"]["p50"],
             "recv_p50": lat["receive_lag_s"]["p50"], "recv_p99": lat["receive_lag_s"]["p99"],
             "read_p99": report["client"]["read_lag"]["p99_s"], "held": load["achieved_ratio"],
@@ -146,6 +147,8 @@ def main() -> None:
                         help="emulator processes [default: 1 up to 512 streams, else 2]: on a small machine a second "
                              "emulator process takes the client's core, and one process keeps 512 streams on time")
     parser.add_argument("--no-reference", action="store_true", help="skip the aiohttp reference")
+    parser.add_argument("--metrics-ab", action="store_true",
+                        help="also run loadgen ×1 with --no-metrics (the live metrics' cost end to end)")
     parser.add_argument("--reference", metavar="URL", help=argparse.SUPPRESS)  # internal: run the reference client
     args = parser.parse_args()
     if args.reference:
@@ -165,13 +168,15 @@ def main() -> None:
         truth = streams * tokens / (ttft + (tokens - 1) * step)
         emulator_workers = args.emulator_workers or (1 if streams <= 512 else 2)
         clients = [("loadgen", int(w)) for w in args.workers.split(",")]
+        if args.metrics_ab:
+            clients.append(("loadgen-no-metrics", 1))
         if not args.no_reference:
             clients.append(("reference", 1))
         for kind, workers in clients:
             with EmulatorProcess(["--ttft-ms", str(args.ttft_ms), "--step-ms", str(args.step_ms), "--accept", "",
                                   "--send-timestamps", "--workers", str(emulator_workers)]) as emu:
-                row = (measure_loadgen(emu.url, streams, workers, args) if kind == "loadgen"
-                       else measure_reference(emu.url, streams, args))
+                row = (measure_reference(emu.url, streams, args) if kind == "reference"
+                       else measure_loadgen(emu.url, streams, workers, args, metrics=kind == "loadgen"))
                 lag_mean, lag_max = emulator_lag(emu.url)
                 emu_cpu = group_cpu_seconds(emu.pid)
             ms = lambda v: "-" if v is None else f"{v * 1e3:.2f}"  # noqa: E731

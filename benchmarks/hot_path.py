@@ -1,8 +1,11 @@
-"""CPU per chunk on the client's read path: HTTP framing + SSE framing + chunk decode + record.
+"""CPU per chunk on the client's read path: HTTP framing + SSE framing + chunk decode + record;
+and the live metrics' update per finished request, beside it.
 
 Feeds a recorded-shape response (one vLLM chunk per read, as at 20 ms steps; then 16 chunks per
 read, as when a client falls behind) through the same objects a live stream goes through, and
 prints nanoseconds per chunk, split into stages, so each change to the hot path can be measured.
+The live Prometheus metrics are updated once per finished request (not per chunk): their cost
+is printed per request of 128 chunks and as a share of that request's read-path cost.
 
     python benchmarks/hot_path.py [--chunks 200000]
 """
@@ -68,6 +71,33 @@ def main() -> None:
         reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
         row = [min(measure(reads, args.chunks, stage) for _ in range(5)) for stage in ("framing", "decode", "record")]
         print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
+        if per_read == 1:
+            per_chunk = row[2]
+    update = min(measure_metrics(128) for _ in range(5))
+    print(f"\nlive metrics update per finished request of 128 chunks: {update / 1e3:.1f} us = "
+          f"{update / (128 * per_chunk):.1%} of its read-path cost (128 x {per_chunk:.0f} ns)")
+
+
+def measure_metrics(chunks: int, requests: int = 2000) -> float:
+    """ns per LiveMetrics.observe of a finished request with `chunks` chunks."""
+    from array import array
+
+    from loadgen.sinks.live import LiveMetrics
+
+    metrics = LiveMetrics(run_id="r", engine="vllm", model="m", workload="w", target_concurrency=1,
+                          in_flight=lambda: 0, version="0")
+    records = []
+    for i in range(requests):
+        record = RequestRecord(i, f"c{i % 11}", 0, 1024, chunks, 0)
+        record.first_ns, record.last_ns = 50_000_000, 50_000_000 + (chunks - 1) * 20_000_000
+        record.chunk_ns = array("q", range(record.first_ns, record.last_ns + 1, 20_000_000))
+        record.chunk_tokens = array("i", [1] * chunks)
+        record.output_tokens = chunks
+        records.append(record)
+    started = time.perf_counter_ns()
+    for record in records:
+        metrics.observe(record)
+    return (time.perf_counter_ns() - started) / requests
 
 
 if __name__ == "__main__":

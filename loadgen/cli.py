@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from . import __version__
+from .config import DEFAULT_METRICS_ADDR
 from .errors import LoadgenError
 
 __all__ = ["main", "cli"]
@@ -61,10 +62,15 @@ def cli() -> None:
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
+@click.option("--metrics-addr", default=DEFAULT_METRICS_ADDR, show_default=True,
+              help="Serve live Prometheus metrics at HOST:PORT during the run (port 0: any free one).")
+@click.option("--no-metrics", is_flag=True, help="Do not serve live metrics.")
+@click.option("--pushgateway", help="Push the final metrics to this Prometheus Pushgateway URL after the run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
         concurrency, num_requests, duration, warmup, max_tokens, ignore_eos, temperature, output_dir, api_key, timeout,
-        seed, emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, no_progress) -> None:
+        seed, emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics, pushgateway,
+        no_progress) -> None:
     """Run one benchmark at a fixed concurrency and write its report."""
     from .config import EmulatorSettings, RunConfig
     from .runner import run as run_benchmark
@@ -80,6 +86,7 @@ def run(url, engine, model, workload, workload_path, tokenizer, chat_template, s
         output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
         emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
         progress=not no_progress and console.is_terminal, workers=workers,
+        metrics_addr=None if no_metrics else metrics_addr, pushgateway=pushgateway,
     )
     report = run_benchmark(config, console)
     if report["partial"]:

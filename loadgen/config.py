@@ -7,7 +7,21 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["EmulatorSettings", "RunConfig"]
+__all__ = ["EmulatorSettings", "RunConfig", "parse_addr", "DEFAULT_METRICS_ADDR"]
+
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (or ':PORT' for 127.0.0.1) -> (host, port); a bad value is a UsageError."""
+    host, sep, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or not 0 <= number <= 65535:
+        raise UsageError(f"--metrics-addr must be HOST:PORT, e.g. {DEFAULT_METRICS_ADDR}; got {text!r}")
+    return host.strip("[]") or "127.0.0.1", number
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class RunConfig:
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
     progress: bool = True
     workers: int | None = None  # load-generating processes; None: auto_workers(concurrency)
+    metrics_addr: str | None = None  # HOST:PORT for live Prometheus metrics; None: none
+    pushgateway: str | None = None  # push the final metrics there
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -58,6 +74,10 @@ class RunConfig:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.metrics_addr is not None:
+            parse_addr(self.metrics_addr)
+        if self.pushgateway is not None and not self.pushgateway.startswith(("http://", "https://")):
+            raise UsageError(f"--pushgateway must start with http:// or https://, got {self.pushgateway!r}")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be >= 0, got {self.warmup}")
         if self.max_tokens < 1:
@@ -90,4 +110,5 @@ class RunConfig:
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
             "temperature": self.temperature, "timeout_s": self.timeout_s, "seed": self.seed,
             "api_key": "***" if self.api_key else None,
+            "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
         }

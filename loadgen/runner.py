@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import secrets
 import signal
 import time
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, UsageError, WorkerLost
 from .records import Journal, RequestRecord, StreamRecorder
-from .sinks import RunProgress, print_summary, write_json_atomic
+from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS
 from .workers import LocalShare, WorkerPool, auto_workers, split
@@ -81,6 +82,8 @@ class _Run:
         self.interrupted = False
         self.client: HttpClient | None = None
         self._done, self._started, self._progress = 0, 0.0, None
+        self.metrics: LiveMetrics | None = None
+        self.run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
     async def execute(self) -> dict:
         config = self.config
@@ -97,7 +100,8 @@ class _Run:
         await self._preflight(client, adapter, model)
         workload = self.workload
         workers = config.workers or auto_workers(config.concurrency)
-        public = config.public() | {"url": self.url if config.url else None, "engine": engine, "model": model,
+        public = config.public() | {"run_id": self.run_id, "url": self.url if config.url else None,
+                                    "engine": engine, "model": model,
                                     "emulator": None if config.url else _emulator_args(config), "workers": workers,
                                     "workload_info": workload.info, "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -115,6 +119,7 @@ class _Run:
         else:
             share = WorkerPool(config, self.url, model, engine, plans, self._on_record)
         self.share = share
+        self.metrics = self._live_metrics(public, share)
         background: asyncio.Future | None = None
         lost: WorkerLost | None = None
         try:
@@ -129,7 +134,7 @@ class _Run:
             for collector in collectors:
                 await collector.begin(client.get)
             share.reset_read_lag()
-            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic()))
+            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic(), self.metrics))
             try:
                 await self._phase(share, warmup=False)
             except WorkerLost as exc:
@@ -141,6 +146,8 @@ class _Run:
                 background.cancel()  # also when the run fails: no sampler outlives it
             await share.close()
             self.journal.close()
+            if self.metrics is not None:
+                self.metrics.close()
             gc.unfreeze()
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
@@ -152,7 +159,27 @@ class _Run:
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
         if lost is not None:
             raise WorkerLost(f"{lost}; the partial report is written")
+        if config.pushgateway and self.metrics is not None:
+            try:
+                self.metrics.push(config.pushgateway)
+            except OSError as exc:
+                raise ServerError(f"cannot push to the Pushgateway at {config.pushgateway}: {exc}; "
+                                  "the report is written") from None
+            self.console.print(f"[dim]pushed the final metrics to {config.pushgateway} (job loadgen, "
+                               f"run_id {public['run_id']})[/]")
         return report
+
+    def _live_metrics(self, public: dict, share: LocalShare | WorkerPool) -> LiveMetrics | None:
+        config = self.config
+        if config.metrics_addr is None and config.pushgateway is None:
+            return None
+        metrics = LiveMetrics(run_id=public["run_id"], engine=public["engine"], model=public["model"],
+                              workload=config.workload, target_concurrency=config.concurrency,
+                              in_flight=lambda: share.in_flight, version=__version__)
+        if config.metrics_addr is not None:
+            url = metrics.serve(config.metrics_addr)
+            self.console.print(f"[dim]live metrics: {url}[/]")
+        return metrics
 
     async def _discover(self, client: HttpClient) -> tuple[str, str]:
         try:
@@ -200,6 +227,8 @@ class _Run:
         """Every finished request, from this process or a worker: journaled, kept, counted."""
         self.journal.append(record)
         self.records.append(record)
+        if self.metrics is not None:
+            self.metrics.observe(record)
         if conversation_done:
             self._done += 1
             if self._progress is not None:
@@ -237,9 +266,10 @@ class _Run:
             self.share.cancel()
 
 
-async def _poll(collectors, client: HttpClient, started: float) -> None:
+async def _poll(collectors, client: HttpClient, started: float, metrics: LiveMetrics | None) -> None:
     """Sample each collector at its own interval (default SERVER_POLL_S) for the report's time
-    series; TRT-LLM's draining iteration stats need reading more often, before its queue overflows."""
+    series and the live server-AL gauge; TRT-LLM's draining iteration stats need reading more
+    often, before its queue overflows."""
     due = [started + getattr(c, "poll_interval_s", SERVER_POLL_S) for c in collectors]
     while True:
         await asyncio.sleep(max(0.0, min(due) - time.monotonic()))
@@ -247,4 +277,6 @@ async def _poll(collectors, client: HttpClient, started: float) -> None:
         for i, collector in enumerate(collectors):
             if now >= due[i]:
                 await collector.poll(client.get, now - started)
+                if metrics is not None and collector.series and collector.series[-1]["acceptance_length"]:
+                    metrics.set_server_acceptance_length(collector.series[-1]["acceptance_length"])
                 due[i] = now + getattr(collector, "poll_interval_s", SERVER_POLL_S)

@@ -14,7 +14,7 @@ import numpy as np
 
 from loadgen.records import RequestRecord
 
-__all__ = ["HOLD_THRESHOLD", "held_load"]
+__all__ = ["HOLD_THRESHOLD", "held_load", "in_flight_area"]
 
 #: below this share of the target, the report warns that the client could not hold the load
 HOLD_THRESHOLD = 0.98
@@ -35,7 +35,7 @@ def held_load(records: Sequence[RequestRecord], target: int) -> dict:
         first = int(starts.min())
         last = max((r.sent_ns for r in sent if r.turn == 0), default=first)
         if last > first:
-            area = _area_function(starts - first, ends - first)
+            area = in_flight_area(starts - first, ends - first)
             mean = float(area(np.array([last - first]))[0] / (last - first))
             edges = np.arange(0, last - first + 1, WINDOW_NS, dtype=np.float64)
             if edges.size > 1:
@@ -50,9 +50,11 @@ def held_load(records: Sequence[RequestRecord], target: int) -> dict:
     }
 
 
-def _area_function(starts: np.ndarray, ends: np.ndarray):
+def in_flight_area(starts: np.ndarray, ends: np.ndarray):
     """A(t) = ∫₀ᵗ in-flight(u) du, exact: in flight is constant between events, so A is piecewise
     linear through its values at the events."""
+    if not starts.size:
+        return lambda t: np.zeros_like(np.asarray(t, dtype=np.float64))
     times = np.concatenate([starts, ends]).astype(np.float64)
     steps = np.concatenate([np.ones(starts.size), -np.ones(ends.size)])
     order = np.argsort(times, kind="stable")

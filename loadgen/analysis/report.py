@@ -14,6 +14,7 @@ from .load import held_load
 from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
                           step_histogram)
 from .stats import distribution
+from .timeseries import time_series
 
 __all__ = ["SCHEMA_VERSION", "build_report", "latency_samples"]
 
@@ -152,6 +153,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         # them. Large values mean the client was busy, not that the server was slow.
         "client": {"read_lag": client_read_lag},
         "load": held_load(records, target_concurrency) if target_concurrency else None,
+        # per second from the first send: output_tps, in_flight, acceptance_length, completed, failed
+        "time_series": time_series(records),
         "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
         "error_examples": _error_examples(records),
     }

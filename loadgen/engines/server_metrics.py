@@ -82,7 +82,7 @@ class CounterCollector:
         self.path, self._parse, self.source = path, parse, source
         self._before: SpecCounters | None = None
         self._last: SpecCounters | None = None
-        self._series: list[dict] = []
+        self.series: list[dict] = []
         self._missing: str | None = None
 
     async def _read(self, get: Getter) -> SpecCounters | None:
@@ -102,7 +102,7 @@ class CounterCollector:
         now = await self._read(get)
         if now is not None and self._last is not None:
             step = window_acceptance(self._last, now, self.source)
-            self._series.append({"t_s": round(t_s, 3), "acceptance_length": step.acceptance_length if step else None,
+            self.series.append({"t_s": round(t_s, 3), "acceptance_length": step.acceptance_length if step else None,
                                  "drafts": step.drafts if step else 0.0})
             self._last = now
 
@@ -113,7 +113,7 @@ class CounterCollector:
         result = window_acceptance(self._before, after, self.source)
         if result is None:
             return ServerAcceptance(self.source, None, note="no drafts during the run", raw={"after": after.to_json()})
-        result.time_series = self._series
+        result.time_series = self.series
         return result
 
 
@@ -127,7 +127,7 @@ class SglangCollector:
     source = "sglang gauges (windowed) + /server_info (cumulative)"
 
     def __init__(self) -> None:
-        self._series: list[dict] = []
+        self.series: list[dict] = []
         self._info_before: float | None = None
 
     @staticmethod
@@ -155,14 +155,14 @@ class SglangCollector:
         length = sums.get("sglang:spec_accept_length", {})
         rate = sums.get("sglang:spec_accept_rate", {})
         if length:
-            self._series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length.values()) / len(length),
+            self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length.values()) / len(length),
                                  "acceptance_rate": sum(rate.values()) / len(rate) if rate else None})
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
         await self.poll(get, float("nan"))
         info_after = await self._avg_accept(get)
-        samples = [s["acceptance_length"] for s in self._series if s["acceptance_length"]]
-        rates = [s["acceptance_rate"] for s in self._series if s.get("acceptance_rate") is not None]
+        samples = [s["acceptance_length"] for s in self.series if s["acceptance_length"]]
+        rates = [s["acceptance_rate"] for s in self.series if s.get("acceptance_rate") is not None]
         if not samples and info_after is None:
             return None
         return ServerAcceptance(
@@ -171,7 +171,7 @@ class SglangCollector:
             note="SGLang exports no counters: AL is the mean of the windowed sglang:spec_accept_length gauge "
                  "sampled during the run (start SGLang with --enable-metrics); /server_info's averages are "
                  "cumulative since the server started",
-            time_series=[s for s in self._series if s["t_s"] == s["t_s"]],
+            time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
             raw={"server_info_avg_accept_length_before": self._info_before,
                  "server_info_avg_accept_length_after": info_after})
 
@@ -190,7 +190,7 @@ class TrtllmIterationCollector:
     def __init__(self) -> None:
         self._drafts = self._draft_tokens = self._accepted = 0.0
         self._iterations = 0
-        self._series: list[dict] = []
+        self.series: list[dict] = []
         self._readable = True
 
     async def _drain(self, get: Getter) -> tuple[float, float, float] | None:
@@ -224,7 +224,7 @@ class TrtllmIterationCollector:
         self._drafts += drafts
         self._draft_tokens += draft_tokens
         self._accepted += accepted
-        self._series.append({"t_s": round(t_s, 3), "acceptance_length": 1 + accepted / drafts if drafts else None,
+        self.series.append({"t_s": round(t_s, 3), "acceptance_length": 1 + accepted / drafts if drafts else None,
                              "drafts": drafts})
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
@@ -240,5 +240,5 @@ class TrtllmIterationCollector:
             accepted_tokens=self._accepted,
             acceptance_rate=self._accepted / self._draft_tokens if self._draft_tokens else None,
             note="iteration stats carry no per-position acceptance; /prometheus/metrics does where enabled",
-            time_series=[s for s in self._series if s["t_s"] == s["t_s"]],
+            time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
             raw={"iterations": self._iterations})

@@ -1,6 +1,7 @@
-"""Where results go: console, JSON files."""
+"""Where results go: console, JSON files, live Prometheus metrics."""
 
 from .console import RunProgress, print_summary
 from .json_report import write_json_atomic
+from .live import DEFAULT_METRICS_ADDR, LiveMetrics
 
-__all__ = ["RunProgress", "print_summary", "write_json_atomic"]
+__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "print_summary", "write_json_atomic"]

@@ -1,0 +1,219 @@
+"""Live Prometheus metrics of a run: the client's view (what users feel), to chart in Grafana
+beside the engine's own metrics.
+
+Metrics are updated once per finished request, in the parent process (records from worker
+processes arrive there too, so there is one consistent view), never per chunk: a request's
+inter-chunk gaps and tokens per step go into the histograms in one numpy pass. The histograms
+are kept as bucket-count arrays and handed to prometheus-client through a custom collector at
+scrape time, so an update costs a few array operations however many chunks the request had.
+Warm-up requests are left out, as in the report.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+import numpy as np
+from prometheus_client import CollectorRegistry, push_to_gateway, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from loadgen.config import DEFAULT_METRICS_ADDR, parse_addr
+from loadgen.errors import UsageError
+from loadgen.records import RequestRecord
+
+__all__ = ["LiveMetrics", "DEFAULT_METRICS_ADDR", "MAX_CATEGORIES"]
+
+#: categories beyond this many share the label "other" (bounded cardinality)
+MAX_CATEGORIES = 32
+
+# Buckets for LLM serving: TTFT from tens of ms (short prompts) to a minute (32k prompts under
+# load); steps from ~1 ms (small draft models) to seconds (preemption); E2E to ten minutes.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
+                15.0, 20.0, 30.0, 60.0)
+STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.0225, 0.025, 0.03, 0.035,
+                0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0,
+               300.0, 600.0)
+TOKENS_PER_STEP_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16)
+
+
+class _Histogram:
+    """Bucket counts (not cumulative), sum and count of one labelled series."""
+
+    __slots__ = ("bounds", "_bounds_list", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        self._bounds_list = list(bounds)
+        self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)  # the last is +Inf only
+        self.sum = 0.0
+
+    def observe_one(self, value: float) -> None:
+        """One value (a per-request figure): bisect beats numpy's call overhead here."""
+        self.counts[bisect_left(self._bounds_list, value)] += 1
+        self.sum += value
+
+    def observe(self, values: np.ndarray) -> None:
+        if values.size:
+            # le is inclusive: the first bound >= value
+            self.counts += np.bincount(np.searchsorted(self.bounds, values, side="left"),
+                                       minlength=self.counts.size)
+            self.sum += float(values.sum())
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative = np.cumsum(self.counts)
+        return [*((_le(b), float(c)) for b, c in zip(self.bounds, cumulative)), ("+Inf", float(cumulative[-1]))]
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@dataclass
+class _Category:
+    requests: dict[str, int] = field(default_factory=dict)  # outcome -> count
+    errors: dict[str, int] = field(default_factory=dict)  # kind -> count
+    input_tokens: int = 0
+    output_tokens: int = 0
+    ttft: _Histogram = field(default_factory=lambda: _Histogram(TTFT_BUCKETS))
+    tpot: _Histogram = field(default_factory=lambda: _Histogram(STEP_BUCKETS))
+    icl: _Histogram = field(default_factory=lambda: _Histogram(STEP_BUCKETS))
+    e2e: _Histogram = field(default_factory=lambda: _Histogram(E2E_BUCKETS))
+    tokens_per_step: _Histogram = field(default_factory=lambda: _Histogram(TOKENS_PER_STEP_BUCKETS))
+
+
+class LiveMetrics:
+    """The run's metrics, as a prometheus-client collector; `serve` exposes them over HTTP."""
+
+    def __init__(self, *, run_id: str, engine: str, model: str, workload: str, target_concurrency: int,
+                 in_flight: Callable[[], int], version: str) -> None:
+        self._const = {"run_id": run_id, "engine": engine, "model": model, "workload": workload}
+        self._info = self._const | {"version": version}
+        self._target = target_concurrency
+        self._in_flight = in_flight
+        self._categories: dict[str, _Category] = {}
+        self._lock = threading.Lock()  # scrapes run on the HTTP server's thread
+        self._server_al: float | None = None
+        self._started = time.time()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- updates (the event loop's thread) ---------------------------------------------------
+
+    def observe(self, record: RequestRecord) -> None:
+        """One finished request. Cost: a handful of numpy operations, whatever its length."""
+        if record.warmup:
+            return
+        name = record.category
+        with self._lock:
+            category = self._categories.get(name)
+            if category is None:
+                if len(self._categories) >= MAX_CATEGORIES:
+                    name = "other"
+                category = self._categories.setdefault(name, _Category())
+            category.requests[record.outcome] = category.requests.get(record.outcome, 0) + 1
+            if record.error is not None:
+                category.errors[record.error.kind] = category.errors.get(record.error.kind, 0) + 1
+            category.input_tokens += record.prompt_tokens
+            category.output_tokens += record.output_tokens
+            if not record.ok or not record.chunk_ns:
+                return
+            category.ttft.observe_one((record.first_ns - record.scheduled_ns) * 1e-9)
+            category.e2e.observe_one((record.last_ns - record.scheduled_ns) * 1e-9)
+            if record.output_tokens > 1 and record.last_ns > record.first_ns:
+                category.tpot.observe_one((record.last_ns - record.first_ns) * 1e-9 / (record.output_tokens - 1))
+            stamps = np.frombuffer(record.chunk_ns, dtype=np.int64)
+            category.icl.observe(np.diff(stamps) * 1e-9)
+            category.tokens_per_step.observe(np.frombuffer(record.chunk_tokens, dtype=np.int32)[1:].astype(np.float64))
+
+    def set_server_acceptance_length(self, value: float | None) -> None:
+        self._server_al = value
+
+    # -- the collector (scrape thread) -------------------------------------------------------
+
+    def collect(self) -> Iterator:
+        const_names, const_values = list(self._const), list(self._const.values())
+        labels = [*const_names, "category"]
+        info = GaugeMetricFamily("loadgen_run_info", "The run: its id, engine, model, workload, loadgen version.",
+                                 labels=list(self._info))
+        info.add_metric(list(self._info.values()), 1)
+        yield info
+        start = GaugeMetricFamily("loadgen_run_start_time_seconds", "Unix time the run started.", labels=const_names)
+        start.add_metric(const_values, self._started)
+        yield start
+        for name, doc, value in (
+                ("loadgen_inflight_requests", "Requests in flight now (all worker processes).", self._in_flight()),
+                ("loadgen_target_concurrency", "Requests the run keeps in flight (closed loop).", self._target)):
+            gauge = GaugeMetricFamily(name, doc, labels=const_names)
+            gauge.add_metric(const_values, value)
+            yield gauge
+        if self._server_al is not None:
+            gauge = GaugeMetricFamily("loadgen_server_acceptance_length",
+                                      "The engine's acceptance length over its last sampled window (its own metrics).",
+                                      labels=const_names)
+            gauge.add_metric(const_values, self._server_al)
+            yield gauge
+        with self._lock:
+            categories = {name: category for name, category in self._categories.items()}
+            requests = CounterMetricFamily("loadgen_requests", "Finished requests, by outcome (ok, error, cancelled).",
+                                           labels=[*labels, "outcome"])
+            errors = CounterMetricFamily("loadgen_errors", "Failed requests, by error kind.", labels=[*labels, "kind"])
+            tokens_in = CounterMetricFamily("loadgen_input_tokens", "Prompt tokens of finished requests.",
+                                            labels=labels)
+            tokens_out = CounterMetricFamily("loadgen_output_tokens", "Output tokens of finished requests.",
+                                             labels=labels)
+            histograms = [
+                (HistogramMetricFamily("loadgen_ttft_seconds", "Time to first token, from the scheduled send.",
+                                       labels=labels), "ttft"),
+                (HistogramMetricFamily("loadgen_tpot_seconds", "Time per output token after the first, per request.",
+                                       labels=labels), "tpot"),
+                (HistogramMetricFamily("loadgen_inter_chunk_seconds", "Gap between token-carrying chunks (steps).",
+                                       labels=labels), "icl"),
+                (HistogramMetricFamily("loadgen_e2e_seconds", "Scheduled send to last token, per request.",
+                                       labels=labels), "e2e"),
+                (HistogramMetricFamily("loadgen_tokens_per_step", "Tokens per chunk after the first (acceptance "
+                                       "length where a chunk is one engine step).", labels=labels), "tokens_per_step"),
+            ]
+            for name, category in sorted(categories.items()):
+                values = [*const_values, name]
+                for outcome, n in sorted(category.requests.items()):
+                    requests.add_metric([*values, outcome], n)
+                for kind, n in sorted(category.errors.items()):
+                    errors.add_metric([*values, kind], n)
+                tokens_in.add_metric(values, category.input_tokens)
+                tokens_out.add_metric(values, category.output_tokens)
+                for family, attribute in histograms:
+                    hist = getattr(category, attribute)
+                    family.add_metric(values, hist.buckets(), hist.sum)
+        yield from (requests, errors, tokens_in, tokens_out, *(family for family, _ in histograms))
+
+    # -- exposure ----------------------------------------------------------------------------
+
+    def serve(self, addr: str) -> str:
+        """Serve /metrics at HOST:PORT (port 0: any free one); returns the URL."""
+        host, port = parse_addr(addr)
+        try:
+            self._server, self._thread = start_http_server(port, host, self.registry)
+        except OSError as exc:
+            raise UsageError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
+                             "pass --metrics-addr HOST:PORT (port 0 for any free one) or --no-metrics") from None
+        bound_host, bound_port = self._server.server_address[:2]
+        return f"http://{bound_host}:{bound_port}/metrics"
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def push(self, gateway: str) -> None:
+        """Push the final figures to a Pushgateway, grouped by job "loadgen" and the run id."""
+        push_to_gateway(gateway, job="loadgen", registry=self.registry,
+                        grouping_key={"run_id": self._const["run_id"]}, timeout=10)
