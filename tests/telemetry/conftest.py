@@ -127,7 +127,9 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     binary = _binary("prometheus-pushgateway")
     port = free_port()
     log = tmp_path / "pushgateway.log"
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+    # Debian's build persists pushes to /var/lib by default: keep this one's in the test's folder
+    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+                             f"--persistence.file={tmp_path / 'pushgateway.data'}"],
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

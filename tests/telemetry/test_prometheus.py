@@ -112,7 +112,7 @@ def test_pushgateway_receives_the_final_figures(emulator, pushgateway, tmp_path)
     body = urllib.request.urlopen(pushgateway + "/metrics", timeout=10).read().decode()
     lines = [line for line in body.splitlines() if line.startswith("loadgen_output_tokens_total{")]
     assert lines and all('job="loadgen"' in line and "run_id=" in line for line in lines)
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 20 * 16
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in lines) == 20 * 16, lines
 
 
 def test_unreachable_pushgateway_is_one_line_after_the_report(emulator, tmp_path):
