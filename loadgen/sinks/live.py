@@ -1,18 +1,17 @@
 """Live Prometheus metrics of a run: the client's view (what users feel), to chart in Grafana
 beside the engine's own metrics.
 
-Metrics are updated once per finished request, in the parent process (records from worker
-processes arrive there too, so there is one consistent view), never per chunk: a request's
-inter-chunk gaps and tokens per step go into the histograms in one numpy pass. The histograms
-are kept as bucket-count arrays and handed to prometheus-client through a custom collector at
-scrape time, so an update costs a few array operations however many chunks the request had.
-Warm-up requests are left out, as in the report.
+Finished requests are queued in the parent process (records from worker processes arrive there
+too, so there is one consistent view), never touched per chunk, and folded into the figures at
+scrape time on the metrics server's thread: all queued requests' gaps and tokens per step go into
+the histograms in a few numpy calls. The histograms are kept as bucket-count arrays and handed to
+prometheus-client through a custom collector. Warm-up requests are left out, as in the report.
 """
 
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from collections import deque
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ __all__ = ["LiveMetrics", "DEFAULT_METRICS_ADDR", "MAX_CATEGORIES"]
 
 #: categories beyond this many share the label "other" (bounded cardinality)
 MAX_CATEGORIES = 32
+#: queued requests folded per numpy pass at most
+ABSORB_BATCH = 4096
 
 # Buckets for LLM serving: TTFT from tens of ms (short prompts) to a minute (32k prompts under
 # load); steps from ~1 ms (small draft models) to seconds (preemption); E2E to ten minutes.
@@ -45,18 +46,13 @@ TOKENS_PER_STEP_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16)
 class _Histogram:
     """Bucket counts (not cumulative), sum and count of one labelled series."""
 
-    __slots__ = ("bounds", "_bounds_list", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = np.asarray(bounds, dtype=np.float64)
-        self._bounds_list = list(bounds)
         self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)  # the last is +Inf only
         self.sum = 0.0
 
-    def observe_one(self, value: float) -> None:
-        """One value (a per-request figure): bisect beats numpy's call overhead here."""
-        self.counts[bisect_left(self._bounds_list, value)] += 1
-        self.sum += value
 
     def observe(self, values: np.ndarray) -> None:
         if values.size:
@@ -97,6 +93,7 @@ class LiveMetrics:
         self._target = target_concurrency
         self._in_flight = in_flight
         self._categories: dict[str, _Category] = {}
+        self._pending: deque[RequestRecord] = deque()
         self._lock = threading.Lock()  # scrapes run on the HTTP server's thread
         self._server_al: float | None = None
         self._started = time.time()
@@ -105,33 +102,63 @@ class LiveMetrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    # -- updates (the event loop's thread) ---------------------------------------------------
+    # -- updates -----------------------------------------------------------------------------
 
     def observe(self, record: RequestRecord) -> None:
-        """One finished request. Cost: a handful of numpy operations, whatever its length."""
-        if record.warmup:
+        """One finished request (the event loop's thread): only queued here. The queue is folded
+        into the histograms at the next scrape (or push), many requests per numpy call, so the
+        run's read loop never pays for it; requests that finish together (streams started
+        together) would otherwise cost one burst of updates at once."""
+        if not record.warmup:
+            self._pending.append(record)  # deque.append: atomic, no lock needed
+
+    def _absorb(self) -> None:
+        """Fold the queued requests into the per-category figures (scrape thread, under the lock)."""
+        batch: dict[str, list[RequestRecord]] = {}
+        known = set(self._categories)
+        pending = self._pending
+        while pending:
+            record = pending.popleft()
+            name = record.category
+            if name not in known:
+                name = name if len(known) < MAX_CATEGORIES else "other"
+                known.add(name)
+            batch.setdefault(name, []).append(record)
+            if len(batch[name]) >= ABSORB_BATCH:  # bounds the temporary arrays on a huge backlog
+                self._fold(name, batch.pop(name))
+        for name, records in batch.items():
+            self._fold(name, records)
+
+    def _fold(self, name: str, records: list[RequestRecord]) -> None:
+        category = self._categories.setdefault(name, _Category())
+        timed = []
+        for r in records:
+            category.requests[r.outcome] = category.requests.get(r.outcome, 0) + 1
+            if r.error is not None:
+                category.errors[r.error.kind] = category.errors.get(r.error.kind, 0) + 1
+            category.input_tokens += r.prompt_tokens
+            category.output_tokens += r.output_tokens
+            if r.ok and r.chunk_ns:
+                timed.append(r)
+        if not timed:
             return
-        name = record.category
-        with self._lock:
-            category = self._categories.get(name)
-            if category is None:
-                if len(self._categories) >= MAX_CATEGORIES:
-                    name = "other"
-                category = self._categories.setdefault(name, _Category())
-            category.requests[record.outcome] = category.requests.get(record.outcome, 0) + 1
-            if record.error is not None:
-                category.errors[record.error.kind] = category.errors.get(record.error.kind, 0) + 1
-            category.input_tokens += record.prompt_tokens
-            category.output_tokens += record.output_tokens
-            if not record.ok or not record.chunk_ns:
-                return
-            category.ttft.observe_one((record.first_ns - record.scheduled_ns) * 1e-9)
-            category.e2e.observe_one((record.last_ns - record.scheduled_ns) * 1e-9)
-            if record.output_tokens > 1 and record.last_ns > record.first_ns:
-                category.tpot.observe_one((record.last_ns - record.first_ns) * 1e-9 / (record.output_tokens - 1))
-            stamps = np.frombuffer(record.chunk_ns, dtype=np.int64)
-            category.icl.observe(np.diff(stamps) * 1e-9)
-            category.tokens_per_step.observe(np.frombuffer(record.chunk_tokens, dtype=np.int32)[1:].astype(np.float64))
+        first = np.array([r.first_ns for r in timed], dtype=np.int64)
+        last = np.array([r.last_ns for r in timed], dtype=np.int64)
+        scheduled = np.array([r.scheduled_ns for r in timed], dtype=np.int64)
+        tokens = np.array([r.output_tokens for r in timed], dtype=np.int64)
+        category.ttft.observe((first - scheduled) * 1e-9)
+        category.e2e.observe((last - scheduled) * 1e-9)
+        multi = (tokens > 1) & (last > first)
+        category.tpot.observe((last - first)[multi] * 1e-9 / (tokens[multi] - 1))
+        # All requests' chunks in one array; the gaps and first chunks at request boundaries dropped.
+        lengths = np.array([len(r.chunk_ns) for r in timed], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        stamps = np.concatenate([np.frombuffer(r.chunk_ns, dtype=np.int64) for r in timed])
+        counts = np.concatenate([np.frombuffer(r.chunk_tokens, dtype=np.int32) for r in timed])
+        inside = np.ones(stamps.size, dtype=bool)
+        inside[starts] = False  # a request's first chunk: no gap before it, and the prefill, not a step
+        category.icl.observe(np.diff(stamps)[inside[1:]] * 1e-9)
+        category.tokens_per_step.observe(counts[inside].astype(np.float64))
 
     def set_server_acceptance_length(self, value: float | None) -> None:
         self._server_al = value
@@ -161,7 +188,8 @@ class LiveMetrics:
             gauge.add_metric(const_values, self._server_al)
             yield gauge
         with self._lock:
-            categories = {name: category for name, category in self._categories.items()}
+            self._absorb()
+            categories = dict(self._categories)
             requests = CounterMetricFamily("loadgen_requests", "Finished requests, by outcome (ok, error, cancelled).",
                                            labels=[*labels, "outcome"])
             errors = CounterMetricFamily("loadgen_errors", "Failed requests, by error kind.", labels=[*labels, "kind"])

@@ -87,7 +87,8 @@ def test_live_metrics_agree_with_the_report(emulator, prometheus, tmp_path):
 
         def totals_scraped() -> bool:
             result = prom.query("sum(loadgen_output_tokens_total)")["data"]["result"]
-            scraped.append(float(result[0]["value"][1]) if result else 0.0)
+            if result:  # empty before the first scrape and once the ended run's series go stale
+                scraped.append(float(result[0]["value"][1]))
             return proc.poll() is not None
 
         _wait_for(totals_scraped, 60, "the run to end")
