@@ -47,20 +47,28 @@ def test_duration_bound_run_with_workers(emulator, run_loadgen):
     assert 0.9 < s["duration_s"] < 2.5 and report["load"]["held"]
 
 
+def _run_until_a_request_finished(url: str, out: Path, workers: int, max_tokens: int) -> subprocess.Popen:
+    """`loadgen run` for a minute in its own process group, returned once its journal has a line."""
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", url, "--duration", "60",
+                             "-c", "4", "--max-tokens", str(max_tokens), "--workload", "random", "--workers",
+                             str(workers), "--output-dir", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    journal = out / "requests.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
+        time.sleep(0.1)
+    if not (journal.exists() and journal.stat().st_size > 0):
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("no request finished within 30 s")
+    return proc
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_writes_a_partial_report(emulator, tmp_path: Path, workers):
     emu = emulator("--ttft-ms", "5", "--step-ms", "5")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", emu.url, "--duration", "60",
-                             "-c", "4", "--max-tokens", "400", "--workload", "random", "--workers", str(workers),
-                             "--output-dir", str(out), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _run_until_a_request_finished(emu.url, out, workers, max_tokens=400)
     try:
-        journal = out / "requests.jsonl"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
-            time.sleep(0.1)
-        assert journal.exists() and journal.stat().st_size > 0, "no request finished"
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
         output, _ = proc.communicate(timeout=30)
     finally:
@@ -69,7 +77,7 @@ def test_ctrl_c_writes_a_partial_report(emulator, tmp_path: Path, workers):
     assert proc.returncode == 130, output.decode()
     report = orjson.loads((out / "report.json").read_bytes())
     assert report["partial"] is True
-    records = list(read_journal(journal))
+    records = list(read_journal(out / "requests.jsonl"))
     assert report["summary"]["requests_sent"] == len(records) > 0
     # 400 tokens at 5 ms steps take 2 s: the requests in flight finished within the 5 s grace
     assert all(r.ok and r.output_tokens == 400 for r in records), output.decode()
@@ -82,15 +90,8 @@ def _children(pid: int) -> list[int]:
 def test_a_lost_worker_ends_the_run_with_a_partial_report_and_one_error_line(emulator, tmp_path: Path):
     emu = emulator("--ttft-ms", "5", "--step-ms", "5")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", emu.url, "--duration", "60",
-                             "-c", "4", "--max-tokens", "40", "--workload", "random", "--workers", "2",
-                             "--output-dir", str(out), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _run_until_a_request_finished(emu.url, out, workers=2, max_tokens=40)
     try:
-        journal = out / "requests.jsonl"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
-            time.sleep(0.1)
         workers = [pid for pid in _children(proc.pid)
                    if b"loadgen.workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) == 2
@@ -104,4 +105,5 @@ def test_a_lost_worker_ends_the_run_with_a_partial_report_and_one_error_line(emu
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "load worker exited unexpectedly" in errors[0] and "Traceback" not in text
     report = orjson.loads((out / "report.json").read_bytes())
-    assert report["partial"] is True and report["summary"]["requests_sent"] == len(list(read_journal(journal))) > 0
+    records = list(read_journal(out / "requests.jsonl"))
+    assert report["partial"] is True and report["summary"]["requests_sent"] == len(records) > 0
