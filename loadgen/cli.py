@@ -54,7 +54,18 @@ def cli() -> None:
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where report.json and requests.jsonl go [default: results/run-TIMESTAMP].")
 @click.option("--api-key", envvar="LOADGEN_API_KEY", help="Bearer token (or LOADGEN_API_KEY); never written out.")
-@click.option("--timeout", default=600.0, show_default=True, help="Seconds one request may take in all.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds one request may take in all.")
+@click.option("--connect-timeout", default=10.0, show_default=True, help="Seconds to open a connection.")
+@click.option("--first-token-timeout", default=300.0, show_default=True,
+              help="Seconds from sending to the first streamed event (queueing and prefill).")
+@click.option("--idle-timeout", default=60.0, show_default=True,
+              help="Seconds without a byte between two chunks before a stream counts as stuck.")
+@click.option("--retries", default=0, show_default=True,
+              help="Retry a request that failed before its first token this many times (backoff 0.5 s doubling).")
+@click.option("--max-error-rate", type=float,
+              help="Stop the run early once more than this share (0-1) of requests failed (judged after 20).")
+@click.option("--startup-wait", default=60.0, show_default=True,
+              help="Seconds to keep retrying while the server answers but is not ready (429, 5xx).")
 @click.option("--seed", default=0, show_default=True, help="Seed for workload sampling and the emulator.")
 @click.option("--emulator-ttft-ms", default=50.0, show_default=True, help="Built-in emulator: time to first token.")
 @click.option("--emulator-step-ms", default=20.0, show_default=True, help="Built-in emulator: time per decode step.")
@@ -69,8 +80,9 @@ def cli() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
         concurrency, num_requests, duration, warmup, max_tokens, ignore_eos, temperature, output_dir, api_key, timeout,
-        seed, emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics, pushgateway,
-        no_progress) -> None:
+        connect_timeout, first_token_timeout, idle_timeout, retries, max_error_rate, startup_wait, seed,
+        emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics,
+        pushgateway, no_progress) -> None:
     """Run one benchmark at a fixed concurrency and write its report."""
     from .config import EmulatorSettings, RunConfig
     from .runner import run as run_benchmark
@@ -82,7 +94,9 @@ def run(url, engine, model, workload, workload_path, tokenizer, chat_template, s
         url=url, engine=engine, model=model, workload=workload, workload_path=workload_path, tokenizer=tokenizer,
         chat_template=chat_template, system_prompt=system_prompt, isl=isl, input_len=input_len, concurrency=concurrency,
         num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
-        ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, seed=seed, api_key=api_key,
+        ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, startup_wait_s=startup_wait, seed=seed,
+        api_key=api_key, connect_timeout_s=connect_timeout, first_token_timeout_s=first_token_timeout,
+        idle_timeout_s=idle_timeout, retries=retries, max_error_rate=max_error_rate,
         output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
         emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
         progress=not no_progress and console.is_terminal, workers=workers,
@@ -187,18 +201,35 @@ def _describe(loaded) -> None:
 @click.option("--send-timestamps", is_flag=True,
               help="Add the send time (CLOCK_MONOTONIC ns) to each chunk, to measure client receive lag.")
 @click.option("--api-key", envvar="LOADGEN_EMULATOR_API_KEY", help="Require this Bearer token on /v1/*.")
+@click.option("--fail-status", multiple=True, metavar="STATUS=RATE",
+              help="Fault: answer this share of requests with this HTTP status (repeatable), e.g. 503=0.05.")
+@click.option("--fail-stream-error", default=0.0, help="Fault: share of streams cut by the engine's error event.")
+@click.option("--fail-reset", default=0.0, help="Fault: share of streams whose connection is reset mid-stream.")
+@click.option("--fail-stall", default=0.0, help="Fault: share of streams that stall --stall-s mid-stream.")
+@click.option("--stall-s", default=5.0, show_default=True, help="How long a stall lasts.")
+@click.option("--fail-malformed", default=0.0, help="Fault: share of streams with one malformed JSON event.")
+@click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
+@click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
+@click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, accept, accept_profile, stream_interval, seed, workers,
-            send_timestamps, api_key) -> None:
-    """Serve an emulated engine with configured step time and per-position acceptance."""
+            send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
+            slow_start_s, restart_after_s, restart_down_s) -> None:
+    """Serve an emulated engine with configured step time and per-position acceptance, and
+    optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
+    from .emulator.faults import Faults, parse_fault_flag
     from .emulator.launch import READY_PREFIX
 
     try:
         probs = _floats(accept)
         profile = load_accept_profile(accept_profile, fallback=probs) if accept_profile else {}
+        faults = Faults(status_rates=tuple(parse_fault_flag(f) for f in fail_status), stream_error=fail_stream_error,
+                        reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
+                        slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
                                 accept=probs, accept_profile=tuple(profile.items()), stream_interval=stream_interval,
-                                seed=seed, workers=workers, send_timestamps=send_timestamps, api_key=api_key)
+                                seed=seed, workers=workers, send_timestamps=send_timestamps, api_key=api_key,
+                                faults=faults)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:

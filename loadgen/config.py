@@ -54,7 +54,13 @@ class RunConfig:
     max_tokens: int = 128
     ignore_eos: bool = True
     temperature: float = 0.0
-    timeout_s: float = 600.0
+    timeout_s: float = 3600.0  # one request in all
+    connect_timeout_s: float = 10.0
+    first_token_timeout_s: float = 300.0  # a long prompt queued behind others may wait minutes
+    idle_timeout_s: float = 60.0  # no byte between two chunks for this long: the stream is stuck
+    retries: int = 0  # failures before the first token retried; off by default (it changes what is measured)
+    max_error_rate: float | None = None  # stop early above this share of failed requests (after MIN_ERROR_SAMPLE)
+    startup_wait_s: float = 60.0  # how long to wait for a server that answers "not ready"
     seed: int = 0
     api_key: str | None = field(default=None, repr=False)
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
@@ -82,14 +88,30 @@ class RunConfig:
             raise UsageError(f"--warmup must be >= 0, got {self.warmup}")
         if self.max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
-        if self.timeout_s <= 0:
-            raise UsageError(f"--timeout must be positive, got {self.timeout_s}")
+        if self.startup_wait_s < 0:
+            raise UsageError(f"--startup-wait must be >= 0, got {self.startup_wait_s}")
+        for flag, value in (("--timeout", self.timeout_s), ("--connect-timeout", self.connect_timeout_s),
+                            ("--first-token-timeout", self.first_token_timeout_s),
+                            ("--idle-timeout", self.idle_timeout_s)):
+            if value <= 0:
+                raise UsageError(f"{flag} must be positive, got {value}")
+        if self.retries < 0:
+            raise UsageError(f"--retries must be >= 0, got {self.retries}")
+        if self.max_error_rate is not None and not 0 <= self.max_error_rate < 1:
+            raise UsageError(f"--max-error-rate must be in [0, 1), got {self.max_error_rate}")
         if self.temperature < 0:
             raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
         if self.isl is not None and self.isl < 1:
             raise UsageError(f"--isl must be at least 1, got {self.isl}")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
+
+    def client(self, url: str):
+        """The HTTP client these settings describe (one per process)."""
+        from .transport import HttpClient
+
+        return HttpClient(url, api_key=self.api_key, timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s,
+                          first_token_timeout_s=self.first_token_timeout_s, idle_timeout_s=self.idle_timeout_s)
 
     def workload_spec(self):
         """What the workload registry needs of these settings."""
@@ -108,7 +130,10 @@ class RunConfig:
             "input_len": self.input_len if self.workload in ("random", "synthetic") else None,
             "concurrency": self.concurrency, "num_requests": self.num_requests, "duration_s": self.duration_s,
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
-            "temperature": self.temperature, "timeout_s": self.timeout_s, "seed": self.seed,
+            "temperature": self.temperature, "timeout_s": self.timeout_s, "connect_timeout_s": self.connect_timeout_s,
+            "first_token_timeout_s": self.first_token_timeout_s, "idle_timeout_s": self.idle_timeout_s,
+            "retries": self.retries, "max_error_rate": self.max_error_rate, "startup_wait_s": self.startup_wait_s,
+            "seed": self.seed,
             "api_key": "***" if self.api_key else None,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
         }

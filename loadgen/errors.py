@@ -9,7 +9,7 @@ reaches the user as one line and exit code 2:
     └── OutputError       the output directory cannot be written
 """
 
-__all__ = ["LoadgenError", "UsageError", "ServerError", "OutputError", "WorkerLost"]
+__all__ = ["LoadgenError", "UsageError", "ServerError", "ServerNotReady", "OutputError", "WorkerLost"]
 
 
 class LoadgenError(Exception):
@@ -32,3 +32,7 @@ class OutputError(LoadgenError):
 
 class WorkerLost(LoadgenError):
     """A load worker process died; the run stops, its partial report is still written."""
+
+
+class ServerNotReady(ServerError):
+    """The server answered but cannot serve yet (429, 5xx, a failed stream): worth waiting for."""

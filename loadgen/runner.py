@@ -19,7 +19,7 @@ from .analysis import build_report
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
-from .errors import OutputError, ServerError, UsageError, WorkerLost
+from .errors import OutputError, ServerError, ServerNotReady, UsageError, WorkerLost
 from .records import Journal, RequestRecord, StreamRecorder
 from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
@@ -31,6 +31,8 @@ __all__ = ["run", "prepare_output_dir"]
 
 #: in-flight requests get this long to finish after Ctrl-C before they are cancelled
 INTERRUPT_GRACE_S = 5.0
+#: --max-error-rate is judged only after this many measured requests finished
+MIN_ERROR_SAMPLE = 20
 #: how often server metrics are sampled during the run
 SERVER_POLL_S = 1.0
 
@@ -82,12 +84,14 @@ class _Run:
         self.interrupted = False
         self.client: HttpClient | None = None
         self._done, self._started, self._progress = 0, 0.0, None
+        self._finished = self._failed = 0  # measured requests, for --max-error-rate
+        self.stop_reason: str | None = None
         self.metrics: LiveMetrics | None = None
         self.run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
     async def execute(self) -> dict:
         config = self.config
-        self.client = HttpClient(self.url, api_key=config.api_key, timeout_s=config.timeout_s)
+        self.client = config.client(self.url)
         try:
             return await self._execute(self.client)
         finally:
@@ -95,9 +99,7 @@ class _Run:
 
     async def _execute(self, client: HttpClient) -> dict:
         config = self.config
-        model, engine = await self._discover(client)
-        adapter = get_adapter(engine)
-        await self._preflight(client, adapter, model)
+        model, engine, adapter = await self._until_serving(client)
         workload = self.workload
         workers = config.workers or auto_workers(config.concurrency)
         public = config.public() | {"run_id": self.run_id, "url": self.url if config.url else None,
@@ -154,11 +156,14 @@ class _Run:
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=min(config.concurrency, config.num_requests or config.concurrency))
+        report["stop_reason"] = self.stop_reason
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
         if lost is not None:
             raise WorkerLost(f"{lost}; the partial report is written")
+        if self.stop_reason is not None:
+            raise ServerError(f"stopped early: {self.stop_reason}; the partial report is written")
         if config.pushgateway and self.metrics is not None:
             try:
                 self.metrics.push(config.pushgateway)
@@ -181,6 +186,26 @@ class _Run:
             self.console.print(f"[dim]live metrics: {url}[/]")
         return metrics
 
+    async def _until_serving(self, client: HttpClient) -> tuple[str, str, EngineAdapter]:
+        """Discovery and the preflight request, retried with backoff while the server answers but is
+        not ready (429, 5xx, a failed stream: an engine still loading, or overloaded), for up to
+        --startup-wait seconds. Anything else (unreachable, 404, a bad key) fails at once."""
+        deadline = time.monotonic() + self.config.startup_wait_s
+        delay = 0.5
+        while True:
+            try:
+                model, engine = await self._discover(client)
+                adapter = get_adapter(engine)
+                await self._preflight(client, adapter, model)
+                return model, engine, adapter
+            except ServerNotReady as exc:
+                if time.monotonic() + delay > deadline:
+                    raise ServerError(f"{exc}; the server was not ready within {self.config.startup_wait_s:g} s "
+                                      "(--startup-wait)") from None
+                self.console.print(f"[yellow]server not ready ({exc}); retrying in {delay:.1f} s[/]")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _discover(self, client: HttpClient) -> tuple[str, str]:
         try:
             status, body = await client.get("/v1/models")
@@ -188,6 +213,8 @@ class _Run:
             raise ServerError(f"{exc}; check --url and that the server is up") from exc
         if status in (401, 403):
             raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY)")
+        if status == 429 or status >= 500:
+            raise ServerNotReady(f"GET /v1/models: HTTP {status}")
         try:
             models = orjson.loads(body) if status == 200 else None
             ids = [m["id"] for m in models["data"]]
@@ -215,18 +242,29 @@ class _Run:
         try:
             await client.stream(COMPLETIONS, body, recorder.on_event, lambda t: None)
         except ExchangeError as exc:
+            if exc.kind != "connect" and not (exc.status and 400 <= exc.status < 500 and exc.status != 429):
+                raise ServerNotReady(f"the first request failed: {exc}") from None
             hint = {404: f"is --url the server root? POST {self.url}{COMPLETIONS} was not found",
                     401: "check --api-key (or LOADGEN_API_KEY)", 403: "check --api-key (or LOADGEN_API_KEY)"}
             raise ServerError(f"the first request failed: {exc}" + (f"; {hint[exc.status]}" if exc.status in hint else
                                                                     "")) from exc
         record = recorder.finish(None)
         if record.error is not None:
-            raise ServerError(f"the first request failed: {record.error.kind}: {record.error.message}")
+            raise ServerNotReady(f"the first request failed: {record.error.kind}: {record.error.message}")
 
     def _on_record(self, record: RequestRecord, conversation_done: bool) -> None:
         """Every finished request, from this process or a worker: journaled, kept, counted."""
         self.journal.append(record)
         self.records.append(record)
+        if not record.warmup and record.outcome != "cancelled":
+            self._finished += 1
+            self._failed += record.error is not None
+            limit = self.config.max_error_rate
+            if (limit is not None and self.stop_reason is None and self._finished >= MIN_ERROR_SAMPLE
+                    and self._failed / self._finished > limit):
+                self.stop_reason = (f"{self._failed} of {self._finished} requests failed "
+                                    f"({self._failed / self._finished:.1%}), above --max-error-rate {limit:g}")
+                self._on_interrupt()
         if self.metrics is not None:
             self.metrics.observe(record)
         if conversation_done:
@@ -258,7 +296,8 @@ class _Run:
         loop = asyncio.get_running_loop()
         if not self.interrupted:
             self.interrupted = True
-            self.console.print(f"[yellow]interrupted: no new requests; waiting up to {INTERRUPT_GRACE_S:.0f} s "
+            why = f"stopping: {self.stop_reason}" if self.stop_reason else "interrupted"
+            self.console.print(f"[yellow]{why}: no new requests; waiting up to {INTERRUPT_GRACE_S:.0f} s "
                                "for those in flight (Ctrl-C again to stop now)[/]")
             self.share.stop()
             self._grace = loop.call_later(INTERRUPT_GRACE_S, self.share.cancel)

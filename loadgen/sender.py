@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import Callable
 
@@ -35,6 +36,7 @@ class Sender:
         self._tokenizer, self._on_record = tokenizer, on_record
         self._bodies: dict[Prompt, bytes] = {}
         self._ids = itertools.count(first_id, id_step)
+        self._jitter = random.Random(config.seed * 31 + first_id)
         self.in_flight = 0
 
     def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
@@ -53,16 +55,25 @@ class Sender:
         prompt_tokens = prompt.token_ids.size
         for turn in range(1 + len(prompt.followups)):
             last = turn == len(prompt.followups)
-            record = RequestRecord(next(self._ids), prompt.category, turn, prompt_tokens,
-                                   prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
-                                   sub_category=prompt.sub_category)
-            recorder = StreamRecorder(record, self._adapter, keep_text=not last)
+            request_id, retried = next(self._ids), []
             done = True  # unless this turn is followed by another
-            try:
-                await self._exchange(body, record, recorder, prompt.category)
+            while True:
+                record = RequestRecord(request_id, prompt.category, turn, prompt_tokens,
+                                       prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
+                                       sub_category=prompt.sub_category, retried=retried)
+                recorder = StreamRecorder(record, self._adapter, keep_text=not last)
+                try:
+                    await self._exchange(body, record, recorder, prompt.category)
+                except BaseException:
+                    self._on_record(record, True)
+                    raise
+                if len(retried) < self._config.retries and _retryable(record):
+                    retried.append(record.error.detail)  # this attempt is not a request of its own
+                    await asyncio.sleep(self._backoff(len(retried)))
+                    continue
                 done = last or not record.ok  # a failed turn ends its conversation: later turns answer nothing
-            finally:
                 self._on_record(record, done)
+                break
             if done:
                 return
             messages += [{"role": "assistant", "content": recorder.text},
@@ -73,6 +84,10 @@ class Sender:
             body = self._body(ids, record.max_tokens)
             scheduled_ns = time.monotonic_ns()  # the next turn is due as soon as the reply is in
 
+    def _backoff(self, retry: int) -> float:
+        """Exponential, 0.5 s doubling to at most 8 s, with jitter so retries do not come in waves."""
+        return min(0.5 * 2 ** (retry - 1), 8.0) * (0.5 + 0.5 * self._jitter.random())
+
     async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
         error = None
         self.in_flight += 1
@@ -80,7 +95,7 @@ class Sender:
             await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
                                       category)
         except ExchangeError as exc:
-            error = ErrorInfo(exc.kind, str(exc), exc.status)
+            error = ErrorInfo(exc.kind, str(exc), exc.status, exc.phase)
         except asyncio.CancelledError:
             error = ErrorInfo("cancelled", "cancelled after interrupt")
             raise
@@ -88,3 +103,14 @@ class Sender:
             record.end_ns = time.monotonic_ns()
             self.in_flight -= 1
             recorder.finish(error)
+
+
+def _retryable(record: RequestRecord) -> bool:
+    """--retries applies to failures before any token: nothing was measured yet, so a new attempt
+    distorts nothing but the TTFT, which counts from the first attempt's scheduled time. Refusals
+    that a retry cannot fix (4xx but 429) and cancellations are final."""
+    error = record.error
+    if error is None or record.chunk_ns or error.kind == "cancelled":
+        return False
+    return not (error.kind == "http_status" and error.status is not None and 400 <= error.status < 500
+                and error.status != 429)

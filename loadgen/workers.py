@@ -266,7 +266,7 @@ async def _serve(sock: socket.socket) -> None:
         send({"error": str(exc)})
         await writer.drain()
         return
-    client = HttpClient(url, api_key=config.api_key, timeout_s=config.timeout_s)
+    client = config.client(url)
     share: LocalShare | None = None
 
     def on_record(record: RequestRecord, done: bool) -> None:

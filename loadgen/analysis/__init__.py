@@ -5,7 +5,10 @@ from .report import SCHEMA_VERSION, build_report, latency_samples
 from .speculative import (AGREEMENT_TOLERANCE, conditional_acceptance, cross_check, mean_from_histogram,
                           request_acceptance_length, step_histogram)
 from .stats import PERCENTILES, distribution
+from .timeseries import time_series
 
-__all__ = ["AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "held_load", "PERCENTILES", "SCHEMA_VERSION", "build_report", "conditional_acceptance",
-           "cross_check", "distribution", "latency_samples", "mean_from_histogram", "request_acceptance_length",
-           "step_histogram"]
+__all__ = [
+    "AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "PERCENTILES", "SCHEMA_VERSION", "build_report",
+    "conditional_acceptance", "cross_check", "distribution", "held_load", "latency_samples", "mean_from_histogram",
+    "request_acceptance_length", "step_histogram", "time_series",
+]

@@ -117,6 +117,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
     ended = [r.last_ns for r in records if r.last_ns]
     window_s = (max(ended) - min(started)) * _NS if started and ended else 0.0
     completed = sum(1 for r in records if r.ok)
+    cancelled = sum(1 for r in records if r.outcome == "cancelled")
+    failed = len(records) - completed - cancelled  # so completed + failed + cancelled = sent, always
     output_tokens = sum(r.output_tokens for r in records)
     samples = latency_samples(records)
     primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
@@ -128,7 +130,11 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         "summary": {
             "requests_sent": len(records),
             "requests_completed": completed,
-            "requests_failed": len(records) - completed,
+            "requests_failed": failed,
+            "requests_cancelled": cancelled,
+            # --retries: extra attempts made before a request's first token, and why each was needed
+            "retries": sum(len(r.retried) for r in records),
+            "retried_errors": dict(Counter(detail for r in records for detail in r.retried)),
             "duration_s": window_s,
             "input_tokens": sum(r.prompt_tokens for r in records),
             "output_tokens": output_tokens,
@@ -156,6 +162,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         # per second from the first send: output_tps, in_flight, acceptance_length, completed, failed
         "time_series": time_series(records),
         "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
+        # the same, split by HTTP status and timeout phase: "http_status/503", "timeout/first_token"
+        "error_details": dict(Counter(r.error.detail for r in records if r.error is not None)),
         "error_examples": _error_examples(records),
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
-            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+            504: "Gateway Timeout"}
 
 
 @dataclass(slots=True)
@@ -38,8 +40,9 @@ class Request:
     received_ns: int  # when the read that completed the request returned: the arrival time
 
 def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
-                       handler: Callable[[Connection, Request], None]) -> None:
-    """Serve `listener` (already listening) until the loop stops."""
+                       handler: Callable[[Connection, Request], None],
+                       on_connection: Callable[[Connection], None] | None = None) -> None:
+    """Serve `listener` (already listening) until the loop stops or its reader is removed."""
     enable_receive_timestamps(listener)  # accepted sockets inherit it
     listener.setblocking(False)
 
@@ -55,6 +58,8 @@ def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(handler)
             conn.transport = StampedSocket(sock, loop, conn.received, conn.connection_lost)
+            if on_connection is not None:
+                on_connection(conn)
 
     loop.add_reader(listener.fileno(), accept)
 
@@ -172,6 +177,12 @@ class Connection:
         if self.transport is not None:
             self.transport.abort()
         self.closed = True
+
+    def reset(self) -> None:
+        """Reset the connection (RST, not FIN): a server process killed mid-stream."""
+        if self.transport is not None and not self.transport.closed:
+            self.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.abort()
 
     def _finish(self) -> None:
         self.busy = False

@@ -14,12 +14,14 @@ import signal
 import socket
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 
 from .counters import Counters
+from .faults import NO_FAULT, Faults, FaultPlan, draw
 from .engine import BatchStats, GenerationParams, Personality, RequestRejected
 from .http import Connection, Request, accept_connections
 from .llamacpp import Llamacpp
@@ -55,6 +57,7 @@ class EmulatorConfig:
     workers: int = 1
     send_timestamps: bool = False  # add "emulator_sent_ns" (CLOCK_MONOTONIC) to every chunk
     api_key: str | None = None
+    faults: Faults = field(default_factory=Faults)
     max_model_len: int = 131072
     early_ms: float = 0.5  # see Stepper: centres the millisecond timer grid on the schedule
     engines: tuple[str, ...] = field(default=tuple(PERSONALITIES), repr=False)
@@ -89,10 +92,12 @@ class Generation:
     (and at the end); the server counters see every step whatever the interval."""
 
     __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
-                 "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval")
+                 "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval", "fault")
 
-    def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int) -> None:
+    def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int,
+                 fault: FaultPlan = NO_FAULT) -> None:
         self.app, self.conn, self.params = app, conn, params
+        self.fault = fault
         self.rid = app.personality.request_id(app.next_id())
         self.created = int(time.time())
         self.emitted = 0    # tokens produced so far
@@ -117,6 +122,10 @@ class Generation:
         if conn.closed:
             self._close("requests_aborted", now_ns)
             return None
+        if self.fault.stream is not None and self.index == self.fault.at_chunk and params.stream:
+            due = self._strike(now_ns)
+            if due != 0:
+                return due
         batch = app.batch
         step = self.index
         n = 1
@@ -185,6 +194,28 @@ class Generation:
         self._close("requests_finished_length", now_ns)
         return None
 
+    def _strike(self, now_ns: int) -> int | None:
+        """The injected stream fault: None ends the stream, a time delays this step to it, and 0
+        lets the step run on as usual."""
+        kind, self.fault = self.fault.stream, NO_FAULT
+        conn = self.conn
+        if kind == "stall":
+            self.start_ns += int(self.app.config.faults.stall_s * 1e9)  # every later step shifts too
+            return self.due_ns(self.index)
+        if kind == "malformed":
+            conn.write_chunk(b'data: {"choices": [{"text": "cut short\n\n')
+            return 0
+        if kind == "stream_error":
+            event = self.app.personality.error_event(500, "injected fault: the engine failed mid-stream")
+            if event is None:
+                conn.abort()
+            else:
+                conn.end_stream(event)
+        else:  # reset
+            conn.reset()
+        self._close("requests_aborted", now_ns)
+        return None
+
     def _close(self, outcome: str, now_ns: int) -> None:
         app = self.app
         arr, idx = app.counters.array, app.idx
@@ -231,6 +262,10 @@ class App:
                                on_fire=self.on_fire if self.personality.uses_batches else None)
         self.created = int(time.time())
         self._ids = iter(range(worker, sys.maxsize, config.workers))
+        self.faults = config.faults
+        self.fault_rng = random.Random(config.seed * 7919 + worker + 1)
+        self.started_ns = time.monotonic_ns()
+        self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -262,6 +297,10 @@ class App:
     def handle(self, conn: Connection, request: Request) -> None:
         now = request.received_ns
         personality = self.personality
+        if self.faults.slow_start_s and now - self.started_ns < self.faults.slow_start_s * 1e9 \
+                and request.path != "/metrics":
+            personality.respond_error(conn, 503, "injected fault: the server is still starting")
+            return
         if self.config.api_key is not None and request.path.startswith("/v1/"):
             if request.headers.get("authorization") != f"Bearer {self.config.api_key}":
                 personality.respond_error(conn, 401, "Unauthorized")
@@ -289,11 +328,15 @@ class App:
         except RequestRejected as exc:
             personality.respond_error(conn, exc.status, str(exc), exc.body)
             return
+        fault = draw(self.faults, self.fault_rng, params.max_tokens) if self.faults.any_per_request else NO_FAULT
+        if fault.status is not None:
+            personality.respond_error(conn, fault.status, f"injected fault: HTTP {fault.status}")
+            return
         arr, idx = self.counters.array, self.idx
         arr[idx["requests_total"]] += 1
         arr[idx["requests_running"]] += 1
         arr[idx["prompt_tokens"]] += params.prompt_tokens
-        gen = Generation(self, conn, params, now)
+        gen = Generation(self, conn, params, now, fault)
         if params.stream:
             conn.begin_stream()
         self.stepper.schedule(gen.due_ns(0), gen.step)
@@ -304,11 +347,24 @@ async def _serve_worker(config: EmulatorConfig, counters: Counters, worker: int,
     counters.row = worker
     loop = asyncio.get_running_loop()
     app = App(config, counters, worker)
-    accept_connections(sock, loop, app.handle)
+    accept_connections(sock, loop, app.handle, app.connections.add)
     listening()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.faults.restart_after_s is not None:
+        port = sock.getsockname()[1]
+        await asyncio.wait([asyncio.ensure_future(stop.wait())], timeout=config.faults.restart_after_s)
+        if not stop.is_set():
+            # A crash and restart: every connection dropped, the port closed for a while, then open again.
+            loop.remove_reader(sock.fileno())
+            sock.close()
+            for conn in list(app.connections):
+                conn.reset()
+            await asyncio.sleep(config.faults.restart_down_s)
+            sock = _listening_socket(config.host, port)
+            sock.listen(4096)
+            accept_connections(sock, loop, app.handle, app.connections.add)
     await stop.wait()
     loop.remove_reader(sock.fileno())
     sock.close()

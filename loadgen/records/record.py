@@ -16,9 +16,16 @@ class ErrorInfo:
     kind: str
     message: str
     status: int | None = None
+    phase: str | None = None  # a timeout's: connect, first_token, idle or total
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "message": self.message, "status": self.status}
+        return {"kind": self.kind, "message": self.message, "status": self.status, "phase": self.phase}
+
+    @property
+    def detail(self) -> str:
+        """kind, with the HTTP status or the timeout's phase: "http_status/503", "timeout/idle"."""
+        extra = self.status if self.kind == "http_status" else self.phase
+        return f"{self.kind}/{extra}" if extra is not None else self.kind
 
 
 @dataclass(slots=True)
@@ -52,6 +59,8 @@ class RequestRecord:
     #: the engine's own count of this request's draft and accepted tokens, where it reports one (llama.cpp)
     server_draft_tokens: int | None = None
     server_accepted_tokens: int | None = None
+    #: --retries: the failures of earlier attempts of this request (ErrorInfo.detail each)
+    retried: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +86,8 @@ class RequestRecord:
         }
         if self.receive_lag_ns:
             obj["receive_lag_ns"] = self.receive_lag_ns.tolist()
+        if self.retried:
+            obj["retried"] = self.retried
         return obj
 
     @classmethod
@@ -92,4 +103,5 @@ class RequestRecord:
             finish_reason=obj["finish_reason"],
             error=ErrorInfo(**error) if error else None,
             server_draft_tokens=obj.get("server_draft_tokens"), server_accepted_tokens=obj.get("server_accepted_tokens"),
+            retried=obj.get("retried", []),
         )

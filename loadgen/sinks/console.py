@@ -47,7 +47,12 @@ def print_summary(console: Console, report: dict) -> None:
     console.rule(title)
 
     head = Table(show_header=False, box=None)
-    head.add_row("requests", f"{summary['requests_completed']} ok / {summary['requests_failed']} failed")
+    requests = f"{summary['requests_completed']} ok / {summary['requests_failed']} failed"
+    if summary.get("requests_cancelled"):
+        requests += f" / {summary['requests_cancelled']} cancelled"
+    if summary.get("retries"):
+        requests += f" ({summary['retries']} retries)"
+    head.add_row("requests", requests)
     head.add_row("output TPS", _num(summary["output_tps"], "{:.1f}"))
     head.add_row("request throughput", _num(summary["request_throughput"], "{:.2f} req/s"))
     head.add_row("duration", _num(summary["duration_s"], "{:.2f} s"))
@@ -58,6 +63,10 @@ def print_summary(console: Console, report: dict) -> None:
         head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, lowest 0.1 s {low} "
                                   f"of {load['target_concurrency']} ({load['achieved_ratio']:.1%})")
     console.print(head)
+    if report.get("stop_reason"):
+        console.print(f"[bold red]Stopped early: {report['stop_reason']}[/]")
+    if report.get("error_details"):
+        console.print("errors: " + ", ".join(f"{k} {n}" for k, n in sorted(report["error_details"].items())))
     if load and not load["held"]:
         console.print(f"[bold red]The client did not hold the load: {load['achieved_ratio']:.1%} of the target "
                       "concurrency on average. These figures describe a lower load than asked for.[/]")

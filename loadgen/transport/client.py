@@ -27,14 +27,17 @@ from .sse import SSEError, SSEParser
 __all__ = ["HttpClient", "TransportError", "ExchangeError"]
 
 _DONE = b"[DONE]"
+#: how often open streams are checked against the first-token and idle timeouts
+SWEEP_S = 0.25
 
 
 class TransportError(Exception):
-    """A request failed. kinds: connect, http_status, timeout, disconnect, malformed."""
+    """A request failed. kinds: connect, http_status, timeout, disconnect, malformed; a timeout's
+    `phase` is connect, first_token, idle or total."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, status: int | None = None, phase: str | None = None) -> None:
         super().__init__(message)
-        self.kind, self.status = kind, status
+        self.kind, self.status, self.phase = kind, status, phase
 
 
 class ExchangeError(TransportError):
@@ -44,7 +47,8 @@ class ExchangeError(TransportError):
 class _Exchange:
     """One request on one connection: collects the body, or streams SSE payloads to on_event."""
 
-    __slots__ = ("future", "parser", "on_event", "sse", "body", "saw_done", "got_bytes")
+    __slots__ = ("future", "parser", "on_event", "sse", "body", "saw_done", "got_bytes", "sent_ns", "last_ns",
+                 "first_event_ns")
 
     def __init__(self, future: asyncio.Future, on_event: Callable[[int, bytes], None] | None, head_only: bool) -> None:
         self.future = future
@@ -54,9 +58,12 @@ class _Exchange:
         self.body: list[bytes] = []
         self.saw_done = False
         self.got_bytes = False
+        self.sent_ns = self.last_ns = time.monotonic_ns()
+        self.first_event_ns = 0  # when the first SSE event arrived (the first-token timeout stops)
 
     def data(self, t_ns: int, data: bytes) -> None:
         self.got_bytes = True
+        self.last_ns = t_ns
         parser = self.parser
         pieces = parser.feed(data)
         if self.on_event is not None and parser.status == 200:
@@ -72,6 +79,8 @@ class _Exchange:
                     if event == _DONE:
                         self.saw_done = True
                     else:
+                        if not self.first_event_ns:
+                            self.first_event_ns = t_ns
                         on_event(t_ns, event)
         else:
             self.body.extend(pieces)
@@ -221,7 +230,8 @@ class _Pool:
         try:
             conn = await asyncio.wait_for(self._connect(), self.connect_timeout_s)
         except asyncio.TimeoutError:
-            raise TransportError("timeout", f"connecting to {self.host}:{self.port} timed out") from None
+            raise TransportError("timeout", f"connecting to {self.host}:{self.port} timed out",
+                                 phase="connect") from None
         except ssl.SSLError as exc:
             raise TransportError("connect", f"TLS handshake with {self.host}:{self.port} failed: "
                                             f"{exc.reason or exc}") from None
@@ -268,8 +278,8 @@ class _Pool:
 class HttpClient:
     """GET and streaming POST against one server root (http:// or https://, TLS verified)."""
 
-    def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float,
-                 connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float, connect_timeout_s: float = 10.0,
+                 first_token_timeout_s: float | None = None, idle_timeout_s: float | None = None) -> None:
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -282,9 +292,31 @@ class HttpClient:
         auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._common = f"Host: {host_header}\r\n{auth}User-Agent: loadgen\r\n"
         self._timeout_s = timeout_s
+        # Checked by one sweep every SWEEP_S over the open streams, not a timer per chunk.
+        self._first_token_ns = int(first_token_timeout_s * 1e9) if first_token_timeout_s else None
+        self._idle_ns = int(idle_timeout_s * 1e9) if idle_timeout_s else None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._pool.close()
+
+    def _sweep(self) -> None:
+        """Fail streams that waited too long for their first event or between two reads."""
+        now = time.monotonic_ns()
+        for conn in list(self._pool.all):
+            exchange = conn.exchange
+            if exchange is None or exchange.on_event is None or exchange.future.done():
+                continue
+            if not exchange.first_event_ns:
+                if self._first_token_ns is not None and now - exchange.sent_ns > self._first_token_ns:
+                    _fail_exchange(conn, exchange, TransportError(
+                        "timeout", f"no first token within {self._first_token_ns / 1e9:g} s", phase="first_token"))
+            elif self._idle_ns is not None and now - exchange.last_ns > self._idle_ns:
+                _fail_exchange(conn, exchange, TransportError(
+                    "timeout", f"no data for {self._idle_ns / 1e9:g} s between chunks", phase="idle"))
+        self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
 
     @property
     def read_lag(self) -> ReadLag:
@@ -306,6 +338,8 @@ class HttpClient:
             conn = await self._pool.acquire(fresh=attempt > 0)
             reused = conn.used
             exchange = _Exchange(loop.create_future(), on_event, head_only=False)
+            if on_event is not None and self._sweeper is None and (self._first_token_ns or self._idle_ns):
+                self._sweeper = loop.call_later(SWEEP_S, self._sweep)
             conn.start(request, exchange)
             if on_sent is not None:
                 on_sent(time.monotonic_ns())
@@ -350,7 +384,7 @@ class HttpClient:
         try:
             exchange = await self._exchange(self._request_bytes("POST", path, body, headers), on_event, on_sent)
         except TransportError as exc:
-            raise ExchangeError(exc.kind, str(exc), exc.status) from None
+            raise ExchangeError(exc.kind, str(exc), exc.status, exc.phase) from None
         status = exchange.parser.status
         if status != 200:
             raise ExchangeError("http_status", _error_message(b"".join(exchange.body), status), status)
@@ -366,8 +400,13 @@ def _header_safe(value: str) -> str:
 
 
 def _expire(conn: _Connection, exchange: _Exchange, timeout_s: float) -> None:
+    _fail_exchange(conn, exchange, TransportError("timeout", f"no complete response within {timeout_s:g} s",
+                                                  phase="total"))
+
+
+def _fail_exchange(conn: _Connection, exchange: _Exchange, error: TransportError) -> None:
     if not exchange.future.done():
-        exchange.future.set_exception(TransportError("timeout", f"no complete response within {timeout_s:g} s"))
+        exchange.future.set_exception(error)
         conn.exchange = None
         conn.close()
 
