@@ -53,7 +53,9 @@ def cli() -> None:
 @click.option("--temperature", default=0.0, show_default=True)
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where report.json and requests.jsonl go [default: results/run-TIMESTAMP].")
-@click.option("--api-key", envvar="LOADGEN_API_KEY", help="Bearer token (or LOADGEN_API_KEY); never written out.")
+@click.option("--api-key", envvar=["LOADGEN_API_KEY", "OPENAI_API_KEY"],
+              help="Bearer token (or LOADGEN_API_KEY, else OPENAI_API_KEY); never written out.")
+@click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
 @click.option("--timeout", default=3600.0, show_default=True, help="Seconds one request may take in all.")
 @click.option("--connect-timeout", default=10.0, show_default=True, help="Seconds to open a connection.")
 @click.option("--first-token-timeout", default=300.0, show_default=True,
@@ -80,7 +82,7 @@ def cli() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
         concurrency, num_requests, duration, warmup, max_tokens, ignore_eos, temperature, output_dir, api_key, timeout,
-        connect_timeout, first_token_timeout, idle_timeout, retries, max_error_rate, startup_wait, seed,
+        insecure, connect_timeout, first_token_timeout, idle_timeout, retries, max_error_rate, startup_wait, seed,
         emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics,
         pushgateway, no_progress) -> None:
     """Run one benchmark at a fixed concurrency and write its report."""
@@ -96,7 +98,7 @@ def run(url, engine, model, workload, workload_path, tokenizer, chat_template, s
         num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
         ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, startup_wait_s=startup_wait, seed=seed,
         api_key=api_key, connect_timeout_s=connect_timeout, first_token_timeout_s=first_token_timeout,
-        idle_timeout_s=idle_timeout, retries=retries, max_error_rate=max_error_rate,
+        idle_timeout_s=idle_timeout, retries=retries, max_error_rate=max_error_rate, verify_tls=not insecure,
         output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
         emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
         progress=not no_progress and console.is_terminal, workers=workers,
@@ -237,6 +239,15 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, accept, accept_profile,
                                                flush=True))
     except OSError as exc:
         raise LoadgenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+@cli.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+def report(output_dir: Path) -> None:
+    """Rebuild OUTPUT_DIR/report.json from the run's journal (a run killed before writing it)."""
+    from .runner import rebuild_report
+
+    rebuild_report(output_dir, Console())
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ class RunConfig:
     startup_wait_s: float = 60.0  # how long to wait for a server that answers "not ready"
     seed: int = 0
     api_key: str | None = field(default=None, repr=False)
+    verify_tls: bool = True
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
     progress: bool = True
     workers: int | None = None  # load-generating processes; None: auto_workers(concurrency)
@@ -111,7 +112,8 @@ class RunConfig:
         from .transport import HttpClient
 
         return HttpClient(url, api_key=self.api_key, timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s,
-                          first_token_timeout_s=self.first_token_timeout_s, idle_timeout_s=self.idle_timeout_s)
+                          first_token_timeout_s=self.first_token_timeout_s, idle_timeout_s=self.idle_timeout_s,
+                          verify_tls=self.verify_tls)
 
     def workload_spec(self):
         """What the workload registry needs of these settings."""
@@ -123,7 +125,7 @@ class RunConfig:
     def public(self) -> dict:
         """The settings as they go into reports: never the API key."""
         return {
-            "url": self.url, "engine": self.engine, "model": self.model, "workload": self.workload,
+            "url": _without_credentials(self.url), "engine": self.engine, "model": self.model, "workload": self.workload,
             "workload_path": str(self.workload_path) if self.workload_path else None,
             "tokenizer": self.tokenizer or "builtin:phi3", "chat_template": self.chat_template,
             "system_prompt": self.system_prompt, "isl": self.isl,
@@ -134,6 +136,14 @@ class RunConfig:
             "first_token_timeout_s": self.first_token_timeout_s, "idle_timeout_s": self.idle_timeout_s,
             "retries": self.retries, "max_error_rate": self.max_error_rate, "startup_wait_s": self.startup_wait_s,
             "seed": self.seed,
-            "api_key": "***" if self.api_key else None,
+            "api_key": "***" if self.api_key else None, "verify_tls": self.verify_tls,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
         }
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """http://user:secret@host -> http://***@host: reports never carry credentials."""
+    if url is None or "@" not in url.split("/", 3)[2 if "//" in url else 0]:
+        return url
+    scheme, rest = url.split("//", 1)
+    return f"{scheme}//***@{rest.split('@', 1)[1]}"

@@ -20,14 +20,17 @@ from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, ServerNotReady, UsageError, WorkerLost
-from .records import Journal, RequestRecord, StreamRecorder
+from .records import Journal, RequestRecord, StreamRecorder, read_journal
 from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS
 from .workers import LocalShare, WorkerPool, auto_workers, split
 from .workloads import Workload, load_tokenizer, load_workload, round_robin
 
-__all__ = ["run", "prepare_output_dir"]
+__all__ = ["run", "prepare_output_dir", "rebuild_report", "RUN_FILE"]
+
+#: the run's settings, written before the first request (for `loadgen report DIR`)
+RUN_FILE = "run.json"
 
 #: in-flight requests get this long to finish after Ctrl-C before they are cancelled
 INTERRUPT_GRACE_S = 5.0
@@ -69,6 +72,31 @@ def run(config: RunConfig, console: Console) -> dict:
         return _run_loop(_Run(config, url, workload, out, console).execute())
 
 
+def rebuild_report(out: Path, console: Console) -> dict:
+    """The report of a run rebuilt from its journal (requests.jsonl) and run.json, for a run that
+    was killed before it could write one. The engine's metrics were not kept: no server figures."""
+    try:
+        run_info = orjson.loads((out / RUN_FILE).read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{out} has no {RUN_FILE}: not the output directory of a loadgen run") from None
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{out / RUN_FILE} is not valid JSON ({exc}); it cannot be rebuilt") from None
+    journal = out / "requests.jsonl"
+    records = list(read_journal(journal)) if journal.exists() else []
+    config = run_info["config"]
+    measured = [r for r in records if not r.warmup]
+    complete = config.get("num_requests") and len({r.request_id for r in measured if r.turn == 0}) >= \
+        config["num_requests"]
+    report = build_report(config=config, records=measured, adapter=get_adapter(config["engine"]), server=[],
+                          partial=not complete, target_concurrency=run_info["target_concurrency"])
+    report["speculative"]["server_note"] = "rebuilt from the journal: the engine's metrics of the run were not kept"
+    report["rebuilt_from_journal"] = True
+    write_json_atomic(out / "report.json", report)
+    print_summary(console, report)
+    console.print(f"[dim]report rebuilt from {len(records)} journaled requests: {out / 'report.json'}[/]")
+    return report
+
+
 def _run_loop(coro):
     try:
         import uvloop
@@ -102,11 +130,13 @@ class _Run:
         model, engine, adapter = await self._until_serving(client)
         workload = self.workload
         workers = config.workers or auto_workers(config.concurrency)
-        public = config.public() | {"run_id": self.run_id, "url": self.url if config.url else None,
-                                    "engine": engine, "model": model,
+        public = config.public() | {"run_id": self.run_id, "engine": engine, "model": model,
                                     "emulator": None if config.url else _emulator_args(config), "workers": workers,
                                     "workload_info": workload.info, "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        target = min(config.concurrency, config.num_requests or config.concurrency)
+        # What `loadgen report DIR` needs to rebuild the report from the journal of a killed run.
+        write_json_atomic(self.out / RUN_FILE, {"config": public, "target_concurrency": target})
         # The run's order: round-robin over categories; a duration-bound run cycles one full pass.
         position = {id(p): i for i, p in enumerate(workload.prompts)}
         order = [position[id(p)] for p in round_robin(workload.prompts, config.num_requests, config.seed)]
@@ -155,7 +185,7 @@ class _Run:
             loop.remove_signal_handler(signal.SIGTERM)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
-                              target_concurrency=min(config.concurrency, config.num_requests or config.concurrency))
+                              target_concurrency=target)
         report["stop_reason"] = self.stop_reason
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)

@@ -276,10 +276,12 @@ class _Pool:
 
 
 class HttpClient:
-    """GET and streaming POST against one server root (http:// or https://, TLS verified)."""
+    """GET and streaming POST against one server root (http:// or https://, TLS verified unless
+    verify_tls is False)."""
 
     def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float, connect_timeout_s: float = 10.0,
-                 first_token_timeout_s: float | None = None, idle_timeout_s: float | None = None) -> None:
+                 first_token_timeout_s: float | None = None, idle_timeout_s: float | None = None,
+                 verify_tls: bool = True) -> None:
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -287,8 +289,12 @@ class HttpClient:
         self._prefix = parts.path
         port = parts.port or (443 if parts.scheme == "https" else 80)
         ssl_context = ssl.create_default_context() if parts.scheme == "https" else None
+        if ssl_context is not None and not verify_tls:  # --insecure: an explicit choice, never the default
+            ssl_context.check_hostname = False
+            ssl_context.verify_mode = ssl.CERT_NONE
         self._pool = _Pool(parts.hostname, port, ssl_context, connect_timeout_s)
         host_header = parts.netloc.rsplit("@", 1)[-1]
+        self._api_key = api_key
         auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._common = f"Host: {host_header}\r\n{auth}User-Agent: loadgen\r\n"
         self._timeout_s = timeout_s
@@ -296,6 +302,10 @@ class HttpClient:
         self._first_token_ns = int(first_token_timeout_s * 1e9) if first_token_timeout_s else None
         self._idle_ns = int(idle_timeout_s * 1e9) if idle_timeout_s else None
         self._sweeper: asyncio.TimerHandle | None = None
+
+    def _scrub(self, text: str) -> str:
+        """A server may echo the key it refused: error messages never carry it on."""
+        return text.replace(self._api_key, "***") if self._api_key else text
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -384,10 +394,10 @@ class HttpClient:
         try:
             exchange = await self._exchange(self._request_bytes("POST", path, body, headers), on_event, on_sent)
         except TransportError as exc:
-            raise ExchangeError(exc.kind, str(exc), exc.status, exc.phase) from None
+            raise ExchangeError(exc.kind, self._scrub(str(exc)), exc.status, exc.phase) from None
         status = exchange.parser.status
         if status != 200:
-            raise ExchangeError("http_status", _error_message(b"".join(exchange.body), status), status)
+            raise ExchangeError("http_status", self._scrub(_error_message(b"".join(exchange.body), status)), status)
         if not exchange.saw_done:
             tail = exchange.sse.close() if exchange.sse else []
             if _DONE not in tail:

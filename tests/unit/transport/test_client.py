@@ -32,12 +32,12 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-def stream_error(script, timeout_s: float = 5) -> tuple[ExchangeError, list[bytes]]:
+def stream_error(script, timeout_s: float = 5, **timeouts) -> tuple[ExchangeError, list[bytes]]:
     """Stream one request from a server running `script`; return the error it must end in."""
 
     async def main():
         server, url = await serve(script)
-        client = HttpClient(url, api_key=None, timeout_s=timeout_s)
+        client = HttpClient(url, api_key=None, timeout_s=timeout_s, **timeouts)
         events: list[bytes] = []
         with pytest.raises(ExchangeError) as info:
             await client.stream("/v1/completions", b"{}", lambda t, d: events.append(d), lambda t: None)
@@ -190,3 +190,42 @@ def test_server_that_closes_after_each_stream_despite_keep_alive():
 
     run(main())
     assert connections >= 5
+
+
+def test_first_token_and_idle_timeouts_name_their_phase():
+    async def silent(reader, writer):  # takes the request, answers nothing
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    async def one_event_then_silence(reader, writer):
+        await read_request(reader)
+        writer.write(SSE_HEAD + chunk(b'data: {"choices": [{"text": "a"}]}\n\n'))
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    error, _ = stream_error(silent, first_token_timeout_s=0.3, idle_timeout_s=5)
+    assert (error.kind, error.phase) == ("timeout", "first_token") and "no first token within 0.3 s" in str(error)
+    error, events = stream_error(one_event_then_silence, first_token_timeout_s=5, idle_timeout_s=0.3)
+    assert (error.kind, error.phase) == ("timeout", "idle") and len(events) == 1
+    error, _ = stream_error(one_event_then_silence, timeout_s=0.4)
+    assert (error.kind, error.phase) == ("timeout", "total")
+
+
+def test_an_echoed_api_key_never_reaches_the_error_message():
+    async def refuse(reader, writer):
+        await read_request(reader)
+        body = b'{"error": {"message": "invalid key sk-secret-9"}}'
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+        await writer.drain()
+
+    async def main():
+        server, url = await serve(refuse)
+        client = HttpClient(url, api_key="sk-secret-9", timeout_s=5)
+        with pytest.raises(ExchangeError) as info:
+            await client.stream("/v1/completions", b"{}", lambda t, d: None, lambda t: None)
+        await client.close()
+        server.close()
+        return info.value
+
+    error = run(main())
+    assert error.status == 401 and "sk-secret-9" not in str(error) and "invalid key ***" in str(error)
