@@ -37,6 +37,7 @@ class Sender:
         self._bodies: dict[Prompt, bytes] = {}
         self._ids = itertools.count(first_id, id_step)
         self._jitter = random.Random(config.seed * 31 + first_id)
+        self._refused = 0  # connections refused in a row (see _pace_refusals)
         self.in_flight = 0
 
     def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
@@ -74,6 +75,7 @@ class Sender:
                 done = last or not record.ok  # a failed turn ends its conversation: later turns answer nothing
                 self._on_record(record, done)
                 break
+            await self._pace_refusals(record)
             if done:
                 return
             messages += [{"role": "assistant", "content": recorder.text},
@@ -83,6 +85,16 @@ class Sender:
             prompt_tokens = ids.size
             body = self._body(ids, record.max_tokens)
             scheduled_ns = time.monotonic_ns()  # the next turn is due as soon as the reply is in
+
+    async def _pace_refusals(self, record: RequestRecord) -> None:
+        """While connections are refused (a server down or restarting), a slot waits before its
+        next request — 50 ms, doubling to 1 s — instead of spending the run's requests on thousands
+        of instant failures a second. The failure is recorded all the same; it is not a retry."""
+        if record.error is None or record.error.kind != "connect":
+            self._refused = 0
+            return
+        self._refused += 1
+        await asyncio.sleep(min(0.05 * 2 ** (self._refused - 1), 1.0))
 
     def _backoff(self, retry: int) -> float:
         """Exponential, 0.5 s doubling to at most 8 s, with jitter so retries do not come in waves."""

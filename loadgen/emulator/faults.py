@@ -2,7 +2,8 @@
 
 Each request draws at most one fault, from one uniform number against the cumulative rates, so
 the rates add up as given (5 % of each of six kinds is 30 % of requests faulted). A stream fault
-strikes after a chunk drawn uniformly from the reply's first half:
+strikes at the first step after a token count drawn uniformly from the reply's first half (so
+it always strikes, whatever the acceptance):
 
 - an HTTP status (429, 500, 503, ...) instead of the stream, with the engine's error body;
 - `stream_error`: the engine's own mid-stream error event (where it has one; TRT-LLM cuts the
@@ -54,11 +55,11 @@ class Faults:
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """What happens to one request: an HTTP status, or a stream fault after chunk `at_chunk`."""
+    """What happens to one request: an HTTP status, or a stream fault once `at_token` tokens went out."""
 
     status: int | None = None
     stream: str | None = None
-    at_chunk: int = 0
+    at_token: int = 0
 
 
 NO_FAULT = FaultPlan()
@@ -74,7 +75,7 @@ def draw(faults: Faults, rng: random.Random, max_tokens: int) -> FaultPlan:
     for kind in STREAM_FAULTS:
         rate = getattr(faults, kind)
         if u < rate:
-            return FaultPlan(stream=kind, at_chunk=rng.randint(1, max(1, max_tokens // 2)))
+            return FaultPlan(stream=kind, at_token=rng.randint(1, max(1, max_tokens // 2)))
         u -= rate
     return NO_FAULT
 

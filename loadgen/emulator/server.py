@@ -122,7 +122,7 @@ class Generation:
         if conn.closed:
             self._close("requests_aborted", now_ns)
             return None
-        if self.fault.stream is not None and self.index == self.fault.at_chunk and params.stream:
+        if self.fault.stream is not None and self.emitted >= self.fault.at_token and params.stream:
             due = self._strike(now_ns)
             if due != 0:
                 return due

@@ -118,3 +118,35 @@ def test_bad_url_scheme(tmp_path):
 def test_non_numeric_flag_is_one_line_too(tmp_path):
     proc = loadgen("run", "--concurrency", "many", "--output-dir", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def self_signed_tls_server(tmp_path: Path):
+    """openssl's own test server with a fresh self-signed certificate; yields its https URL."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key",
+                             str(key), "-www", "-quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                threading.Event().wait(0.05)
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_tls_failure_is_one_line_and_insecure_skips_verification(self_signed_tls_server, tmp_path):
+    proc = loadgen("run", "--url", self_signed_tls_server, "-n", "1", "--no-metrics",
+                   "--output-dir", str(tmp_path / "a"))
+    assert_one_line_error(proc, "TLS handshake with 127.0.0.1", "CERTIFICATE_VERIFY_FAILED")
+    # --insecure: the handshake passes, and the next problem is named (openssl's page is no OpenAI server)
+    proc = loadgen("run", "--url", self_signed_tls_server, "-n", "1", "--no-metrics", "--insecure",
+                   "--output-dir", str(tmp_path / "b"))
+    assert_one_line_error(proc, "is not an OpenAI-compatible server")

@@ -86,11 +86,13 @@ def test_a_slow_starting_server_is_waited_for_up_to_startup_wait(emulator, run_l
 
 def test_a_server_restart_mid_run_is_counted_not_fatal(emulator, run_loadgen):
     emu = emulator("--ttft-ms", "5", "--step-ms", "10", "--restart-after-s", "3", "--restart-down-s", "1")
-    report, _ = run_loadgen(url=emu.url, duration_s=4.0, concurrency=4, max_tokens=30)
+    # Seen rarely: a stream the restart cut without the client seeing the reset; the idle timeout ends it.
+    report, _ = run_loadgen(url=emu.url, duration_s=4.0, concurrency=4, max_tokens=30, idle_timeout_s=2.0)
     s = report["summary"]
     assert s["requests_sent"] == s["requests_completed"] + s["requests_failed"] + s["requests_cancelled"]
     assert s["requests_failed"] >= 4  # the streams cut by the restart (and connects refused while it was down)
-    assert set(report["errors"]) <= {"disconnect", "connect"} and s["requests_completed"] > 10
+    assert set(report["error_details"]) <= {"disconnect", "connect", "timeout/idle"}, report["error_examples"]
+    assert s["requests_completed"] > 10
 
 
 def test_report_is_rebuilt_from_the_journal_of_a_killed_run(emulator, tmp_path: Path):
@@ -142,3 +144,53 @@ def test_wrong_api_key_is_one_line_and_never_echoed(emulator, tmp_path):
                 "--no-metrics", "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 2 and "check --api-key" in _error_lines(proc)[0]
     assert "wrong-key-123" not in proc.stdout + proc.stderr
+
+
+def _start(url: str, out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", url, "--duration", "60", "-c", "4",
+                             "--max-tokens", "2000", "--workload", "random", "--no-metrics", "--no-progress",
+                             "--output-dir", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
+
+
+def _wait_for_requests(proc: subprocess.Popen, out: Path) -> None:
+    """Until the run is past its first request (run.json written, connections open)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out / "run.json").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert proc.poll() is None
+
+
+def test_sigterm_is_an_interrupt_and_a_second_ctrl_c_cancels_at_once(emulator, tmp_path):
+    emu = emulator("--ttft-ms", "5", "--step-ms", "10")  # 2000 tokens: ~8 s a request, beyond the 5 s grace
+    out = tmp_path / "term"
+    proc = _start(emu.url, out)
+    _wait_for_requests(proc, out)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    report = orjson.loads((out / "report.json").read_bytes())
+    assert report["partial"] and report["summary"]["requests_cancelled"] == 4  # the grace ran out for all four
+    out = tmp_path / "twice"
+    proc = _start(emu.url, out)
+    _wait_for_requests(proc, out)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - started < 4  # not the 5 s grace
+    report = orjson.loads((out / "report.json").read_bytes())
+    records = list(read_journal(out / "requests.jsonl"))
+    assert report["summary"]["requests_sent"] == len(records) == report["summary"]["requests_cancelled"] == 4
+
+
+def test_openai_api_key_is_used_when_no_other_is_given(emulator, tmp_path):
+    emu = emulator("--api-key", "sk-from-env", "--ttft-ms", "1", "--step-ms", "1")
+    env = {k: v for k, v in os.environ.items() if k != "LOADGEN_API_KEY"} | {"OPENAI_API_KEY": "sk-from-env"}
+    proc = subprocess.run([sys.executable, "-m", "loadgen", "run", "--url", emu.url, "-n", "2", "--max-tokens", "4",
+                           "--workload", "random", "--no-metrics", "--no-progress", "--output-dir", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "sk-from-env" not in (tmp_path / "o" / "report.json").read_text()

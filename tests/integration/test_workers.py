@@ -51,7 +51,7 @@ def _run_until_a_request_finished(url: str, out: Path, workers: int, max_tokens:
     """`loadgen run` for a minute in its own process group, returned once its journal has a line."""
     proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", url, "--duration", "60",
                              "-c", "4", "--max-tokens", str(max_tokens), "--workload", "random", "--workers",
-                             str(workers), "--output-dir", str(out), "--no-progress"],
+                             str(workers), "--output-dir", str(out), "--no-progress", "--no-metrics"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     journal = out / "requests.jsonl"
     deadline = time.monotonic() + 30

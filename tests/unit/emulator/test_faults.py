@@ -15,7 +15,7 @@ def test_each_request_draws_at_most_one_fault_at_the_given_rates():
     for kind in ("stream_error", "reset", "stall", "malformed"):
         assert share(lambda p: p.stream == kind) == pytest.approx(0.05, abs=0.01)
     assert share(lambda p: p is NO_FAULT) == pytest.approx(0.65, abs=0.015)
-    assert all(1 <= p.at_chunk <= 20 for p in plans if p.stream)
+    assert all(1 <= p.at_token <= 20 for p in plans if p.stream)
 
 
 def test_bad_fault_settings_are_refused():
