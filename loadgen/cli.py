@@ -44,6 +44,13 @@ def cli() -> None:
 @click.option("--isl", type=int, help="Exact input tokens per prompt: text is cut, or padded with natural text.")
 @click.option("--input-len", default=128, show_default=True, help="Prompt tokens of the random workload.")
 @click.option("--concurrency", "-c", default=8, show_default=True, help="Requests kept in flight (closed loop).")
+@click.option("--request-rate", type=float,
+              help="Open loop: requests per second, sent on schedule whatever the server does (instead of -c).")
+@click.option("--arrival", default="poisson", show_default=True, type=click.Choice(["poisson", "gamma", "constant"]),
+              help="Open loop: the gaps between arrivals.")
+@click.option("--burstiness", default=1.0, show_default=True,
+              help="Open loop, gamma arrivals: the shape (1 = poisson; below 1 burstier, above more regular).")
+@click.option("--ramp-up", default=0.0, show_default=True, help="Open loop: seconds over which the rate rises from 0.")
 @click.option("--num-requests", "-n", type=int, help="Measured requests [default: 200 unless --duration is given].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
 @click.option("--warmup", default=0, show_default=True, help="Requests sent first and left out of the figures.")
@@ -81,11 +88,12 @@ def cli() -> None:
 @click.option("--pushgateway", help="Push the final metrics to this Prometheus Pushgateway URL after the run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
-        concurrency, num_requests, duration, warmup, max_tokens, ignore_eos, temperature, output_dir, api_key, timeout,
+        concurrency, request_rate, arrival, burstiness, ramp_up, num_requests, duration, warmup, max_tokens, ignore_eos,
+        temperature, output_dir, api_key, timeout,
         insecure, connect_timeout, first_token_timeout, idle_timeout, retries, max_error_rate, startup_wait, seed,
         emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics,
         pushgateway, no_progress) -> None:
-    """Run one benchmark at a fixed concurrency and write its report."""
+    """Run one benchmark at a fixed concurrency (or request rate) and write its report."""
     from .config import EmulatorSettings, RunConfig
     from .runner import run as run_benchmark
 
@@ -95,6 +103,7 @@ def run(url, engine, model, workload, workload_path, tokenizer, chat_template, s
     config = RunConfig(
         url=url, engine=engine, model=model, workload=workload, workload_path=workload_path, tokenizer=tokenizer,
         chat_template=chat_template, system_prompt=system_prompt, isl=isl, input_len=input_len, concurrency=concurrency,
+        request_rate=request_rate, arrival=arrival, burstiness=burstiness, ramp_up_s=ramp_up,
         num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
         ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, startup_wait_s=startup_wait, seed=seed,
         api_key=api_key, connect_timeout_s=connect_timeout, first_token_timeout_s=first_token_timeout,

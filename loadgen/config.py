@@ -48,6 +48,10 @@ class RunConfig:
     isl: int | None = None
     input_len: int = 128  # random workload
     concurrency: int = 8
+    request_rate: float | None = None  # open loop: requests per second (then concurrency is not used)
+    arrival: str = "poisson"  # poisson, gamma or constant gaps between arrivals
+    burstiness: float = 1.0  # gamma shape: 1 is poisson, below 1 burstier
+    ramp_up_s: float = 0.0  # the rate rises linearly from 0 over this long
     num_requests: int | None = None
     duration_s: float | None = None
     warmup: int = 0
@@ -79,6 +83,16 @@ class RunConfig:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.num_requests is None and self.duration_s is None:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
+        if self.request_rate is not None and self.request_rate <= 0:
+            raise UsageError(f"--request-rate must be positive, got {self.request_rate}")
+        if self.arrival not in ("poisson", "gamma", "constant"):
+            raise UsageError(f"--arrival must be poisson, gamma or constant, got {self.arrival!r}")
+        if self.burstiness <= 0:
+            raise UsageError(f"--burstiness must be positive, got {self.burstiness}")
+        if self.ramp_up_s < 0:
+            raise UsageError(f"--ramp-up must be >= 0, got {self.ramp_up_s}")
+        if self.request_rate is None and (self.arrival != "poisson" or self.burstiness != 1.0 or self.ramp_up_s):
+            raise UsageError("--arrival, --burstiness and --ramp-up shape an open loop: give --request-rate too")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
         if self.metrics_addr is not None:
@@ -125,12 +139,17 @@ class RunConfig:
     def public(self) -> dict:
         """The settings as they go into reports: never the API key."""
         return {
-            "url": _without_credentials(self.url), "engine": self.engine, "model": self.model, "workload": self.workload,
+            "url": _without_credentials(self.url), "engine": self.engine, "model": self.model,
+            "workload": self.workload,
             "workload_path": str(self.workload_path) if self.workload_path else None,
             "tokenizer": self.tokenizer or "builtin:phi3", "chat_template": self.chat_template,
             "system_prompt": self.system_prompt, "isl": self.isl,
             "input_len": self.input_len if self.workload in ("random", "synthetic") else None,
-            "concurrency": self.concurrency, "num_requests": self.num_requests, "duration_s": self.duration_s,
+            "concurrency": None if self.request_rate else self.concurrency, "request_rate": self.request_rate,
+            "arrival": self.arrival if self.request_rate else None,
+            "burstiness": self.burstiness if self.request_rate else None,
+            "ramp_up_s": self.ramp_up_s if self.request_rate else None, "num_requests": self.num_requests,
+            "duration_s": self.duration_s,
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
             "temperature": self.temperature, "timeout_s": self.timeout_s, "connect_timeout_s": self.connect_timeout_s,
             "first_token_timeout_s": self.first_token_timeout_s, "idle_timeout_s": self.idle_timeout_s,

@@ -24,7 +24,8 @@ from .records import Journal, RequestRecord, StreamRecorder, read_journal
 from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic
 from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS
-from .workers import LocalShare, WorkerPool, auto_workers, split
+from .scheduler import arrival_offsets
+from .workers import LocalShare, WorkerPool, auto_workers, split, split_arrivals
 from .workloads import Workload, load_tokenizer, load_workload, round_robin
 
 __all__ = ["run", "prepare_output_dir", "rebuild_report", "RUN_FILE"]
@@ -34,6 +35,8 @@ RUN_FILE = "run.json"
 
 #: in-flight requests get this long to finish after Ctrl-C before they are cancelled
 INTERRUPT_GRACE_S = 5.0
+#: open loop with workers: the phase starts this long after the parent sends its start time
+START_MARGIN_NS = 50_000_000
 #: --max-error-rate is judged only after this many measured requests finished
 MIN_ERROR_SAMPLE = 20
 #: how often server metrics are sampled during the run
@@ -88,7 +91,8 @@ def rebuild_report(out: Path, console: Console) -> dict:
     complete = config.get("num_requests") and len({r.request_id for r in measured if r.turn == 0}) >= \
         config["num_requests"]
     report = build_report(config=config, records=measured, adapter=get_adapter(config["engine"]), server=[],
-                          partial=not complete, target_concurrency=run_info["target_concurrency"])
+                          partial=not complete, target_concurrency=run_info["target_concurrency"],
+                          target_rate=run_info.get("target_rate"))
     report["speculative"]["server_note"] = "rebuilt from the journal: the engine's metrics of the run were not kept"
     report["rebuilt_from_journal"] = True
     write_json_atomic(out / "report.json", report)
@@ -134,15 +138,26 @@ class _Run:
                                     "emulator": None if config.url else _emulator_args(config), "workers": workers,
                                     "workload_info": workload.info, "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        target = min(config.concurrency, config.num_requests or config.concurrency)
+        target = None if config.request_rate else min(config.concurrency, config.num_requests or config.concurrency)
         # What `loadgen report DIR` needs to rebuild the report from the journal of a killed run.
-        write_json_atomic(self.out / RUN_FILE, {"config": public, "target_concurrency": target})
+        write_json_atomic(self.out / RUN_FILE, {"config": public, "target_concurrency": target,
+                                                "target_rate": config.request_rate})
         # The run's order: round-robin over categories; a duration-bound run cycles one full pass.
         position = {id(p): i for i, p in enumerate(workload.prompts)}
-        order = [position[id(p)] for p in round_robin(workload.prompts, config.num_requests, config.seed)]
-        warmup_order = ([position[id(p)] for p in round_robin(workload.prompts, config.warmup, config.seed + 1)]
-                        if config.warmup else [])
-        plans = split(workers, config.concurrency, warmup_order, order, cycle=config.num_requests is None)
+
+        def order_of(count: int | None, seed: int) -> list[int]:
+            return [position[id(p)] for p in round_robin(workload.prompts, count, seed)]
+
+        warmup_order = order_of(config.warmup, config.seed + 1) if config.warmup else []
+        if config.request_rate:
+            # Open loop: every send time computed now; a duration-bound run has as many as fit.
+            measured_offsets = self._arrivals(config.num_requests, config.duration_s, config.seed)
+            warmup_offsets = self._arrivals(config.warmup, None, config.seed + 1) if config.warmup else []
+            plans = split_arrivals(workers, warmup_order, order_of(len(measured_offsets), config.seed),
+                                   warmup_offsets, measured_offsets)
+        else:
+            plans = split(workers, config.concurrency, warmup_order, order_of(config.num_requests, config.seed),
+                          cycle=config.num_requests is None)
         loop = asyncio.get_running_loop()
         self.journal = Journal(self.out / "requests.jsonl", loop)
         if len(plans) == 1:
@@ -185,7 +200,7 @@ class _Run:
             loop.remove_signal_handler(signal.SIGTERM)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
-                              target_concurrency=target)
+                              target_concurrency=target, target_rate=config.request_rate)
         report["stop_reason"] = self.stop_reason
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)
@@ -209,7 +224,8 @@ class _Run:
         if config.metrics_addr is None and config.pushgateway is None:
             return None
         metrics = LiveMetrics(run_id=public["run_id"], engine=public["engine"], model=public["model"],
-                              workload=config.workload, target_concurrency=config.concurrency,
+                              workload=config.workload,
+                              target_concurrency=0 if config.request_rate else config.concurrency,
                               in_flight=lambda: share.in_flight, version=__version__)
         if config.metrics_addr is not None:
             url = metrics.serve(config.metrics_addr)
@@ -306,6 +322,15 @@ class _Run:
                                                                    config.duration_s),
                                       f"in flight {self.share.in_flight}")
 
+    def _arrivals(self, count: int | None, duration_s: float | None, seed: int) -> list[int]:
+        config = self.config
+        offsets = arrival_offsets(config.request_rate, count=count, duration_s=None if count else duration_s,
+                                  arrival=config.arrival, burstiness=config.burstiness, ramp_up_s=config.ramp_up_s,
+                                  seed=seed)
+        if count and duration_s is not None:  # both given: whichever comes first
+            offsets = offsets[offsets < int(duration_s * 1e9)]
+        return offsets.tolist()
+
     async def _phase(self, share: LocalShare | WorkerPool, *, warmup: bool) -> None:
         """Closed loop over the phase's prompts; its limit counts conversations (one request each
         unless multi-turn)."""
@@ -318,7 +343,9 @@ class _Run:
         with (RunProgress(self.console, total, label) if config.progress else contextlib.nullcontext()) as progress:
             self._progress = progress
             try:
-                await share.phase(warmup, deadline)
+                # open loop: workers need a moment to receive the start time before it comes
+                start = time.monotonic_ns() + (START_MARGIN_NS if isinstance(share, WorkerPool) else 0)
+                await share.phase(warmup, deadline, start)
             finally:
                 self._progress = None
 

@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,12 +36,12 @@ from .config import RunConfig
 from .engines import get_adapter
 from .errors import LoadgenError, WorkerLost
 from .records import RequestRecord
-from .scheduler import closed_loop
+from .scheduler import closed_loop, open_loop
 from .sender import Sender
 from .transport import HttpClient, ReadLag
 from .workloads import Prompt, load_tokenizer, load_workload
 
-__all__ = ["LocalShare", "WorkerPool", "Plan", "split", "auto_workers"]
+__all__ = ["LocalShare", "WorkerPool", "Plan", "split", "split_arrivals", "auto_workers"]
 
 OnRecord = Callable[[RequestRecord, bool], None]
 
@@ -66,6 +67,9 @@ class Plan:
     warmup: Sequence[int]
     measured: Sequence[int]
     cycle: bool  # duration-bound: go round `measured` until the deadline
+    #: open loop (--request-rate): each prompt's send time, ns from the phase's start; None: closed loop
+    warmup_offsets: Sequence[int] | None = None
+    measured_offsets: Sequence[int] | None = None
 
 
 def split(workers: int, concurrency: int, warmup: Sequence[int], measured: Sequence[int], cycle: bool) -> list[Plan]:
@@ -82,6 +86,15 @@ def split(workers: int, concurrency: int, warmup: Sequence[int], measured: Seque
 
     return [Plan(i, workers, c, w, m, cycle) for i, (c, w, m) in
             enumerate(zip(shares, portions(warmup, False), portions(measured, cycle), strict=True))]
+
+
+def split_arrivals(workers: int, warmup: Sequence[int], measured: Sequence[int], warmup_offsets: Sequence[int],
+                   measured_offsets: Sequence[int]) -> list[Plan]:
+    """Open loop: the arrivals dealt round-robin, so together the workers send exactly the one
+    schedule computed up front."""
+    n = max(1, min(workers, len(measured)))
+    return [Plan(i, n, 0, warmup[i::n], measured[i::n], False, warmup_offsets[i::n], measured_offsets[i::n])
+            for i in range(n)]
 
 
 class LocalShare:
@@ -105,20 +118,26 @@ class LocalShare:
         self.sender.prepare(self._warmup + self._measured)
         await self.client.open_connections(self.plan.concurrency, "/v1/models")
 
-    async def phase(self, warmup: bool, deadline_ns: int | None) -> None:
+    async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
+        """One phase: closed loop, or open loop (the plan has send times) from start_ns."""
         prompts = self._warmup if warmup else self._measured
         if not prompts:
             return
-        cycle = self.plan.cycle and not warmup
-        limit = None if cycle else len(prompts)
-        concurrency = self.plan.concurrency if cycle else min(self.plan.concurrency, len(prompts))
 
         async def send(prompt: Prompt, scheduled_ns: int) -> None:
             await self.sender.send(prompt, scheduled_ns, warmup)
 
-        self._task = asyncio.ensure_future(closed_loop(itertools.cycle(prompts) if cycle else iter(prompts),
-                                                       concurrency, send, limit=limit, deadline_ns=deadline_ns,
-                                                       stopping=lambda: self._stopping))
+        offsets = self.plan.warmup_offsets if warmup else self.plan.measured_offsets
+        if offsets is not None:
+            loop = open_loop(iter(prompts), offsets, start_ns or time.monotonic_ns(), send,
+                             stopping=lambda: self._stopping)
+        else:
+            cycle = self.plan.cycle and not warmup
+            limit = None if cycle else len(prompts)
+            concurrency = self.plan.concurrency if cycle else min(self.plan.concurrency, len(prompts))
+            loop = closed_loop(itertools.cycle(prompts) if cycle else iter(prompts), concurrency, send, limit=limit,
+                               deadline_ns=deadline_ns, stopping=lambda: self._stopping)
+        self._task = asyncio.ensure_future(loop)
         try:
             await self._task
         except asyncio.CancelledError:
@@ -197,9 +216,9 @@ class WorkerPool:
         writer.write(struct.pack("<Q", len(blob)) + blob)
         self._workers.append(_Worker(process, reader, writer))
 
-    async def phase(self, warmup: bool, deadline_ns: int | None) -> None:
+    async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
         for worker in self._workers:
-            worker.send({"op": "phase", "warmup": warmup, "deadline_ns": deadline_ns})
+            worker.send({"op": "phase", "warmup": warmup, "deadline_ns": deadline_ns, "start_ns": start_ns})
         results = await asyncio.gather(*(self._drain(worker) for worker in self._workers), return_exceptions=True)
         # One worker lost: the others were told to cancel (see _drain) and have reported back.
         for result in results:
@@ -299,7 +318,7 @@ async def _phase(share: LocalShare, message: dict, send: Callable[[dict], None])
     try:
         if not message["warmup"]:
             share.reset_read_lag()
-        await share.phase(message["warmup"], message["deadline_ns"])
+        await share.phase(message["warmup"], message["deadline_ns"], message.get("start_ns"))
     except Exception as exc:  # a bug: tell the parent rather than leave it waiting
         send({"error": f"load worker {share.plan.index} failed: {exc!r}"})
         raise

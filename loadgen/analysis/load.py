@@ -14,7 +14,10 @@ import numpy as np
 
 from loadgen.records import RequestRecord
 
-__all__ = ["HOLD_THRESHOLD", "held_load", "in_flight_area"]
+__all__ = ["HOLD_THRESHOLD", "LATE_P99_S", "held_load", "held_rate", "in_flight_area"]
+
+#: open loop: the client held the schedule if its sends' p99 lateness stayed below this
+LATE_P99_S = 0.010
 
 #: below this share of the target, the report warns that the client could not hold the load
 HOLD_THRESHOLD = 0.98
@@ -62,3 +65,29 @@ def in_flight_area(starts: np.ndarray, ends: np.ndarray):
     count = np.cumsum(steps)  # in flight just after each event
     knots = np.concatenate([[0.0], np.cumsum(count[:-1] * np.diff(times))])
     return lambda t: np.interp(t, times, knots, left=0.0, right=knots[-1])
+
+
+def held_rate(records: Sequence[RequestRecord], target_rate: float) -> dict:
+    """Open loop: the rate achieved against the schedule's, and how late requests left (sent -
+    scheduled, conversations' first turns). Held when the achieved rate is within 2 % of the
+    schedule's and the p99 lateness is below LATE_P99_S: a client that sends late bills its own
+    delay to TTFT, which counts from the scheduled time."""
+    first = [r for r in records if r.turn == 0]
+    scheduled = np.array(sorted(r.scheduled_ns for r in first), dtype=np.int64)
+    sent = np.array(sorted(r.sent_ns for r in first if r.sent_ns), dtype=np.int64)
+    late = np.array([r.sent_ns - r.scheduled_ns for r in first if r.sent_ns], dtype=np.float64) * 1e-9
+    span = lambda a: (a[-1] - a[0]) * 1e-9 if a.size > 1 else 0.0  # noqa: E731
+    scheduled_rate = (scheduled.size - 1) / span(scheduled) if span(scheduled) else None
+    achieved = (sent.size - 1) / span(sent) if span(sent) else None
+    ratio = achieved / scheduled_rate if achieved and scheduled_rate else None
+    p99 = float(np.percentile(late, 99)) if late.size else None
+    return {
+        "target_rate": target_rate,
+        "scheduled_rate": scheduled_rate,
+        "achieved_rate": achieved,
+        "achieved_ratio": ratio,
+        "late_p50_s": float(np.median(late)) if late.size else None,
+        "late_p99_s": p99,
+        "late_max_s": float(late.max()) if late.size else None,
+        "held": (ratio is None or ratio >= HOLD_THRESHOLD) and (p99 is None or p99 <= LATE_P99_S),
+    }

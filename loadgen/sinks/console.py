@@ -41,7 +41,9 @@ def print_summary(console: Console, report: dict) -> None:
     cfg, summary, lat = report["config"], report["summary"], report["latency"]
     spec = report["speculative"]
     client = spec["client"]
-    title = f"loadgen · {cfg['engine']} · {cfg['model']} · {cfg['workload']} · concurrency {cfg['concurrency']}"
+    load_label = (f"{cfg['request_rate']:g} req/s ({cfg['arrival']})" if cfg.get("request_rate")
+                  else f"concurrency {cfg['concurrency']}")
+    title = f"loadgen · {cfg['engine']} · {cfg['model']} · {cfg['workload']} · {load_label}"
     if report.get("partial"):
         title += " · PARTIAL"
     console.rule(title)
@@ -58,7 +60,10 @@ def print_summary(console: Console, report: dict) -> None:
     head.add_row("duration", _num(summary["duration_s"], "{:.2f} s"))
     head.add_row("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}")
     load = report.get("load")
-    if load and load["achieved_ratio"] is not None:
+    if load and "target_rate" in load and load["achieved_rate"] is not None:
+        head.add_row("request rate", f"{load['achieved_rate']:.2f}/s sent of {load['scheduled_rate']:.2f}/s scheduled "
+                                     f"(target {load['target_rate']:g}/s); late p99 {_ms(load['late_p99_s'])} ms")
+    elif load and load.get("achieved_ratio") is not None:
         low = "-" if load["min_in_flight"] is None else f"{load['min_in_flight']:.1f}"
         head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, lowest 0.1 s {low} "
                                   f"of {load['target_concurrency']} ({load['achieved_ratio']:.1%})")
@@ -68,8 +73,10 @@ def print_summary(console: Console, report: dict) -> None:
     if report.get("error_details"):
         console.print("errors: " + ", ".join(f"{k} {n}" for k, n in sorted(report["error_details"].items())))
     if load and not load["held"]:
-        console.print(f"[bold red]The client did not hold the load: {load['achieved_ratio']:.1%} of the target "
-                      "concurrency on average. These figures describe a lower load than asked for.[/]")
+        what = ("schedule: requests left late or too few were sent" if "target_rate" in load else
+                f"load: {load['achieved_ratio']:.1%} of the target concurrency on average")
+        console.print(f"[bold red]The client did not hold the {what}. These figures describe a lower load than "
+                      "asked for.[/]")
 
     table = Table(title="Latency", title_justify="left")
     table.add_column("metric")

@@ -4,6 +4,7 @@ import re
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -160,3 +161,19 @@ def test_achieved_load_is_reported(emulator, run_loadgen):
     assert load["target_concurrency"] == 16 and load["held"]
     assert 15.5 <= load["mean_in_flight"] <= 16.0 and load["min_in_flight"] >= 15
     assert "in flight" in text
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_open_loop_follows_the_schedule_computed_up_front(emulator, run_loadgen, tmp_path, workers):
+    from loadgen.scheduler import arrival_offsets
+
+    emu = emulator("--ttft-ms", "20", "--step-ms", "5", "--accept", "")
+    report, text = run_loadgen(url=emu.url, request_rate=40, num_requests=120, max_tokens=16, seed=2, workers=workers)
+    load = report["load"]
+    assert load["held"] and load["achieved_ratio"] == pytest.approx(1, abs=0.02) and load["late_p99_s"] < 0.01
+    assert report["summary"]["requests_completed"] == 120 and report["latency"]["ttft_s"]["p50"] == pytest.approx(
+        0.020, abs=0.003)
+    records = sorted(read_journal(tmp_path / "out" / "requests.jsonl"), key=lambda r: r.scheduled_ns)
+    scheduled = np.array([r.scheduled_ns for r in records]) - records[0].scheduled_ns
+    assert np.array_equal(scheduled, arrival_offsets(40, count=120, seed=2))  # exactly the schedule, whoever sent it
+    assert "req/s (poisson)" in text and report["config"]["request_rate"] == 40
