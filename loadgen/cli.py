@@ -71,6 +71,8 @@ def cli() -> None:
               help="Seconds without a byte between two chunks before a stream counts as stuck.")
 @click.option("--retries", default=0, show_default=True,
               help="Retry a request that failed before its first token this many times (backoff 0.5 s doubling).")
+@click.option("--slo", help="Objectives, e.g. ttft_p95=0.5,tpot_p95=0.05,e2e_p99=30 (seconds): each checked, and "
+                              "goodput (requests meeting every limit) reported.")
 @click.option("--max-error-rate", type=float,
               help="Stop the run early once more than this share (0-1) of requests failed (judged after 20).")
 @click.option("--startup-wait", default=60.0, show_default=True,
@@ -90,7 +92,7 @@ def cli() -> None:
 def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
         concurrency, request_rate, arrival, burstiness, ramp_up, num_requests, duration, warmup, max_tokens, ignore_eos,
         temperature, output_dir, api_key, timeout,
-        insecure, connect_timeout, first_token_timeout, idle_timeout, retries, max_error_rate, startup_wait, seed,
+        insecure, connect_timeout, first_token_timeout, idle_timeout, retries, slo, max_error_rate, startup_wait, seed,
         emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics,
         pushgateway, no_progress) -> None:
     """Run one benchmark at a fixed concurrency (or request rate) and write its report."""
@@ -107,7 +109,7 @@ def run(url, engine, model, workload, workload_path, tokenizer, chat_template, s
         num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
         ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, startup_wait_s=startup_wait, seed=seed,
         api_key=api_key, connect_timeout_s=connect_timeout, first_token_timeout_s=first_token_timeout,
-        idle_timeout_s=idle_timeout, retries=retries, max_error_rate=max_error_rate, verify_tls=not insecure,
+        idle_timeout_s=idle_timeout, retries=retries, max_error_rate=max_error_rate, slo=slo, verify_tls=not insecure,
         output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
         emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
         progress=not no_progress and console.is_terminal, workers=workers,

@@ -63,6 +63,7 @@ class RunConfig:
     first_token_timeout_s: float = 300.0  # a long prompt queued behind others may wait minutes
     idle_timeout_s: float = 60.0  # no byte between two chunks for this long: the stream is stuck
     retries: int = 0  # failures before the first token retried; off by default (it changes what is measured)
+    slo: str | None = None  # "ttft_p95=0.5,tpot_p95=0.05": objectives and goodput in the report
     max_error_rate: float | None = None  # stop early above this share of failed requests (after MIN_ERROR_SAMPLE)
     startup_wait_s: float = 60.0  # how long to wait for a server that answers "not ready"
     seed: int = 0
@@ -83,6 +84,9 @@ class RunConfig:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.num_requests is None and self.duration_s is None:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
+        if self.slo is not None:
+            from .analysis.slo import parse_slo
+            parse_slo(self.slo)
         if self.request_rate is not None and self.request_rate <= 0:
             raise UsageError(f"--request-rate must be positive, got {self.request_rate}")
         if self.arrival not in ("poisson", "gamma", "constant"):
@@ -153,7 +157,7 @@ class RunConfig:
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
             "temperature": self.temperature, "timeout_s": self.timeout_s, "connect_timeout_s": self.connect_timeout_s,
             "first_token_timeout_s": self.first_token_timeout_s, "idle_timeout_s": self.idle_timeout_s,
-            "retries": self.retries, "max_error_rate": self.max_error_rate, "startup_wait_s": self.startup_wait_s,
+            "retries": self.retries, "max_error_rate": self.max_error_rate, "slo": self.slo, "startup_wait_s": self.startup_wait_s,
             "seed": self.seed,
             "api_key": "***" if self.api_key else None, "verify_tls": self.verify_tls,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,

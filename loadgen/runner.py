@@ -16,6 +16,7 @@ from rich.console import Console
 
 from . import __version__
 from .analysis import build_report
+from .analysis.slo import parse_slo
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
@@ -92,7 +93,8 @@ def rebuild_report(out: Path, console: Console) -> dict:
         config["num_requests"]
     report = build_report(config=config, records=measured, adapter=get_adapter(config["engine"]), server=[],
                           partial=not complete, target_concurrency=run_info["target_concurrency"],
-                          target_rate=run_info.get("target_rate"))
+                          target_rate=run_info.get("target_rate"),
+                          slo=parse_slo(config["slo"]) if config.get("slo") else ())
     report["speculative"]["server_note"] = "rebuilt from the journal: the engine's metrics of the run were not kept"
     report["rebuilt_from_journal"] = True
     write_json_atomic(out / "report.json", report)
@@ -200,7 +202,8 @@ class _Run:
             loop.remove_signal_handler(signal.SIGTERM)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
-                              target_concurrency=target, target_rate=config.request_rate)
+                              target_concurrency=target, target_rate=config.request_rate,
+                              slo=parse_slo(config.slo) if config.slo else ())
         report["stop_reason"] = self.stop_reason
         write_json_atomic(self.out / "report.json", report)
         print_summary(self.console, report)

@@ -13,6 +13,7 @@ from loadgen.records import RequestRecord
 from .load import held_load, held_rate
 from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
                           step_histogram)
+from .slo import slo_report
 from .stats import distribution
 from .timeseries import time_series
 
@@ -110,7 +111,8 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
 
 def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: EngineAdapter,
                  server: Sequence[ServerAcceptance], partial: bool = False, client_read_lag: dict | None = None,
-                 target_concurrency: int | None = None, target_rate: float | None = None) -> dict:
+                 target_concurrency: int | None = None, target_rate: float | None = None,
+                 slo: Sequence[tuple[str, float, float]] = ()) -> dict:
     """The report of one measured window. `records` excludes warm-up requests; `server` holds what
     the engine's collectors found over that window, best source first."""
     started = [r.sent_ns for r in records if r.sent_ns]
@@ -158,6 +160,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         # Chunks are timed by the kernel's arrival stamps; this is how late the client processed
         # them. Large values mean the client was busy, not that the server was slow.
         "client": {"read_lag": client_read_lag},
+        # --slo: each objective met or not, and goodput (requests meeting every limit themselves)
+        "slo": slo_report(records, slo, window_s) if slo else None,
         "load": (held_rate(records, target_rate) if target_rate else
                  held_load(records, target_concurrency) if target_concurrency else None),
         # per second from the first send: output_tps, in_flight, acceptance_length, completed, failed

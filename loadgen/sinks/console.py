@@ -68,6 +68,14 @@ def print_summary(console: Console, report: dict) -> None:
         head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, lowest 0.1 s {low} "
                                   f"of {load['target_concurrency']} ({load['achieved_ratio']:.1%})")
     console.print(head)
+    slo = report.get("slo")
+    if slo:
+        verdicts = ", ".join(f"{name} {_ms(c['value_s'])} ms {'≤' if c['met'] else '>'} {c['limit_s'] * 1e3:g} ms"
+                             for name, c in slo["objectives"].items())
+        colour = "green" if slo["all_met"] else "red"
+        console.print(f"[{colour}]SLO {'met' if slo['all_met'] else 'missed'}: {verdicts}[/]; goodput "
+                      f"{_num(slo['goodput_rps'])} req/s, {_num(slo['goodput_tps'], '{:.1f}')} tok/s "
+                      f"({_num(slo['good_fraction'], '{:.1%}')} of requests met every limit)")
     if report.get("stop_reason"):
         console.print(f"[bold red]Stopped early: {report['stop_reason']}[/]")
     if report.get("error_details"):
