@@ -89,35 +89,64 @@ def cli() -> None:
 @click.option("--no-metrics", is_flag=True, help="Do not serve live metrics.")
 @click.option("--pushgateway", help="Push the final metrics to this Prometheus Pushgateway URL after the run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
-def run(url, engine, model, workload, workload_path, tokenizer, chat_template, system_prompt, isl, input_len,
-        concurrency, request_rate, arrival, burstiness, ramp_up, num_requests, duration, warmup, max_tokens, ignore_eos,
-        temperature, output_dir, api_key, timeout,
-        insecure, connect_timeout, first_token_timeout, idle_timeout, retries, slo, max_error_rate, startup_wait, seed,
-        emulator_ttft_ms, emulator_step_ms, emulator_accept, workers, metrics_addr, no_metrics,
-        pushgateway, no_progress) -> None:
+def run(**params) -> None:
     """Run one benchmark at a fixed concurrency (or request rate) and write its report."""
-    from .config import EmulatorSettings, RunConfig
     from .runner import run as run_benchmark
 
     console = Console(stderr=False)
-    if num_requests is None and duration is None:
-        num_requests = 200
-    config = RunConfig(
-        url=url, engine=engine, model=model, workload=workload, workload_path=workload_path, tokenizer=tokenizer,
-        chat_template=chat_template, system_prompt=system_prompt, isl=isl, input_len=input_len, concurrency=concurrency,
-        request_rate=request_rate, arrival=arrival, burstiness=burstiness, ramp_up_s=ramp_up,
-        num_requests=num_requests, duration_s=duration, warmup=warmup, max_tokens=max_tokens,
-        ignore_eos=ignore_eos, temperature=temperature, timeout_s=timeout, startup_wait_s=startup_wait, seed=seed,
-        api_key=api_key, connect_timeout_s=connect_timeout, first_token_timeout_s=first_token_timeout,
-        idle_timeout_s=idle_timeout, retries=retries, max_error_rate=max_error_rate, slo=slo, verify_tls=not insecure,
-        output_dir=output_dir or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
-        emulator=EmulatorSettings(emulator_ttft_ms, emulator_step_ms, _floats(emulator_accept)),
-        progress=not no_progress and console.is_terminal, workers=workers,
-        metrics_addr=None if no_metrics else metrics_addr, pushgateway=pushgateway,
-    )
-    report = run_benchmark(config, console)
+    report = run_benchmark(_run_config(console, params), console)
     if report["partial"]:
         sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
+
+
+def _run_config(console: Console, p: dict):
+    """`loadgen run`'s options -> RunConfig (also every point of a sweep)."""
+    from .config import EmulatorSettings, RunConfig
+
+    num_requests = 200 if p["num_requests"] is None and p["duration"] is None else p["num_requests"]
+    return RunConfig(
+        url=p["url"], engine=p["engine"], model=p["model"], workload=p["workload"], workload_path=p["workload_path"],
+        tokenizer=p["tokenizer"], chat_template=p["chat_template"], system_prompt=p["system_prompt"], isl=p["isl"],
+        input_len=p["input_len"], concurrency=p["concurrency"], request_rate=p["request_rate"], arrival=p["arrival"],
+        burstiness=p["burstiness"], ramp_up_s=p["ramp_up"], num_requests=num_requests, duration_s=p["duration"],
+        warmup=p["warmup"], max_tokens=p["max_tokens"], ignore_eos=p["ignore_eos"], temperature=p["temperature"],
+        timeout_s=p["timeout"], startup_wait_s=p["startup_wait"], seed=p["seed"], api_key=p["api_key"],
+        connect_timeout_s=p["connect_timeout"], first_token_timeout_s=p["first_token_timeout"],
+        idle_timeout_s=p["idle_timeout"], retries=p["retries"], max_error_rate=p["max_error_rate"], slo=p["slo"],
+        verify_tls=not p["insecure"],
+        output_dir=p["output_dir"] or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
+        emulator=EmulatorSettings(p["emulator_ttft_ms"], p["emulator_step_ms"], _floats(p["emulator_accept"])),
+        progress=not p["no_progress"] and console.is_terminal, workers=p["workers"],
+        metrics_addr=None if p["no_metrics"] else p["metrics_addr"], pushgateway=p["pushgateway"],
+    )
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--concurrency", "-c", "concurrencies", help="Comma-separated concurrencies: one run each.")
+@click.option("--request-rate", "rates", help="Comma-separated request rates (open loop): one run each.")
+@click.option("--find-max", is_flag=True,
+              help="With --slo: search the highest concurrency (or rate) that still meets every objective.")
+@click.option("--output-dir", type=click.Path(path_type=Path),
+              help="Where the sweep goes [default: results/sweep-TIMESTAMP]; a rerun resumes it.")
+@click.pass_context
+def sweep(ctx: click.Context, concurrencies, rates, find_max, output_dir) -> None:
+    """One run per concurrency (or request rate) against one server; every other `loadgen run`
+    option applies to each point, e.g. loadgen sweep -c 1,4,16,64 --url URL -n 200 --slo ttft_p95=0.5."""
+    from .sweep import run_sweep
+
+    if (concurrencies is None) == (rates is None):
+        raise click.UsageError("give --concurrency or --request-rate, a comma-separated list")
+    kind, text = ("concurrency", concurrencies) if concurrencies else ("request_rate", rates)
+    try:
+        values = sorted({(int if kind == "concurrency" else float)(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise click.UsageError(f"--{kind.replace('_', '-')} takes comma-separated numbers, got {text!r}") from None
+    console = Console()
+    base = _run_config(console, run.make_context("sweep", list(ctx.args)).params)
+    out = output_dir or Path("results") / datetime.now().strftime("sweep-%Y%m%d-%H%M%S")
+    result = run_sweep(base, kind, values, out, console, find_max=find_max)
+    if result["interrupted"]:
+        sys.exit(130)
 
 
 @cli.group()
@@ -202,6 +231,8 @@ def _describe(loaded) -> None:
 @click.option("--model", default="emulator", show_default=True, help="Served model name.")
 @click.option("--ttft-ms", default=50.0, show_default=True, help="Arrival to first chunk.")
 @click.option("--step-ms", default=20.0, show_default=True, help="Time per decode step (one chunk per step).")
+@click.option("--load-step-ms", default=0.0, show_default=True,
+              help="Added to every step for each other request running (a batch slows as it grows).")
 @click.option("--accept", default="0.8,0.6,0.4", show_default=True,
               help="CONDITIONAL acceptance per draft position; '' disables speculation.")
 @click.option("--accept-profile", type=click.Path(dir_okay=False),
@@ -224,7 +255,7 @@ def _describe(loaded) -> None:
 @click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, accept, accept_profile, stream_interval, seed, workers,
+def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, accept_profile, stream_interval, seed, workers,
             send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
             slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
@@ -240,7 +271,7 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, accept, accept_profile,
                         reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
                         slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
-                                accept=probs, accept_profile=tuple(profile.items()), stream_interval=stream_interval,
+                                load_step_ms=load_step_ms, accept=probs, accept_profile=tuple(profile.items()), stream_interval=stream_interval,
                                 seed=seed, workers=workers, send_timestamps=send_timestamps, api_key=api_key,
                                 faults=faults)
     except ValueError as exc:

@@ -22,14 +22,14 @@ from .emulator.launch import EmulatorProcess
 from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, ServerNotReady, UsageError, WorkerLost
 from .records import Journal, RequestRecord, StreamRecorder, read_journal
-from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic
+from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic, write_requests_csv
 from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS
 from .scheduler import arrival_offsets
 from .workers import LocalShare, WorkerPool, auto_workers, split, split_arrivals
 from .workloads import Workload, load_tokenizer, load_workload, round_robin
 
-__all__ = ["run", "prepare_output_dir", "rebuild_report", "RUN_FILE"]
+__all__ = ["run", "prepare_output_dir", "rebuild_report", "emulator_args", "RUN_FILE"]
 
 #: the run's settings, written before the first request (for `loadgen report DIR`)
 RUN_FILE = "run.json"
@@ -56,9 +56,10 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def _emulator_args(config: RunConfig) -> list[str]:
+def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str]:
+    """`loadgen emulate` flags for the built-in emulator: one process up to 256 streams, else two."""
     emu = config.emulator
-    workers = emu.workers or (1 if config.concurrency <= 256 else 2)
+    workers = emu.workers or (1 if (concurrency or config.concurrency) <= 256 else 2)
     return ["--ttft-ms", str(emu.ttft_ms), "--step-ms", str(emu.step_ms),
             "--accept", ",".join(map(str, emu.accept)), "--seed", str(config.seed), "--workers", str(workers)]
 
@@ -70,7 +71,7 @@ def run(config: RunConfig, console: Console) -> dict:
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:
-            emulator = stack.enter_context(EmulatorProcess(_emulator_args(config)))
+            emulator = stack.enter_context(EmulatorProcess(emulator_args(config)))
             url = emulator.url
             console.print(f"[dim]no --url: running against the built-in emulator at {url}[/]")
         return _run_loop(_Run(config, url, workload, out, console).execute())
@@ -98,6 +99,7 @@ def rebuild_report(out: Path, console: Console) -> dict:
     report["speculative"]["server_note"] = "rebuilt from the journal: the engine's metrics of the run were not kept"
     report["rebuilt_from_journal"] = True
     write_json_atomic(out / "report.json", report)
+    write_requests_csv(out / "requests.csv", records)
     print_summary(console, report)
     console.print(f"[dim]report rebuilt from {len(records)} journaled requests: {out / 'report.json'}[/]")
     return report
@@ -137,7 +139,7 @@ class _Run:
         workload = self.workload
         workers = config.workers or auto_workers(config.concurrency)
         public = config.public() | {"run_id": self.run_id, "engine": engine, "model": model,
-                                    "emulator": None if config.url else _emulator_args(config), "workers": workers,
+                                    "emulator": None if config.url else emulator_args(config), "workers": workers,
                                     "workload_info": workload.info, "loadgen_version": __version__,
                                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         target = None if config.request_rate else min(config.concurrency, config.num_requests or config.concurrency)
@@ -206,6 +208,7 @@ class _Run:
                               slo=parse_slo(config.slo) if config.slo else ())
         report["stop_reason"] = self.stop_reason
         write_json_atomic(self.out / "report.json", report)
+        write_requests_csv(self.out / "requests.csv", self.records)
         print_summary(self.console, report)
         self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
         if lost is not None:

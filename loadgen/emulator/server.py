@@ -48,6 +48,7 @@ class EmulatorConfig:
     model: str = "emulator"
     ttft_ms: float = 50.0
     step_ms: float = 20.0
+    load_step_ms: float = 0.0  # added to every step per other request running (a batch slows with its size)
     accept: tuple[float, ...] = (0.8, 0.6, 0.4)
     #: per-category conditional acceptance, ((category, probabilities), ...); see profile.py
     accept_profile: tuple[tuple[str, tuple[float, ...]], ...] = ()
@@ -65,8 +66,8 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
             raise ValueError(f"unknown engine {self.engine!r}; choose one of {', '.join(self.engines)}")
-        if self.ttft_ms < 0 or self.step_ms <= 0:
-            raise ValueError("ttft must be >= 0 ms and step > 0 ms")
+        if self.ttft_ms < 0 or self.step_ms <= 0 or self.load_step_ms < 0:
+            raise ValueError("ttft must be >= 0 ms, step > 0 ms and load step >= 0 ms")
         if any(not 0.0 <= p <= 1.0 for p in self.accept):
             raise ValueError("acceptance probabilities must lie in [0, 1]")
         if self.accept_profile:
@@ -92,7 +93,8 @@ class Generation:
     (and at the end); the server counters see every step whatever the interval."""
 
     __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
-                 "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval", "fault")
+                 "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval", "fault",
+                 "due")
 
     def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int,
                  fault: FaultPlan = NO_FAULT) -> None:
@@ -107,6 +109,7 @@ class Generation:
         self.draft_tokens = 0  # tokens drafted (llama.cpp's timings.draft_n)
         self.accepted = 0   # accepted draft tokens (timings.draft_n_accepted)
         self.start_ns = start_ns
+        self.due = start_ns + app.ttft_ns  # the current step's due time (step 0: the prefill)
         self.first_ns = 0   # when the first chunk went out
         self.texts: list[str] = []
         self.ids: list[int] = []
@@ -114,8 +117,12 @@ class Generation:
         self.encoder = app.personality.stream_encoder(self.rid, self.created, params) if params.stream else None
         self.interval = app.stream_interval
 
-    def due_ns(self, index: int) -> int:
-        return self.start_ns + self.app.ttft_ns + index * self.app.step_ns
+    def _next_due(self) -> int:
+        """When the next step is due: one step time after this one's due time (never after its
+        actual send, so lateness does not accumulate); the step time grows with the requests
+        running when --load-step-ms is set."""
+        self.due += self.app.step_time_ns()
+        return self.due
 
     def step(self, now_ns: int) -> int | None:
         conn, app, params = self.conn, self.app, self.params
@@ -165,10 +172,9 @@ class Generation:
         finished = emitted >= params.max_tokens
         if not finished and step % self.interval:
             self.pending += n
-            return self.start_ns + app.ttft_ns + index * app.step_ns  # merged into a later chunk
+            return self._next_due()  # merged into a later chunk
         count, self.pending = self.pending + n, 0
-        base_ns = self.start_ns + app.ttft_ns
-        app.record_send(base_ns + step * app.step_ns)
+        app.record_send(self.due)
         if not self.first_ns:
             self.first_ns = now_ns
         choices = app.rng.choices
@@ -179,7 +185,7 @@ class Generation:
             self.texts.extend(words)
             self.ids.extend(ids)
             if not finished:
-                return base_ns + index * app.step_ns
+                return self._next_due()
             conn.respond_json(200, app.personality.completion_body(self, "".join(self.texts), self.ids, finish, now_ns))
             self._close("requests_finished_length", now_ns)
             return None
@@ -189,7 +195,7 @@ class Generation:
         payload = encoder.events(words if app.per_token else "".join(words), ids, finish, emitted, index, extra)
         if not finished:
             conn.write_chunk(payload)
-            return base_ns + index * app.step_ns
+            return self._next_due()
         conn.end_stream(payload + encoder.tail(self, now_ns))
         self._close("requests_finished_length", now_ns)
         return None
@@ -200,8 +206,8 @@ class Generation:
         kind, self.fault = self.fault.stream, NO_FAULT
         conn = self.conn
         if kind == "stall":
-            self.start_ns += int(self.app.config.faults.stall_s * 1e9)  # every later step shifts too
-            return self.due_ns(self.index)
+            self.due += int(self.app.config.faults.stall_s * 1e9)  # every later step shifts too
+            return self.due
         if kind == "malformed":
             conn.write_chunk(b'data: {"choices": [{"text": "cut short\n\n')
             return 0
@@ -218,6 +224,7 @@ class Generation:
 
     def _close(self, outcome: str, now_ns: int) -> None:
         app = self.app
+        app.running -= 1
         arr, idx = app.counters.array, app.idx
         arr[idx["requests_running"]] -= 1
         arr[idx[outcome]] += 1
@@ -248,6 +255,8 @@ class App:
         self.samplers = {category: AcceptanceSampler(probs, self.rng) for category, probs in profile.items()}
         self.ttft_ns = int(config.ttft_ms * 1e6)
         self.step_ns = int(config.step_ms * 1e6)
+        self.load_step_ns = int(config.load_step_ms * 1e6)
+        self.running = 0  # generations in progress in this process
         self.send_timestamps = config.send_timestamps
         self.personality = PERSONALITIES[config.engine](config, counters, worker)
         self.stream_interval = config.stream_interval if self.personality.merges_steps else 1
@@ -266,6 +275,10 @@ class App:
         self.fault_rng = random.Random(config.seed * 7919 + worker + 1)
         self.started_ns = time.monotonic_ns()
         self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    def step_time_ns(self) -> int:
+        """--step-ms, plus --load-step-ms for every other request running in this process."""
+        return self.step_ns + self.load_step_ns * max(0, self.running - 1)
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -339,7 +352,8 @@ class App:
         gen = Generation(self, conn, params, now, fault)
         if params.stream:
             conn.begin_stream()
-        self.stepper.schedule(gen.due_ns(0), gen.step)
+        self.running += 1
+        self.stepper.schedule(gen.due, gen.step)
 
 
 async def _serve_worker(config: EmulatorConfig, counters: Counters, worker: int, sock: socket.socket,

@@ -1,7 +1,9 @@
-"""Where results go: console, JSON files, live Prometheus metrics."""
+"""Where results go: console, JSON and CSV files, live Prometheus metrics."""
 
 from .console import RunProgress, print_summary
+from .csv_export import write_requests_csv
 from .json_report import write_json_atomic
 from .live import DEFAULT_METRICS_ADDR, LiveMetrics
 
-__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "print_summary", "write_json_atomic"]
+__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "print_summary", "write_json_atomic",
+           "write_requests_csv"]

@@ -40,6 +40,10 @@ def test_accounting_files_and_server_counters(emulator, run_loadgen, tmp_path):
     assert len(records) == 44 and sum(r.warmup for r in records) == 4
     assert all(sum(r.chunk_tokens) == r.output_tokens == 33 and r.chunk_tokens[0] == 1 for r in records)
     assert len({r.request_id for r in records}) == 44
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "out" / "requests.csv")))
+    assert len(rows) == 44 and {r["outcome"] for r in rows} == {"ok"} and all(r["ttft_s"] for r in rows)
+    assert sum(int(r["output_tokens"]) for r in rows if r["warmup"] == "False") == 40 * 33
     on_disk = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
     assert on_disk == orjson.loads(orjson.dumps(report))
     for key in ("schema_version", "config", "summary", "latency", "speculative", "errors"):

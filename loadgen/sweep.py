@@ -1,0 +1,162 @@
+"""A sweep: one run per concurrency (or request rate) against one server, the table of points,
+their Pareto front (output TPS against user TPS), and, with SLOs, the highest load that meets them.
+
+Each point is a complete run in its own folder (`c16/`, `r2.5/`); a point whose folder holds a
+finished (not partial) report is taken as it is, so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import shutil
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from .config import RunConfig
+from .emulator.launch import EmulatorProcess
+from .errors import UsageError
+from .runner import emulator_args, prepare_output_dir, run
+from .sinks import write_json_atomic
+
+__all__ = ["run_sweep", "pareto_front", "point_row"]
+
+COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
+           "acceptance_length", "server_acceptance_length", "requests", "failed", "slo_met", "goodput_rps",
+           "goodput_tps")
+
+
+def point_row(value: float, report: dict) -> dict:
+    """One sweep point's figures, from its report."""
+    lat, summary, spec, slo = report["latency"], report["summary"], report["speculative"], report.get("slo")
+    return {
+        "value": value, "output_tps": summary["output_tps"], "user_tps_p50": lat["user_tps"]["p50"],
+        "ttft_p50_s": lat["ttft_s"]["p50"], "ttft_p99_s": lat["ttft_s"]["p99"],
+        "tpot_p50_s": lat["tpot_s"]["p50"], "tpot_p99_s": lat["tpot_s"]["p99"],
+        "acceptance_length": spec["client"]["acceptance_length"],
+        "server_acceptance_length": (spec["server"] or {}).get("acceptance_length"),
+        "requests": summary["requests_sent"], "failed": summary["requests_failed"],
+        "slo_met": slo["all_met"] if slo else None,
+        "goodput_rps": slo["goodput_rps"] if slo else None, "goodput_tps": slo["goodput_tps"] if slo else None,
+    }
+
+
+def pareto_front(rows: list[dict]) -> list[float]:
+    """The points no other point beats on both output TPS and user TPS (p50): the curve a
+    deployment chooses its operating point from."""
+    def beats(a: dict, b: dict) -> bool:
+        return (a["output_tps"] >= b["output_tps"] and a["user_tps_p50"] >= b["user_tps_p50"]
+                and (a["output_tps"] > b["output_tps"] or a["user_tps_p50"] > b["user_tps_p50"]))
+
+    scored = [r for r in rows if r["output_tps"] is not None and r["user_tps_p50"] is not None]
+    return [r["value"] for r in scored if not any(beats(o, r) for o in scored)]
+
+
+def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, console: Console, *,
+              find_max: bool = False) -> dict:
+    """kind: "concurrency" or "request_rate". Returns the sweep's summary (also sweep.json)."""
+    if find_max and not base.slo:
+        raise UsageError("--find-max searches the highest load that meets the SLOs: give --slo too")
+    prepare_output_dir(out)
+    rows: dict[float, dict] = {}
+    interrupted = False
+    with contextlib.ExitStack() as stack:
+        url, emulator = base.url, None
+        if url is None:  # one built-in emulator for every point, as one server would be
+            emulator = emulator_args(base, int(max(values)) if kind == "concurrency" else base.concurrency)
+            url = stack.enter_context(EmulatorProcess(emulator)).url
+            console.print(f"[dim]no --url: sweeping the built-in emulator at {url}[/]")
+
+        def measure(value: float) -> dict | None:
+            nonlocal interrupted
+            folder = out / (f"c{value:g}" if kind == "concurrency" else f"r{value:g}")
+            report = _finished_report(folder)
+            if report is None:
+                shutil.rmtree(folder, ignore_errors=True)  # a partial point runs again, from scratch
+                config = dataclasses.replace(base, url=url, output_dir=folder, **{kind: value})
+                console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
+                report = run(config, console)
+                if report["partial"]:
+                    interrupted = True
+                    return None
+            else:
+                console.print(f"[dim]{kind.replace('_', ' ')} {value:g}: done before, kept ({folder})[/]")
+            rows[value] = point_row(value, report)
+            return rows[value]
+
+        for value in values:
+            if measure(value) is None:
+                break
+        best = None
+        if find_max and not interrupted:
+            best = _search_max(values, rows, measure, integer=kind == "concurrency")
+    ordered = [rows[v] for v in sorted(rows)]
+    summary = {"kind": kind, "values": values, "emulator": emulator, "points": ordered, "pareto": pareto_front(ordered),
+               "find_max": find_max, "max_meeting_slo": best, "slo": base.slo, "interrupted": interrupted}
+    write_json_atomic(out / "sweep.json", summary)
+    _write_csv(out / "points.csv", ordered)
+    _print(console, summary)
+    return summary
+
+
+def _finished_report(folder: Path) -> dict | None:
+    try:
+        report = orjson.loads((folder / "report.json").read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return None if report.get("partial") else report
+
+
+def _search_max(values: list[float], rows: dict, measure, *, integer: bool) -> float | None:
+    """The highest load meeting every SLO: the sweep's points bracket it (the last that met, the
+    first that missed), then bisection narrows the bracket to adjacent integers (concurrency) or
+    to within 5 % (rate). None when even the lowest point misses."""
+    met = [v for v in values if rows[v]["slo_met"]]
+    missed = [v for v in values if not rows[v]["slo_met"] and (not met or v > max(met))]
+    if not met:
+        return None
+    low, high = max(met), min(missed) if missed else None
+    while high is not None and (high - low > 1 if integer else high / low > 1.05):
+        middle = (low + high) // 2 if integer else (low + high) / 2
+        row = measure(middle)
+        if row is None:
+            break
+        low, high = (middle, high) if row["slo_met"] else (low, middle)
+    return low
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _print(console: Console, summary: dict) -> None:
+    table = Table(title=f"Sweep over {summary['kind'].replace('_', ' ')} (* on the Pareto front)",
+                  title_justify="left")
+    for col in ("point", "output TPS", "user TPS p50", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "AL", "failed",
+                *(("SLO", "goodput req/s") if summary["slo"] else ())):
+        table.add_column(col, justify="right")
+    ms = lambda v: "-" if v is None else f"{v * 1e3:.1f}"  # noqa: E731
+    num = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
+    for r in summary["points"]:
+        mark = "*" if r["value"] in summary["pareto"] else ""
+        cells = [f"{r['value']:g}{mark}", num(r["output_tps"]), num(r["user_tps_p50"]),
+                 f"{ms(r['ttft_p50_s'])}/{ms(r['ttft_p99_s'])}", f"{ms(r['tpot_p50_s'])}/{ms(r['tpot_p99_s'])}",
+                 num(r["acceptance_length"], "{:.2f}"), str(r["failed"])]
+        if summary["slo"]:
+            cells += ["met" if r["slo_met"] else "missed", num(r["goodput_rps"], "{:.2f}")]
+        table.add_row(*cells)
+    console.print(table)
+    if summary["find_max"] and summary["max_meeting_slo"] is not None:
+        highest = summary["max_meeting_slo"]
+        tail = " (the highest point tried: every point met them)" if highest == max(summary["values"]) else ""
+        console.print(f"[bold]highest {summary['kind'].replace('_', ' ')} meeting the SLOs ({summary['slo']}): "
+                      f"{highest:g}{tail}[/]")
+    elif summary["find_max"]:
+        console.print(f"[bold red]not even the lowest point met the SLOs ({summary['slo']})[/]")
