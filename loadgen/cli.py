@@ -149,6 +149,19 @@ def sweep(ctx: click.Context, concurrencies, rates, find_max, output_dir) -> Non
         sys.exit(130)
 
 
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--baseline", required=True, type=click.Path(path_type=Path),
+              help="The run or sweep folder to compare against (e.g. the same server without speculation).")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Also write compare.json and compare.csv there.")
+def compare(runs, baseline, output_dir) -> None:
+    """Speedups of RUNS (run or sweep folders) over a baseline, per load and category; where
+    speculative decoding stops paying off; how much random inputs overstate it."""
+    from .compare import compare as compare_runs
+
+    compare_runs(list(runs), baseline, output_dir, Console())
+
+
 @cli.group()
 def workloads() -> None:
     """Prepare, list and inspect tokenized workloads (cached on disk)."""

@@ -1,0 +1,166 @@
+"""Comparisons between runs: what speculative decoding buys over a baseline, per load point and
+per category, where it stops paying off, and how much random inputs overstate it.
+
+A RUN is a run folder (report.json) or a sweep folder (sweep.json and one run folder per point).
+Points are matched by their load: concurrency, or request rate for open-loop runs.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UsageError
+from .sinks import write_json_atomic
+
+__all__ = ["compare", "load_points"]
+
+
+def load_points(path: Path) -> dict[float, dict]:
+    """{load value: report} of a run folder or a sweep folder."""
+    if (path / "sweep.json").exists():
+        sweep = orjson.loads((path / "sweep.json").read_bytes())
+        prefix = "c" if sweep["kind"] == "concurrency" else "r"
+        return {point["value"]: _report(path / f"{prefix}{point['value']:g}") for point in sweep["points"]}
+    report = _report(path)
+    config = report["config"]
+    return {config.get("request_rate") or config["concurrency"]: report}
+
+
+def _report(folder: Path) -> dict:
+    try:
+        return orjson.loads((folder / "report.json").read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{folder} holds no report.json or sweep.json: give run or sweep folders") from None
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{folder / 'report.json'} is not valid JSON ({exc})") from None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _point(run: dict, base: dict) -> dict:
+    """One load point: speedups over the baseline (>1: the run is better), overall and per category."""
+    lat, base_lat = run["latency"], base["latency"]
+    categories = {}
+    for name, figures in run["categories"].items():
+        other = base["categories"].get(name)
+        if other:
+            categories[name] = {
+                "user_tps_speedup": _ratio(figures["user_tps_p50"], other["user_tps_p50"]),
+                "tpot_speedup": _ratio(other["tpot_p50_s"], figures["tpot_p50_s"]),
+                "acceptance_length": (figures["acceptance_length"] or {}).get("mean"),
+            }
+    return {
+        "output_tps_speedup": _ratio(run["summary"]["output_tps"], base["summary"]["output_tps"]),
+        "user_tps_speedup": _ratio(lat["user_tps"]["p50"], base_lat["user_tps"]["p50"]),
+        "tpot_speedup": _ratio(base_lat["tpot_s"]["p50"], lat["tpot_s"]["p50"]),
+        "acceptance_length": run["speculative"]["client"]["acceptance_length"],
+        "workload": run["config"]["workload"],
+        "categories": categories,
+    }
+
+
+def _breakeven(points: dict[float, dict]) -> dict:
+    """Where the output-TPS speedup first falls to 1 or below (the first load that did not pay),
+    and the load before it that still paid; None where it pays everywhere compared."""
+    ordered = sorted(points)
+    speedup = {v: points[v]["output_tps_speedup"] for v in ordered}
+    first_losing = next((v for v in ordered if speedup[v] is not None and speedup[v] <= 1), None)
+    last_paying = max((v for v in ordered if (first_losing is None or v < first_losing) and (speedup[v] or 0) > 1),
+                      default=None)
+    return {"last_paying": last_paying, "first_losing": first_losing}
+
+
+def _random_vs_real(series: dict[str, dict[float, dict]]) -> list[dict]:
+    """Random-id inputs against real prompts at the same load (same ISL and output length): the %
+    by which random inputs overstate acceptance length and throughput."""
+    random = {n: pts for n, pts in series.items() if next(iter(pts.values()))["config"]["workload"] in ("random",
+                                                                                                        "synthetic")}
+    real = {n: pts for n, pts in series.items() if n not in random}
+    rows = []
+    for r_name, r_points in random.items():
+        for name, points in real.items():
+            for value in sorted(set(r_points) & set(points)):
+                fake, true = r_points[value], points[value]
+                al_fake, al_true = (fake["speculative"]["client"]["acceptance_length"],
+                                    true["speculative"]["client"]["acceptance_length"])
+                isl_fake, isl_true = fake["summary"]["isl"]["p50"], true["summary"]["isl"]["p50"]
+                rows.append({"random": r_name, "real": name, "value": value, "isl_p50": [isl_fake, isl_true],
+                             # the contrast holds for equal input and output lengths only
+                             "comparable": bool(isl_fake and isl_true and abs(isl_fake / isl_true - 1) <= 0.05
+                                                and fake["config"]["max_tokens"] == true["config"]["max_tokens"]),
+                             "al_overstated": _ratio(al_fake, al_true) - 1 if _ratio(al_fake, al_true) else None,
+                             "output_tps_overstated": (_ratio(fake["summary"]["output_tps"],
+                                                              true["summary"]["output_tps"]) or 1) - 1})
+    return rows
+
+
+def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console) -> dict:
+    base = load_points(baseline)
+    series = {str(path): load_points(path) for path in runs}
+    result = {"baseline": str(baseline), "runs": {}}
+    for name, points in series.items():
+        matched = {v: _point(points[v], base[v]) for v in sorted(points) if v in base}
+        if not matched:
+            raise UsageError(f"{name} shares no load point with the baseline {baseline} "
+                             f"(its points: {sorted(points)}; the baseline's: {sorted(base)})")
+        result["runs"][name] = {"points": {f"{v:g}": p for v, p in matched.items()}, "breakeven": _breakeven(matched)}
+    result["random_vs_real"] = _random_vs_real(series)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "compare.json", result)
+        _write_csv(out / "compare.csv", result)
+    _print(console, result)
+    return result
+
+
+def _write_csv(path: Path, result: dict) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "value", "category", "output_tps_speedup", "user_tps_speedup", "tpot_speedup",
+                         "acceptance_length"])
+        for name, run in result["runs"].items():
+            for value, p in run["points"].items():
+                writer.writerow([name, value, "", p["output_tps_speedup"], p["user_tps_speedup"], p["tpot_speedup"],
+                                 p["acceptance_length"]])
+                for category, c in p["categories"].items():
+                    writer.writerow([name, value, category, "", c["user_tps_speedup"], c["tpot_speedup"],
+                                     c["acceptance_length"]])
+
+
+def _print(console: Console, result: dict) -> None:
+    num = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
+    for name, run in result["runs"].items():
+        table = Table(title=f"{name} against {result['baseline']} (speedup > 1: better)", title_justify="left")
+        for col in ("load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"):
+            table.add_column(col, justify="right")
+        for value, p in run["points"].items():
+            table.add_row(value, num(p["output_tps_speedup"]), num(p["user_tps_speedup"]), num(p["tpot_speedup"]),
+                          num(p["acceptance_length"]))
+        console.print(table)
+        first = next(iter(run["points"].values()))
+        if first["categories"]:
+            cats = Table(title=f"by category, at load {next(iter(run['points']))}", title_justify="left")
+            for col in ("category", "user TPS ×", "TPOT ×", "AL"):
+                cats.add_column(col, justify="right")
+            for category, c in sorted(first["categories"].items()):
+                cats.add_row(category, num(c["user_tps_speedup"]), num(c["tpot_speedup"]), num(c["acceptance_length"]))
+            console.print(cats)
+        even = run["breakeven"]
+        if even["first_losing"] is not None:
+            console.print(f"speculative decoding stops paying off between load {num(even['last_paying'], '{:g}')} "
+                          f"and {even['first_losing']:g} (output TPS no better than the baseline's)")
+        else:
+            console.print("speculative decoding pays off at every load compared")
+    for row in result["random_vs_real"]:
+        console.print(f"random inputs ({row['random']}) overstate AL by {num(row['al_overstated'], '{:+.1%}')} and "
+                      f"output TPS by {num(row['output_tps_overstated'], '{:+.1%}')} against {row['real']} at load "
+                      f"{row['value']:g}" + ("" if row["comparable"] else
+                                             f" [yellow](input lengths differ: p50 {row['isl_p50'][0]:g} vs "
+                                             f"{row['isl_p50'][1]:g}; use --isl for both)[/]"))
