@@ -32,12 +32,13 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-def stream_error(script, timeout_s: float = 5, **timeouts) -> tuple[ExchangeError, list[bytes]]:
+def stream_error(script, timeout_s: float = 5, api_key: str | None = None,
+                 **timeouts) -> tuple[ExchangeError, list[bytes]]:
     """Stream one request from a server running `script`; return the error it must end in."""
 
     async def main():
         server, url = await serve(script)
-        client = HttpClient(url, api_key=None, timeout_s=timeout_s, **timeouts)
+        client = HttpClient(url, api_key=api_key, timeout_s=timeout_s, **timeouts)
         events: list[bytes] = []
         with pytest.raises(ExchangeError) as info:
             await client.stream("/v1/completions", b"{}", lambda t, d: events.append(d), lambda t: None)
@@ -218,14 +219,5 @@ def test_an_echoed_api_key_never_reaches_the_error_message():
         writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
         await writer.drain()
 
-    async def main():
-        server, url = await serve(refuse)
-        client = HttpClient(url, api_key="sk-secret-9", timeout_s=5)
-        with pytest.raises(ExchangeError) as info:
-            await client.stream("/v1/completions", b"{}", lambda t, d: None, lambda t: None)
-        await client.close()
-        server.close()
-        return info.value
-
-    error = run(main())
+    error, _ = stream_error(refuse, api_key="sk-secret-9")
     assert error.status == 401 and "sk-secret-9" not in str(error) and "invalid key ***" in str(error)
