@@ -108,14 +108,20 @@ def test_stall_times_out():
     assert stream_error(script, timeout_s=0.3)[0].kind == "timeout"
 
 
-def test_http_error_status_carries_the_server_message():
+def answers(status_line: bytes, body: bytes):
+    """A server script that answers every request with this status line and JSON body."""
+
     async def script(reader, writer):
         await read_request(reader)
-        body = b'{"error": {"message": "max_tokens is too large", "code": 400}}'
-        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+        writer.write(b"HTTP/1.1 %b\r\nContent-Length: %d\r\n\r\n%b" % (status_line, len(body), body))
         await writer.drain()
 
-    error, _ = stream_error(script)
+    return script
+
+
+def test_http_error_status_carries_the_server_message():
+    body = b'{"error": {"message": "max_tokens is too large", "code": 400}}'
+    error, _ = stream_error(answers(b"400 Bad Request", body))
     assert error.kind == "http_status" and error.status == 400 and "max_tokens is too large" in str(error)
 
 
@@ -213,11 +219,6 @@ def test_first_token_and_idle_timeouts_name_their_phase():
 
 
 def test_an_echoed_api_key_never_reaches_the_error_message():
-    async def refuse(reader, writer):
-        await read_request(reader)
-        body = b'{"error": {"message": "invalid key sk-secret-9"}}'
-        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
-        await writer.drain()
-
+    refuse = answers(b"401 Unauthorized", b'{"error": {"message": "invalid key sk-secret-9"}}')
     error, _ = stream_error(refuse, api_key="sk-secret-9")
     assert error.status == 401 and "sk-secret-9" not in str(error) and "invalid key ***" in str(error)
