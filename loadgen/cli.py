@@ -88,6 +88,7 @@ def cli() -> None:
               help="Serve live Prometheus metrics at HOST:PORT during the run (port 0: any free one).")
 @click.option("--no-metrics", is_flag=True, help="Do not serve live metrics.")
 @click.option("--pushgateway", help="Push the final metrics to this Prometheus Pushgateway URL after the run.")
+@click.option("--no-plots", is_flag=True, help="No PNG plots and report.html (report.json and CSV only).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(**params) -> None:
     """Run one benchmark at a fixed concurrency (or request rate) and write its report."""
@@ -118,6 +119,7 @@ def _run_config(console: Console, p: dict):
         emulator=EmulatorSettings(p["emulator_ttft_ms"], p["emulator_step_ms"], _floats(p["emulator_accept"])),
         progress=not p["no_progress"] and console.is_terminal, workers=p["workers"],
         metrics_addr=None if p["no_metrics"] else p["metrics_addr"], pushgateway=p["pushgateway"],
+        plots=not p["no_plots"],
     )
 
 
@@ -298,11 +300,13 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, a
 
 @cli.command()
 @click.argument("output_dir", type=click.Path(path_type=Path))
-def report(output_dir: Path) -> None:
-    """Rebuild OUTPUT_DIR/report.json from the run's journal (a run killed before writing it)."""
-    from .runner import rebuild_report
+@click.option("--rebuild", is_flag=True, help="Rebuild report.json from the journal even where one exists.")
+def report(output_dir: Path, rebuild: bool) -> None:
+    """Draw OUTPUT_DIR's plots and report.html again from its report.json, or rebuild the report
+    from the run's journal first (a run killed before writing it, or --rebuild)."""
+    from .runner import rerender_report
 
-    rebuild_report(output_dir, Console())
+    rerender_report(output_dir, Console(), rebuild=rebuild)
 
 
 def main() -> None:

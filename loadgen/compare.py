@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .errors import UsageError
 from .sinks import write_json_atomic
+from .sinks.plots import render_compare
 
 __all__ = ["compare", "load_points"]
 
@@ -116,6 +117,7 @@ def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "compare.json", result)
         _write_csv(out / "compare.csv", result)
+        console.print(f"[dim]compare: {out / 'compare.json'} · {render_compare(result, out)}[/]")
     _print(console, result)
     return result
 

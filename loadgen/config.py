@@ -71,6 +71,7 @@ class RunConfig:
     verify_tls: bool = True
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
     progress: bool = True
+    plots: bool = True  # PNGs and report.html beside report.json
     workers: int | None = None  # load-generating processes; None: auto_workers(concurrency)
     metrics_addr: str | None = None  # HOST:PORT for live Prometheus metrics; None: none
     pushgateway: str | None = None  # push the final metrics there

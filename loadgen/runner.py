@@ -23,13 +23,14 @@ from .engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from .errors import OutputError, ServerError, ServerNotReady, UsageError, WorkerLost
 from .records import Journal, RequestRecord, StreamRecorder, read_journal
 from .sinks import LiveMetrics, RunProgress, print_summary, write_json_atomic, write_requests_csv
+from .sinks.plots import render_run
 from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS
 from .scheduler import arrival_offsets
 from .workers import LocalShare, WorkerPool, auto_workers, split, split_arrivals
 from .workloads import Workload, load_tokenizer, load_workload, round_robin
 
-__all__ = ["run", "prepare_output_dir", "rebuild_report", "emulator_args", "RUN_FILE"]
+__all__ = ["run", "prepare_output_dir", "rebuild_report", "rerender_report", "emulator_args", "RUN_FILE"]
 
 #: the run's settings, written before the first request (for `loadgen report DIR`)
 RUN_FILE = "run.json"
@@ -77,6 +78,21 @@ def run(config: RunConfig, console: Console) -> dict:
         return _run_loop(_Run(config, url, workload, out, console).execute())
 
 
+def rerender_report(out: Path, console: Console, *, rebuild: bool = False) -> dict:
+    """`loadgen report DIR`: the run's pictures and HTML drawn again from its report.json, which is
+    rebuilt from the journal first where it is missing (a killed run) or `rebuild` asks for it."""
+    existing = out / "report.json"
+    if rebuild or not existing.exists():
+        return rebuild_report(out, console)
+    try:
+        report = orjson.loads(existing.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{existing} is not valid JSON ({exc}); use --rebuild to make it again") from None
+    print_summary(console, report)
+    console.print(f"[dim]drawn again: {render_run(report, out)}[/]")
+    return report
+
+
 def rebuild_report(out: Path, console: Console) -> dict:
     """The report of a run rebuilt from its journal (requests.jsonl) and run.json, for a run that
     was killed before it could write one. The engine's metrics were not kept: no server figures."""
@@ -100,6 +116,7 @@ def rebuild_report(out: Path, console: Console) -> dict:
     report["rebuilt_from_journal"] = True
     write_json_atomic(out / "report.json", report)
     write_requests_csv(out / "requests.csv", records)
+    render_run(report, out)
     print_summary(console, report)
     console.print(f"[dim]report rebuilt from {len(records)} journaled requests: {out / 'report.json'}[/]")
     return report
@@ -209,8 +226,12 @@ class _Run:
         report["stop_reason"] = self.stop_reason
         write_json_atomic(self.out / "report.json", report)
         write_requests_csv(self.out / "requests.csv", self.records)
+        if config.plots:
+            render_run(report, self.out)
         print_summary(self.console, report)
-        self.console.print(f"[dim]report: {self.out / 'report.json'} · requests: {self.out / 'requests.jsonl'}[/]")
+        html_note = f" · {self.out / 'report.html'}" if config.plots else ""
+        self.console.print(f"[dim]report: {self.out / 'report.json'}{html_note} · requests: "
+                           f"{self.out / 'requests.jsonl'}[/]")
         if lost is not None:
             raise WorkerLost(f"{lost}; the partial report is written")
         if self.stop_reason is not None:

@@ -22,6 +22,7 @@ from .emulator.launch import EmulatorProcess
 from .errors import UsageError
 from .runner import emulator_args, prepare_output_dir, run
 from .sinks import write_json_atomic
+from .sinks.plots import render_sweep
 
 __all__ = ["run_sweep", "pareto_front", "point_row"]
 
@@ -99,6 +100,8 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
                "find_max": find_max, "max_meeting_slo": best, "slo": base.slo, "interrupted": interrupted}
     write_json_atomic(out / "sweep.json", summary)
     _write_csv(out / "points.csv", ordered)
+    if base.plots:
+        console.print(f"[dim]sweep: {out / 'sweep.json'} · {render_sweep(summary, out)}[/]")
     _print(console, summary)
     return summary
 

@@ -39,6 +39,7 @@ def run_loadgen(tmp_path: Path):
         buf = io.StringIO()
         kwargs.setdefault("output_dir", tmp_path / "out")
         kwargs.setdefault("progress", False)
+        kwargs.setdefault("plots", False)  # drawn in the tests of the plots; seconds saved everywhere else
         kwargs.setdefault("workload", "random")  # exact accounting; text workloads have their own tests
         report = run(RunConfig(**kwargs), Console(file=buf, width=120))
         return report, buf.getvalue()

@@ -1,0 +1,197 @@
+"""Pictures (matplotlib PNG) and one self-contained HTML page per run, sweep or comparison.
+
+Everything is drawn from the JSON the run already wrote (report.json, sweep.json,
+compare.json), so `loadgen report DIR` can draw a finished run again. The HTML embeds the PNGs
+(base64), so the page is one file that can be mailed or attached to a ticket.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["render_run", "render_sweep", "render_compare"]
+
+_STYLE = {"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
+          "axes.spines.top": False, "axes.spines.right": False}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _acceptance_histogram(report: dict, path: Path) -> Path | None:
+    client = report["speculative"]["client"]
+    if not client["histogram"]:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    tokens = sorted(int(k) for k in client["histogram"])
+    counts = [client["histogram"][str(k)] for k in tokens]
+    total = sum(counts)
+    left.bar(tokens, [c / total for c in counts], color="#4c72b0")
+    left.set(xlabel="tokens per step", ylabel="share of steps", xticks=tokens,
+             title=f"Tokens per step (AL {client['acceptance_length']:.2f})")
+    positions = sorted(int(k) for k in client["conditional_acceptance"] if int(k) > 1)
+    if positions:
+        right.plot([k - 1 for k in positions], [client["conditional_acceptance"][str(k)] for k in positions],
+                   marker="o", color="#dd8452", label="client (tokens per chunk)")
+        server = report["speculative"]["server"] or {}
+        unconditional = server.get("per_position") or []
+        if unconditional:
+            # the server counts acceptance per position over all drafts; conditional on the one before,
+            # it compares with the client's figure
+            conditional = [p / q if q else None for p, q in zip(unconditional, [1.0, *unconditional[:-1]])]
+            right.plot(range(1, len(conditional) + 1), conditional, marker="s", ls="--", color="#55a868",
+                       label="server counters")
+        right.set(xlabel="draft position", ylabel="conditional acceptance", ylim=(0, 1.05),
+                  xticks=[k - 1 for k in positions], title="Conditional acceptance per position")
+        right.legend(fontsize=8)
+    else:
+        right.set_axis_off()
+    return _save(fig, path)
+
+
+def _al_by_category(report: dict, path: Path) -> Path | None:
+    rows = [(name, c["acceptance_length"]) for name, c in sorted(report["categories"].items())
+            if c["acceptance_length"]]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    names = [n for n, _ in rows]
+    ax.barh(names, [al["mean"] for _, al in rows], xerr=[al["std"] for _, al in rows], color="#4c72b0",
+            ecolor="#333333", capsize=3)
+    ax.invert_yaxis()
+    ax.set(xlabel="acceptance length (mean per request, ± std)", title="Acceptance length by category")
+    return _save(fig, path)
+
+
+def _time_series(report: dict, path: Path) -> Path | None:
+    series = report.get("time_series") or []
+    if len(series) < 2:
+        return None
+    t = [row["t_s"] for row in series]
+    fig, (top, middle, bottom) = plt.subplots(3, 1, sharex=True, figsize=(7, 6))
+    top.plot(t, [row["output_tps"] for row in series], color="#4c72b0")
+    top.set(ylabel="output tok/s", title="Over the run (per second)")
+    middle.plot(t, [row["in_flight"] for row in series], color="#dd8452", label="in flight")
+    target = (report.get("load") or {}).get("target_concurrency")
+    if target:
+        middle.axhline(target, color="#999999", ls="--", lw=1, label="target")
+    middle.set(ylabel="requests")
+    middle.set_ylim(bottom=0)
+    middle.legend(fontsize=8, loc="lower left")
+    al = [(row["t_s"], row["acceptance_length"]) for row in series if row["acceptance_length"]]
+    if al:
+        bottom.plot(*zip(*al), color="#55a868", label="acceptance length")
+    failed = [(row["t_s"], row["failed"]) for row in series if row["failed"]]
+    if failed:
+        twin = bottom.twinx()
+        twin.bar(*zip(*failed), color="#c44e52", alpha=0.5, width=0.8, label="failed")
+        twin.set_ylabel("failed")
+    bottom.set(xlabel="seconds from the first send", ylabel="AL")
+    bottom.set_ylim(bottom=1)  # one token per step is the floor
+    return _save(fig, path)
+
+
+def _page(title: str, sections: list[tuple[str, str]], images: list[Path], out: Path) -> Path:
+    figures = "".join(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+                      f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in images)
+    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
+    out.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+th{{background:#f3f3f3}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
+<body><h1>{html.escape(title)}</h1>{body}{figures}</body></html>""")
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{cells}</table>"
+
+
+def _num(value, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def render_run(report: dict, out: Path) -> Path:
+    """PNGs and report.html in `out` for one run; returns the HTML's path."""
+    with plt.rc_context(_STYLE):
+        images = [p for p in (_acceptance_histogram(report, out / "acceptance.png"),
+                              _al_by_category(report, out / "al_by_category.png"),
+                              _time_series(report, out / "time_series.png")) if p]
+    cfg, summary, lat = report["config"], report["summary"], report["latency"]
+    overview = _table(["figure", "value"], [
+        ["requests ok / failed / cancelled", f"{summary['requests_completed']} / {summary['requests_failed']} / "
+                                             f"{summary.get('requests_cancelled', 0)}"],
+        ["output TPS", _num(summary["output_tps"], "{:.1f}")],
+        ["acceptance length (client)", _num(report["speculative"]["client"]["acceptance_length"])],
+        ["acceptance length (server)", _num((report["speculative"]["server"] or {}).get("acceptance_length"))],
+    ])
+    latency = _table(["metric", "p50 ms", "p90 ms", "p99 ms"], [
+        [name, *(_num(None if lat[key][p] is None else lat[key][p] * 1e3) for p in ("p50", "p90", "p99"))]
+        for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("step / ICL", "icl_s"), ("E2E", "e2e_s"))])
+    title = f"loadgen · {cfg['engine']} · {cfg['model']} · {cfg['workload']}" + (" · partial" if report["partial"]
+                                                                                  else "")
+    return _page(title, [("Summary", overview), ("Latency", latency)], images, out / "report.html")
+
+
+def render_sweep(summary: dict, out: Path) -> Path:
+    """pareto.png and sweep.html in `out`."""
+    points = [p for p in summary["points"] if p["output_tps"] and p["user_tps_p50"]]
+    images = []
+    if points:
+        with plt.rc_context(_STYLE):
+            fig, ax = plt.subplots()
+            front = set(summary["pareto"])
+            ax.plot([p["user_tps_p50"] for p in points], [p["output_tps"] for p in points], color="#999999", lw=1)
+            for p in points:
+                on = p["value"] in front
+                ax.scatter(p["user_tps_p50"], p["output_tps"], color="#4c72b0" if on else "#bbbbbb", zorder=3)
+                ax.annotate(f"{p['value']:g}", (p["user_tps_p50"], p["output_tps"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=8)
+            ax.set(xlabel="user TPS (p50, tokens/s per request)", ylabel="output TPS (all requests)",
+                   title=f"Throughput against speed per user, by {summary['kind'].replace('_', ' ')} "
+                         "(blue: Pareto front)")
+            images.append(_save(fig, out / "pareto.png"))
+    rows = [[f"{p['value']:g}" + ("*" if p["value"] in summary["pareto"] else ""), _num(p["output_tps"], "{:.1f}"),
+             _num(p["user_tps_p50"], "{:.1f}"), _num(p["acceptance_length"]), str(p["failed"]),
+             {True: "met", False: "missed", None: "-"}[p["slo_met"]]] for p in summary["points"]]
+    table = _table([summary["kind"], "output TPS", "user TPS p50", "AL", "failed", "SLO"], rows)
+    return _page(f"loadgen sweep over {summary['kind'].replace('_', ' ')}", [("Points (* Pareto front)", table)],
+                 images, out / "sweep.html")
+
+
+def render_compare(result: dict, out: Path) -> Path:
+    """speedup.png and compare.html in `out`."""
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots()
+        for name, run in result["runs"].items():
+            loads = [float(v) for v in run["points"]]
+            for key, style in (("output_tps_speedup", "-o"), ("user_tps_speedup", "--s")):
+                ax.plot(loads, [p[key] for p in run["points"].values()], style,
+                        label=f"{Path(name).name}: {key.replace('_speedup', '').replace('_', ' ')}")
+        ax.axhline(1, color="#c44e52", lw=1, ls=":")
+        ax.set_xscale("log", base=2)
+        loads = sorted({float(v) for run in result["runs"].values() for v in run["points"]})
+        ax.set_xticks(loads, [f"{v:g}" for v in loads])
+        ax.set_ylim(bottom=min(0.9, ax.get_ylim()[0]))  # the break-even line always in view
+        ax.set(xlabel="load (concurrency or request rate)", ylabel="speedup over the baseline",
+               title=f"Against {Path(result['baseline']).name} (above 1: better)")
+        ax.legend(fontsize=8)
+        images = [_save(fig, out / "speedup.png")]
+    rows = [[Path(name).name, value, _num(p["output_tps_speedup"]), _num(p["user_tps_speedup"]),
+             _num(p["tpot_speedup"]), _num(p["acceptance_length"])]
+            for name, run in result["runs"].items() for value, p in run["points"].items()]
+    table = _table(["run", "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"], rows)
+    return _page("loadgen compare", [("Speedups", table)], images, out / "compare.html")
