@@ -13,7 +13,7 @@ from loadgen.records import RequestRecord
 from .load import held_load, held_rate
 from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
                           step_histogram)
-from .slo import slo_report
+from .slo import SLO_METRICS, slo_report
 from .stats import distribution
 from .timeseries import time_series
 
@@ -31,11 +31,11 @@ def latency_samples(records: Sequence[RequestRecord], *, per_chunk: bool = True)
     TPOT = (E2E - TTFT) / (output tokens - 1), defined for outputs of two tokens or more.
     """
     ok = [r for r in records if r.ok and r.chunk_ns]
-    ttft = np.array([r.first_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
-    e2e = np.array([r.last_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
+    ttft, e2e, per_token = SLO_METRICS["ttft"], SLO_METRICS["e2e"], SLO_METRICS["tpot"]
+    ttft = np.array([ttft(r) for r in ok], dtype=np.float64)
+    e2e = np.array([e2e(r) for r in ok], dtype=np.float64)
     queue = np.array([r.sent_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
-    multi = [r for r in ok if r.output_tokens > 1 and r.last_ns > r.first_ns]
-    tpot = np.array([(r.last_ns - r.first_ns) / (r.output_tokens - 1) for r in multi], dtype=np.float64) * _NS
+    tpot = np.array([t for t in map(per_token, ok) if t is not None], dtype=np.float64)
     samples = {
         "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot,
         "user_tps": 1.0 / tpot if tpot.size else tpot,

@@ -17,7 +17,8 @@ from loadgen.records import RequestRecord
 
 __all__ = ["SLO_METRICS", "parse_slo", "slo_report"]
 
-#: metric -> per-request value in seconds (None where it is not defined for the request)
+#: metric -> one request's value in seconds (None where it is not defined for it): the one
+#: definition of TTFT, TPOT and E2E per request, used by the report, the SLOs and requests.csv
 SLO_METRICS = {
     "ttft": lambda r: (r.first_ns - r.scheduled_ns) * 1e-9,
     "tpot": lambda r: ((r.last_ns - r.first_ns) * 1e-9 / (r.output_tokens - 1)
