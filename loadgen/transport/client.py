@@ -10,6 +10,7 @@ arrival stamp, HTTP framing, SSE framing and the caller's on_event; no task swit
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import time
@@ -27,7 +28,7 @@ from .sse import SSEError, SSEParser
 __all__ = ["HttpClient", "TransportError", "ExchangeError"]
 
 _DONE = b"[DONE]"
-#: how often open streams are checked against the first-token and idle timeouts
+#: how often open exchanges are checked: socket errors, first-token and idle timeouts
 SWEEP_S = 0.25
 
 
@@ -156,6 +157,10 @@ class _Connection:
     def close(self) -> None:
         raise NotImplementedError
 
+    def socket_error(self) -> int:
+        """A pending socket error (errno), 0 if none."""
+        return 0
+
 
 class _SocketConnection(_Connection):
     """Plain TCP: each read carries the kernel's arrival stamp (loadgen.stamped_socket)."""
@@ -176,6 +181,11 @@ class _SocketConnection(_Connection):
 
     def close(self) -> None:
         self._io.abort()
+
+    def socket_error(self) -> int:
+        # uvloop (libuv) stops a reader whose socket reports an error (EPOLLERR, e.g. a reset)
+        # without calling it: the sweep asks the socket itself. Measured: 1 in 4 resets missed.
+        return 0 if self._io.closed else self._io.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
 
 class _TlsConnection(_Connection, asyncio.Protocol):
@@ -313,13 +323,21 @@ class HttpClient:
         self._pool.close()
 
     def _sweep(self) -> None:
-        """Fail streams that waited too long for their first event or between two reads."""
+        """Fail exchanges whose socket failed unnoticed, and streams that waited too long for their
+        first event or between two reads."""
         now = time.monotonic_ns()
         for conn in list(self._pool.all):
             exchange = conn.exchange
-            if exchange is None or exchange.on_event is None or exchange.future.done():
+            if exchange is None or exchange.future.done():
                 continue
-            if not exchange.first_event_ns:
+            error = conn.socket_error()
+            if error:
+                where = "mid-response" if exchange.got_bytes else "before any response byte"
+                _fail_exchange(conn, exchange, TransportError(
+                    "disconnect", f"connection {os.strerror(error).lower()} {where}"))
+            elif exchange.on_event is None:
+                continue
+            elif not exchange.first_event_ns:
                 if self._first_token_ns is not None and now - exchange.sent_ns > self._first_token_ns:
                     _fail_exchange(conn, exchange, TransportError(
                         "timeout", f"no first token within {self._first_token_ns / 1e9:g} s", phase="first_token"))
@@ -348,7 +366,7 @@ class HttpClient:
             conn = await self._pool.acquire(fresh=attempt > 0)
             reused = conn.used
             exchange = _Exchange(loop.create_future(), on_event, head_only=False)
-            if on_event is not None and self._sweeper is None and (self._first_token_ns or self._idle_ns):
+            if self._sweeper is None:
                 self._sweeper = loop.call_later(SWEEP_S, self._sweep)
             conn.start(request, exchange)
             if on_sent is not None:

@@ -86,12 +86,13 @@ def test_a_slow_starting_server_is_waited_for_up_to_startup_wait(emulator, run_l
 
 def test_a_server_restart_mid_run_is_counted_not_fatal(emulator, run_loadgen):
     emu = emulator("--ttft-ms", "5", "--step-ms", "10", "--restart-after-s", "3", "--restart-down-s", "1")
-    # Seen rarely: a stream the restart cut without the client seeing the reset; the idle timeout ends it.
+    # Every reset is seen as one (uvloop drops the reader of a socket in error: the client's sweep
+    # asks the socket; before, about 1 stream in 4 waited for the idle timeout instead).
     report, _ = run_loadgen(url=emu.url, duration_s=4.0, concurrency=4, max_tokens=30, idle_timeout_s=2.0)
     s = report["summary"]
     assert s["requests_sent"] == s["requests_completed"] + s["requests_failed"] + s["requests_cancelled"]
     assert s["requests_failed"] >= 4  # the streams cut by the restart (and connects refused while it was down)
-    assert set(report["error_details"]) <= {"disconnect", "connect", "timeout/idle"}, report["error_examples"]
+    assert set(report["error_details"]) <= {"disconnect", "connect"}, report["error_examples"]
     assert s["requests_completed"] > 10
 
 
