@@ -117,6 +117,14 @@ def usage_dict(params: GenerationParams, completion_tokens: int) -> dict:
             "total_tokens": params.prompt_tokens + completion_tokens}
 
 
+def usage_suffix(template: bytes | None, prompt_tokens: int, completion_tokens: int) -> bytes:
+    """A streamed chunk's `"usage"` member for engines that always send one (SGLang, TRT-LLM):
+    null unless per-chunk usage was asked for; `template` is filled with total and completion tokens."""
+    if template is None:
+        return b',"usage":null'
+    return template % (prompt_tokens + completion_tokens, completion_tokens)
+
+
 def sse(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 

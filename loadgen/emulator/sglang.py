@@ -21,7 +21,7 @@ import orjson
 
 from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected, max_tokens_of,
                      prompt_token_count,
-                     emulator_lag_lines, error_type, prometheus_family)
+                     emulator_lag_lines, error_type, prometheus_family, usage_suffix)
 
 __all__ = ["Sglang", "StreamEncoder", "DECODE_LOG_INTERVAL"]
 
@@ -57,10 +57,7 @@ class StreamEncoder:
         finish = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
         out = (b"data: " + self._head + orjson.dumps(text) + b',"logprobs":null,"finish_reason":' + finish
                + b',"matched_stop":null}]')
-        if self._usage is None:
-            out += b',"usage":null'
-        else:
-            out += self._usage % (self._params.prompt_tokens + completion_tokens, completion_tokens)
+        out += usage_suffix(self._usage, self._params.prompt_tokens, completion_tokens)
         return out + extra + b"}\n\n"
 
     def tail(self, gen, now_ns: int) -> bytes:

@@ -22,7 +22,7 @@ from collections import deque
 import orjson
 
 from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected,
-                     emulator_lag_lines, error_type, prometheus_family, prompt_token_count)
+                     emulator_lag_lines, error_type, prometheus_family, prompt_token_count, usage_suffix)
 
 __all__ = ["Trtllm", "StreamEncoder", "COMPLETION_FIELDS", "MAX_PENDING_ITERATIONS"]
 
@@ -88,10 +88,7 @@ class StreamEncoder:
         avg = orjson.dumps(completion_tokens / steps) if self._avg else b"null"
         out = (b"data: " + self._head + body + b',"logprobs":null,"finish_reason":' + finish
                + b',"stop_reason":null,"avg_decoded_tokens_per_iter":' + avg + b"}]")
-        if self._usage is None:
-            out += b',"usage":null'
-        else:
-            out += self._usage % (self._params.prompt_tokens + completion_tokens, completion_tokens)
+        out += usage_suffix(self._usage, self._params.prompt_tokens, completion_tokens)
         return out + extra + b"}\n\n"
 
     def tail(self, gen, now_ns: int) -> bytes:
