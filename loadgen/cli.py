@@ -298,6 +298,121 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, a
         raise LoadgenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM stops a serve or matrix as Ctrl-C does: the server is taken down, never orphaned."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@cli.command()
+@click.argument("recipe")
+@click.option("--dry-run", is_flag=True, help="Print the command and any config file it would write; start nothing.")
+@click.option("--port", type=int, help="Port to serve on [default: the engine's own; 0 picks a free one].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the server listens on (0.0.0.0 to take load from other machines).")
+@click.option("--gpus", help="GPUs to use, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES) [default: all visible].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. --set speculative.num_speculative_tokens=5 (repeatable).")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm", "llamacpp"]),
+              help="Look RECIPE up among this engine's recipes, and refuse a recipe for another engine.")
+@click.option("--startup-timeout", type=float, help="Seconds to wait until it serves [default: the recipe's].")
+@click.option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL when stopping it.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path),
+              help="The server's log file [default: results/servers/NAME-TIMESTAMP.log].")
+def serve(recipe, dry_run, port, host, gpus, overrides, engine, startup_timeout, grace, log_path) -> None:
+    """Start the engine a RECIPE (a servers/recipes file or name, e.g. vllm/llama3.1-8b-eagle3)
+    describes, wait until it answers a one-token request, and keep it up until Ctrl-C."""
+    import shlex
+    import tempfile
+
+    from .servers import ServerProcess, load_recipe, render
+    from .servers.recipe import DEFAULT_PORTS
+
+    loaded = load_recipe(recipe, overrides, engine=engine)
+    if engine and loaded.engine != engine:
+        raise LoadgenError(f"{loaded.name} is a {loaded.engine} recipe, not {engine}: use servers/{loaded.engine}.sh "
+                           f"or loadgen serve {loaded.path}")
+    console = Console()
+    if dry_run:
+        workdir = Path(tempfile.gettempdir()) / "loadgen-serve-XXXX"
+        launch = render(loaded, host=host, port=DEFAULT_PORTS[loaded.engine] if port is None else port,
+                        workdir=workdir, gpus=gpus)
+        click.echo(f"# {loaded.name}: {loaded.description or loaded.model} ({loaded.engine} {loaded.engine_version})")
+        for key, value in launch.env.items():
+            click.echo(f"export {key}={shlex.quote(value)}")
+        for path, text in launch.files.items():
+            click.echo(f"cat > {path} <<'EOF'\n{text.rstrip()}\nEOF")
+        click.echo(shlex.join(launch.argv))
+        return
+    log_path = log_path or Path("results") / "servers" / (
+        loaded.name.replace("/", "-") + datetime.now().strftime("-%Y%m%d-%H%M%S.log"))
+    _interrupt_on_sigterm()
+    server = ServerProcess(loaded, log_path=log_path, host=host, port=port, gpus=gpus,
+                           startup_timeout_s=startup_timeout, grace_s=grace,
+                           on_wait=lambda phase: console.print(f"[dim]waiting for {phase}[/]"))
+    try:
+        server.start()
+        console.print(f"[bold]{loaded.name}[/]: {shlex.join(server.launch.argv)}", soft_wrap=True)
+        console.print(f"[dim]log: {log_path} · process group {server.pgid}[/]")
+        ready = server.wait_ready()
+        console.print(f"[bold green]ready[/]: {ready.url} (model {ready.model}) after {ready.startup_s:.1f} s. "
+                      f"Measure it with: loadgen run --url {ready.url} --engine {loaded.engine}. Ctrl-C stops it.", soft_wrap=True)
+        server.wait()
+    except KeyboardInterrupt:
+        console.print("[dim]stopping the server[/]")
+    finally:
+        server.stop()
+
+
+def _options_to_args(options: dict) -> list[str]:
+    """`loadgen run` options by long name ({"num_requests": 200, "ignore_eos": false}) -> its flags."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False:
+            args.append(flag.replace("--no-", "--", 1) if flag.startswith("--no-") else "--no-" + flag[2:])
+        elif value is not None:
+            args += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return args
+
+
+@cli.command()
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--output-dir", type=click.Path(path_type=Path),
+              help="Where the matrix goes [default: the plan's output_dir, else results/matrix-PLAN]; a rerun resumes.")
+@click.option("--dry-run", is_flag=True, help="Check the plan and print each recipe's command and cells; start nothing.")
+def matrix(plan, output_dir, dry_run) -> None:
+    """For each recipe of PLAN (YAML): start the server, run the workloads × concurrencies, stop it;
+    then compare every recipe with the plan's baseline (speedup tables, Pareto plots)."""
+    from .servers.matrix import load_plan, run_matrix
+
+    loaded = load_plan(plan, output_dir)
+    console = Console()
+
+    def make_config(options: dict):
+        try:
+            params = run.make_context("matrix", _options_to_args(options)).params
+        except click.ClickException as exc:
+            raise LoadgenError(f"plan {plan}: run option: {exc.format_message()}") from None
+        return _run_config(console, {**params, "output_dir": loaded.output_dir})
+
+    if not dry_run:
+        _interrupt_on_sigterm()
+    summary = run_matrix(loaded, make_config, console, dry_run=dry_run)
+    if summary.get("interrupted"):
+        sys.exit(130)
+    failed = [label for label, info in summary.get("recipes", {}).items() if info.get("status") == "failed"]
+    if failed:
+        raise LoadgenError(f"{len(failed)} recipe(s) did not serve: {', '.join(failed)} (their server.log says why); "
+                           "rerun the plan to retry them, finished cells are kept")
+
+
 @cli.command()
 @click.argument("output_dir", type=click.Path(path_type=Path))
 @click.option("--rebuild", is_flag=True, help="Rebuild report.json from the journal even where one exists.")

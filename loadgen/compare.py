@@ -17,6 +17,7 @@ from rich.table import Table
 from .errors import UsageError
 from .sinks import write_json_atomic
 from .sinks.plots import render_compare
+from .sweep import point_folder
 
 __all__ = ["compare", "load_points"]
 
@@ -25,8 +26,7 @@ def load_points(path: Path) -> dict[float, dict]:
     """{load value: report} of a run folder or a sweep folder."""
     if (path / "sweep.json").exists():
         sweep = orjson.loads((path / "sweep.json").read_bytes())
-        prefix = "c" if sweep["kind"] == "concurrency" else "r"
-        return {point["value"]: _report(path / f"{prefix}{point['value']:g}") for point in sweep["points"]}
+        return {point["value"]: _report(point_folder(path, sweep["kind"], point["value"])) for point in sweep["points"]}
     report = _report(path)
     config = report["config"]
     return {config.get("request_rate") or config["concurrency"]: report}

@@ -190,6 +190,8 @@ class _Run:
         self.metrics = self._live_metrics(public, share)
         background: asyncio.Future | None = None
         lost: WorkerLost | None = None
+        # a caller's own handlers (serve, matrix: SIGTERM stops the server) come back afterwards
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             await share.prepare()
             loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
@@ -217,8 +219,10 @@ class _Run:
             if self.metrics is not None:
                 self.metrics.close()
             gc.unfreeze()
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
+            for sig, handler in previous.items():
+                loop.remove_signal_handler(sig)
+                if handler is not None:  # None: set outside Python, nothing to restore
+                    signal.signal(sig, handler)
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=config.request_rate,

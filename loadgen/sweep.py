@@ -24,7 +24,7 @@ from .runner import emulator_args, prepare_output_dir, run
 from .sinks import write_json_atomic
 from .sinks.plots import render_sweep
 
-__all__ = ["run_sweep", "pareto_front", "point_row"]
+__all__ = ["run_sweep", "pareto_front", "point_row", "point_folder", "finished_report"]
 
 COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
            "acceptance_length", "server_acceptance_length", "requests", "failed", "slo_met", "goodput_rps",
@@ -74,8 +74,8 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
 
         def measure(value: float) -> dict | None:
             nonlocal interrupted
-            folder = out / (f"c{value:g}" if kind == "concurrency" else f"r{value:g}")
-            report = _finished_report(folder)
+            folder = point_folder(out, kind, value)
+            report = finished_report(folder)
             if report is None:
                 shutil.rmtree(folder, ignore_errors=True)  # a partial point runs again, from scratch
                 config = dataclasses.replace(base, url=url, output_dir=folder, **{kind: value})
@@ -106,7 +106,13 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
     return summary
 
 
-def _finished_report(folder: Path) -> dict | None:
+def point_folder(sweep_dir: Path, kind: str, value: float) -> Path:
+    """Where one point's run goes: c16/ (concurrency 16), r2.5/ (2.5 requests/s)."""
+    return sweep_dir / (f"c{value:g}" if kind == "concurrency" else f"r{value:g}")
+
+
+def finished_report(folder: Path) -> dict | None:
+    """The run's report when it finished (not partial), else None: the point still has to run."""
     try:
         report = orjson.loads((folder / "report.json").read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):

@@ -9,7 +9,7 @@ from .trtllm import TrtllmAdapter
 from .vllm import VllmAdapter
 
 __all__ = ["ChunkFields", "EngineAdapter", "SpecCounters", "ServerAcceptance", "ServerCollector", "ENGINES",
-           "get_adapter", "detect_engine"]
+           "get_adapter", "detect_engine", "launchers"]
 
 ENGINES: dict[str, type[EngineAdapter]] = {"vllm": VllmAdapter, "sglang": SglangAdapter, "trtllm": TrtllmAdapter,
                                            "llamacpp": LlamacppAdapter, "openai": OpenAIAdapter}
@@ -30,3 +30,10 @@ def detect_engine(models_body: dict) -> str:
             if engine:
                 return engine
     return "openai"
+
+
+def launchers() -> dict:
+    """engine -> launch(recipe, host=, port=, workdir=) -> servers.recipe.Launch: how each engine is started."""
+    from . import llamacpp, sglang, trtllm, vllm
+
+    return {"vllm": vllm.launch, "sglang": sglang.launch, "trtllm": trtllm.launch, "llamacpp": llamacpp.launch}

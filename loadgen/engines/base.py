@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter"]
+__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter", "option_flags"]
 
 
 class ChunkFields(NamedTuple):
@@ -73,3 +73,16 @@ class EngineAdapter(Protocol):
     def collectors(self) -> list:
         """Server-side acceptance collectors (engines.server_metrics), best source first."""
         ...
+
+
+def option_flags(options: dict) -> list[str]:
+    """A recipe's engine-specific options as command-line flags: {"eagle_topk": 1} -> --eagle-topk 1;
+    true -> the bare flag, false or null -> left out; a key may start with dashes to keep it as written."""
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = key if key.startswith("-") else "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False and value is not None:
+            argv += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return argv

@@ -4,12 +4,14 @@ network read and the gaps between them. The server's counters are the authoritat
 
 from __future__ import annotations
 
-from .base import SpecCounters
+from pathlib import Path
+
+from .base import SpecCounters, option_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector
 
-__all__ = ["LlamacppAdapter"]
+__all__ = ["LlamacppAdapter", "launch"]
 
 NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
                         draft_tokens="llamacpp:spec_decode_num_draft_tokens_total",
@@ -39,3 +41,36 @@ class LlamacppAdapter(OpenAIAdapter):
     @staticmethod
     def spec_counters(metrics_text: str) -> SpecCounters | None:
         return spec_counters(metrics_text, NAMES)
+
+
+#: recipe method -> --spec-type
+SPEC_TYPES = {"draft_model": "draft-simple", "eagle3": "draft-eagle3", "mtp": "draft-mtp", "ngram": "ngram-simple"}
+
+
+def _model_flags(model: str, local: str, hub: str) -> list[str]:
+    """A .gguf path is loaded from disk; anything else is a Hugging Face GGUF repo (user/repo[:QUANT])."""
+    return [local, model] if model.endswith(".gguf") or Path(model).exists() else [hub, model]
+
+
+def launch(recipe, *, host: str, port: int, workdir: Path):
+    """`llama-server` with every layer offloaded (-ngl 999; a CPU build ignores it) and /metrics on.
+    max_model_len is the context shared by all slots (-c); max_num_seqs the slots (-np)."""
+    from ..servers.recipe import Launch
+
+    spec = recipe.speculative
+    if spec.method == "eagle":
+        from ..errors import UsageError
+        raise UsageError(f"recipe {recipe.name}: llama-server has no EAGLE-1 drafts (its --spec-type offers "
+                         "draft-eagle3); use method eagle3")
+    argv = [recipe.executable or "llama-server", *_model_flags(recipe.model, "-m", "-hf"), "--host", host,
+            "--port", str(port), "-ngl", "999", "--metrics"]
+    if recipe.max_model_len is not None:
+        argv += ["-c", str(recipe.max_model_len)]
+    if recipe.max_num_seqs is not None:
+        argv += ["-np", str(recipe.max_num_seqs)]
+    if spec.method != "none":
+        argv += ["--spec-type", SPEC_TYPES[spec.method], "--spec-draft-n-max", str(spec.num_speculative_tokens)]
+        if spec.draft_model:
+            argv += _model_flags(spec.draft_model, "-md", "-hfd")
+        argv += option_flags(spec.options)
+    return Launch(tuple(argv), {}, {})

@@ -3,10 +3,13 @@ cumulative average (no counters), so the client's per-chunk counts are the bette
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from .base import option_flags
 from .openai import OpenAIAdapter
 from .server_metrics import SglangCollector
 
-__all__ = ["SglangAdapter"]
+__all__ = ["SglangAdapter", "launch"]
 
 
 class SglangAdapter(OpenAIAdapter):
@@ -23,3 +26,36 @@ class SglangAdapter(OpenAIAdapter):
 
     def collectors(self) -> list:
         return [SglangCollector()]
+
+
+#: recipe method -> --speculative-algorithm
+ALGORITHMS = {"eagle": "EAGLE", "eagle3": "EAGLE3", "mtp": "NEXTN", "draft_model": "STANDALONE", "ngram": "NGRAM"}
+
+
+def launch(recipe, *, host: str, port: int, workdir: Path):
+    """`python -m sglang.launch_server` with metrics on and one chunk per verify step. Draft-tree
+    methods run a chain (top-k 1): n steps draft n tokens, verified as n + 1."""
+    from ..servers.recipe import Launch
+
+    argv = [recipe.executable or "python3", "-m", "sglang.launch_server", "--model-path", recipe.model,
+            "--host", host, "--port", str(port), "--tp-size", str(recipe.tensor_parallel_size),
+            "--enable-metrics", "--stream-interval", "1"]
+    if recipe.gpu_memory_fraction is not None:
+        argv += ["--mem-fraction-static", str(recipe.gpu_memory_fraction)]
+    if recipe.max_model_len is not None:
+        argv += ["--context-length", str(recipe.max_model_len)]
+    if recipe.max_num_seqs is not None:
+        argv += ["--max-running-requests", str(recipe.max_num_seqs)]
+    spec = recipe.speculative
+    if spec.method != "none":
+        n = spec.num_speculative_tokens
+        argv += ["--speculative-algorithm", ALGORITHMS[spec.method]]
+        if spec.draft_model:
+            argv += ["--speculative-draft-model-path", spec.draft_model]
+        if spec.method == "ngram":
+            argv += ["--speculative-num-draft-tokens", str(n + 1)]
+        else:
+            argv += ["--speculative-num-steps", str(n), "--speculative-eagle-topk", "1",
+                     "--speculative-num-draft-tokens", str(n + 1)]
+        argv += option_flags(spec.options)
+    return Launch(tuple(argv), {}, {})

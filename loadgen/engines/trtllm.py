@@ -3,12 +3,14 @@ out; acceptance from its draining JSON iteration stats, and its Prometheus count
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .base import SpecCounters
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector, TrtllmIterationCollector
 
-__all__ = ["TrtllmAdapter", "REQUEST_FIELDS"]
+__all__ = ["TrtllmAdapter", "REQUEST_FIELDS", "launch"]
 
 #: every field this adapter may send; TRT-LLM's CompletionRequest forbids extras
 REQUEST_FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "stream", "stream_options", "ignore_eos"})
@@ -40,3 +42,56 @@ class TrtllmAdapter(OpenAIAdapter):
     @staticmethod
     def spec_counters(metrics_text: str) -> SpecCounters | None:
         return spec_counters(metrics_text, NAMES)
+
+
+#: recipe method -> speculative_config.decoding_type
+DECODING_TYPES = {"eagle": "Eagle", "eagle3": "Eagle3", "mtp": "MTP", "ngram": "NGram", "draft_model": "DraftTarget"}
+#: the options file `launch` writes (passed as --extra_llm_api_options)
+OPTIONS_FILE = "extra_llm_api_options.yaml"
+
+
+def llm_api_options(recipe) -> dict:
+    """The LLM-API options YAML: iteration stats and Prometheus perf metrics on (what loadgen
+    scrapes), one chunk per iteration, and the recipe's speculative config."""
+    options: dict = {"enable_iter_perf_stats": True, "return_perf_metrics": True, "stream_interval": 1}
+    if recipe.gpu_memory_fraction is not None:
+        options["kv_cache_config"] = {"free_gpu_memory_fraction": recipe.gpu_memory_fraction}
+    spec = recipe.speculative
+    if spec.method != "none":
+        config: dict = {"decoding_type": DECODING_TYPES[spec.method]}
+        if spec.method == "mtp":
+            config["num_nextn_predict_layers"] = spec.num_speculative_tokens
+        else:
+            config["max_draft_len"] = spec.num_speculative_tokens
+        if spec.draft_model:
+            config["speculative_model_dir"] = spec.draft_model
+        options["speculative_config"] = {**config, **spec.options}
+        if spec.method in ("ngram", "draft_model"):
+            options["disable_overlap_scheduler"] = True  # as TRT-LLM's docs run these methods
+    return _merge(options, recipe.extra_config)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def launch(recipe, *, host: str, port: int, workdir: Path):
+    """`trtllm-serve` (PyTorch backend) with its options YAML written to WORKDIR."""
+    import yaml
+
+    from ..servers.recipe import Launch
+
+    options_path = workdir / OPTIONS_FILE
+    argv = [recipe.executable or "trtllm-serve", recipe.model, "--backend", "pytorch", "--host", host,
+            "--port", str(port), "--tp_size", str(recipe.tensor_parallel_size)]
+    if recipe.max_model_len is not None:
+        argv += ["--max_seq_len", str(recipe.max_model_len)]
+    if recipe.max_num_seqs is not None:
+        argv += ["--max_batch_size", str(recipe.max_num_seqs)]
+    argv += ["--extra_llm_api_options", str(options_path)]
+    text = yaml.safe_dump(llm_api_options(recipe), sort_keys=False)
+    return Launch(tuple(argv), {}, {options_path: text})

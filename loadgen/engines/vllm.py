@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from .base import SpecCounters
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector
 
-__all__ = ["VllmAdapter"]
+__all__ = ["VllmAdapter", "launch"]
 
 NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
                         draft_tokens="vllm:spec_decode_num_draft_tokens_total",
@@ -35,3 +38,24 @@ class VllmAdapter(OpenAIAdapter):
     @staticmethod
     def spec_counters(metrics_text: str) -> SpecCounters | None:
         return spec_counters(metrics_text, NAMES)
+
+
+def launch(recipe, *, host: str, port: int, workdir: Path):
+    """`vllm serve` with the recipe's speculative config as --speculative-config JSON."""
+    from ..servers.recipe import Launch
+
+    argv = [recipe.executable or "vllm", "serve", recipe.model, "--host", host, "--port", str(port),
+            "--tensor-parallel-size", str(recipe.tensor_parallel_size)]
+    if recipe.gpu_memory_fraction is not None:
+        argv += ["--gpu-memory-utilization", str(recipe.gpu_memory_fraction)]
+    if recipe.max_model_len is not None:
+        argv += ["--max-model-len", str(recipe.max_model_len)]
+    if recipe.max_num_seqs is not None:
+        argv += ["--max-num-seqs", str(recipe.max_num_seqs)]
+    spec = recipe.speculative
+    if spec.method != "none":
+        config = {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens}
+        if spec.draft_model:
+            config["model"] = spec.draft_model
+        argv += ["--speculative-config", json.dumps({**config, **spec.options}, separators=(",", ":"))]
+    return Launch(tuple(argv), {}, {})

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["render_run", "render_sweep", "render_compare"]
+__all__ = ["render_run", "render_sweep", "render_compare", "render_matrix"]
 
 _STYLE = {"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
           "axes.spines.top": False, "axes.spines.right": False}
@@ -195,3 +195,37 @@ def render_compare(result: dict, out: Path) -> Path:
             for name, run in result["runs"].items() for value, p in run["points"].items()]
     table = _table(["run", "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"], rows)
     return _page("loadgen compare", [("Speedups", table)], images, out / "compare.html")
+
+
+def render_matrix(summary: dict, out: Path) -> Path:
+    """pareto-<workload>.png (every recipe's curve of output TPS against user TPS) and matrix.html."""
+    images = []
+    for workload in summary["workloads"]:
+        rows = [r for r in summary["rows"] if r["workload"] == workload and r["output_tps"] and r["user_tps_p50"]]
+        if not rows:
+            continue
+        with plt.rc_context(_STYLE):
+            fig, ax = plt.subplots()
+            for recipe in dict.fromkeys(r["recipe"] for r in rows):
+                mine = sorted((r for r in rows if r["recipe"] == recipe), key=lambda r: r["value"])
+                baseline = recipe == summary["baseline"]
+                ax.plot([r["user_tps_p50"] for r in mine], [r["output_tps"] for r in mine], "--o" if baseline else "-o",
+                        color="#555555" if baseline else None, label=recipe + (" (baseline)" if baseline else ""))
+                for r in mine:
+                    ax.annotate(f"{r['value']:g}", (r["user_tps_p50"], r["output_tps"]), textcoords="offset points",
+                                xytext=(4, 4), fontsize=7)
+            ax.set(xlabel="user TPS (p50, tokens/s per request)", ylabel="output TPS (all requests)",
+                   title=f"{workload}: throughput against speed per user, by {summary['kind'].replace('_', ' ')}")
+            ax.legend(fontsize=8)
+            images.append(_save(fig, out / f"pareto-{workload}.png"))
+    table = _table(["recipe", "workload", summary["kind"].replace("_", " "), "output TPS", "user TPS p50", "AL",
+                    "output TPS ×", "user TPS ×"],
+                   [[r["recipe"], r["workload"], f"{r['value']:g}", _num(r["output_tps"], "{:.1f}"),
+                     _num(r["user_tps_p50"], "{:.1f}"), _num(r["acceptance_length"]),
+                     _num(r.get("output_tps_speedup")), _num(r.get("user_tps_speedup"))] for r in summary["rows"]])
+    status = _table(["recipe", "status", "start-up s", "engine"],
+                    [[label, info.get("status", "-"), _num(info.get("startup_s"), "{:.1f}"),
+                      f"{info.get('engine', '-')} {info.get('engine_version', '')}"]
+                     for label, info in summary["recipes"].items()])
+    return _page(f"loadgen matrix · baseline {summary['baseline']}", [("Recipes", status), ("Points", table)],
+                 images, out / "matrix.html")

@@ -1,0 +1,293 @@
+"""A benchmark matrix: for each recipe of a plan, start the server, run every workload as a sweep
+over the plan's concurrencies (or request rates), stop the server; then compare every recipe
+against the plan's baseline, per workload, and draw the recipes' Pareto curves side by side.
+
+    out/<recipe>/server.log, server.json       the server's log and start-up time
+    out/<recipe>/<workload>/sweep.json, c16/    one sweep per workload (each point a whole run)
+    out/compare/<workload>/compare.json, .png   every recipe against the baseline
+    out/matrix.json, matrix.csv, matrix.html    the summary
+
+Resumable: a recipe whose cells all hold finished reports is not started again, and a started
+recipe skips its finished points (the sweep's own resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..config import RunConfig
+from ..errors import LoadgenError, UsageError
+from ..sinks import write_json_atomic
+from ..sinks.plots import render_matrix
+from ..sweep import finished_report, point_folder, run_sweep
+from .process import ServerProcess
+from .recipe import Recipe, load_recipe, render
+
+__all__ = ["Plan", "Cell", "load_plan", "run_matrix", "PLAN_KEYS"]
+
+PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
+             "output_dir")
+SERVE_KEYS = ("host", "port", "gpus", "startup_timeout_s", "grace_s")
+#: run options a plan may not set: the matrix decides them per cell
+RESERVED_RUN_KEYS = ("url", "output_dir", "concurrency", "request_rate", "engine", "model")
+
+
+@dataclass(frozen=True)
+class PlannedRecipe:
+    label: str
+    recipe: Recipe
+    run: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlannedWorkload:
+    label: str
+    run: dict  # at least {"workload": ...}
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    description: str
+    recipes: tuple[PlannedRecipe, ...]
+    baseline: str  # a recipe label
+    workloads: tuple[PlannedWorkload, ...]
+    kind: str  # "concurrency" or "request_rate"
+    values: tuple[float, ...]
+    run: dict
+    serve: dict
+    output_dir: Path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def load_plan(path: Path, output_dir: Path | None = None) -> Plan:
+    """Read and check a plan; every recipe is loaded (and so validated) before anything starts."""
+    def bad(message: str):
+        raise UsageError(f"plan {path}: {message}")
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"plan {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"plan {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        bad("must be a YAML mapping (recipes, baseline, workloads, concurrencies, run)")
+    unknown = sorted(set(data) - set(PLAN_KEYS))
+    if unknown:
+        bad(f"unknown key {', '.join(unknown)}; known keys: {', '.join(PLAN_KEYS)}")
+    run = data.get("run") or {}
+    serve = data.get("serve") or {}
+    if not isinstance(run, dict) or not isinstance(serve, dict):
+        bad("run and serve must be mappings")
+    if set(serve) - set(SERVE_KEYS):
+        bad(f"serve takes {', '.join(SERVE_KEYS)}")
+    recipes = []
+    for entry in data.get("recipes") or bad("recipes is required: a list of recipe names or files"):
+        if isinstance(entry, str):
+            entry = {"recipe": entry}
+        if not isinstance(entry, dict) or "recipe" not in entry or set(entry) - {"recipe", "label", "set", "run"}:
+            bad(f"a recipe entry is a name, or a mapping of recipe, label, set, run; got {entry!r}")
+        sets = entry.get("set") or {}
+        overrides = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                     for k, v in sets.items()] if isinstance(sets, dict) else list(sets)
+        recipe = load_recipe(_relative(path, entry["recipe"]), overrides)
+        label = _slug(str(entry.get("label") or recipe.name.replace("/", "-")))
+        recipes.append(PlannedRecipe(label, recipe, dict(entry.get("run") or {})))
+    labels = [r.label for r in recipes]
+    if len(set(labels)) != len(labels):
+        bad(f"two recipes share a label ({', '.join(labels)}): give each a label")
+    baseline = data.get("baseline")
+    by_name = {r.recipe.name: r.label for r in recipes} | {r.label: r.label for r in recipes}
+    if baseline is None or str(baseline) not in by_name:
+        bad(f"baseline must name one of the plan's recipes ({', '.join(labels)}); got {baseline!r}")
+    workloads = []
+    for entry in data.get("workloads") or bad("workloads is required, e.g. [speed:qualitative, random]"):
+        options = {"workload": entry} if isinstance(entry, str) else dict(entry) if isinstance(entry, dict) else None
+        if not options or "workload" not in options:
+            bad(f"a workload entry is a name, or a mapping with workload (and run options); got {entry!r}")
+        label = _slug(str(options.pop("label", None) or options["workload"]))
+        workloads.append(PlannedWorkload(label, options))
+    if ("concurrencies" in data) == ("request_rates" in data):
+        bad("give concurrencies or request_rates (a list of loads), not both")
+    kind = "concurrency" if "concurrencies" in data else "request_rate"
+    try:
+        values = tuple(sorted({(int if kind == "concurrency" else float)(v)
+                               for v in data["concurrencies" if kind == "concurrency" else "request_rates"]}))
+    except (TypeError, ValueError):
+        bad(f"{'concurrencies' if kind == 'concurrency' else 'request_rates'} must be a list of numbers")
+    for options in [run, *(w.run for w in workloads), *(r.run for r in recipes)]:
+        reserved = sorted(set(options) & set(RESERVED_RUN_KEYS))
+        if reserved:
+            bad(f"run options may not set {', '.join(reserved)}: the matrix sets them for each cell")
+    out = output_dir or Path(data.get("output_dir") or Path("results") / f"matrix-{Path(path).stem}")
+    return Plan(Path(path), str(data.get("description", "")), tuple(recipes), by_name[str(baseline)],
+                tuple(workloads), kind, values, dict(run), dict(serve), Path(out))
+
+
+def _relative(plan_path: Path, ref: str) -> str:
+    """A recipe file named relative to the plan is found from anywhere."""
+    candidate = Path(plan_path).parent / ref
+    return str(candidate) if ref.endswith((".yaml", ".yml")) and candidate.is_file() else ref
+
+
+@dataclass(frozen=True)
+class Cell:
+    recipe: PlannedRecipe
+    workload: PlannedWorkload
+
+    def folder(self, plan: Plan) -> Path:
+        return plan.output_dir / self.recipe.label / self.workload.label
+
+    def done(self, plan: Plan) -> bool:
+        return all(finished_report(point_folder(self.folder(plan), plan.kind, v)) for v in plan.values)
+
+
+def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Console, *,
+               dry_run: bool = False) -> dict:
+    """Serve and measure every recipe (skipping finished ones), then compare against the baseline.
+    make_config turns `loadgen run` options (by their long names) into a RunConfig."""
+    out = plan.output_dir
+    serve = plan.serve
+    if dry_run:
+        for item in plan.recipes:
+            launch = render(item.recipe, host=serve.get("host", "127.0.0.1"), port=serve.get("port") or 8000,
+                            workdir=out / item.label, gpus=serve.get("gpus"))
+            cells = [w.label for w in plan.workloads]
+            console.print(f"[bold]{item.label}[/] ({item.recipe.name}): {shlex.join(launch.argv)}", soft_wrap=True)
+            console.print(f"  workloads {', '.join(cells)} × {plan.kind.replace('_', ' ')} "
+                          f"{', '.join(f'{v:g}' for v in plan.values)} → {out / item.label}")
+        return {}
+    out.mkdir(parents=True, exist_ok=True)
+    status: dict[str, dict] = {}
+    interrupted = False
+    for item in plan.recipes:
+        cells = [Cell(item, w) for w in plan.workloads]
+        server_file = out / item.label / "server.json"
+        if all(cell.done(plan) for cell in cells):
+            console.print(f"[dim]{item.label}: every cell finished before, kept[/]")
+            status[item.label] = {**_read_json(server_file), "status": "kept"}
+            continue
+        console.rule(f"[bold]{item.label}[/] ({item.recipe.engine} {item.recipe.engine_version})")
+        server = ServerProcess(item.recipe, log_path=out / item.label / "server.log", host=serve.get("host", "127.0.0.1"),
+                               port=serve.get("port", 0), gpus=serve.get("gpus"),
+                               startup_timeout_s=serve.get("startup_timeout_s"), grace_s=serve.get("grace_s", 30.0),
+                               on_wait=lambda phase: console.print(f"[dim]waiting for {phase}[/]"))
+        try:
+            with server:
+                ready = server.ready
+                info = {"recipe": item.recipe.name, "engine": item.recipe.engine,
+                        "engine_version": item.recipe.engine_version, "model": ready.model,
+                        "command": list(server.launch.argv), "startup_s": round(ready.startup_s, 3)}
+                write_json_atomic(server_file, info)
+                console.print(f"[green]{item.label} ready[/] at {ready.url} after {ready.startup_s:.1f} s")
+                for cell in cells:
+                    options = {**_default_tokenizer(item.recipe, plan), **plan.run, **cell.workload.run, **item.run,
+                               "url": ready.url, "engine": item.recipe.engine, "model": ready.model}
+                    sweep = run_sweep(make_config(options), plan.kind, list(plan.values), cell.folder(plan), console)
+                    if sweep["interrupted"]:
+                        interrupted = True
+                        break
+            status[item.label] = {**info, "status": "interrupted" if interrupted else "measured"}
+        except KeyboardInterrupt:
+            interrupted = True
+            status[item.label] = {"recipe": item.recipe.name, "status": "interrupted"}
+        except LoadgenError as exc:  # one recipe that will not serve does not stop the others
+            console.print(f"[bold red]{item.label} failed:[/] {exc}")
+            status[item.label] = {"recipe": item.recipe.name, "status": "failed", "error": str(exc).splitlines()[0]}
+        if interrupted:
+            break
+    summary = _summarize(plan, status, console)
+    summary["interrupted"] = interrupted
+    write_json_atomic(out / "matrix.json", summary)
+    return summary
+
+
+def _default_tokenizer(recipe: Recipe, plan: Plan) -> dict:
+    """Token ids from the served model's own tokenizer, unless the plan names one (a GGUF model of
+    llama.cpp is no Hugging Face tokenizer: those plans must)."""
+    if "tokenizer" in plan.run or recipe.engine == "llamacpp":
+        return {}
+    return {"tokenizer": recipe.model}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+
+
+def _summarize(plan: Plan, status: dict, console: Console) -> dict:
+    """Compare every measured recipe with the baseline, workload by workload; table, CSV, pictures."""
+    from ..compare import compare
+
+    out = plan.output_dir
+    rows, comparisons = [], {}
+    for workload in plan.workloads:
+        sweeps = {r.label: out / r.label / workload.label for r in plan.recipes
+                  if (out / r.label / workload.label / "sweep.json").exists()}
+        for label, folder in sweeps.items():
+            points = orjson.loads((folder / "sweep.json").read_bytes())["points"]
+            for p in points:
+                rows.append({"recipe": label, "workload": workload.label, **p})
+        others = [folder for label, folder in sweeps.items() if label != plan.baseline]
+        if plan.baseline in sweeps and others:
+            console.rule(f"[bold]{workload.label}[/]: against {plan.baseline}")
+            result = compare(others, sweeps[plan.baseline], out / "compare" / workload.label, console)
+            comparisons[workload.label] = result
+            for row in rows:
+                run = result["runs"].get(str(out / row["recipe"] / workload.label))
+                point = run["points"].get(f"{row['value']:g}") if run and row["workload"] == workload.label else None
+                if point:
+                    row.update(output_tps_speedup=point["output_tps_speedup"],
+                               user_tps_speedup=point["user_tps_speedup"])
+    summary = {"plan": str(plan.path), "description": plan.description, "baseline": plan.baseline,
+               "kind": plan.kind, "values": list(plan.values), "workloads": [w.label for w in plan.workloads],
+               "recipes": status, "rows": rows, "compare": comparisons}
+    _write_csv(out / "matrix.csv", rows)
+    console.print(f"[dim]matrix: {out / 'matrix.json'} · {render_matrix(summary, out)}[/]")
+    _print(console, summary)
+    return summary
+
+
+CSV_COLUMNS = ("recipe", "workload", "value", "output_tps", "user_tps_p50", "ttft_p50_s", "tpot_p50_s",
+               "acceptance_length", "server_acceptance_length", "failed", "output_tps_speedup", "user_tps_speedup")
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _print(console: Console, summary: dict) -> None:
+    num = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
+    for workload in summary["workloads"]:
+        table = Table(title=f"Matrix · {workload} · speedups against {summary['baseline']}", title_justify="left")
+        for col in ("recipe", "load", "output TPS", "user TPS p50", "AL", "output TPS ×",
+                    "user TPS ×"):
+            table.add_column(col, justify="right" if col != "recipe" else "left")
+        for row in (r for r in summary["rows"] if r["workload"] == workload):
+            table.add_row(row["recipe"], f"{row['value']:g}", num(row["output_tps"], "{:.1f}"),
+                          num(row["user_tps_p50"], "{:.1f}"), num(row["acceptance_length"]),
+                          num(row.get("output_tps_speedup")), num(row.get("user_tps_speedup")))
+        console.print(table)
+    for label, info in summary["recipes"].items():
+        if info.get("status") == "failed":
+            console.print(f"[bold red]{label}: not measured[/] ({info['error']})")
+

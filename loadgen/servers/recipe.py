@@ -1,0 +1,208 @@
+"""Server recipes: one YAML file says how to start one engine with one speculative-decoding method
+on one model, sized for a GPU box; `render` turns it into the exact command (engines/<engine>.py).
+
+A recipe is found by path, or by name under the recipe folders (`vllm/llama3.1-8b-eagle3`, or just
+`llama3.1-8b-eagle3` where that is unambiguous). Fields can be overridden with `KEY=VALUE`
+(`speculative.num_speculative_tokens=5`), the value read as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import UsageError
+
+__all__ = ["Recipe", "Speculative", "Launch", "load_recipe", "render", "recipe_dirs", "ENGINE_NAMES", "METHODS",
+           "DEFAULT_PORTS"]
+
+ENGINE_NAMES = ("vllm", "sglang", "trtllm", "llamacpp")
+METHODS = ("none", "eagle", "eagle3", "mtp", "ngram", "draft_model")
+#: methods that need a separate draft model (eagle heads are models of their own too)
+NEEDS_DRAFT = frozenset({"eagle", "eagle3", "draft_model"})
+#: each engine's own default port, used when `--port` is not given
+DEFAULT_PORTS = {"vllm": 8000, "sglang": 30000, "trtllm": 8000, "llamacpp": 8080}
+#: where recipes are looked up by name: $LOADGEN_RECIPES (os.pathsep-separated), ./servers/recipes,
+#: and the recipes beside this source tree (an editable install or a checkout)
+_BUNDLED = Path(__file__).resolve().parents[2] / "servers" / "recipes"
+
+
+@dataclass(frozen=True)
+class Speculative:
+    method: str = "none"
+    draft_model: str | None = None
+    num_speculative_tokens: int | None = None
+    #: engine-specific settings the engine's adapter puts into its speculative config or flags
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    engine: str
+    engine_version: str
+    model: str
+    description: str = ""
+    tensor_parallel_size: int = 1
+    gpu_memory_fraction: float | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    speculative: Speculative = Speculative()
+    extra_args: tuple[str, ...] = ()
+    #: TensorRT-LLM only: merged over the LLM-API options YAML the adapter writes
+    extra_config: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    startup_timeout_s: float = 1800.0
+    #: the program to start instead of the engine's usual one (e.g. another virtualenv's python)
+    executable: str | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A rendered recipe: the command, the environment it adds, and files to write before starting
+    (path -> text; TensorRT-LLM's options YAML)."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    files: dict[Path, str]
+
+
+def recipe_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("LOADGEN_RECIPES", "").split(os.pathsep) if p]
+    return [*extra, Path("servers") / "recipes", _BUNDLED]
+
+
+def _find(ref: str, engine: str | None) -> Path:
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"recipe {ref} does not exist: give a recipe file or a name from servers/recipes")
+        return path
+    names = [f"{engine}/{ref}", ref] if engine and "/" not in ref else [ref]
+    for folder in recipe_dirs():
+        for name in names:
+            for suffix in (".yaml", ".yml"):
+                if (folder / (name + suffix)).is_file():
+                    return folder / (name + suffix)
+        if "/" not in ref:  # a bare name: unique across the engine folders?
+            hits = sorted(folder.glob(f"*/{ref}.y*ml"))
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                choices = ", ".join(f"{p.parent.name}/{ref}" for p in hits)
+                raise UsageError(f"recipe name {ref} is ambiguous: give one of {choices}")
+    raise UsageError(f"no recipe named {ref} in {', '.join(map(str, recipe_dirs()))}: "
+                     "give a recipe file, or a name such as vllm/llama3.1-8b-eagle3")
+
+
+def _apply(data: dict, overrides: list[str]) -> None:
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"override {item!r} is not KEY=VALUE (e.g. speculative.num_speculative_tokens=5)")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        *parents, last = key.strip().split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UsageError(f"override {item!r}: {part} is not a mapping in the recipe")
+            node = child
+        node[last] = value
+
+
+def _check(cls, values: dict, where: str) -> dict:
+    allowed = {f.name for f in dataclasses.fields(cls)} - {"name", "path"}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise UsageError(f"{where}: unknown key {', '.join(unknown)}; known keys: {', '.join(sorted(allowed))}")
+    return values
+
+
+def load_recipe(ref: str | Path, overrides: list[str] = (), *, engine: str | None = None) -> Recipe:
+    """Read, override and validate a recipe; every fault is one UsageError naming the file."""
+    path = _find(str(ref), engine)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {path} must be a YAML mapping of settings")
+    _apply(data, list(overrides))
+    spec = data.pop("speculative", None) or {}
+    if not isinstance(spec, dict):
+        raise UsageError(f"recipe {path}: speculative must be a mapping (method, draft_model, ...)")
+    _check(Recipe, data, f"recipe {path}")
+    _check(Speculative, spec, f"recipe {path}, speculative")
+    name = f"{path.parent.name}/{path.stem}" if path.parent.name in ENGINE_NAMES else path.stem
+    try:
+        recipe = Recipe(name=name, path=path, speculative=Speculative(**spec),
+                        **{k: tuple(map(str, v)) if k == "extra_args" else v for k, v in data.items()})
+    except TypeError as exc:
+        raise UsageError(f"recipe {path}: {exc}") from None
+    _validate(recipe, path)
+    return recipe
+
+
+def _validate(r: Recipe, path: Path) -> None:
+    def bad(message: str):
+        raise UsageError(f"recipe {path}: {message}")
+
+    for key in ("engine", "engine_version", "model"):
+        if not isinstance(getattr(r, key), str) or not getattr(r, key):
+            bad(f"{key} is required (a string)")
+    if r.engine not in ENGINE_NAMES:
+        bad(f"engine {r.engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+    if not isinstance(r.tensor_parallel_size, int) or r.tensor_parallel_size < 1:
+        bad("tensor_parallel_size must be a whole number >= 1")
+    if r.gpu_memory_fraction is not None and not (isinstance(r.gpu_memory_fraction, (int, float))
+                                                  and 0 < r.gpu_memory_fraction <= 1):
+        bad("gpu_memory_fraction must be in (0, 1]")
+    for key in ("max_model_len", "max_num_seqs"):
+        value = getattr(r, key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            bad(f"{key} must be a whole number >= 1")
+    if not isinstance(r.startup_timeout_s, (int, float)) or r.startup_timeout_s <= 0:
+        bad("startup_timeout_s must be a positive number of seconds")
+    for key in ("extra_config", "env"):
+        if not isinstance(getattr(r, key), dict):
+            bad(f"{key} must be a mapping")
+    spec = r.speculative
+    if spec.method not in METHODS:
+        bad(f"speculative.method {spec.method!r} is not one of {', '.join(METHODS)}")
+    if not isinstance(spec.options, dict):
+        bad("speculative.options must be a mapping")
+    if spec.method == "none":
+        if spec.draft_model or spec.num_speculative_tokens:
+            bad("speculative.method is none, so draft_model and num_speculative_tokens must be left out")
+        return
+    if spec.method in NEEDS_DRAFT and not spec.draft_model:
+        bad(f"speculative.method {spec.method} needs speculative.draft_model")
+    if spec.method not in NEEDS_DRAFT and spec.draft_model:
+        bad(f"speculative.method {spec.method} takes no draft_model")
+    if not isinstance(spec.num_speculative_tokens, int) or spec.num_speculative_tokens < 1:
+        bad("speculative.num_speculative_tokens must be a whole number >= 1")
+
+
+def render(recipe: Recipe, *, host: str, port: int, workdir: Path, gpus: str | None = None) -> Launch:
+    """The exact command for this recipe on HOST:PORT; files it needs go under WORKDIR. GPUS
+    ("0,1,2,3") becomes CUDA_VISIBLE_DEVICES and must hold at least tensor_parallel_size devices."""
+    from ..engines import launchers
+
+    env = {str(k): str(v) for k, v in recipe.env.items()}
+    if gpus is not None:
+        devices = [g for g in gpus.split(",") if g.strip()]
+        if len(devices) < recipe.tensor_parallel_size:
+            raise UsageError(f"--gpus {gpus} names {len(devices)} GPU(s) but {recipe.name} needs "
+                             f"tensor_parallel_size {recipe.tensor_parallel_size}")
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(d.strip() for d in devices)
+    launch = launchers()[recipe.engine](recipe, host=host, port=port, workdir=workdir)
+    return Launch(launch.argv + recipe.extra_args, {**launch.env, **env}, launch.files)
