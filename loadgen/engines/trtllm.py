@@ -44,8 +44,9 @@ class TrtllmAdapter(OpenAIAdapter):
         return spec_counters(metrics_text, NAMES)
 
 
-#: recipe method -> speculative_config.decoding_type
-DECODING_TYPES = {"eagle": "Eagle", "eagle3": "Eagle3", "mtp": "MTP", "ngram": "NGram", "draft_model": "DraftTarget"}
+#: recipe method -> speculative_config.decoding_type. EAGLE-3 is "Eagle" in 1.x (newer releases
+#: also take "Eagle3" and keep "Eagle" as its alias); the PyTorch backend has no EAGLE-1/2.
+DECODING_TYPES = {"eagle3": "Eagle", "mtp": "MTP", "ngram": "NGram", "draft_model": "DraftTarget"}
 #: the options file `launch` writes (passed as --extra_llm_api_options)
 OPTIONS_FILE = "extra_llm_api_options.yaml"
 
@@ -58,17 +59,28 @@ def llm_api_options(recipe) -> dict:
         options["kv_cache_config"] = {"free_gpu_memory_fraction": recipe.gpu_memory_fraction}
     spec = recipe.speculative
     if spec.method != "none":
-        config: dict = {"decoding_type": DECODING_TYPES[spec.method]}
-        if spec.method == "mtp":
+        _check_method(recipe)
+        config: dict = {"decoding_type": DECODING_TYPES[spec.method], "max_draft_len": spec.num_speculative_tokens}
+        if spec.method == "mtp":  # must equal max_draft_len
             config["num_nextn_predict_layers"] = spec.num_speculative_tokens
-        else:
-            config["max_draft_len"] = spec.num_speculative_tokens
         if spec.draft_model:
             config["speculative_model_dir"] = spec.draft_model
         options["speculative_config"] = {**config, **spec.options}
         if spec.method in ("ngram", "draft_model"):
             options["disable_overlap_scheduler"] = True  # as TRT-LLM's docs run these methods
     return _merge(options, recipe.extra_config)
+
+
+def _check_method(recipe) -> None:
+    from ..errors import UsageError
+
+    spec = recipe.speculative
+    if spec.method not in DECODING_TYPES:
+        raise UsageError(f"recipe {recipe.name}: TensorRT-LLM's PyTorch backend has no EAGLE-1/2 drafts; "
+                         "use method eagle3 with an EAGLE-3 checkpoint")
+    if spec.method == "ngram" and not spec.options.get("max_matching_ngram_size"):
+        raise UsageError(f"recipe {recipe.name}: TensorRT-LLM's NGram needs speculative.options."
+                         "max_matching_ngram_size (its default, 0, matches nothing), e.g. 4")
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -41,11 +41,12 @@ class VllmAdapter(OpenAIAdapter):
 
 
 def launch(recipe, *, host: str, port: int, workdir: Path):
-    """`vllm serve` with the recipe's speculative config as --speculative-config JSON."""
+    """`vllm serve` with the recipe's speculative config as --speculative-config JSON (its method
+    always named: without one vLLM guesses it from the draft's name), one chunk per engine step."""
     from ..servers.recipe import Launch
 
     argv = [recipe.executable or "vllm", "serve", recipe.model, "--host", host, "--port", str(port),
-            "--tensor-parallel-size", str(recipe.tensor_parallel_size)]
+            "--tensor-parallel-size", str(recipe.tensor_parallel_size), "--stream-interval", "1"]
     if recipe.gpu_memory_fraction is not None:
         argv += ["--gpu-memory-utilization", str(recipe.gpu_memory_fraction)]
     if recipe.max_model_len is not None:

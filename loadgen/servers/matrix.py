@@ -171,6 +171,9 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             console.print(f"  workloads {', '.join(cells)} × {plan.kind.replace('_', ' ')} "
                           f"{', '.join(f'{v:g}' for v in plan.values)} → {out / item.label}")
         return {}
+    for item in plan.recipes:  # every cell's options checked before any server starts
+        for workload in plan.workloads:
+            make_config(_cell_options(plan, item, workload, url="http://127.0.0.1:1", model="check"))
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, dict] = {}
     interrupted = False
@@ -195,8 +198,7 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
                 write_json_atomic(server_file, info)
                 console.print(f"[green]{item.label} ready[/] at {ready.url} after {ready.startup_s:.1f} s")
                 for cell in cells:
-                    options = {**_default_tokenizer(item.recipe, plan), **plan.run, **cell.workload.run, **item.run,
-                               "url": ready.url, "engine": item.recipe.engine, "model": ready.model}
+                    options = _cell_options(plan, item, cell.workload, url=ready.url, model=ready.model)
                     sweep = run_sweep(make_config(options), plan.kind, list(plan.values), cell.folder(plan), console)
                     if sweep["interrupted"]:
                         interrupted = True
@@ -214,6 +216,12 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
     summary["interrupted"] = interrupted
     write_json_atomic(out / "matrix.json", summary)
     return summary
+
+
+def _cell_options(plan: Plan, item: PlannedRecipe, workload: PlannedWorkload, *, url: str, model: str) -> dict:
+    """A cell's `loadgen run` options: the plan's, then the workload's, then the recipe's own."""
+    return {**_default_tokenizer(item.recipe, plan), **plan.run, **workload.run, **item.run, "url": url,
+            "engine": item.recipe.engine, "model": model}
 
 
 def _default_tokenizer(recipe: Recipe, plan: Plan) -> dict:

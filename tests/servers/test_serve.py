@@ -63,7 +63,7 @@ def test_serve_starts_the_rendered_command_waits_until_it_serves_and_stops_its_g
     if engine == "trtllm":  # the options file was written, and says what loadgen needs
         options = start["options"]
         assert options["enable_iter_perf_stats"] and options["return_perf_metrics"]
-        assert options["speculative_config"]["decoding_type"] == "Eagle3"
+        assert options["speculative_config"]["decoding_type"] == "Eagle"
         options_file = Path(start["argv"][start["argv"].index("--extra_llm_api_options") + 1])
         assert options_file.is_file()
     # Ready means a completion is served, and /v1/models names the engine.
@@ -161,7 +161,7 @@ def test_dry_run_prints_the_command_and_the_options_file_and_starts_nothing(fake
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "export CUDA_VISIBLE_DEVICES=0,1" in text
-    assert "enable_iter_perf_stats: true" in text and "decoding_type: Eagle3" in text
+    assert "enable_iter_perf_stats: true" in text and "decoding_type: Eagle\n" in text
     command = text.strip().splitlines()[-1]
     assert command.startswith("trtllm-serve test/model --backend pytorch") and "--max_batch_size 64" in command
     assert fake_engines.starts() == []

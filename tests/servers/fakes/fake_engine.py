@@ -86,6 +86,8 @@ def parse_trtllm(argv: list[str]) -> tuple[str, str, int, int, dict]:
     if not (options.get("enable_iter_perf_stats") and options.get("return_perf_metrics")):
         p.error("loadgen recipes must turn on enable_iter_perf_stats and return_perf_metrics")
     spec = options.get("speculative_config") or {}
+    if spec and spec.get("decoding_type") not in ("Eagle", "MTP", "NGram", "DraftTarget"):  # 1.x from_dict
+        p.error(f"unknown decoding_type {spec.get('decoding_type')!r}")
     drafted = spec.get("max_draft_len") or spec.get("num_nextn_predict_layers") or 0
     return a.model, a.host, a.port, drafted, options
 
