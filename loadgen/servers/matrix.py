@@ -31,7 +31,7 @@ from ..sinks import write_json_atomic
 from ..sinks.plots import render_matrix
 from ..sweep import finished_report, point_folder, run_sweep
 from .process import ServerProcess
-from .recipe import Recipe, load_recipe, render
+from .recipe import DEFAULT_PORTS, Recipe, load_recipe, render
 
 __all__ = ["Plan", "Cell", "load_plan", "run_matrix", "PLAN_KEYS"]
 
@@ -162,18 +162,19 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
     make_config turns `loadgen run` options (by their long names) into a RunConfig."""
     out = plan.output_dir
     serve = plan.serve
+    for item in plan.recipes:  # every cell's options checked before any server starts
+        for workload in plan.workloads:
+            make_config(_cell_options(plan, item, workload, url="http://127.0.0.1:1", model="check"))
     if dry_run:
         for item in plan.recipes:
-            launch = render(item.recipe, host=serve.get("host", "127.0.0.1"), port=serve.get("port") or 8000,
+            launch = render(item.recipe, host=serve.get("host", "127.0.0.1"),
+                            port=serve.get("port") or DEFAULT_PORTS[item.recipe.engine],
                             workdir=out / item.label, gpus=serve.get("gpus"))
             cells = [w.label for w in plan.workloads]
             console.print(f"[bold]{item.label}[/] ({item.recipe.name}): {shlex.join(launch.argv)}", soft_wrap=True)
             console.print(f"  workloads {', '.join(cells)} × {plan.kind.replace('_', ' ')} "
                           f"{', '.join(f'{v:g}' for v in plan.values)} → {out / item.label}")
         return {}
-    for item in plan.recipes:  # every cell's options checked before any server starts
-        for workload in plan.workloads:
-            make_config(_cell_options(plan, item, workload, url="http://127.0.0.1:1", model="check"))
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, dict] = {}
     interrupted = False
@@ -185,8 +186,8 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             status[item.label] = {**_read_json(server_file), "status": "kept"}
             continue
         console.rule(f"[bold]{item.label}[/] ({item.recipe.engine} {item.recipe.engine_version})")
-        server = ServerProcess(item.recipe, log_path=out / item.label / "server.log", host=serve.get("host", "127.0.0.1"),
-                               port=serve.get("port", 0), gpus=serve.get("gpus"),
+        server = ServerProcess(item.recipe, log_path=out / item.label / "server.log",
+                               host=serve.get("host", "127.0.0.1"), port=serve.get("port"), gpus=serve.get("gpus"),
                                startup_timeout_s=serve.get("startup_timeout_s"), grace_s=serve.get("grace_s", 30.0),
                                on_wait=lambda phase: console.print(f"[dim]waiting for {phase}[/]"))
         try:

@@ -100,11 +100,12 @@ def _find(ref: str, engine: str | None) -> Path:
                      "give a recipe file, or a name such as vllm/llama3.1-8b-eagle3")
 
 
-def _apply(data: dict, overrides: list[str]) -> None:
+def _apply(data: dict, overrides: list[str], path: Path) -> None:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"override {item!r} is not KEY=VALUE (e.g. speculative.num_speculative_tokens=5)")
+            raise UsageError(f"recipe {path}: override {item!r} is not KEY=VALUE "
+                             "(e.g. speculative.num_speculative_tokens=5)")
         try:
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError:
@@ -114,7 +115,7 @@ def _apply(data: dict, overrides: list[str]) -> None:
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise UsageError(f"override {item!r}: {part} is not a mapping in the recipe")
+                raise UsageError(f"recipe {path}: override {item!r}: {part} is not a mapping in the recipe")
             node = child
         node[last] = value
 
@@ -136,7 +137,7 @@ def load_recipe(ref: str | Path, overrides: list[str] = (), *, engine: str | Non
         raise UsageError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UsageError(f"recipe {path} must be a YAML mapping of settings")
-    _apply(data, list(overrides))
+    _apply(data, list(overrides), path)
     spec = data.pop("speculative", None) or {}
     if not isinstance(spec, dict):
         raise UsageError(f"recipe {path}: speculative must be a mapping (method, draft_model, ...)")

@@ -34,6 +34,7 @@ def _plan(tmp_path: Path, fake_engines, *, recipes: str, baseline: str = "none",
         concurrencies: [1, 4]
         run: {run}
         output_dir: {tmp_path / 'matrix'}
+        serve: {{port: 0}}
         {extra}"""))
     return plan
 
@@ -162,3 +163,17 @@ def test_dry_run_prints_every_recipe_and_its_cells(fake_engines, tmp_path):
     assert '"num_speculative_tokens":5' in out.stdout and "e5 (eagle3)" in out.stdout
     assert "workloads random × concurrency 1, 4" in out.stdout
     assert fake_engines.starts() == [] and not (tmp_path / "matrix").exists()
+
+
+@pytest.mark.parametrize("plan", sorted((Path(__file__).resolve().parents[2] / "servers" / "plans").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_plans_are_valid(plan, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "loadgen", "matrix", str(plan), "--dry-run", "--output-dir",
+                          str(tmp_path / "m")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    from loadgen.servers.matrix import load_plan
+
+    loaded = load_plan(plan)
+    assert loaded.baseline in {r.label for r in loaded.recipes}
+    for item in loaded.recipes:
+        assert f"{item.label} ({item.recipe.name})" in out.stdout
