@@ -128,6 +128,20 @@ def test_interrupting_a_matrix_stops_its_server(fake_engines, tmp_path):
     assert orjson.loads((journal.parent / "report.json").read_bytes())["partial"]
 
 
+def test_matrix_over_request_rates_with_per_recipe_run_options(fake_engines, tmp_path):
+    plan = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml, {recipe: recipes/eagle3.yaml, "
+                                                  "run: {max_tokens: 24}}]")
+    plan.write_text(plan.read_text().replace("concurrencies: [1, 4]", "request_rates: [40]"))
+    out = _matrix(plan)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = _summary(tmp_path)
+    assert summary["kind"] == "request_rate" and summary["values"] == [40.0]
+    report = orjson.loads((tmp_path / "matrix" / "eagle3" / "random" / "r40" / "report.json").read_bytes())
+    assert report["config"]["request_rate"] == 40 and report["config"]["max_tokens"] == 24
+    assert report["summary"]["output_tokens"] == 16 * 24
+    assert summary["compare"]["random"]["runs"][str(tmp_path / "matrix" / "eagle3" / "random")]["points"]["40"]
+
+
 @pytest.mark.parametrize("extra, recipes, baseline, message", [
     ("colour: blue", "[recipes/none.yaml]", "none", "unknown key colour"),
     ("", "[recipes/none.yaml]", "other", "baseline must name one of the plan's recipes (none)"),
