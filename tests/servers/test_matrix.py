@@ -114,12 +114,14 @@ def test_interrupting_a_matrix_stops_its_server(fake_engines, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "loadgen", "matrix", str(plan)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = tmp_path / "matrix" / "none" / "random" / "c1" / "requests.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
-        time.sleep(0.1)
-    assert journal.exists(), "the first cell never started"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
+            time.sleep(0.1)
+        assert journal.exists(), "the first cell never started"
+    finally:
+        proc.send_signal(signal.SIGINT)  # also when the test fails: the matrix stops its server
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     [start] = fake_engines.starts()
     assert not group_alive(start["pid"])

@@ -20,9 +20,29 @@ from loadgen.servers import ServerProcess, load_recipe
 from loadgen.servers.process import group_alive
 
 
-def _serve(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "loadgen", "serve", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+@pytest.fixture
+def serve_cli():
+    """`serve_cli(*args, cwd=...)` starts `loadgen serve` (its own session, as from a terminal); any
+    still running at teardown (a failed test) is stopped with its server."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, cwd: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "loadgen", "serve", *args], cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # serve stops its server on SIGTERM
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def _wait_ready(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[str, list[str]]:
@@ -36,8 +56,7 @@ def _wait_ready(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[str, lis
         lines.append(line.rstrip())
         if line.startswith("ready: "):
             return line.split()[1], lines
-    proc.kill()
-    raise AssertionError("serve never got ready:\n" + "\n".join(lines) + proc.stderr.read())
+    raise AssertionError("serve never got ready:\n" + "\n".join(lines))  # serve_cli stops it
 
 
 def _completion(url: str) -> dict:
@@ -50,9 +69,9 @@ def _completion(url: str) -> dict:
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_serve_starts_the_rendered_command_waits_until_it_serves_and_stops_its_group(
-        fake_engines, tmp_path, engine, stop_signal):
+        fake_engines, serve_cli, tmp_path, engine, stop_signal):
     recipe = fake_engines.recipe("r", engine=engine, max_model_len="4096", gpu_memory_fraction="0.8")
-    proc = _serve(str(recipe), "--port", "0", "--gpus", "3", "--log", str(tmp_path / "server.log"), cwd=tmp_path)
+    proc = serve_cli(str(recipe), "--port", "0", "--gpus", "3", "--log", str(tmp_path / "server.log"), cwd=tmp_path)
     url, lines = _wait_ready(proc)
     # What the engine was given is what --dry-run prints for this recipe (bar the port and temp dir).
     [start] = fake_engines.starts()
@@ -79,9 +98,9 @@ def test_serve_starts_the_rendered_command_waits_until_it_serves_and_stops_its_g
     assert f"fake {engine}: loading test/model" in log
 
 
-def test_serve_reports_a_crash_during_start_up_as_one_error_with_the_log_tail(fake_engines, tmp_path):
+def test_serve_reports_a_crash_during_start_up_as_one_error_with_the_log_tail(fake_engines, serve_cli, tmp_path):
     recipe = fake_engines.recipe("crashy", env="{FAKE_ENGINE_MODE: crash}")
-    proc = _serve(str(recipe), "--port", "0", "--log", str(tmp_path / "s.log"), cwd=tmp_path)
+    proc = serve_cli(str(recipe), "--port", "0", "--log", str(tmp_path / "s.log"), cwd=tmp_path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in err
@@ -91,10 +110,10 @@ def test_serve_reports_a_crash_during_start_up_as_one_error_with_the_log_tail(fa
     assert any("CUDA out of memory" in line for line in tail)
 
 
-def test_serve_gives_up_after_the_startup_timeout_and_stops_the_server(fake_engines, tmp_path):
+def test_serve_gives_up_after_the_startup_timeout_and_stops_the_server(fake_engines, serve_cli, tmp_path):
     recipe = fake_engines.recipe("stuck", env="{FAKE_ENGINE_MODE: never_ready}")
     started = time.monotonic()
-    proc = _serve(str(recipe), "--port", "0", "--startup-timeout", "2", "--grace", "2", cwd=tmp_path)
+    proc = serve_cli(str(recipe), "--port", "0", "--startup-timeout", "2", "--grace", "2", cwd=tmp_path)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "Traceback" not in err
     assert "stuck was not ready after 2 s (still waiting for /health" in err
@@ -131,8 +150,11 @@ def test_stop_kills_a_server_that_ignores_sigterm_after_the_grace_period(fake_en
     server = ServerProcess(recipe, log_path=tmp_path / "s.log", port=0, grace_s=1.0).__enter__()
     pgid = server.pgid
     started = time.monotonic()
-    server.stop()
-    assert 1.0 <= time.monotonic() - started < 10
+    try:
+        server.stop()
+        assert 1.0 <= time.monotonic() - started < 10
+    finally:
+        server.stop()
     assert not group_alive(pgid)
 
 
