@@ -84,6 +84,12 @@ def cli() -> None:
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run the load workers as Ray actors spread over a cluster: auto (the cluster `ray start` made "
+                   "here), local (a one-machine cluster), or HOST:PORT. Needs pip install 'loadgen[ray]'.")
+@click.option("--on-worker-loss", default="stop", show_default=True, type=click.Choice(["stop", "continue"]),
+              help="A worker process or node lost mid-run: stop the run (partial report), or continue without it; "
+                   "either way its requests in flight count as failed (worker_lost).")
 @click.option("--metrics-addr", default=DEFAULT_METRICS_ADDR, show_default=True,
               help="Serve live Prometheus metrics at HOST:PORT during the run (port 0: any free one).")
 @click.option("--no-metrics", is_flag=True, help="Do not serve live metrics.")
@@ -117,7 +123,8 @@ def _run_config(console: Console, p: dict):
         verify_tls=not p["insecure"],
         output_dir=p["output_dir"] or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
         emulator=EmulatorSettings(p["emulator_ttft_ms"], p["emulator_step_ms"], _floats(p["emulator_accept"])),
-        progress=not p["no_progress"] and console.is_terminal, workers=p["workers"],
+        progress=not p["no_progress"] and console.is_terminal, workers=p["workers"], ray=p["ray_address"],
+        on_worker_loss=p["on_worker_loss"],
         metrics_addr=None if p["no_metrics"] else p["metrics_addr"], pushgateway=p["pushgateway"],
         plots=not p["no_plots"],
     )

@@ -73,6 +73,8 @@ class RunConfig:
     progress: bool = True
     plots: bool = True  # PNGs and report.html beside report.json
     workers: int | None = None  # load-generating processes; None: auto_workers(concurrency)
+    ray: str | None = None  # run the workers on this Ray cluster: auto, local or HOST:PORT
+    on_worker_loss: str = "stop"  # a lost worker: "stop" the run, or "continue" without it
     metrics_addr: str | None = None  # HOST:PORT for live Prometheus metrics; None: none
     pushgateway: str | None = None  # push the final metrics there
 
@@ -100,6 +102,10 @@ class RunConfig:
             raise UsageError("--arrival, --burstiness and --ramp-up shape an open loop: give --request-rate too")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.on_worker_loss not in ("stop", "continue"):
+            raise UsageError(f"--on-worker-loss must be stop or continue, got {self.on_worker_loss!r}")
+        if self.ray is not None and not self.ray:
+            raise UsageError("--ray needs an address: auto, local or HOST:PORT")
         if self.metrics_addr is not None:
             parse_addr(self.metrics_addr)
         if self.pushgateway is not None and not self.pushgateway.startswith(("http://", "https://")):

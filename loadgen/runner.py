@@ -130,6 +130,19 @@ def _run_loop(coro):
     return uvloop.run(coro)
 
 
+def _print_workers(console: Console, workers: dict) -> None:
+    bounds = [c["error_bound_ns"] for c in workers["clocks"] if c["error_bound_ns"] is not None]
+    if workers["ray"]:
+        nodes = {c["where"].split(" on node ")[-1].split(" ")[0] for c in workers["clocks"]}
+        offsets = ", ".join(f"{c['offset_ns'] / 1e3:+.0f}" for c in workers["clocks"])
+        console.print(f"[dim]Ray ({workers['ray']}): {workers['count']} workers on {len(nodes)} node(s); clock "
+                      f"offsets {offsets} µs, each within ±{max(bounds, default=0) / 1e3:.0f} µs[/]")
+    for lost in workers["lost"]:
+        console.print(f"[bold yellow]worker {lost['worker']} ({lost['where']}) was lost {lost['at_s']:.1f} s into "
+                      f"the run: its {lost['in_flight_failed']} request(s) in flight failed (worker_lost)"
+                      + ("; the run went on without it" if workers["on_loss"] == "continue" else "") + "[/]")
+
+
 class _Run:
     def __init__(self, config: RunConfig, url: str, workload: Workload, out: Path, console: Console) -> None:
         self.config, self.url, self.workload, self.out, self.console = config, url, workload, out, console
@@ -154,7 +167,12 @@ class _Run:
         config = self.config
         model, engine, adapter = await self._until_serving(client)
         workload = self.workload
-        workers = config.workers or auto_workers(config.concurrency)
+        launcher = None
+        if config.ray:
+            from .ray_workers import RayLauncher
+            launcher = RayLauncher(config.ray, self.run_id)
+        workers = config.workers or (launcher.default_workers(config.concurrency) if launcher else
+                                     auto_workers(config.concurrency))
         public = config.public() | {"run_id": self.run_id, "engine": engine, "model": model,
                                     "emulator": None if config.url else emulator_args(config), "workers": workers,
                                     "workload_info": workload.info, "loadgen_version": __version__,
@@ -181,11 +199,13 @@ class _Run:
                           cycle=config.num_requests is None)
         loop = asyncio.get_running_loop()
         self.journal = Journal(self.out / "requests.jsonl", loop)
-        if len(plans) == 1:
+        if len(plans) == 1 and launcher is None:
             tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
             share = LocalShare(client, (adapter, model, config, tokenizer), workload.prompts, plans[0], self._on_record)
-        else:
-            share = WorkerPool(config, self.url, model, engine, plans, self._on_record)
+        else:  # Ray workers get their prompts shipped (other nodes have no workload cache) and clocks measured
+            share = WorkerPool(config, self.url, model, engine, plans, self._on_record,
+                               start=launcher.start if launcher else None, measure_clocks=launcher is not None,
+                               ship=workload.prompts if launcher else None, on_loss=config.on_worker_loss)
         self.share = share
         self.metrics = self._live_metrics(public, share)
         background: asyncio.Future | None = None
@@ -228,11 +248,16 @@ class _Run:
                               target_concurrency=target, target_rate=config.request_rate,
                               slo=parse_slo(config.slo) if config.slo else ())
         report["stop_reason"] = self.stop_reason
+        if isinstance(share, WorkerPool):
+            report["workers"] = {"count": len(plans), "ray": config.ray, "on_loss": config.on_worker_loss,
+                                 "clocks": share.clocks, "lost": share.lost}
         write_json_atomic(self.out / "report.json", report)
         write_requests_csv(self.out / "requests.csv", self.records)
         if config.plots:
             render_run(report, self.out)
         print_summary(self.console, report)
+        if isinstance(share, WorkerPool):
+            _print_workers(self.console, report["workers"])
         html_note = f" · {self.out / 'report.html'}" if config.plots else ""
         self.console.print(f"[dim]report: {self.out / 'report.json'}{html_note} · requests: "
                            f"{self.out / 'requests.jsonl'}[/]")

@@ -28,12 +28,13 @@ class Sender:
 
     def __init__(self, client: HttpClient, adapter: EngineAdapter, model: str, config: RunConfig,
                  tokenizer: ChatTokenizer | None, on_record: Callable[[RequestRecord, bool], None], *,
-                 first_id: int = 0, id_step: int = 1) -> None:
+                 first_id: int = 0, id_step: int = 1, on_begin: Callable[[RequestRecord], None] | None = None) -> None:
         """on_record(record, conversation_done) runs as each request ends; the flag is true for the
         last record of its conversation (its last turn, or a failed one). Request ids count from
-        first_id in id_step strides, so worker processes never share one."""
+        first_id in id_step strides, so worker processes never share one. on_begin(record), if given,
+        runs as each request starts (a worker process tells its parent what it has in flight)."""
         self._client, self._adapter, self._model, self._config = client, adapter, model, config
-        self._tokenizer, self._on_record = tokenizer, on_record
+        self._tokenizer, self._on_record, self._on_begin = tokenizer, on_record, on_begin
         self._bodies: dict[Prompt, bytes] = {}
         self._ids = itertools.count(first_id, id_step)
         self._jitter = random.Random(config.seed * 31 + first_id)
@@ -63,6 +64,8 @@ class Sender:
                                        prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
                                        sub_category=prompt.sub_category, retried=retried)
                 recorder = StreamRecorder(record, self._adapter, keep_text=not last)
+                if self._on_begin is not None:
+                    self._on_begin(record)
                 try:
                     await self._exchange(body, record, recorder, prompt.category)
                 except BaseException:

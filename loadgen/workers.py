@@ -6,13 +6,18 @@ stamps keep the timestamps right, but its requests go out late and the load sags
 runs a share in this process; `WorkerPool` runs N shares in child processes (`python -m
 loadgen.workers`) behind the same interface, and the parent merges what they send: finished
 records (journal, report, progress) and their read-lag histograms. CLOCK_MONOTONIC is one clock
-for every process on the machine, so records from all workers mix as they are.
+for every process on the machine, so records from local workers mix as they are; workers on
+other machines (Ray, ray_workers.py) have their clock offsets measured at start and their records
+moved onto the parent's clock.
 
-Parent <-> worker protocol, over one socketpair per worker: the parent first sends the setup
-(8-byte length + pickle), then both sides exchange JSON lines. Parent: {"op": "phase", "warmup",
-"deadline_ns"}, {"op": "stop"} (no new requests), {"op": "cancel"} (cancel those in flight).
-Worker: {"ready": true}, {"record", "done", "in_flight"} per finished request, {"phase_done",
-"read_lag"}, {"error"}. A worker whose parent vanished (EOF) cancels its requests and exits.
+Parent <-> worker protocol, over one stream socket per worker (a socketpair, or TCP for Ray): the
+parent first sends the setup (8-byte length + pickle), then both sides exchange JSON lines.
+Parent: {"op": "phase", "warmup", "deadline_ns", "start_ns"}, {"op": "stop"} (no new requests),
+{"op": "cancel"} (cancel those in flight), {"op": "clock"}. Worker: {"ready": true}, {"begin"}
+as each request starts, {"record", "done", "in_flight"} as it ends, {"phase_done", "read_lag"},
+{"clock": its monotonic ns}, {"error"}. A worker whose parent vanished (EOF) cancels its
+requests and exits. A lost worker's requests in flight (begun, not ended) become failed records
+(worker_lost); `on_loss` says whether the run stops or goes on without it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -35,19 +40,21 @@ import orjson
 from .config import RunConfig
 from .engines import get_adapter
 from .errors import LoadgenError, WorkerLost
-from .records import RequestRecord
+from .records import ErrorInfo, RequestRecord
 from .scheduler import closed_loop, open_loop
 from .sender import Sender
 from .transport import HttpClient, ReadLag
 from .workloads import Prompt, load_tokenizer, load_workload
 
-__all__ = ["LocalShare", "WorkerPool", "Plan", "split", "split_arrivals", "auto_workers"]
+__all__ = ["LocalShare", "WorkerPool", "Plan", "split", "split_arrivals", "auto_workers", "serve_worker"]
 
 OnRecord = Callable[[RequestRecord, bool], None]
 
 #: streams one process keeps on time (measured on 2 cores: benchmarks/client_fidelity.py)
 STREAMS_PER_WORKER = 512
 _MAX_LINE = 1 << 28  # one record of a 32k-token reply is ~1 MB of JSON; leave room
+#: clock offset: round trips per worker; the one with the shortest round trip gives the estimate
+CLOCK_ROUNDS = 16
 
 
 def auto_workers(concurrency: int) -> int:
@@ -101,11 +108,12 @@ class LocalShare:
     """A share run in this process."""
 
     def __init__(self, client: HttpClient, sender_args: tuple, prompts: Sequence[Prompt], plan: Plan,
-                 on_record: OnRecord) -> None:
+                 on_record: OnRecord, on_begin: Callable[[RequestRecord], None] | None = None) -> None:
         self.client, self.plan = client, plan
         self._warmup = [prompts[i] for i in plan.warmup]
         self._measured = [prompts[i] for i in plan.measured]
-        self.sender = Sender(client, *sender_args, on_record, first_id=plan.index, id_step=plan.workers)
+        self.sender = Sender(client, *sender_args, on_record, first_id=plan.index, id_step=plan.workers,
+                             on_begin=on_begin)
         self._stopping = False
         self._task: asyncio.Future | None = None
 
@@ -162,13 +170,19 @@ class LocalShare:
         await self.client.close()
 
 
-class _Worker:
-    """The parent's handle on one child process."""
+class Worker:
+    """The parent's handle on one worker: its connection, where it runs, what it has in flight,
+    and its clock's offset from the parent's (worker minus parent; 0 on this machine)."""
 
-    def __init__(self, process: asyncio.subprocess.Process, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
-        self.process, self.reader, self.writer = process, reader, writer
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, where: str,
+                 exit_status: Callable[[], Awaitable[str]], kill: Callable[[], Awaitable[None]]) -> None:
+        self.reader, self.writer, self.where = reader, writer, where
+        self._exit_status, self.kill = exit_status, kill
         self.in_flight = 0
+        self.begun: dict[int, list] = {}  # request id -> its "begin" fields, until its record arrives
+        self.offset_ns = 0
+        self.offset_bound_ns: int | None = None  # None: the same clock, no estimate needed
+        self.lost = False
 
     def send(self, message: dict) -> None:
         if not self.writer.is_closing():
@@ -177,72 +191,159 @@ class _Worker:
     async def receive(self) -> dict:
         line = await self.reader.readline()
         if not line:
-            code = await self.process.wait()
-            raise WorkerLost(f"a load worker exited unexpectedly (exit status {code}; any error it printed is above)")
+            status = await self._exit_status()
+            raise WorkerLost(f"a load worker ({self.where}) was lost: {status}")
         return orjson.loads(line)
+
+    async def measure_clock(self) -> None:
+        """Offset of the worker's monotonic clock: of CLOCK_ROUNDS round trips, the shortest brackets
+        the worker's reading best; the offset is exact to within half that round trip."""
+        best = None
+        for _ in range(CLOCK_ROUNDS):
+            before = time.monotonic_ns()
+            self.send({"op": "clock"})
+            reading = (await self.receive())["clock"]
+            after = time.monotonic_ns()
+            if best is None or after - before < best[0]:
+                best = (after - before, reading - (before + after) // 2)
+        self.offset_bound_ns = (best[0] + 1) // 2
+        self.offset_ns = best[1]
+
+
+async def _local_process(setup: tuple) -> Worker:
+    """A worker as a child process of this one, over a socketpair."""
+    parent, child = socket.socketpair()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadgen.workers", str(child.fileno()), pass_fds=(child.fileno(),),
+            stdin=asyncio.subprocess.DEVNULL)
+    finally:
+        child.close()
+    reader, writer = await asyncio.open_connection(sock=parent, limit=_MAX_LINE)
+
+    async def exit_status() -> str:
+        return f"it exited with status {await process.wait()} (any error it printed is above)"
+
+    async def kill() -> None:
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+    worker = Worker(reader, writer, where=f"process {process.pid}", exit_status=exit_status, kill=kill)
+    send_setup(worker, setup)
+    return worker
+
+
+def send_setup(worker: Worker, setup: tuple) -> None:
+    blob = pickle.dumps(setup)
+    worker.writer.write(struct.pack("<Q", len(blob)) + blob)
 
 
 class WorkerPool:
-    """Shares run in child processes, driven like one LocalShare."""
+    """Shares run in worker processes, driven like one LocalShare. `start` makes the workers: child
+    processes of this one by default, Ray actors with ray_workers.RayLauncher (whose clocks are
+    measured). on_loss: "stop" (a lost worker ends the run: the others cancel, the error is raised)
+    or "continue" (its in-flight requests fail as worker_lost and the others go on)."""
 
     def __init__(self, config: RunConfig, url: str, model: str, engine: str, plans: list[Plan],
-                 on_record: OnRecord) -> None:
-        self._setup = [(config, url, model, engine, plan) for plan in plans]
+                 on_record: OnRecord, *, start: Callable[[list[tuple]], Awaitable[list[Worker]]] | None = None,
+                 measure_clocks: bool = False, ship: Sequence[Prompt] | None = None, on_loss: str = "stop") -> None:
+        """ship: the workload's prompts, each worker to get the ones its plan names (else it loads the
+        workload from this machine's cache)."""
+        self._setup = [(config, url, model, engine, plan) + (() if ship is None else
+                                                             ({i: ship[i] for i in (*plan.warmup, *plan.measured)},))
+                       for plan in plans]
         self._on_record = on_record
-        self._workers: list[_Worker] = []
+        self._start = start or (lambda setups: asyncio.gather(*(_local_process(s) for s in setups)))
+        self._measure_clocks = measure_clocks
+        self._on_loss = on_loss
+        self._workers: list[Worker] = []
         self._read_lag = ReadLag()
+        #: workers lost during the run: {"worker", "where", "at_s" (since the first phase), "in_flight_failed",
+        #: "reason"}
+        self.lost: list[dict] = []
+        self._first_phase_ns = 0
 
     @property
     def in_flight(self) -> int:
         return sum(w.in_flight for w in self._workers)
 
+    @property
+    def clocks(self) -> list[dict]:
+        """Per worker: where it runs, its clock offset and the offset's error bound (ns)."""
+        return [{"worker": i, "where": w.where, "offset_ns": w.offset_ns, "error_bound_ns": w.offset_bound_ns}
+                for i, w in enumerate(self._workers)]
+
     async def prepare(self) -> None:
-        await asyncio.gather(*(self._start(setup) for setup in self._setup))
+        self._workers = list(await self._start(self._setup))
         for worker in self._workers:
             message = await worker.receive()
             if "error" in message:
                 raise LoadgenError(message["error"])
-
-    async def _start(self, setup: tuple) -> None:
-        parent, child = socket.socketpair()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "loadgen.workers", str(child.fileno()), pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL)
-        finally:
-            child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=_MAX_LINE)
-        blob = pickle.dumps(setup)
-        writer.write(struct.pack("<Q", len(blob)) + blob)
-        self._workers.append(_Worker(process, reader, writer))
+        if self._measure_clocks:
+            for worker in self._workers:
+                await worker.measure_clock()
 
     async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
-        for worker in self._workers:
-            worker.send({"op": "phase", "warmup": warmup, "deadline_ns": deadline_ns, "start_ns": start_ns})
-        results = await asyncio.gather(*(self._drain(worker) for worker in self._workers), return_exceptions=True)
+        self._first_phase_ns = self._first_phase_ns or time.monotonic_ns()
+        running = [w for w in self._workers if not w.lost]
+        for worker in running:  # the parent's times, on each worker's clock
+            worker.send({"op": "phase", "warmup": warmup,
+                         "deadline_ns": None if deadline_ns is None else deadline_ns + worker.offset_ns,
+                         "start_ns": None if start_ns is None else start_ns + worker.offset_ns})
+        results = await asyncio.gather(*(self._drain(worker) for worker in running), return_exceptions=True)
         # One worker lost: the others were told to cancel (see _drain) and have reported back.
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _drain(self, worker: _Worker) -> None:
-        """Hand on the worker's records until it reports the phase done. If it dies, the others
-        cancel what they have in flight, so the run ends with everything that finished."""
+    async def _drain(self, worker: Worker) -> None:
+        """Hand on the worker's records until it reports the phase done. If it is lost, its requests
+        in flight fail; then either the others cancel theirs (the run ends with everything that
+        finished) or they go on without it."""
         while True:
             try:
                 message = await worker.receive()
-            except WorkerLost:
+            except WorkerLost as exc:
+                self._lose(worker, exc)
+                if self._on_loss == "continue":
+                    return
                 self.cancel()
                 raise
-            if "record" in message:
+            if "begin" in message:
+                worker.begun[message["begin"][0]] = message["begin"]
+            elif "record" in message:
                 worker.in_flight = message["in_flight"]
-                self._on_record(RequestRecord.from_json(message["record"]), message["done"])
+                record = RequestRecord.from_json(message["record"])
+                worker.begun.pop(record.request_id, None)
+                if worker.offset_ns:
+                    record.shift(-worker.offset_ns)
+                self._on_record(record, message["done"])
             elif "phase_done" in message:
                 worker.in_flight = 0
                 self._read_lag.merge(ReadLag.from_json(message["read_lag"]))
                 return
             elif "error" in message:
                 raise LoadgenError(message["error"])
+
+    def _lose(self, worker: Worker, exc: WorkerLost) -> None:
+        """The lost worker's begun requests become failed records, on this clock, now."""
+        worker.lost = True
+        now = time.monotonic_ns()
+        for request_id, category, sub_category, turn, prompt_tokens, max_tokens, scheduled_ns, warmup in \
+                worker.begun.values():
+            record = RequestRecord(request_id, category, turn, prompt_tokens, max_tokens,
+                                   scheduled_ns - worker.offset_ns, warmup, sub_category=sub_category,
+                                   sent_ns=scheduled_ns - worker.offset_ns, end_ns=now,
+                                   error=ErrorInfo("worker_lost", str(exc)))
+            self._on_record(record, True)
+        self.lost.append({"worker": self._workers.index(worker), "where": worker.where,
+                          "at_s": round((now - (self._first_phase_ns or now)) / 1e9, 3),
+                          "in_flight_failed": len(worker.begun), "reason": str(exc)})
+        worker.begun.clear()
+        worker.in_flight = 0
 
     def stop(self) -> None:
         for worker in self._workers:
@@ -261,26 +362,24 @@ class WorkerPool:
     async def close(self) -> None:
         for worker in self._workers:
             worker.writer.close()  # EOF: the worker cancels whatever is left and exits
-        for worker in self._workers:
-            try:
-                await asyncio.wait_for(worker.process.wait(), 10)
-            except asyncio.TimeoutError:
-                worker.process.kill()
-                await worker.process.wait()
+        await asyncio.gather(*(worker.kill() for worker in self._workers))
 
 
-async def _serve(sock: socket.socket) -> None:
-    """The worker side: set up, report ready, then run phases as the parent asks."""
-    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_MAX_LINE)
+async def serve_worker(sock: socket.socket) -> None:
+    """The worker side (a child process or a Ray actor): set up, report ready, then run phases as
+    the parent asks."""
+    reader, writer = await asyncio.open_connection(sock=sock, limit=_MAX_LINE)
 
     def send(message: dict) -> None:
         writer.write(orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
     (size,) = struct.unpack("<Q", await reader.readexactly(8))
-    config, url, model, engine, plan = pickle.loads(await reader.readexactly(size))
+    config, url, model, engine, plan, *shipped = pickle.loads(await reader.readexactly(size))
     try:
-        workload = load_workload(config.workload_spec())  # the parent's spec: the same (cached) prompts
-        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
+        # the prompts the parent shipped (another machine), else the parent's spec: the same cached prompts
+        prompts = shipped[0] if shipped else load_workload(config.workload_spec()).prompts
+        multi_turn = any(p.followups for p in (prompts.values() if isinstance(prompts, dict) else prompts))
+        tokenizer = load_tokenizer(config.tokenizer) if multi_turn else None
     except LoadgenError as exc:
         send({"error": str(exc)})
         await writer.drain()
@@ -291,7 +390,11 @@ async def _serve(sock: socket.socket) -> None:
     def on_record(record: RequestRecord, done: bool) -> None:
         send({"record": record.to_json(), "done": done, "in_flight": share.in_flight if share else 0})
 
-    share = LocalShare(client, (get_adapter(engine), model, config, tokenizer), workload.prompts, plan, on_record)
+    def on_begin(r: RequestRecord) -> None:
+        send({"begin": [r.request_id, r.category, r.sub_category, r.turn, r.prompt_tokens, r.max_tokens,
+                        r.scheduled_ns, r.warmup]})
+
+    share = LocalShare(client, (get_adapter(engine), model, config, tokenizer), prompts, plan, on_record, on_begin)
     try:
         await share.prepare()
         gc.collect()
@@ -306,6 +409,8 @@ async def _serve(sock: socket.socket) -> None:
                 share.stop()
             elif message["op"] == "cancel":
                 share.cancel()
+            elif message["op"] == "clock":
+                send({"clock": time.monotonic_ns()})
         share.cancel()  # the parent is gone
         if running is not None:
             await asyncio.gather(running, return_exceptions=True)
@@ -325,14 +430,18 @@ async def _phase(share: LocalShare, message: dict, send: Callable[[dict], None])
     send({"phase_done": True, "read_lag": share.read_lag().to_json()})
 
 
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
-    sock = socket.socket(fileno=int(sys.argv[1]))
+def run_worker(sock: socket.socket) -> None:
+    """Serve the parent over SOCK until it is done with this worker (its own event loop)."""
     try:
         import uvloop
-        uvloop.run(_serve(sock))
+        uvloop.run(serve_worker(sock))
     except ImportError:  # pragma: no cover
-        asyncio.run(_serve(sock))
+        asyncio.run(serve_worker(sock))
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    run_worker(socket.socket(fileno=int(sys.argv[1])))
 
 
 if __name__ == "__main__":

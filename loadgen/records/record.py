@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 __all__ = ["ErrorInfo", "RequestRecord", "ERROR_KINDS"]
 
 #: every failure is one of these (the report counts them by kind)
-ERROR_KINDS = ("connect", "http_status", "timeout", "disconnect", "stream_error", "malformed", "cancelled")
+ERROR_KINDS = ("connect", "http_status", "timeout", "disconnect", "stream_error", "malformed", "cancelled",
+               "worker_lost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,14 @@ class RequestRecord:
         if self.error is None:
             return "ok"
         return "cancelled" if self.error.kind == "cancelled" else "error"
+
+    def shift(self, delta_ns: int) -> None:
+        """Move every time by delta_ns: a record from another machine's clock into this one's."""
+        for name in ("scheduled_ns", "sent_ns", "first_ns", "last_ns", "end_ns"):
+            value = getattr(self, name)
+            if value:
+                setattr(self, name, value + delta_ns)
+        self.chunk_ns = array("q", (t + delta_ns for t in self.chunk_ns))
 
     def to_json(self) -> dict:
         obj = {

@@ -103,7 +103,12 @@ def test_a_lost_worker_ends_the_run_with_a_partial_report_and_one_error_line(emu
     text = output.decode()
     assert proc.returncode == 2, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "load worker exited unexpectedly" in errors[0] and "Traceback" not in text
+    assert len(errors) == 1 and "Traceback" not in text
+    assert f"a load worker (process {workers[0]}) was lost: it exited with status -9" in errors[0]
     report = orjson.loads((out / "report.json").read_bytes())
     records = list(read_journal(out / "requests.jsonl"))
     assert report["partial"] is True and report["summary"]["requests_sent"] == len(records) > 0
+    # What the killed worker had in flight is journaled as failed, with the cause
+    lost = [r for r in records if r.error is not None and r.error.kind == "worker_lost"]
+    assert lost and len({r.request_id % 2 for r in lost}) == 1 and report["errors"]["worker_lost"] == len(lost)
+    assert report["workers"]["lost"][0]["in_flight_failed"] == len(lost)

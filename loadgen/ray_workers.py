@@ -1,0 +1,162 @@
+"""Load workers on a Ray cluster: the same worker code as local worker processes, run by Ray actors
+spread over the cluster's nodes (`loadgen run --ray auto|local|HOST:PORT`).
+
+Each actor connects back to the driver over TCP (a listening socket on the driver's node address,
+with a one-run token) and then speaks the worker protocol of workers.py, so the driver merges
+records, journal, live metrics and read lag exactly as for local workers. The prompts each worker
+needs travel with its setup (other nodes have no workload cache). Every worker stamps with its
+own monotonic clock; the driver measures each clock's offset at start (workers.Worker.
+measure_clock) and moves records onto its own clock, and the report gives each offset's error
+bound. Ray is an optional dependency: `pip install 'loadgen[ray]'`, on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .errors import LoadgenError, UsageError
+from .workers import Worker, run_worker, send_setup
+
+__all__ = ["RayLauncher", "NAMESPACE"]
+
+#: Ray namespace of loadgen's actors (named loadgen-RUNID-wN, so a test or an operator can find them)
+NAMESPACE = "loadgen"
+#: seconds for every actor to be placed, start and connect back
+CONNECT_TIMEOUT_S = 120.0
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'loadgen[ray]' (on every node of the cluster)") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT that refuses connections is one error line now, not minutes of Ray's retries."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise UsageError(f"cannot reach the Ray cluster at {address} ({reason}): give its head's HOST:PORT "
+                         "(`ray start --head` prints it), auto, or local") from None
+
+
+class _LoadWorker:
+    """The actor: connect back to the driver and serve it as a local worker process would."""
+
+    def run(self, host: str, port: int, token: str, index: int) -> str:
+        import ray
+
+        sock = socket.create_connection((host, port), timeout=30)
+        sock.settimeout(None)
+        node = ray.get_runtime_context().get_node_id()[:8]
+        hello = {"token": token, "index": index, "version": __version__, "pid": os.getpid(),
+                 "where": f"Ray actor w{index} on node {node} ({ray.util.get_node_ip_address()}, pid {os.getpid()})"}
+        sock.sendall(orjson.dumps(hello) + b"\n")
+        run_worker(sock)
+        return "finished"
+
+
+class RayLauncher:
+    """Connects to (or starts) a Ray cluster and starts one actor per share, spread over nodes."""
+
+    def __init__(self, address: str, run_id: str) -> None:
+        self.ray = _ray()
+        self.run_id = run_id
+        if not self.ray.is_initialized():
+            _check_reachable(address)
+            try:
+                self.ray.init(address=None if address == "local" else address, namespace=NAMESPACE,
+                              log_to_driver=False, configure_logging=False, include_dashboard=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UsageError(f"cannot reach the Ray cluster at {address} ({str(exc).splitlines()[0]}): start "
+                                 "one with `ray start --head`, or pass --ray local for a one-machine cluster") \
+                    from None
+        self._actors: list[Any] = []
+
+    def cluster(self) -> dict:
+        """Alive nodes and their CPUs: what --workers defaults from."""
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        return {"nodes": len(nodes), "cpus": int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes))}
+
+    def default_workers(self, streams: int) -> int:
+        """One per node, more where the streams need them (512 a worker), at most one per CPU."""
+        from .workers import STREAMS_PER_WORKER
+
+        info = self.cluster()
+        return max(1, min(max(info["cpus"], 1), max(info["nodes"], -(-streams // STREAMS_PER_WORKER))))
+
+    async def start(self, setups: list[tuple]) -> list[Worker]:
+        ray = self.ray
+        host = ray.util.get_node_ip_address()
+        token = secrets.token_hex(16)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((host, 0))
+        listener.listen(len(setups))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        actor_class = ray.remote(num_cpus=1, max_restarts=0)(_LoadWorker)
+        refs = []
+        for index in range(len(setups)):
+            actor = actor_class.options(name=f"loadgen-{self.run_id}-w{index}", scheduling_strategy="SPREAD",
+                                        lifetime=None).remote()
+            self._actors.append(actor)
+            refs.append(actor.run.remote(host, port, token, index))
+        workers: dict[int, Worker] = {}
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                while len(workers) < len(setups):
+                    conn, _ = await loop.sock_accept(listener)
+                    reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 28)
+                    hello = orjson.loads(await reader.readline() or b"{}")
+                    if hello.get("token") != token:
+                        writer.close()  # not one of ours
+                        continue
+                    if hello.get("version") != __version__:
+                        raise LoadgenError(f"loadgen {hello.get('version')} runs on a Ray node, {__version__} here: "
+                                           "install the same version on every node")
+                    index = hello["index"]
+                    workers[index] = Worker(reader, writer, where=hello["where"],
+                                            exit_status=self._exit_status(refs[index]),
+                                            kill=self._killer(self._actors[index], refs[index]))
+                    send_setup(workers[index], setups[index])
+        except TimeoutError:
+            raise LoadgenError(f"only {len(workers)} of {len(setups)} Ray workers connected back within "
+                               f"{CONNECT_TIMEOUT_S:g} s: the cluster may lack free CPUs, or its nodes cannot reach "
+                               f"{host}:{port}") from None
+        finally:
+            listener.close()
+        return [workers[i] for i in range(len(setups))]
+
+    def _exit_status(self, ref):
+        async def status() -> str:
+            try:
+                result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
+            except asyncio.TimeoutError:
+                return "its connection closed (the actor did not say why)"
+            except Exception as exc:  # noqa: BLE001 - Ray's errors for a dead actor or node vary
+                return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            return f"its actor ended early ({result})"
+        return status
+
+    def _killer(self, actor, ref):
+        async def kill() -> None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(ref.future()), 10)
+            except Exception:  # noqa: BLE001 - gone already, or stuck: killed below either way
+                pass
+            self.ray.kill(actor, no_restart=True)
+        return kill
