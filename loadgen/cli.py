@@ -367,7 +367,8 @@ def serve(recipe, dry_run, port, host, gpus, overrides, engine, startup_timeout,
         console.print(f"[dim]log: {log_path} · process group {server.pgid}[/]")
         ready = server.wait_ready()
         console.print(f"[bold green]ready[/]: {ready.url} (model {ready.model}) after {ready.startup_s:.1f} s. "
-                      f"Measure it with: loadgen run --url {ready.url} --engine {loaded.engine}. Ctrl-C stops it.", soft_wrap=True)
+                      f"Measure it with: loadgen run --url {ready.url} --engine {loaded.engine}. Ctrl-C stops it.",
+                      soft_wrap=True)
         server.wait()
     except KeyboardInterrupt:
         console.print("[dim]stopping the server[/]")
@@ -393,7 +394,8 @@ def _options_to_args(options: dict) -> list[str]:
 @click.argument("plan", type=click.Path(path_type=Path))
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where the matrix goes [default: the plan's output_dir, else results/matrix-PLAN]; a rerun resumes.")
-@click.option("--dry-run", is_flag=True, help="Check the plan and print each recipe's command and cells; start nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Check the plan and print each recipe's command and cells; start nothing.")
 def matrix(plan, output_dir, dry_run) -> None:
     """For each recipe of PLAN (YAML): start the server, run the workloads × concurrencies, stop it;
     then compare every recipe with the plan's baseline (speedup tables, Pareto plots)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter", "option_flags"]
+__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter", "option_flags", "sizing_flags"]
 
 
 class ChunkFields(NamedTuple):
@@ -85,4 +85,15 @@ def option_flags(options: dict) -> list[str]:
             argv.append(flag)
         elif value is not False and value is not None:
             argv += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return argv
+
+
+def sizing_flags(recipe, **flags: str) -> list[str]:
+    """The recipe's sizing fields that are set, as this engine's flags:
+    sizing_flags(recipe, max_model_len="--max-model-len") -> ["--max-model-len", "40960"]."""
+    argv: list[str] = []
+    for name, flag in flags.items():
+        value = getattr(recipe, name)
+        if value is not None:
+            argv += [flag, str(value)]
     return argv

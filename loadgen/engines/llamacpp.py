@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import SpecCounters, option_flags
+from .base import SpecCounters, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector
@@ -64,10 +64,7 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
                          "draft-eagle3); use method eagle3")
     argv = [recipe.executable or "llama-server", *_model_flags(recipe.model, "-m", "-hf"), "--host", host,
             "--port", str(port), "-ngl", "999", "--metrics"]
-    if recipe.max_model_len is not None:
-        argv += ["-c", str(recipe.max_model_len)]
-    if recipe.max_num_seqs is not None:
-        argv += ["-np", str(recipe.max_num_seqs)]
+    argv += sizing_flags(recipe, max_model_len="-c", max_num_seqs="-np")
     if spec.method != "none":
         argv += ["--spec-type", SPEC_TYPES[spec.method], "--spec-draft-n-max", str(spec.num_speculative_tokens)]
         if spec.draft_model:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import option_flags
+from .base import option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .server_metrics import SglangCollector
 
@@ -40,12 +40,8 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
     argv = [recipe.executable or "python3", "-m", "sglang.launch_server", "--model-path", recipe.model,
             "--host", host, "--port", str(port), "--tp-size", str(recipe.tensor_parallel_size),
             "--enable-metrics", "--stream-interval", "1"]
-    if recipe.gpu_memory_fraction is not None:
-        argv += ["--mem-fraction-static", str(recipe.gpu_memory_fraction)]
-    if recipe.max_model_len is not None:
-        argv += ["--context-length", str(recipe.max_model_len)]
-    if recipe.max_num_seqs is not None:
-        argv += ["--max-running-requests", str(recipe.max_num_seqs)]
+    argv += sizing_flags(recipe, gpu_memory_fraction="--mem-fraction-static", max_model_len="--context-length",
+                         max_num_seqs="--max-running-requests")
     spec = recipe.speculative
     if spec.method != "none":
         n = spec.num_speculative_tokens

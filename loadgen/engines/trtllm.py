@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import SpecCounters
+from .base import SpecCounters, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector, TrtllmIterationCollector
@@ -100,10 +100,7 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
     options_path = workdir / OPTIONS_FILE
     argv = [recipe.executable or "trtllm-serve", recipe.model, "--backend", "pytorch", "--host", host,
             "--port", str(port), "--tp_size", str(recipe.tensor_parallel_size)]
-    if recipe.max_model_len is not None:
-        argv += ["--max_seq_len", str(recipe.max_model_len)]
-    if recipe.max_num_seqs is not None:
-        argv += ["--max_batch_size", str(recipe.max_num_seqs)]
+    argv += sizing_flags(recipe, max_model_len="--max_seq_len", max_num_seqs="--max_batch_size")
     argv += ["--extra_llm_api_options", str(options_path)]
     text = yaml.safe_dump(llm_api_options(recipe), sort_keys=False)
     return Launch(tuple(argv), {}, {options_path: text})

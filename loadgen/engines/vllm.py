@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import SpecCounters
+from .base import SpecCounters, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector
@@ -47,12 +47,8 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
 
     argv = [recipe.executable or "vllm", "serve", recipe.model, "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(recipe.tensor_parallel_size), "--stream-interval", "1"]
-    if recipe.gpu_memory_fraction is not None:
-        argv += ["--gpu-memory-utilization", str(recipe.gpu_memory_fraction)]
-    if recipe.max_model_len is not None:
-        argv += ["--max-model-len", str(recipe.max_model_len)]
-    if recipe.max_num_seqs is not None:
-        argv += ["--max-num-seqs", str(recipe.max_num_seqs)]
+    argv += sizing_flags(recipe, gpu_memory_fraction="--gpu-memory-utilization", max_model_len="--max-model-len",
+                         max_num_seqs="--max-num-seqs")
     spec = recipe.speculative
     if spec.method != "none":
         config = {"method": spec.method, "num_speculative_tokens": spec.num_speculative_tokens}

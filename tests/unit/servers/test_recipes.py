@@ -172,7 +172,8 @@ def test_validation_names_the_file_and_the_fault(tmp_path, overrides, message):
 
 
 def test_overrides_reach_nested_fields_as_yaml_values(tmp_path):
-    path = _write(tmp_path, BASE.format(engine="vllm", spec="{method: eagle3, draft_model: h, num_speculative_tokens: 3}"))
+    spec = "{method: eagle3, draft_model: h, num_speculative_tokens: 3}"
+    path = _write(tmp_path, BASE.format(engine="vllm", spec=spec))
     recipe = load_recipe(path, ["speculative.num_speculative_tokens=5", "speculative.options.x=[1, 2]",
                                 "env.HF_HOME=/data/hf"])
     assert recipe.speculative.num_speculative_tokens == 5 and recipe.speculative.options == {"x": [1, 2]}
