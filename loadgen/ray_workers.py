@@ -131,7 +131,7 @@ class RayLauncher:
                     index = hello["index"]
                     workers[index] = Worker(reader, writer, where=hello["where"],
                                             exit_status=self._exit_status(refs[index]),
-                                            kill=self._killer(self._actors[index], refs[index]))
+                                            reap=self._reaper(self._actors[index], refs[index]))
                     send_setup(workers[index], setups[index])
         except TimeoutError:
             raise LoadgenError(f"only {len(workers)} of {len(setups)} Ray workers connected back within "
@@ -152,11 +152,11 @@ class RayLauncher:
             return f"its actor ended early ({result})"
         return status
 
-    def _killer(self, actor, ref):
-        async def kill() -> None:
+    def _reaper(self, actor, ref):
+        async def reap() -> None:
             try:
                 await asyncio.wait_for(asyncio.wrap_future(ref.future()), 10)
             except Exception:  # noqa: BLE001 - gone already, or stuck: killed below either way
                 pass
             self.ray.kill(actor, no_restart=True)
-        return kill
+        return reap

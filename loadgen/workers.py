@@ -175,9 +175,10 @@ class Worker:
     and its clock's offset from the parent's (worker minus parent; 0 on this machine)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, where: str,
-                 exit_status: Callable[[], Awaitable[str]], kill: Callable[[], Awaitable[None]]) -> None:
+                 exit_status: Callable[[], Awaitable[str]], reap: Callable[[], Awaitable[None]]) -> None:
         self.reader, self.writer, self.where = reader, writer, where
-        self._exit_status, self.kill = exit_status, kill
+        self._exit_status = exit_status
+        self.reap = reap  # after EOF: wait for the worker to end, kill it if it does not
         self.in_flight = 0
         self.begun: dict[int, list] = {}  # request id -> its "begin" fields, until its record arrives
         self.offset_ns = 0
@@ -224,14 +225,14 @@ async def _local_process(setup: tuple) -> Worker:
     async def exit_status() -> str:
         return f"it exited with status {await process.wait()} (any error it printed is above)"
 
-    async def kill() -> None:
+    async def reap() -> None:
         try:
             await asyncio.wait_for(process.wait(), 10)
         except asyncio.TimeoutError:
             process.kill()
             await process.wait()
 
-    worker = Worker(reader, writer, where=f"process {process.pid}", exit_status=exit_status, kill=kill)
+    worker = Worker(reader, writer, where=f"process {process.pid}", exit_status=exit_status, reap=reap)
     send_setup(worker, setup)
     return worker
 
@@ -362,7 +363,7 @@ class WorkerPool:
     async def close(self) -> None:
         for worker in self._workers:
             worker.writer.close()  # EOF: the worker cancels whatever is left and exits
-        await asyncio.gather(*(worker.kill() for worker in self._workers))
+        await asyncio.gather(*(worker.reap() for worker in self._workers))
 
 
 async def serve_worker(sock: socket.socket) -> None:
