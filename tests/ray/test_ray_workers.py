@@ -161,3 +161,42 @@ def test_without_ray_installed_the_flag_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(UsageError, match=r"pip install 'loadgen\[ray\]'"):
         RayLauncher("auto", "run")
+
+
+def test_live_metrics_of_ray_workers_are_served_by_the_driver(ray_cluster, tmp_path):
+    """Every actor's requests reach the driver's one /metrics while the run goes on."""
+    import re
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "live"
+    args = [a for a in ARGS if a != "--no-metrics"]
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", *args, "--output-dir", str(out), "--ray",
+                             ray_cluster, "--workers", "2", "-c", "8", "-n", "400", "--metrics-addr",
+                             f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scrapes: list[tuple[float, float]] = []  # (ok requests, output tokens)
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.2)
+                continue
+            ok = sum(map(float, re.findall(r'^loadgen_requests_total\{[^}]*outcome="ok"[^}]*\} (\S+)$', text, re.M)))
+            tokens = sum(map(float, re.findall(r"^loadgen_output_tokens_total\{[^}]*\} (\S+)$", text, re.M)))
+            scrapes.append((ok, tokens))
+            time.sleep(0.3)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    during = [s for s in scrapes if 0 < s[0] < 400]
+    assert during, f"never scraped mid-run: {scrapes[-3:]}"
+    assert all(tokens == ok * 32 for ok, tokens in scrapes)  # each finished request brought its 32 tokens
+    assert all(a[0] <= b[0] for a, b in zip(scrapes, scrapes[1:]))
+    assert max(ok for ok, _ in scrapes) > 200  # each actor sends 200: both reached the driver's metrics
