@@ -124,6 +124,7 @@ class ServerProcess:
         self.stop()
 
     def start(self) -> None:
+        self._check_port_free()
         self._workdir = Path(tempfile.mkdtemp(prefix="loadgen-serve-"))
         self.launch = render(self.recipe, host=self.host, port=self.port, workdir=self._workdir, gpus=self.gpus)
         for path, text in self.launch.files.items():
@@ -143,6 +144,17 @@ class ServerProcess:
             except PermissionError:
                 raise UsageError(f"{self.launch.argv[0]} is not executable") from None
         self._started = time.monotonic()
+
+    def _check_port_free(self) -> None:
+        """Something already listening there (an earlier server still up) would answer the readiness
+        probes in the new server's place."""
+        probe_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        try:
+            socket.create_connection((probe_host, self.port), timeout=2).close()
+        except OSError:
+            return
+        raise UsageError(f"port {self.port} on {probe_host} is in use (another server still up?): stop it, or "
+                         "pass --port")
 
     @property
     def pgid(self) -> int:

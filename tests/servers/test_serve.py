@@ -204,6 +204,19 @@ def test_bad_recipe_use_is_one_line(fake_engines, tmp_path, args, message):
     assert fake_engines.starts() == []
 
 
+def test_a_port_already_served_is_refused_before_starting(fake_engines, emulator, tmp_path):
+    """An earlier server still up there would answer the readiness probes in the new one's place."""
+    busy = emulator()
+    port = busy.url.rsplit(":", 1)[1]
+    recipe = fake_engines.recipe("r")
+    out = subprocess.run([sys.executable, "-m", "loadgen", "serve", str(recipe), "--port", port],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (another server still up?): stop it, " \
+                                 "or pass --port"
+    assert fake_engines.starts() == []
+
+
 def test_shell_entry_point_runs_the_same_code(fake_engines, tmp_path):
     recipe = fake_engines.recipe("r", engine="sglang")
     script = Path(__file__).resolve().parents[2] / "servers" / "sglang.sh"
