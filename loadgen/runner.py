@@ -171,6 +171,9 @@ class _Run:
         if config.ray:
             from .ray_workers import RayLauncher
             launcher = RayLauncher(config.ray, self.run_id)
+            if config.url is None and launcher.cluster()["nodes"] > 1:
+                raise UsageError("the built-in emulator listens on this machine's loopback, out of reach of the "
+                                 "other Ray nodes: give --url of a server every node can reach")
         workers = config.workers or (launcher.default_workers(config.concurrency) if launcher else
                                      auto_workers(config.concurrency))
         public = config.public() | {"run_id": self.run_id, "engine": engine, "model": model,

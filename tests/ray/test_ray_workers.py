@@ -200,3 +200,23 @@ def test_live_metrics_of_ray_workers_are_served_by_the_driver(ray_cluster, tmp_p
     assert all(tokens == ok * 32 for ok, tokens in scrapes)  # each finished request brought its 32 tokens
     assert all(a[0] <= b[0] for a, b in zip(scrapes, scrapes[1:]))
     assert max(ok for ok, _ in scrapes) > 200  # each actor sends 200: both reached the driver's metrics
+
+
+def test_the_loopback_emulator_is_refused_on_a_cluster_of_several_nodes(ray_cluster, tmp_path, monkeypatch):
+    import io
+
+    import ray
+    from rich.console import Console
+
+    from loadgen.config import RunConfig
+    from loadgen.errors import UsageError
+    from loadgen.ray_workers import RayLauncher
+    from loadgen.runner import run
+
+    monkeypatch.setattr(RayLauncher, "cluster", lambda self: {"nodes": 2, "cpus": 4})
+    try:
+        with pytest.raises(UsageError, match="out of reach of the other Ray nodes: give --url"):
+            run(RunConfig(url=None, output_dir=tmp_path / "out", workload="random", num_requests=4, ray=ray_cluster,
+                          progress=False, plots=False), Console(file=io.StringIO()))
+    finally:
+        ray.shutdown()
