@@ -418,8 +418,8 @@ def matrix(plan, output_dir, dry_run) -> None:
         sys.exit(130)
     failed = [label for label, info in summary.get("recipes", {}).items() if info.get("status") == "failed"]
     if failed:
-        raise LoadgenError(f"{len(failed)} recipe(s) did not serve: {', '.join(failed)} (their server.log says why); "
-                           "rerun the plan to retry them, finished cells are kept")
+        raise LoadgenError(f"{len(failed)} recipe(s) failed: {', '.join(failed)} (why: above, and in their "
+                           "server.log); rerun the plan to retry them, finished cells are kept")
 
 
 @cli.command()

@@ -99,7 +99,7 @@ def test_a_recipe_that_will_not_serve_fails_alone(fake_engines, tmp_path):
                  run="{num_requests: 8, max_tokens: 16, no_progress: true, no_metrics: true, no_plots: true}")
     out = _matrix(plan)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("error: 1 recipe(s) did not serve: crashy")
+    assert out.stderr.strip().splitlines()[-1].startswith("error: 1 recipe(s) failed: crashy")
     assert "Traceback" not in out.stderr
     summary = _summary(tmp_path)
     assert summary["recipes"]["crashy"]["status"] == "failed"
