@@ -62,7 +62,7 @@ class _LoadWorker:
         sock = socket.create_connection((host, port), timeout=30)
         sock.settimeout(None)
         node = ray.get_runtime_context().get_node_id()[:8]
-        hello = {"token": token, "index": index, "version": __version__, "pid": os.getpid(),
+        hello = {"token": token, "index": index, "version": __version__, "pid": os.getpid(), "node": node,
                  "where": f"Ray actor w{index} on node {node} ({ray.util.get_node_ip_address()}, pid {os.getpid()})"}
         sock.sendall(orjson.dumps(hello) + b"\n")
         run_worker(sock)
@@ -129,7 +129,7 @@ class RayLauncher:
                         raise LoadgenError(f"loadgen {hello.get('version')} runs on a Ray node, {__version__} here: "
                                            "install the same version on every node")
                     index = hello["index"]
-                    workers[index] = Worker(reader, writer, where=hello["where"],
+                    workers[index] = Worker(reader, writer, where=hello["where"], node=hello["node"],
                                             exit_status=self._exit_status(refs[index]),
                                             reap=self._reaper(self._actors[index], refs[index]))
                     send_setup(workers[index], setups[index])

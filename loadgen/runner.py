@@ -133,7 +133,7 @@ def _run_loop(coro):
 def _print_workers(console: Console, workers: dict) -> None:
     bounds = [c["error_bound_ns"] for c in workers["clocks"] if c["error_bound_ns"] is not None]
     if workers["ray"]:
-        nodes = {c["where"].split(" on node ")[-1].split(" ")[0] for c in workers["clocks"]}
+        nodes = {c["node"] for c in workers["clocks"]}
         offsets = ", ".join(f"{c['offset_ns'] / 1e3:+.0f}" for c in workers["clocks"])
         console.print(f"[dim]Ray ({workers['ray']}): {workers['count']} workers on {len(nodes)} node(s); clock "
                       f"offsets {offsets} µs, each within ±{max(bounds, default=0) / 1e3:.0f} µs[/]")

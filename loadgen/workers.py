@@ -175,8 +175,9 @@ class Worker:
     and its clock's offset from the parent's (worker minus parent; 0 on this machine)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, where: str,
-                 exit_status: Callable[[], Awaitable[str]], reap: Callable[[], Awaitable[None]]) -> None:
-        self.reader, self.writer, self.where = reader, writer, where
+                 exit_status: Callable[[], Awaitable[str]], reap: Callable[[], Awaitable[None]],
+                 node: str = "this machine") -> None:
+        self.reader, self.writer, self.where, self.node = reader, writer, where, node
         self._exit_status = exit_status
         self.reap = reap  # after EOF: wait for the worker to end, kill it if it does not
         self.in_flight = 0
@@ -273,9 +274,9 @@ class WorkerPool:
 
     @property
     def clocks(self) -> list[dict]:
-        """Per worker: where it runs, its clock offset and the offset's error bound (ns)."""
-        return [{"worker": i, "where": w.where, "offset_ns": w.offset_ns, "error_bound_ns": w.offset_bound_ns}
-                for i, w in enumerate(self._workers)]
+        """Per worker: where it runs (and on which node), its clock offset and the offset's error bound (ns)."""
+        return [{"worker": i, "where": w.where, "node": w.node, "offset_ns": w.offset_ns,
+                 "error_bound_ns": w.offset_bound_ns} for i, w in enumerate(self._workers)]
 
     async def prepare(self) -> None:
         self._workers = list(await self._start(self._setup))

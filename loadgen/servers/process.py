@@ -31,7 +31,7 @@ import orjson
 from ..errors import ServerError, UsageError
 from .recipe import DEFAULT_PORTS, Launch, Recipe, render
 
-__all__ = ["ServerProcess", "Ready", "free_port", "log_tail", "group_alive"]
+__all__ = ["ServerProcess", "Ready", "free_port", "log_tail", "group_alive", "group_members"]
 
 #: how often start-up polls the server
 POLL_S = 0.25
@@ -64,16 +64,10 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join("  | " + line for line in tail) if tail else "  | (the log is empty)"
 
 
-def group_alive(pgid: int) -> bool:
-    """Any live (non-zombie) process in the group? /proc where there is one, else kill(0)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
-    for entry in proc.iterdir():
+def group_members(pgid: int) -> list[int]:
+    """The live (non-zombie) processes of a process group, from /proc (Linux)."""
+    members = []
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -82,8 +76,19 @@ def group_alive(pgid: int) -> bool:
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # state, ppid, pgrp, ...
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """Any live process in the group? /proc where there is one (a zombie does not count), else kill(0)."""
+    if Path("/proc").is_dir():
+        return bool(group_members(pgid))
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 class ServerProcess:

@@ -17,7 +17,7 @@ import pytest
 
 from loadgen.errors import ServerError
 from loadgen.servers import ServerProcess, load_recipe
-from loadgen.servers.process import group_alive
+from loadgen.servers.process import group_alive, group_members
 
 
 @pytest.fixture
@@ -163,17 +163,8 @@ def test_stop_leaves_no_child_of_the_server_behind(fake_engines, tmp_path):
     recipe = load_recipe(fake_engines.recipe("orphaning", env="{FAKE_ENGINE_MODE: orphan}"))
     with ServerProcess(recipe, log_path=tmp_path / "s.log", port=0, grace_s=1.0) as server:
         pgid = server.pgid
-        members = [p for p in os.listdir("/proc") if p.isdigit() and _pgid_of(p) == pgid]
-        assert len(members) >= 2  # the engine and its worker
+        assert len(group_members(pgid)) >= 2  # the engine and its worker
     assert not group_alive(pgid)
-
-
-def _pgid_of(pid: str) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[2])
 
 
 def test_dry_run_prints_the_command_and_the_options_file_and_starts_nothing(fake_engines, tmp_path):
