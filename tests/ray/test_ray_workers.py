@@ -16,6 +16,8 @@ import pytest
 
 from loadgen.records import read_journal
 
+from ..servers.conftest import dedent, fake_engines  # noqa: F401  (a fixture)
+
 ARGS = ["--workload", "random", "--max-tokens", "32", "--input-len", "64", "--no-metrics", "--no-plots",
         "--no-progress", "--emulator-ttft-ms", "20", "--emulator-step-ms", "10"]
 
@@ -145,6 +147,33 @@ def test_sweep_over_ray(ray_cluster, tmp_path):
     for point in ("c2", "c4"):
         report = orjson.loads((out / point / "report.json").read_bytes())
         assert report["workers"]["ray"] == ray_cluster and report["summary"]["requests_completed"] == 24
+
+
+def test_matrix_over_ray(ray_cluster, fake_engines, tmp_path):
+    """A plan's `run: {ray: ...}` puts every cell's load on the cluster's actors, against fake engines."""
+    fake_engines.recipe("none", method="none")
+    fake_engines.recipe("eagle3")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(dedent(f"""
+        description: fake engines on a Ray cluster
+        baseline: none
+        recipes: [recipes/none.yaml, recipes/eagle3.yaml]
+        workloads: [random]
+        concurrencies: [4]
+        run: {{ray: "{ray_cluster}", workers: 2, num_requests: 24, max_tokens: 32, no_progress: true,
+               no_metrics: true, no_plots: true}}
+        output_dir: {tmp_path / 'matrix'}
+        serve: {{port: 0}}"""))
+    proc = subprocess.run([sys.executable, "-m", "loadgen", "matrix", str(plan)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for label in ("none", "eagle3"):
+        report = orjson.loads((tmp_path / "matrix" / label / "random" / "c4" / "report.json").read_bytes())
+        assert report["workers"]["ray"] == ray_cluster and report["workers"]["count"] == 2
+        assert report["summary"]["requests_completed"] == 24 and report["summary"]["output_tokens"] == 24 * 32
+    [row] = [r for r in orjson.loads((tmp_path / "matrix" / "matrix.json").read_bytes())["rows"]
+             if r["recipe"] == "eagle3"]
+    assert row["user_tps_speedup"] > 1.5  # the emulated EAGLE-3 drafts reached the fake engine through the plan
 
 
 def test_an_unreachable_cluster_is_one_line(tmp_path):
