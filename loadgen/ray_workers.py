@@ -30,6 +30,12 @@ __all__ = ["RayLauncher", "NAMESPACE"]
 NAMESPACE = "loadgen"
 #: seconds for every actor to be placed, start and connect back
 CONNECT_TIMEOUT_S = 120.0
+#: seconds from an actor's end to cutting its connection if that is still open (a worker that ends
+#: normally has closed it by then)
+SILENT_LOSS_GRACE_S = 2.0
+#: TCP keepalive on the driver-actor connections (idle s, interval s, probes): a peer whose machine
+#: vanished answers nothing, so each side notices within about 11 s
+KEEPALIVE = (5, 2, 3)
 
 
 def _ray():
@@ -38,6 +44,13 @@ def _ray():
     except ImportError:
         raise UsageError("--ray needs Ray: pip install 'loadgen[ray]' (on every node of the cluster)") from None
     return ray
+
+
+def _keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the system's keepalive times hold
+        for option, value in zip((socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT), KEEPALIVE):
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _check_reachable(address: str) -> None:
@@ -61,6 +74,7 @@ class _LoadWorker:
 
         sock = socket.create_connection((host, port), timeout=30)
         sock.settimeout(None)
+        _keepalive(sock)  # a driver that vanished: the reads fail, the worker cancels and ends
         node = ray.get_runtime_context().get_node_id()[:8]
         hello = {"token": token, "index": index, "version": __version__, "pid": os.getpid(), "node": node,
                  "where": f"Ray actor w{index} on node {node} ({ray.util.get_node_ip_address()}, pid {os.getpid()})"}
@@ -120,6 +134,7 @@ class RayLauncher:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 while len(workers) < len(setups):
                     conn, _ = await loop.sock_accept(listener)
+                    _keepalive(conn)
                     reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 28)
                     hello = orjson.loads(await reader.readline() or b"{}")
                     if hello.get("token") != token:
@@ -129,9 +144,10 @@ class RayLauncher:
                         raise LoadgenError(f"loadgen {hello.get('version')} runs on a Ray node, {__version__} here: "
                                            "install the same version on every node")
                     index = hello["index"]
+                    watch = asyncio.ensure_future(self._watch(writer, refs[index]))
                     workers[index] = Worker(reader, writer, where=hello["where"], node=hello["node"],
                                             exit_status=self._exit_status(refs[index]),
-                                            reap=self._reaper(self._actors[index], refs[index]))
+                                            reap=self._reaper(self._actors[index], refs[index], watch))
                     send_setup(workers[index], setups[index])
         except TimeoutError:
             raise LoadgenError(f"only {len(workers)} of {len(setups)} Ray workers connected back within "
@@ -152,8 +168,23 @@ class RayLauncher:
             return f"its actor ended early ({result})"
         return status
 
-    def _reaper(self, actor, ref):
+    @staticmethod
+    async def _watch(writer: asyncio.StreamWriter, ref) -> None:
+        """A node that hangs or drops off the network closes no connection, and the driver would wait
+        on its worker for ever. Ray's health checks find such a node and fail its actors: when this
+        actor's task ends and its connection is still open, the connection is cut, so the worker
+        counts as lost (with Ray's error as the reason)."""
+        try:
+            await asyncio.wrap_future(ref.future())
+        except Exception:  # noqa: BLE001 - every way of ending is handled alike
+            pass
+        await asyncio.sleep(SILENT_LOSS_GRACE_S)
+        if not writer.is_closing():
+            writer.transport.abort()
+
+    def _reaper(self, actor, ref, watch: asyncio.Future):
         async def reap() -> None:
+            watch.cancel()
             try:
                 await asyncio.wait_for(asyncio.wrap_future(ref.future()), 10)
             except Exception:  # noqa: BLE001 - gone already, or stuck: killed below either way
