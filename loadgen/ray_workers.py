@@ -129,6 +129,7 @@ class RayLauncher:
             self._actors.append(actor)
             refs.append(actor.run.remote(host, port, token, index))
         workers: dict[int, Worker] = {}
+        watches: list[asyncio.Future] = []
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -144,10 +145,10 @@ class RayLauncher:
                         raise LoadgenError(f"loadgen {hello.get('version')} runs on a Ray node, {__version__} here: "
                                            "install the same version on every node")
                     index = hello["index"]
-                    watch = asyncio.ensure_future(self._watch(writer, refs[index]))
+                    watches.append(asyncio.ensure_future(self._watch(writer, refs[index])))
                     workers[index] = Worker(reader, writer, where=hello["where"], node=hello["node"],
                                             exit_status=self._exit_status(refs[index]),
-                                            reap=self._reaper(self._actors[index], refs[index], watch))
+                                            reap=self._reaper(self._actors[index], refs[index], watches[-1]))
                     send_setup(workers[index], setups[index])
         except TimeoutError:
             raise LoadgenError(f"only {len(workers)} of {len(setups)} Ray workers connected back within "
@@ -155,6 +156,9 @@ class RayLauncher:
                                f"{host}:{port}") from None
         finally:
             listener.close()
+            if len(workers) < len(setups):  # no run will reap these workers
+                for watch in watches:
+                    watch.cancel()
         return [workers[i] for i in range(len(setups))]
 
     def _exit_status(self, ref):
