@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadgen.emulator.launch import EmulatorProcess  # noqa: E402
 from loadgen.records import read_journal  # noqa: E402
-from tests.ray.cluster import ENV, RayNode, start_head, stop_all  # noqa: E402
+from tests.ray.cluster import ENV, RayNode, start_head, stop_all, strike_mid_run  # noqa: E402
 
 ARGS = ["--workload", "random", "--max-tokens", "32", "--input-len", "64", "--no-metrics", "--no-plots",
         "--no-progress", "--workers", "3", "-c", "12"]
@@ -53,21 +52,15 @@ def clocks(head: str, url: str, work: Path, runs: int) -> None:
 def loss(head: str, url: str, work: Path, node: RayNode, sig: int) -> None:
     """Strike the node one second into a run; the time until its worker's requests are journaled lost."""
     out = work / f"lost-{signal.Signals(sig).name}"
-    proc = subprocess.Popen(_run(head, url, out, "-n", "900", "--on-worker-loss", "continue"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     journal = out / "requests.jsonl"
-    while not (journal.exists() and journal.stat().st_size):
-        time.sleep(0.05)
-    time.sleep(1)
-    struck = time.monotonic_ns()  # the runs' clock: the driver's records are on this machine's monotonic clock
-    node.signal_all(sig)
-    _, stderr = proc.communicate(timeout=300)
+    proc, struck_ns = strike_mid_run(_run(head, url, out, "-n", "900", "--on-worker-loss", "continue"), journal,
+                                     node, sig, delay_s=1, timeout=300)
     if proc.returncode:
-        sys.exit(stderr.decode()[-2000:])
+        sys.exit(proc.stderr[-2000:])
     lost = [r for r in read_journal(journal) if r.error and r.error.kind == "worker_lost"]
     report = orjson.loads((out / "report.json").read_bytes())
     summary = report["summary"]
-    print(f"{signal.Signals(sig).name:<8} lost after {(min(r.end_ns for r in lost) - struck) / 1e9:5.2f} s; "
+    print(f"{signal.Signals(sig).name:<8} lost after {(min(r.end_ns for r in lost) - struck_ns) / 1e9:5.2f} s; "
           f"{len(lost)} requests failed, {summary['requests_completed']} of {summary['requests_sent']} completed; "
           f"{report['workers']['lost'][0]['reason'].rpartition(': ')[0].rpartition('lost: ')[2]}")
 

@@ -109,3 +109,23 @@ def alive_nodes(head: str) -> list[str]:
             if n.state == alive]
 
 
+def strike_mid_run(command: list[str], journal: Path, node: RayNode, sig: int, *, delay_s: float = 0.0,
+                   timeout: float = 150, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, int]:
+    """Start a loadgen run, wait for its first journaled request (and delay_s more), then send sig to
+    every process of the node. Returns the finished run and the monotonic time of the strike (ns, the
+    clock the driver's records are on). A run still going at the timeout is killed, never left behind."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 120
+        while not (journal.exists() and journal.stat().st_size) and proc.poll() is None and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay_s)
+        struck_ns = time.monotonic_ns()
+        node.signal_all(sig)
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # a run that hangs on the lost node must not outlive its caller
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr), struck_ns

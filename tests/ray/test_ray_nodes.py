@@ -16,8 +16,8 @@ import orjson
 
 from loadgen.records import read_journal
 
+from .cluster import strike_mid_run
 from .test_ray_workers import ARGS
-
 
 
 def _command(out: Path, cluster: str, url: str, *args: str) -> list[str]:
@@ -53,23 +53,10 @@ def _lose_node_mid_run(tmp_path: Path, cluster: str, url: str, node, sig: int) -
     """Start a run, wait for its first finished request, then signal every process of the node.
     Returns the report and the seconds from the signal to the run's end."""
     out = tmp_path / "lost"
-    proc = subprocess.Popen(_command(out, cluster, url, "-n", "900", "--on-worker-loss", "continue"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    journal = out / "requests.jsonl"
-    try:
-        deadline = time.monotonic() + 120
-        while not (journal.exists() and journal.stat().st_size) and proc.poll() is None and \
-                time.monotonic() < deadline:
-            time.sleep(0.1)
-        node.signal_all(sig)
-        struck = time.monotonic()
-        stdout, stderr = proc.communicate(timeout=150)
-    finally:
-        if proc.poll() is None:  # a run that hangs on the lost node must not outlive the test
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-    return orjson.loads((out / "report.json").read_bytes()), time.monotonic() - struck
+    proc, struck_ns = strike_mid_run(_command(out, cluster, url, "-n", "900", "--on-worker-loss", "continue"),
+                                     out / "requests.jsonl", node, sig, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return orjson.loads((out / "report.json").read_bytes()), (time.monotonic_ns() - struck_ns) / 1e9
 
 
 def _check_the_loss(report: dict, journal: Path, node) -> dict:
