@@ -83,7 +83,10 @@ def cross_check(client_al: float | None, server: ServerAcceptance | None, author
                                         "read caught several steps")
     else:
         out["likely_causes"] = ["other traffic on the server during the run (its figures cover all requests)",
-                                "a step's tokens split over several chunks or reads"]
+                                "a step's tokens split over several chunks or reads",
+                                "steps with no draft (a request's last tokens, where no draft fits under max_tokens) "
+                                "count in the client's AL but not in the server's drafts-only one; short outputs "
+                                "show it most"]
     if not server.exact:
         out["likely_causes"].append("the server figure is a windowed or cumulative average, not the window's count")
     return out

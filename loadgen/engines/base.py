@@ -57,8 +57,9 @@ class EngineAdapter(Protocol):
     #: how per-chunk token counts are obtained: "usage" (cumulative usage on every chunk, exact),
     #: "one_per_token" (the engine streams one chunk per token), "one_per_chunk" (an assumption)
     token_counts: str
-    #: one chunk per token: chunks arriving within this many ns of a step's first chunk are that
-    #: step's tokens; None where every chunk is one step
+    #: one chunk per token: the chunks are grouped into steps when the request ends (records.steps),
+    #: by gaps longer than this many ns where the engine gave no per-request counts; None where
+    #: every chunk is one step
     step_gap_ns: int | None
     #: which acceptance length to trust for this engine, and why (shown in the report)
     authoritative: tuple[str, str]

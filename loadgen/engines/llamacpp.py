@@ -1,6 +1,7 @@
 """llama.cpp (llama-server): one SSE chunk per token even with speculation, so tokens per chunk
-say nothing about acceptance; a step's tokens arrive as one burst, which the client groups by
-network read and the gaps between them. The server's counters are the authoritative figure."""
+say nothing about acceptance; a step's tokens arrive as one burst. When a request ends the client
+groups its chunks into steps (records.steps): how many from the request's own `timings`, where
+they begin from the gaps between chunks. The server's counters are the authoritative figure."""
 
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
 class LlamacppAdapter(OpenAIAdapter):
     name = "llamacpp"
     token_counts = "one_per_token"
-    #: chunks that arrive within this of a step's first chunk belong to that step. Measured against
-    #: llama-server on 2 CPU cores: gaps inside a step's burst were < 0.8 ms for 96% of chunks, gaps
-    #: between steps ~20 ms; an engine whose steps are shorter than this cannot be grouped.
+    #: only for a request without `timings` (cut off, or an older server): chunks closer than this
+    #: to the previous one join its step. Measured against llama-server on 2 CPU cores: gaps inside
+    #: a step's burst were < 0.8 ms for 96% of chunks, gaps between steps ~20 ms.
     step_gap_ns = 2_000_000
-    authoritative = ("server", "llama-server streams one chunk per token; the client can only group the chunks of "
-                               "a step by the network read they arrived in, which a busy client or a split write "
-                               "blurs, so its counters (--metrics) are the authoritative figure")
+    authoritative = ("server", "llama-server streams one chunk per token: the client takes each request's step "
+                               "count from its timings (draft_n_accepted) and places the steps at the largest "
+                               "gaps between chunks, so its counters (--metrics) are the authoritative figure")
 
     def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float, ignore_eos: bool) -> dict:
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,

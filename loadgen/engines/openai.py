@@ -35,9 +35,9 @@ def decode_openai_chunk(data: bytes) -> ChunkFields:
         if ids is not None:
             tokens = len(ids)
     timings = obj.get("timings")
-    if timings:  # llama.cpp's final chunk: the request's own draft statistics
+    if timings:  # llama.cpp's final chunk: the request's own draft statistics, left out when it drafted nothing
         return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
-                           timings.get("draft_n"), timings.get("draft_n_accepted"))
+                           timings.get("draft_n", 0), timings.get("draft_n_accepted", 0))
     return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
 
 

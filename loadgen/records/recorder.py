@@ -8,27 +8,27 @@ ends together, and 512 streams' batches at once stalled the read loop for ~80 ms
 
 from __future__ import annotations
 
+from array import array
+
 from loadgen.engines import EngineAdapter
 
 from .record import ErrorInfo, RequestRecord
+from .steps import step_starts
 
 __all__ = ["StreamRecorder"]
 
 
 class StreamRecorder:
-    __slots__ = ("record", "_decode", "_cumulative", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns",
-                 "_usage_per_chunk")
+    __slots__ = ("record", "_decode", "_counted", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False) -> None:
         self.record = record
         self._texts: list[str] | None = [] if keep_text else None
         self._decode = adapter.decode
-        self._cumulative = 0
+        self._counted = 0  # tokens attributed to chunks so far
         self._usage_tokens: int | None = None
         self._one_per_chunk = adapter.token_counts in ("one_per_chunk", "one_per_token")
-        # llama.cpp's usage comes once, on its last token's chunk: a total, not a running count
-        self._usage_per_chunk = adapter.token_counts != "one_per_token"
-        # One chunk per token (llama.cpp): chunks arriving close together are one engine step.
+        # One chunk per token (llama.cpp): grouped into engine steps when the request ends.
         self._step_gap_ns = adapter.step_gap_ns
 
     def on_event(self, t_ns: int, data: bytes) -> None:
@@ -44,17 +44,17 @@ class StreamRecorder:
             return
         completion_tokens = fields.completion_tokens
         if completion_tokens is not None:
+            # Cumulative usage: this chunk carries what the count says was not yet seen. On every
+            # chunk (continuous usage stats) that is each chunk's count; on llama.cpp's closing
+            # chunk, the tokens it held back (a token ending mid-character shares the next one's chunk).
             self._usage_tokens = completion_tokens
-            if self._usage_per_chunk:
-                # Cumulative usage (continuous usage stats): the difference is this chunk's count.
-                tokens = completion_tokens - self._cumulative
-                self._cumulative = completion_tokens
-            else:
-                tokens = 0  # llama.cpp's closing summary chunk (usage, timings): it carries no token
+            tokens = completion_tokens - self._counted
         elif fields.tokens is not None:
             tokens = fields.tokens
         else:
             tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
+        if tokens > 0:
+            self._counted += tokens
         if fields.finish_reason is not None:
             record.finish_reason = fields.finish_reason
         if fields.draft_tokens is not None:
@@ -67,10 +67,6 @@ class StreamRecorder:
         chunk_ns = record.chunk_ns
         if not chunk_ns:
             record.first_ns = t_ns
-        elif self._step_gap_ns is not None and t_ns - chunk_ns[-1] <= self._step_gap_ns:
-            record.chunk_tokens[-1] += tokens
-            record.last_ns = t_ns
-            return
         record.last_ns = t_ns
         chunk_ns.append(t_ns)
         record.chunk_tokens.append(tokens)
@@ -89,4 +85,21 @@ class StreamRecorder:
             record.error = error
         counted = sum(record.chunk_tokens)
         record.output_tokens = self._usage_tokens if self._usage_tokens is not None else counted
+        if self._step_gap_ns is not None and record.chunk_ns:
+            _group_into_steps(record, self._step_gap_ns)
         return record
+
+
+def _group_into_steps(record: RequestRecord, gap_ns: int) -> None:
+    """One entry per chunk becomes one entry per step (see records.steps). A chunk that carried
+    several tokens (held back mid-character) gives each its arrival time."""
+    def per_token(values) -> list[int]:
+        return [v for v, n in zip(values, record.chunk_tokens) for _ in range(n)]
+
+    token_ns = per_token(record.chunk_ns)
+    starts = step_starts(token_ns, accepted=record.server_accepted_tokens, gap_ns=gap_ns)
+    if len(record.receive_lag_ns) == len(record.chunk_ns):
+        token_lag = per_token(record.receive_lag_ns)
+        record.receive_lag_ns = array("q", (token_lag[i] for i in starts))
+    record.chunk_ns = array("q", (token_ns[i] for i in starts))
+    record.chunk_tokens = array("i", (b - a for a, b in zip(starts, [*starts[1:], len(token_ns)])))
