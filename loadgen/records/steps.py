@@ -13,6 +13,8 @@ step: an estimate that merges steps shorter than `gap_ns`, or steps a busy clien
 
 from __future__ import annotations
 
+import numpy as np
+
 __all__ = ["step_starts"]
 
 
@@ -21,10 +23,11 @@ def step_starts(token_ns: list[int], *, accepted: int | None, gap_ns: int) -> li
     n = len(token_ns)
     if n <= 1:
         return list(range(n))
-    gaps = [token_ns[i] - token_ns[i - 1] for i in range(1, n)]  # gaps[i - 1] precedes token i
+    before = np.diff(np.asarray(token_ns, dtype=np.int64))  # before[i - 1]: the gap before token i
     if accepted is not None and 0 <= accepted <= n - 2:
         decode_steps = n - 1 - accepted
-        # the prefill token stands alone; the decode steps begin at the largest later gaps
-        later = sorted(range(2, n), key=lambda i: gaps[i - 1], reverse=True)[:decode_steps - 1]
-        return [0, 1, *sorted(later)]
-    return [0, *(i for i in range(1, n) if gaps[i - 1] > gap_ns)]
+        # the prefill token stands alone; the decode steps begin at the largest later gaps (the
+        # earlier token first among equal gaps)
+        later = np.argsort(-before[1:], kind="stable")[:decode_steps - 1] + 2
+        return [0, 1, *np.sort(later).tolist()]
+    return [0, *(np.flatnonzero(before > gap_ns) + 1).tolist()]
