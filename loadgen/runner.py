@@ -227,12 +227,14 @@ class _Run:
             for collector in collectors:
                 await collector.begin(client.get)
             share.reset_read_lag()
-            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic(), self.metrics))
+            polled = asyncio.Event()
+            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic(), self.metrics, polled))
             try:
                 await self._phase(share, warmup=False)
             except WorkerLost as exc:
                 lost, self.interrupted = exc, True  # report what finished, marked partial; then the error
-            background.cancel()
+            polled.set()
+            await background  # not cancelled: a poll in flight may hold iterations TRT-LLM has already drained
             server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:
             if background is not None:
@@ -421,13 +423,18 @@ class _Run:
             self.share.cancel()
 
 
-async def _poll(collectors, client: HttpClient, started: float, metrics: LiveMetrics | None) -> None:
+async def _poll(collectors, client: HttpClient, started: float, metrics: LiveMetrics | None,
+                done: asyncio.Event) -> None:
     """Sample each collector at its own interval (default SERVER_POLL_S) for the report's time
-    series and the live server-AL gauge; TRT-LLM's draining iteration stats need reading more
-    often, before its queue overflows."""
+    series and the live server-AL gauge, until `done` is set; TRT-LLM's draining iteration stats
+    need reading more often, before its queue overflows."""
     due = [started + getattr(c, "poll_interval_s", SERVER_POLL_S) for c in collectors]
     while True:
-        await asyncio.sleep(max(0.0, min(due) - time.monotonic()))
+        try:
+            await asyncio.wait_for(done.wait(), max(0.0, min(due) - time.monotonic()))
+            return
+        except TimeoutError:
+            pass
         now = time.monotonic()
         for i, collector in enumerate(collectors):
             if now >= due[i]:

@@ -22,6 +22,9 @@ _TIMESPEC = struct.Struct("qq")
 _monotonic_ns = time.monotonic_ns
 _realtime_ns = time.time_ns
 RECV_BYTES = 256 * 1024
+#: two realtime readings this close around a monotonic one make the pair one instant
+CLOCK_READ_SPREAD_NS = 20_000
+CLOCK_READ_TRIES = 5
 
 
 def enable_receive_timestamps(sock: socket.socket) -> bool:
@@ -42,14 +45,30 @@ def recv_stamped(sock: socket.socket, size: int = RECV_BYTES) -> tuple[bytes, in
     converts it without assuming the two clocks keep a fixed offset over the run.
     """
     data, ancillary, _, _ = sock.recvmsg(size, _CMSG_SPACE)
-    mono = _monotonic_ns()
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(payload)
-            age = _realtime_ns() - (sec * 1_000_000_000 + nsec)
+            mono, real = _clocks_now()
+            age = real - (sec * 1_000_000_000 + nsec)
             if 0 <= age < 10_000_000_000:  # a stamp from a stepped clock is ignored
                 return data, mono - age, mono
+            return data, mono, mono
+    mono = _monotonic_ns()
     return data, mono, mono
+
+
+def _clocks_now() -> tuple[int, int]:
+    """Monotonic and realtime now, read as one instant: a process preempted between two readings
+    would move every converted stamp early by the preemption (ahead of its own request's send,
+    on a loaded machine), so the monotonic reading is bracketed by two realtime ones and retried
+    while they lie far apart."""
+    for _ in range(CLOCK_READ_TRIES):
+        before = _realtime_ns()
+        mono = _monotonic_ns()
+        after = _realtime_ns()
+        if after - before <= CLOCK_READ_SPREAD_NS:
+            break
+    return mono, (before + after) // 2
 
 
 class StampedSocket:

@@ -190,6 +190,8 @@ class TrtllmIterationCollector:
     def __init__(self) -> None:
         self._drafts = self._draft_tokens = self._accepted = 0.0
         self._iterations = 0
+        self._last_iter: int | None = None
+        self._lost = 0  # iterations the engine dropped before they were read (gaps in "iter")
         self.series: list[dict] = []
         self._readable = True
 
@@ -204,6 +206,11 @@ class TrtllmIterationCollector:
             return None
         drafts = draft_tokens = accepted = 0.0
         for entry in entries:
+            number = entry.get("iter") if isinstance(entry, dict) else None
+            if isinstance(number, int):
+                if self._last_iter is not None and number > self._last_iter + 1:
+                    self._lost += number - self._last_iter - 1
+                self._last_iter = number
             spec = entry.get("specDecodingStats") if isinstance(entry, dict) else None
             if spec:
                 drafts += spec.get("numRequestsWithDraftTokens", 0)
@@ -214,7 +221,7 @@ class TrtllmIterationCollector:
 
     async def begin(self, get: Getter) -> None:
         await self._drain(get)  # iterations before the window are not ours
-        self._iterations = 0
+        self._iterations = self._lost = 0
 
     async def poll(self, get: Getter, t_s: float) -> None:
         got = await self._drain(get)
@@ -235,10 +242,13 @@ class TrtllmIterationCollector:
                                          "enable_iter_perf_stats: true)")
         if not self._drafts:
             return None
+        note = "iteration stats carry no per-position acceptance; /prometheus/metrics does where enabled"
+        if self._lost:
+            note += (f"; {self._lost} of {self._iterations + self._lost} iterations were dropped by the engine before "
+                     "they were read (its queue holds iter_stats_max_iterations): the counts miss them")
         return ServerAcceptance(
             self.source, 1.0 + self._accepted / self._drafts, drafts=self._drafts, draft_tokens=self._draft_tokens,
             accepted_tokens=self._accepted,
             acceptance_rate=self._accepted / self._draft_tokens if self._draft_tokens else None,
-            note="iteration stats carry no per-position acceptance; /prometheus/metrics does where enabled",
-            time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
-            raw={"iterations": self._iterations})
+            exact=not self._lost, note=note, time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
+            raw={"iterations": self._iterations, "iterations_lost": self._lost})

@@ -368,9 +368,11 @@ class HttpClient:
             exchange = _Exchange(loop.create_future(), on_event, head_only=False)
             if self._sweeper is None:
                 self._sweeper = loop.call_later(SWEEP_S, self._sweep)
-            conn.start(request, exchange)
+            # stamped before the write: a process preempted just after it could otherwise see (and
+            # kernel-stamp) the response before it had noted the request as sent
             if on_sent is not None:
                 on_sent(time.monotonic_ns())
+            conn.start(request, exchange)
             timer = loop.call_later(self._timeout_s, _expire, conn, exchange, self._timeout_s)
             try:
                 return await exchange.future

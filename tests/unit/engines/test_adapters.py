@@ -111,19 +111,29 @@ def test_trtllm_prometheus_counts_drafts_at_position_zero():
     assert counters.drafts == 10 and counters.accepted_per_position == (9, 6, 3)
 
 
-def iteration(drafts, accepted, k=3):
-    return {"iter": 1, "iterLatencyMS": 20.0, "numActiveRequests": drafts,
+def iteration(drafts, accepted, k=3, number=1):
+    return {"iter": number, "iterLatencyMS": 20.0, "numActiveRequests": drafts,
             "specDecodingStats": {"numDraftTokens": drafts * k, "numAcceptedTokens": accepted,
                                   "numRequestsWithDraftTokens": drafts,
                                   "acceptanceLength": (accepted + drafts) / drafts if drafts else 0}}
 
 
 def test_trtllm_iteration_collector_drains_and_sums():
-    reads = [orjson.dumps([iteration(50, 50)]),  # before the window: discarded
-             orjson.dumps([iteration(4, 6), iteration(4, 2)]), orjson.dumps([]), orjson.dumps([iteration(2, 4)])]
+    reads = [orjson.dumps([iteration(50, 50, number=1)]),  # before the window: discarded
+             orjson.dumps([iteration(4, 6, number=2), iteration(4, 2, number=3)]), orjson.dumps([]),
+             orjson.dumps([iteration(2, 4, number=4)])]
     result = collect(TrtllmIterationCollector(), FakeServer({"/metrics": reads}), polls=2)
     assert result.drafts == 10 and result.accepted_tokens == 12 and result.draft_tokens == 30
-    assert result.acceptance_length == 2.2 and result.raw["iterations"] == 3
+    assert result.acceptance_length == 2.2 and result.raw == {"iterations": 3, "iterations_lost": 0}
+    assert result.exact
+
+
+def test_trtllm_iterations_dropped_before_a_read_are_counted_and_unmark_the_figure_exact():
+    reads = [orjson.dumps([iteration(1, 1, number=7)]),
+             orjson.dumps([iteration(4, 6, number=8)]), orjson.dumps([iteration(4, 2, number=1012)])]
+    result = collect(TrtllmIterationCollector(), FakeServer({"/metrics": reads}), polls=1)
+    assert result.raw == {"iterations": 2, "iterations_lost": 1003} and not result.exact
+    assert "1003 of 1005 iterations were dropped" in result.note
 
 
 def test_trtllm_without_iteration_stats_says_how_to_enable_them():
