@@ -74,7 +74,8 @@ def test_a_server_too_slow_for_the_first_token_timeout_is_one_line(emulator, tmp
 
 
 def test_a_slow_starting_server_is_waited_for_up_to_startup_wait(emulator, run_loadgen, tmp_path):
-    emu = emulator("--ttft-ms", "2", "--step-ms", "2", "--slow-start-s", "2")
+    # 6 s of 503s: a loaded machine can take 2 s to start the CLI that should give up after 0.5 s
+    emu = emulator("--ttft-ms", "2", "--step-ms", "2", "--slow-start-s", "6")
     started = time.monotonic()
     proc = _cli("run", "--url", emu.url, "-n", "4", "--workload", "random", "--startup-wait", "0.5",
                 "--no-metrics", "--no-progress", "--output-dir", str(tmp_path / "early"))

@@ -55,11 +55,13 @@ def test_ray_run_matches_local_worker_processes(ray_cluster, tmp_path):
     local_proc, local = _run(tmp_path, "local", *common)
     ray_proc, remote = _run(tmp_path, "ray", "--ray", ray_cluster, *common)
     assert local_proc.returncode == 0 and ray_proc.returncode == 0, ray_proc.stderr[-3000:]
+    # Latencies within 25 %: Ray's own processes share this machine's cores with both runs, and a
+    # loaded CI machine moved the TTFT p50 by 17 %; a misapplied clock offset would move it by far more.
     for key in ("tpot_s", "ttft_s"):
-        assert remote["latency"][key]["p50"] == pytest.approx(local["latency"][key]["p50"], rel=0.15), key
+        assert remote["latency"][key]["p50"] == pytest.approx(local["latency"][key]["p50"], rel=0.25), key
     assert remote["speculative"]["client"]["acceptance_length"] == pytest.approx(
         local["speculative"]["client"]["acceptance_length"], rel=0.05)
-    assert remote["summary"]["output_tps"] == pytest.approx(local["summary"]["output_tps"], rel=0.15)
+    assert remote["summary"]["output_tps"] == pytest.approx(local["summary"]["output_tps"], rel=0.25)
     assert "workers" in local and local["workers"]["ray"] is None
     assert all(c["error_bound_ns"] is None for c in local["workers"]["clocks"])  # the same clock: nothing to measure
 
