@@ -56,7 +56,7 @@ def test_ray_run_matches_local_worker_processes(ray_cluster, tmp_path):
     ray_proc, remote = _run(tmp_path, "ray", "--ray", ray_cluster, *common)
     assert local_proc.returncode == 0 and ray_proc.returncode == 0, ray_proc.stderr[-3000:]
     # Latencies within 25 %: Ray's own processes share this machine's cores with both runs, and a
-    # loaded CI machine moved the TTFT p50 by 17 %; a misapplied clock offset would move it by far more.
+    # machine under load moved the TTFT p50 by 17 %; a misapplied clock offset would move it by far more.
     for key in ("tpot_s", "ttft_s"):
         assert remote["latency"][key]["p50"] == pytest.approx(local["latency"][key]["p50"], rel=0.25), key
     assert remote["speculative"]["client"]["acceptance_length"] == pytest.approx(
