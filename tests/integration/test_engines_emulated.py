@@ -29,9 +29,9 @@ def two_category_workload(tmp_path):
 
 
 # trtllm: iterations of a few ms, as on a GPU; at 1 ms its 1000-entry iteration queue would overflow
-# between two reads (TRT-LLM drops the oldest, as the emulator does). llamacpp: steps well apart
-# from the 2 ms gap that groups one-token chunks into steps.
-@pytest.mark.parametrize("engine, step_ms", [("vllm", "1"), ("sglang", "1"), ("trtllm", "4"), ("llamacpp", "10")])
+# between two reads (TRT-LLM drops the oldest, as the emulator does). llamacpp: 1 ms steps, shorter
+# than the 2 ms gap that once grouped one-token chunks into steps (its timings count them now).
+@pytest.mark.parametrize("engine, step_ms", [("vllm", "1"), ("sglang", "1"), ("trtllm", "4"), ("llamacpp", "1")])
 def test_adapter_against_its_personality(engine, step_ms, emulator, run_loadgen, two_category_workload):
     workload, profile = two_category_workload
     emu = emulator("--engine", engine, "--ttft-ms", "2", "--step-ms", step_ms, "--accept-profile", str(profile),
@@ -52,10 +52,10 @@ def test_adapter_against_its_personality(engine, step_ms, emulator, run_loadgen,
         assert server["exact"] is False and 1 + 0.5 < server["acceptance_length"] < truth(PROFILE["easy"])
     else:
         if engine == "llamacpp":
-            # Steps are an estimate from arrival gaps (a late step can land within 2 ms of the next one
-            # on a loaded machine), and llama-server drafts only while 2+ tokens are still allowed, so
-            # a request's last step may draft nothing: close, not equal.
-            assert abs(client["steps"] - server["drafts"]) <= 0.005 * server["drafts"] + 120
+            # Each request's step count comes from its timings; llama-server drafts only while 2+ tokens
+            # are still allowed, so a request's last step may draft nothing: the client counts that
+            # step, the server's drafts do not (at most one such step per request).
+            assert 0 <= client["steps"] - server["drafts"] <= 120
         else:
             assert server["drafts"] == client["steps"]  # every decode step drafted, and each was seen as one
         assert server["acceptance_length"] == 1 + server["accepted_tokens"] / server["drafts"]
