@@ -63,8 +63,8 @@ def test_server_acceptance_and_accounting_against_synthetic_rates(llama_server, 
     steps = sum(len(r.chunk_tokens) - 1 for r in records)
     assert steps == sum(r.output_tokens - 1 - r.server_accepted_tokens for r in records)
     assert check["client_acceptance_length"] == pytest.approx((sent * (MAX_TOKENS - 1)) / steps)
-    assert -0.03 <= check["relative_difference"] < 0
-    assert check["flagged"] == (check["relative_difference"] < -0.02)
+    assert 0 <= steps - drafts <= sent  # undrafted steps: here only a last one, with one token still allowed
+    assert check["relative_difference"] <= 0 and check["flagged"] == (check["relative_difference"] < -0.02)
 
 
 def test_baseline_is_one_token_per_step_however_short_the_steps(llama_server, llama_models, tmp_path):
