@@ -227,13 +227,14 @@ class _Run:
             for collector in collectors:
                 await collector.begin(client.get)
             share.reset_read_lag()
-            polled = asyncio.Event()
-            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic(), self.metrics, polled))
+            stop_polling = asyncio.Event()
+            background = asyncio.ensure_future(_poll(collectors, client, time.monotonic(), self.metrics,
+                                                     stop_polling))
             try:
                 await self._phase(share, warmup=False)
             except WorkerLost as exc:
                 lost, self.interrupted = exc, True  # report what finished, marked partial; then the error
-            polled.set()
+            stop_polling.set()
             await background  # not cancelled: a poll in flight may hold iterations TRT-LLM has already drained
             server = [r for r in [await c.end(client.get) for c in collectors] if r is not None]
         finally:

@@ -206,12 +206,14 @@ class TrtllmIterationCollector:
             return None
         drafts = draft_tokens = accepted = 0.0
         for entry in entries:
-            number = entry.get("iter") if isinstance(entry, dict) else None
+            if not isinstance(entry, dict):
+                continue
+            number = entry.get("iter")
             if isinstance(number, int):
                 if self._last_iter is not None and number > self._last_iter + 1:
                     self._lost += number - self._last_iter - 1
                 self._last_iter = number
-            spec = entry.get("specDecodingStats") if isinstance(entry, dict) else None
+            spec = entry.get("specDecodingStats")
             if spec:
                 drafts += spec.get("numRequestsWithDraftTokens", 0)
                 draft_tokens += spec.get("numDraftTokens", 0)

@@ -65,11 +65,9 @@ async def open_loop(prompts: Iterator[Prompt], offsets_ns: Sequence[int], start_
             if stopping():
                 break
             due = start_ns + int(offset)
-            waited = False
             while (delay := due - time.monotonic_ns()) > 0:  # a loop: uvloop's ms timers can wake early
                 await asyncio.sleep(delay / 1e9)
-                waited = True
-            if waited and stopping():
+            if stopping():
                 break
             task = asyncio.ensure_future(send(next(prompts), due))
             running.add(task)

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from loadgen.engines import get_adapter
 from loadgen.analysis.load import HOLD_THRESHOLD, LATE_P99_S, held_load, held_rate
+from loadgen.engines import get_adapter
 from loadgen.records import read_journal
 
 ACCEPT = (0.8, 0.6, 0.4)

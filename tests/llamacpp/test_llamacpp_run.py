@@ -20,14 +20,19 @@ def metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
+def run_against(server, llama_models, out, *, requests: int, concurrency: int) -> dict:
+    """`loadgen run` of the sample workload (tokenized as the server's vocabulary) into `out`."""
+    return run(RunConfig(url=server.url, output_dir=out, num_requests=requests, concurrency=concurrency,
+                         max_tokens=MAX_TOKENS, tokenizer=str(llama_models.tokenizer), progress=False),
+               Console(file=io.StringIO(), width=120))
+
+
 @pytest.mark.parametrize("concurrency, requests", [(1, 120), (4, 200)])
 def test_server_acceptance_and_accounting_against_synthetic_rates(llama_server, llama_models, tmp_path,
                                                                    concurrency, requests):
     server = llama_server(spec_rates=",".join(map(str, RATES)), draft_n=3, parallel=4)
     out = tmp_path / "out"
-    report = run(RunConfig(url=server.url, output_dir=out, num_requests=requests, concurrency=concurrency,
-                           max_tokens=MAX_TOKENS, tokenizer=str(llama_models.tokenizer), progress=False),
-                 Console(file=io.StringIO(), width=120))
+    report = run_against(server, llama_models, out, requests=requests, concurrency=concurrency)
     assert report["config"]["engine"] == "llamacpp"  # detected from /v1/models
     summary = report["summary"]
     sent = summary["requests_sent"]  # the sample workload has two-turn conversations: >= requests
@@ -70,9 +75,7 @@ def test_server_acceptance_and_accounting_against_synthetic_rates(llama_server, 
 def test_baseline_is_one_token_per_step_however_short_the_steps(llama_server, llama_models, tmp_path):
     server = llama_server(draft_n=0, parallel=4)  # steps of ~1-5 ms: shorter than any gap that could group them
     out = tmp_path / "out"
-    report = run(RunConfig(url=server.url, output_dir=out, num_requests=40, concurrency=4,
-                           max_tokens=MAX_TOKENS, tokenizer=str(llama_models.tokenizer), progress=False),
-                 Console(file=io.StringIO(), width=120))
+    report = run_against(server, llama_models, out, requests=40, concurrency=4)
     records = list(read_journal(out / "requests.jsonl"))
     assert records and all(r.ok and r.server_draft_tokens == 0 for r in records)  # timings carried no draft_n
     assert all(list(r.chunk_tokens) == [1] * MAX_TOKENS for r in records)
@@ -86,8 +89,7 @@ def test_client_steps_are_the_engines_decodes(llama_server, llama_models, tmp_pa
     server = llama_server(draft_n=draft_n, parallel=1)
     before = urllib.request.urlopen(server.url + "/metrics", timeout=10).read().decode()
     out = tmp_path / "out"
-    run(RunConfig(url=server.url, output_dir=out, num_requests=30, concurrency=1, max_tokens=MAX_TOKENS,
-                  tokenizer=str(llama_models.tokenizer), progress=False), Console(file=io.StringIO(), width=120))
+    run_against(server, llama_models, out, requests=30, concurrency=1)
     after = urllib.request.urlopen(server.url + "/metrics", timeout=10).read().decode()
     records = list(read_journal(out / "requests.jsonl"))
     decodes = metric(after, "llamacpp:n_decode_total") - metric(before, "llamacpp:n_decode_total")

@@ -26,18 +26,24 @@ def test_engines_with_usage_ask_for_continuous_usage(engine):
     assert get_adapter(engine).token_counts == "usage"
 
 
+LLAMACPP_TOKEN = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
+
+
+def llamacpp_closing(completion_tokens: int, **timings) -> bytes:
+    """llama-server's last event: no new text, the finish reason, usage and the request's timings."""
+    return orjson.dumps({"choices": [{"text": "", "index": 0, "finish_reason": "length"}],
+                         "usage": {"completion_tokens": completion_tokens},
+                         "timings": {"predicted_n": completion_tokens, **timings}})
+
+
 def test_llamacpp_counts_one_token_per_chunk_and_groups_reads_into_steps():
     adapter = get_adapter("llamacpp")
     assert adapter.token_counts == "one_per_token" and adapter.step_gap_ns == 2_000_000
     recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 7, 0), adapter)
-    chunk = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
     ms = 1_000_000
     for t in (0, 20 * ms, 20 * ms, 20 * ms + 300_000, 40 * ms, 40 * ms + 50_000, 62 * ms):
-        recorder.on_event(t, chunk)  # prefill; a burst of 3 (one read + a chunk 0.3 ms later); 2; 1
-    final = orjson.dumps({"choices": [{"text": "y", "index": 0, "finish_reason": "length"}],
-                          "usage": {"completion_tokens": 7},
-                          "timings": {"draft_n": 9, "draft_n_accepted": 3, "predicted_n": 7}})
-    recorder.on_event(62 * ms, final)  # the closing summary: usage and timings, no token
+        recorder.on_event(t, LLAMACPP_TOKEN)  # prefill; a burst of 3 (one read + a chunk 0.3 ms later); 2; 1
+    recorder.on_event(62 * ms, llamacpp_closing(7, draft_n=9, draft_n_accepted=3))  # no token of its own
     record = recorder.finish(None)
     assert list(record.chunk_tokens) == [1, 3, 2, 1] and record.output_tokens == 7
     assert list(record.chunk_ns) == [0, 20 * ms, 40 * ms, 62 * ms] and record.last_ns == 62 * ms
@@ -46,11 +52,9 @@ def test_llamacpp_counts_one_token_per_chunk_and_groups_reads_into_steps():
 
 def test_llamacpp_request_that_drafted_nothing_is_one_token_per_step_however_fast():
     recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 5, 0), get_adapter("llamacpp"))
-    chunk = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
     for t in (0, 1_600_000, 3_200_000, 4_800_000, 6_400_000):  # steps shorter than the grouping gap
-        recorder.on_event(t, chunk)
-    recorder.on_event(6_400_000, orjson.dumps({"choices": [{"text": "", "index": 0, "finish_reason": "length"}],
-                                               "usage": {"completion_tokens": 5}, "timings": {"predicted_n": 5}}))
+        recorder.on_event(t, LLAMACPP_TOKEN)
+    recorder.on_event(6_400_000, llamacpp_closing(5))
     record = recorder.finish(None)  # no draft_n in timings: llama-server drafted nothing
     assert list(record.chunk_tokens) == [1] * 5 and record.server_accepted_tokens == 0
 
@@ -156,11 +160,9 @@ def test_sglang_reports_the_sampled_gauge_and_the_cumulative_averages():
 
 def test_llamacpp_tokens_held_back_mid_character_are_counted_on_the_closing_chunk():
     recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 4, 0), get_adapter("llamacpp"))
-    chunk = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}]})
     for t in (0, 10, 20):  # 4 tokens, but one ended mid-character and went out with the next
-        recorder.on_event(t, chunk)
-    recorder.on_event(25, orjson.dumps({"choices": [{"text": "", "index": 0, "finish_reason": "length"}],
-                                        "usage": {"completion_tokens": 4}, "timings": {"predicted_n": 4}}))
+        recorder.on_event(t, LLAMACPP_TOKEN)
+    recorder.on_event(25, llamacpp_closing(4))
     record = recorder.finish(None)
     assert list(record.chunk_tokens) == [1, 1, 1, 1] and list(record.chunk_ns) == [0, 10, 20, 25]
     assert record.output_tokens == 4 and sum(record.chunk_tokens) == 4
