@@ -316,7 +316,8 @@ def _interrupt_on_sigterm() -> None:
 
 
 @cli.command()
-@click.argument("recipe")
+@click.argument("recipe", required=False)
+@click.option("--list", "list_recipes", is_flag=True, help="List the shipped recipes (name, description) and exit.")
 @click.option("--dry-run", is_flag=True, help="Print the command and any config file it would write; start nothing.")
 @click.option("--port", type=int, help="Port to serve on [default: the engine's own; 0 picks a free one].")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -330,19 +331,27 @@ def _interrupt_on_sigterm() -> None:
 @click.option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL when stopping it.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path),
               help="The server's log file [default: results/servers/NAME-TIMESTAMP.log].")
-def serve(recipe, dry_run, port, host, gpus, overrides, engine, startup_timeout, grace, log_path) -> None:
-    """Start the engine a RECIPE (a servers/recipes file or name, e.g. vllm/llama3.1-8b-eagle3)
-    describes, wait until it answers a one-token request, and keep it up until Ctrl-C."""
+def serve(recipe, list_recipes, dry_run, port, host, gpus, overrides, engine, startup_timeout, grace,
+          log_path) -> None:
+    """Start the engine a RECIPE (a recipe file, or a shipped recipe's name such as
+    vllm/llama3.1-8b-eagle3: see --list) describes, wait until it answers a one-token request, and
+    keep it up until Ctrl-C."""
     import shlex
     import tempfile
 
     from .servers import ServerProcess, load_recipe, render
-    from .servers.recipe import DEFAULT_PORTS
+    from .servers.recipe import DEFAULT_PORTS, shipped_recipes
 
+    if list_recipes:
+        names = [n for n in shipped_recipes() if engine is None or n.startswith(engine + "/")]
+        _print_shipped(names, lambda name: load_recipe(name).description)
+        return
+    if recipe is None:
+        raise LoadgenError("give a RECIPE (a recipe file, or a name that `loadgen serve --list` prints)")
     loaded = load_recipe(recipe, overrides, engine=engine)
     if engine and loaded.engine != engine:
-        raise LoadgenError(f"{loaded.name} is a {loaded.engine} recipe, not {engine}: use servers/{loaded.engine}.sh "
-                           f"or loadgen serve {loaded.path}")
+        raise LoadgenError(f"{loaded.name} is a {loaded.engine} recipe, not {engine}: use --engine {loaded.engine} "
+                           f"or leave --engine out")
     console = Console()
     if dry_run:
         workdir = Path(tempfile.gettempdir()) / "loadgen-serve-XXXX"
@@ -376,6 +385,13 @@ def serve(recipe, dry_run, port, host, gpus, overrides, engine, startup_timeout,
         server.stop()
 
 
+def _print_shipped(names: list[str], describe) -> None:
+    """One line per shipped recipe or plan: its name (what the commands take) and its description."""
+    width = max(map(len, names), default=0)
+    for name in names:
+        click.echo(f"{name:<{width}}  {describe(name)}")
+
+
 def _options_to_args(options: dict) -> list[str]:
     """`loadgen run` options by long name ({"num_requests": 200, "ignore_eos": false}) -> its flags."""
     args: list[str] = []
@@ -391,16 +407,24 @@ def _options_to_args(options: dict) -> list[str]:
 
 
 @cli.command()
-@click.argument("plan", type=click.Path(path_type=Path))
+@click.argument("plan", required=False)
+@click.option("--list", "list_plans", is_flag=True, help="List the shipped plans (name, description) and exit.")
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where the matrix goes [default: the plan's output_dir, else results/matrix-PLAN]; a rerun resumes.")
 @click.option("--dry-run", is_flag=True,
               help="Check the plan and print each recipe's command and cells; start nothing.")
-def matrix(plan, output_dir, dry_run) -> None:
-    """For each recipe of PLAN (YAML): start the server, run the workloads × concurrencies, stop it;
-    then compare every recipe with the plan's baseline (speedup tables, Pareto plots)."""
-    from .servers.matrix import load_plan, run_matrix
+def matrix(plan, list_plans, output_dir, dry_run) -> None:
+    """For each recipe of PLAN (a YAML file, or a shipped plan's name: see --list): start the server,
+    run the workloads × concurrencies, stop it; then compare every recipe with the plan's baseline
+    (speedup tables, Pareto plots)."""
+    from .servers.matrix import find_plan, load_plan, run_matrix, shipped_plans
 
+    if list_plans:
+        _print_shipped(shipped_plans(), lambda name: load_plan(name).description)
+        return
+    if plan is None:
+        raise LoadgenError("give a PLAN (a plan file, or a name that `loadgen matrix --list` prints)")
+    plan = find_plan(plan)
     loaded = load_plan(plan, output_dir)
     console = Console()
 

@@ -9,11 +9,15 @@ against the plan's baseline, per workload, and draw the recipes' Pareto curves s
 
 Resumable: a recipe whose cells all hold finished reports is not started again, and a started
 recipe skips its finished points (the sweep's own resume).
+
+A plan is a file, or the name of one: $LOADGEN_PLANS, then the plans shipped inside this package
+(loadgen/servers/plans, package data), then ./servers/plans.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -33,7 +37,10 @@ from ..sweep import finished_report, point_folder, run_sweep
 from .process import ServerProcess
 from .recipe import DEFAULT_PORTS, Recipe, load_recipe, render
 
-__all__ = ["Plan", "Cell", "load_plan", "run_matrix", "PLAN_KEYS"]
+__all__ = ["Plan", "Cell", "load_plan", "find_plan", "shipped_plans", "run_matrix", "PLAN_KEYS", "SHIPPED_PLANS"]
+
+#: the plans shipped with loadgen (package data, like the recipes)
+SHIPPED_PLANS = Path(__file__).resolve().parent / "plans"
 
 PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
              "output_dir")
@@ -73,15 +80,42 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def load_plan(path: Path, output_dir: Path | None = None) -> Plan:
-    """Read and check a plan; every recipe is loaded (and so validated) before anything starts."""
+def plan_dirs() -> list[Path]:
+    """Where plans are looked up by name, first match wins: $LOADGEN_PLANS (os.pathsep-separated), the
+    shipped plans, ./servers/plans."""
+    extra = [Path(p) for p in os.environ.get("LOADGEN_PLANS", "").split(os.pathsep) if p]
+    return [*extra, SHIPPED_PLANS, Path("servers") / "plans"]
+
+
+def shipped_plans() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_PLANS.glob("*.yaml"))
+
+
+def find_plan(ref: str | Path) -> Path:
+    """A plan file: REF itself when it is a file or names one (.yaml), else the first PLAN_DIRS/REF.yaml."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+        for folder in plan_dirs():
+            for suffix in (".yaml", ".yml"):
+                if (folder / (path.name + suffix)).is_file():
+                    return folder / (path.name + suffix)
+        raise UsageError(f"no plan named {ref} in {', '.join(map(str, plan_dirs()))}: give a plan file, "
+                         "or a name that `loadgen matrix --list` prints")
+    raise UsageError(f"plan {ref} does not exist: give a plan file, or a name that `loadgen matrix --list` prints")
+
+
+def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
+    """Read and check a plan (a file or a shipped plan's name); every recipe is loaded (and so
+    validated) before anything starts."""
+    path = find_plan(ref)
+
     def bad(message: str):
         raise UsageError(f"plan {path}: {message}")
 
     try:
         data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"plan {path} does not exist") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"plan {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -133,7 +167,7 @@ def load_plan(path: Path, output_dir: Path | None = None) -> Plan:
         reserved = sorted(set(options) & set(RESERVED_RUN_KEYS))
         if reserved:
             bad(f"run options may not set {', '.join(reserved)}: the matrix sets them for each cell")
-    out = output_dir or Path(data.get("output_dir") or Path("results") / f"matrix-{Path(path).stem}")
+    out = output_dir or Path(data.get("output_dir") or Path("results") / f"matrix-{path.stem}")
     return Plan(Path(path), str(data.get("description", "")), tuple(recipes), by_name[str(baseline)],
                 tuple(workloads), kind, values, dict(run), dict(serve), Path(out))
 

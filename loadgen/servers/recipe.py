@@ -2,7 +2,9 @@
 on one model, sized for a GPU box; `render` turns it into the exact command (engines/<engine>.py).
 
 A recipe is found by path, or by name under the recipe folders (`vllm/llama3.1-8b-eagle3`, or just
-`llama3.1-8b-eagle3` where that is unambiguous). Fields can be overridden with `KEY=VALUE`
+`llama3.1-8b-eagle3` where that is unambiguous): $LOADGEN_RECIPES, then the recipes shipped inside
+this package (loadgen/servers/recipes, package data, so an installed loadgen finds them from any
+folder), then ./servers/recipes (a user's own). Fields can be overridden with `KEY=VALUE`
 (`speculative.num_speculative_tokens=5`), the value read as YAML.
 """
 
@@ -17,8 +19,8 @@ import yaml
 
 from ..errors import UsageError
 
-__all__ = ["Recipe", "Speculative", "Launch", "load_recipe", "render", "recipe_dirs", "ENGINE_NAMES", "METHODS",
-           "DEFAULT_PORTS"]
+__all__ = ["Recipe", "Speculative", "Launch", "load_recipe", "render", "recipe_dirs", "shipped_recipes",
+           "ENGINE_NAMES", "METHODS", "DEFAULT_PORTS", "SHIPPED_RECIPES"]
 
 ENGINE_NAMES = ("vllm", "sglang", "trtllm", "llamacpp")
 METHODS = ("none", "eagle", "eagle3", "mtp", "ngram", "draft_model")
@@ -26,9 +28,8 @@ METHODS = ("none", "eagle", "eagle3", "mtp", "ngram", "draft_model")
 NEEDS_DRAFT = frozenset({"eagle", "eagle3", "draft_model"})
 #: each engine's own default port, used when `--port` is not given
 DEFAULT_PORTS = {"vllm": 8000, "sglang": 30000, "trtllm": 8000, "llamacpp": 8080}
-#: where recipes are looked up by name: $LOADGEN_RECIPES (os.pathsep-separated), ./servers/recipes,
-#: and the recipes beside this source tree (an editable install or a checkout)
-_BUNDLED = Path(__file__).resolve().parents[2] / "servers" / "recipes"
+#: the recipes shipped with loadgen (package data: installed with it, wherever it is installed)
+SHIPPED_RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,23 @@ class Launch:
 
 
 def recipe_dirs() -> list[Path]:
+    """Where recipes are looked up by name, first match wins: $LOADGEN_RECIPES (os.pathsep-separated),
+    the shipped recipes, ./servers/recipes."""
     extra = [Path(p) for p in os.environ.get("LOADGEN_RECIPES", "").split(os.pathsep) if p]
-    return [*extra, Path("servers") / "recipes", _BUNDLED]
+    return [*extra, SHIPPED_RECIPES, Path("servers") / "recipes"]
+
+
+def shipped_recipes() -> list[str]:
+    """The names of the shipped recipes (`vllm/llama3.1-8b-eagle3`, ...), sorted."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in SHIPPED_RECIPES.glob("*/*.yaml"))
 
 
 def _find(ref: str, engine: str | None) -> Path:
     path = Path(ref)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
-            raise UsageError(f"recipe {ref} does not exist: give a recipe file or a name from servers/recipes")
+            raise UsageError(f"recipe {ref} does not exist: give a recipe file, or a name that "
+                             "`loadgen serve --list` prints")
         return path
     names = [f"{engine}/{ref}", ref] if engine and "/" not in ref else [ref]
     for folder in recipe_dirs():
@@ -97,7 +106,7 @@ def _find(ref: str, engine: str | None) -> Path:
                 choices = ", ".join(f"{p.parent.name}/{ref}" for p in hits)
                 raise UsageError(f"recipe name {ref} is ambiguous: give one of {choices}")
     raise UsageError(f"no recipe named {ref} in {', '.join(map(str, recipe_dirs()))}: "
-                     "give a recipe file, or a name such as vllm/llama3.1-8b-eagle3")
+                     "give a recipe file, or a name that `loadgen serve --list` prints (e.g. vllm/llama3.1-8b-eagle3)")
 
 
 def _apply(data: dict, overrides: list[str], path: Path) -> None:

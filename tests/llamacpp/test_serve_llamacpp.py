@@ -1,5 +1,5 @@
 """The shipped llama.cpp recipes, for real: `loadgen serve` and `loadgen matrix` start llama-server
-from servers/recipes/llamacpp (only the model files, the binary and the context are overridden for
+from the shipped recipes (loadgen/servers/recipes/llamacpp) (only the model files, the binary and the context are overridden for
 these tiny CPU models), wait until it serves, measure it, and stop it with nothing left behind."""
 
 from __future__ import annotations

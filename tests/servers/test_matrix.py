@@ -12,6 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from loadgen.errors import UsageError
+from loadgen.servers.matrix import SHIPPED_PLANS, find_plan, shipped_plans
 from loadgen.servers.process import group_alive
 
 from .conftest import dedent
@@ -181,8 +183,7 @@ def test_dry_run_prints_every_recipe_and_its_cells(fake_engines, tmp_path):
     assert fake_engines.starts() == [] and not (tmp_path / "matrix").exists()
 
 
-@pytest.mark.parametrize("plan", sorted((Path(__file__).resolve().parents[2] / "servers" / "plans").glob("*.yaml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("plan", sorted(SHIPPED_PLANS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_plans_are_valid(plan, tmp_path):
     out = subprocess.run([sys.executable, "-m", "loadgen", "matrix", str(plan), "--dry-run", "--output-dir",
                           str(tmp_path / "m")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -193,3 +194,17 @@ def test_shipped_plans_are_valid(plan, tmp_path):
     assert loaded.baseline in {r.label for r in loaded.recipes}
     for item in loaded.recipes:
         assert f"{item.label} ({item.recipe.name})" in out.stdout
+
+
+def test_plans_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "llama3.1-8b-vllm-methods" in shipped_plans()
+    assert find_plan("llama3.1-8b-vllm-methods") == SHIPPED_PLANS / "llama3.1-8b-vllm-methods.yaml"
+    with pytest.raises(UsageError, match="no plan named nope in .*: give a plan file, or a name that"):
+        find_plan("nope")
+    with pytest.raises(UsageError, match="plan elsewhere/nope.yaml does not exist"):
+        find_plan("elsewhere/nope.yaml")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml").write_text("recipes: []\n")
+    monkeypatch.setenv("LOADGEN_PLANS", str(tmp_path / "mine"))
+    assert find_plan("llama3.1-8b-vllm-methods") == tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml"

@@ -11,9 +11,9 @@ import yaml
 from loadgen.engines.base import option_flags
 from loadgen.errors import UsageError
 from loadgen.servers import load_recipe, render
-from loadgen.servers.recipe import ENGINE_NAMES
+from loadgen.servers.recipe import ENGINE_NAMES, SHIPPED_RECIPES
 
-RECIPES = Path(__file__).resolve().parents[3] / "servers" / "recipes"
+RECIPES = SHIPPED_RECIPES
 SHIPPED = sorted(RECIPES.glob("*/*.yaml"))
 
 
@@ -199,6 +199,17 @@ def test_recipes_are_found_by_name(tmp_path, monkeypatch):
     _write(tmp_path / "vllm", BASE.format(engine="vllm", spec="{method: none}"), "mine.yaml")
     monkeypatch.setenv("LOADGEN_RECIPES", str(tmp_path))
     assert load_recipe("mine").name == "vllm/mine"
+
+
+def test_shipped_recipes_are_found_from_any_folder_and_a_users_own_after_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("vllm/llama3.1-8b-eagle3").path.is_relative_to(SHIPPED_RECIPES)
+    (tmp_path / "servers" / "recipes" / "vllm").mkdir(parents=True)
+    _write(tmp_path / "servers" / "recipes" / "vllm", BASE.format(engine="vllm", spec="{method: none}"), "mine.yaml")
+    _write(tmp_path / "servers" / "recipes" / "vllm", BASE.format(engine="vllm", spec="{method: none}"),
+           "llama3.1-8b-eagle3.yaml")
+    assert load_recipe("vllm/mine").path == Path("servers/recipes/vllm/mine.yaml")
+    assert load_recipe("vllm/llama3.1-8b-eagle3").path.is_relative_to(SHIPPED_RECIPES)
 
 
 def test_option_flags():
