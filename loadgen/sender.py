@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import time
 from collections.abc import Callable
 
 import numpy as np
 import orjson
 
+from .clock import MONOTONIC_CLOCK, Clock
 from .config import RunConfig
 from .engines import EngineAdapter
 from .records import ErrorInfo, RequestRecord, StreamRecorder
@@ -28,12 +28,19 @@ class Sender:
 
     def __init__(self, client: HttpClient, adapter: EngineAdapter, model: str, config: RunConfig,
                  tokenizer: ChatTokenizer | None, on_record: Callable[[RequestRecord, bool], None], *,
-                 first_id: int = 0, id_step: int = 1, on_begin: Callable[[RequestRecord], None] | None = None) -> None:
+                 first_id: int = 0, id_step: int = 1, on_begin: Callable[[RequestRecord], None] | None = None,
+                 clock: Clock = MONOTONIC_CLOCK) -> None:
         """on_record(record, conversation_done) runs as each request ends; the flag is true for the
         last record of its conversation (its last turn, or a failed one). Request ids count from
         first_id in id_step strides, so worker processes never share one. on_begin(record), if given,
-        runs as each request starts (a worker process tells its parent what it has in flight)."""
+        runs as each request starts (a worker process tells its parent what it has in flight).
+
+        `clock` schedules later turns, stamps each exchange's end and times the waits between
+        attempts. The client stamps sent_ns and the chunks itself, so the clock must share its base:
+        the real client's is CLOCK_MONOTONIC (MonotonicClock); a fake client in simulated time
+        stamps with the fake clock."""
         self._client, self._adapter, self._model, self._config = client, adapter, model, config
+        self._clock = clock
         self._tokenizer, self._on_record, self._on_begin = tokenizer, on_record, on_begin
         self._bodies: dict[Prompt, bytes] = {}
         self._ids = itertools.count(first_id, id_step)
@@ -73,7 +80,7 @@ class Sender:
                     raise
                 if len(retried) < self._config.retries and _retryable(record):
                     retried.append(record.error.detail)  # this attempt is not a request of its own
-                    await asyncio.sleep(self._backoff(len(retried)))
+                    await self._clock.sleep_until(self._clock.now_ns() + self._backoff_ns(len(retried)))
                     continue
                 done = last or not record.ok  # a failed turn ends its conversation: later turns answer nothing
                 self._on_record(record, done)
@@ -87,7 +94,7 @@ class Sender:
                                                                     self._config.chat_template)), dtype=np.int32)
             prompt_tokens = ids.size
             body = self._body(ids, record.max_tokens)
-            scheduled_ns = time.monotonic_ns()  # the next turn is due as soon as the reply is in
+            scheduled_ns = self._clock.now_ns()  # the next turn is due as soon as the reply is in
 
     async def _pace_refusals(self, record: RequestRecord) -> None:
         """While connections are refused (a server down or restarting), a slot waits before its
@@ -97,11 +104,12 @@ class Sender:
             self._refused = 0
             return
         self._refused += 1
-        await asyncio.sleep(min(0.05 * 2 ** (self._refused - 1), 1.0))
+        pause_ns = min(50_000_000 * 2 ** (self._refused - 1), 1_000_000_000)
+        await self._clock.sleep_until(self._clock.now_ns() + pause_ns)
 
-    def _backoff(self, retry: int) -> float:
+    def _backoff_ns(self, retry: int) -> int:
         """Exponential, 0.5 s doubling to at most 8 s, with jitter so retries do not come in waves."""
-        return min(0.5 * 2 ** (retry - 1), 8.0) * (0.5 + 0.5 * self._jitter.random())
+        return int(min(0.5 * 2 ** (retry - 1), 8.0) * (0.5 + 0.5 * self._jitter.random()) * 1e9)
 
     async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
         error = None
@@ -115,7 +123,7 @@ class Sender:
             error = ErrorInfo("cancelled", "cancelled after interrupt")
             raise
         finally:
-            record.end_ns = time.monotonic_ns()
+            record.end_ns = self._clock.now_ns()
             self.in_flight -= 1
             recorder.finish(error)
 

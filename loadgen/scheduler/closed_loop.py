@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from loadgen.clock import MONOTONIC_CLOCK, Clock
 from loadgen.workloads import Prompt
 
 __all__ = ["Send", "closed_loop"]
@@ -18,8 +18,8 @@ class Send(Protocol):
 
 async def closed_loop(prompts: Iterator[Prompt], concurrency: int, send: Send, *,
                       limit: int | None = None, deadline_ns: int | None = None,
-                      stopping: Callable[[], bool] = lambda: False) -> int:
-    """Run until `limit` requests were issued, the monotonic deadline passed, or stopping() is true.
+                      stopping: Callable[[], bool] = lambda: False, clock: Clock = MONOTONIC_CLOCK) -> int:
+    """Run until `limit` requests were issued, the clock passed deadline_ns, or stopping() is true.
 
     A request is scheduled at the moment its slot frees up, so TTFT counts from then; any delay
     before the bytes leave (event-loop lag, connection wait) shows up as client queueing.
@@ -30,7 +30,7 @@ async def closed_loop(prompts: Iterator[Prompt], concurrency: int, send: Send, *
     async def slot() -> None:
         nonlocal issued
         while not stopping():
-            now = time.monotonic_ns()
+            now = clock.now_ns()
             if (limit is not None and issued >= limit) or (deadline_ns is not None and now >= deadline_ns):
                 return
             issued += 1

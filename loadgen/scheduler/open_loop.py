@@ -8,11 +8,11 @@ any lateness of the client shows up as client queueing (sent - scheduled).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from loadgen.clock import MONOTONIC_CLOCK, Clock
 from loadgen.workloads import Prompt
 
 from .closed_loop import Send
@@ -55,9 +55,9 @@ def arrival_offsets(rate: float, *, count: int | None = None, duration_s: float 
 
 
 async def open_loop(prompts: Iterator[Prompt], offsets_ns: Sequence[int], start_ns: int, send: Send, *,
-                    stopping: Callable[[], bool] = lambda: False) -> int:
-    """Send one request per offset at start_ns + offset, without waiting for earlier ones; then wait
-    for all of them. Returns the number sent."""
+                    stopping: Callable[[], bool] = lambda: False, clock: Clock = MONOTONIC_CLOCK) -> int:
+    """Send one request per offset at start_ns + offset on `clock` (never before), without waiting
+    for earlier ones; then wait for all of them. Returns the number sent."""
     running: set[asyncio.Future] = set()
     sent = 0
     try:
@@ -65,8 +65,7 @@ async def open_loop(prompts: Iterator[Prompt], offsets_ns: Sequence[int], start_
             if stopping():
                 break
             due = start_ns + int(offset)
-            while (delay := due - time.monotonic_ns()) > 0:  # a loop: uvloop's ms timers can wake early
-                await asyncio.sleep(delay / 1e9)
+            await clock.sleep_until(due)
             if stopping():
                 break
             task = asyncio.ensure_future(send(next(prompts), due))
