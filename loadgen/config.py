@@ -233,7 +233,8 @@ _OFF_SWITCHES = {"insecure": ("verify_tls", False), "no_plots": ("plots", False)
 #: the built-in emulator's options -> EmulatorSettings fields
 _EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept"}
 #: the options that set a RunConfig field of their own -> that field: an option drops the field's unit
-#: (--timeout sets timeout_s); the other fields are set through the switches and the emulator's options
+#: (--timeout sets timeout_s). Every other field is set through the switches or the emulator's
+#: options, so a field added here is a `loadgen run` flag too (tests/unit/test_config.py holds them equal)
 _FIELD_OPTIONS = {f.name.removesuffix("_s"): f.name for f in dataclasses.fields(RunConfig)
                   if f.name not in ("verify_tls", "plots", "progress", "emulator")}
 #: every option of `loadgen run`, by long name: the names its flags have and plans use
