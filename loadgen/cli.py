@@ -10,17 +10,17 @@ import click
 from rich.console import Console
 
 from . import __version__
-from .config import DEFAULT_METRICS_ADDR
-from .errors import LoadgenError
+from .config import DEFAULT_NUM_REQUESTS, RunConfig, default_of, parse_floats
+from .errors import LoadgenError, RunOptionError
 
 __all__ = ["main", "cli"]
 
 
 def _floats(value: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+        return parse_floats(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,112 +33,106 @@ def cli() -> None:
 @click.option("--url", help="Server root, e.g. http://gpu-host:8000. Without it, the built-in emulator is started.")
 @click.option("--engine", default="auto", show_default=True, help="auto, vllm or openai.")
 @click.option("--model", help="Model to request [default: the first of /v1/models].")
-@click.option("--workload", default="sample", show_default=True,
+@click.option("--workload", default=default_of("workload"), show_default=True,
               help="sample (offline, 11 categories), random, speed:qualitative, speed:throughput_1k..32k, specbench, "
                    "mtbench, sharegpt, sharegpt:conversations, jsonl, or a .jsonl file.")
 @click.option("--workload-path", type=click.Path(path_type=Path), help="The dataset file or folder to read.")
 @click.option("--tokenizer", help="The target model's tokenizer: a folder or Hugging Face id [default: built-in Phi-3].")
-@click.option("--chat-template/--no-chat-template", default=True, show_default=True,
+@click.option("--chat-template/--no-chat-template", default=default_of("chat_template"), show_default=True,
               help="Apply the tokenizer's chat template (off: send raw text as a completion).")
 @click.option("--system-prompt", help="A system message put before every conversation.")
 @click.option("--isl", type=int, help="Exact input tokens per prompt: text is cut, or padded with natural text.")
-@click.option("--input-len", default=128, show_default=True, help="Prompt tokens of the random workload.")
-@click.option("--concurrency", "-c", default=8, show_default=True, help="Requests kept in flight (closed loop).")
+@click.option("--input-len", default=default_of("input_len"), show_default=True,
+              help="Prompt tokens of the random workload.")
+@click.option("--concurrency", "-c", default=default_of("concurrency"), show_default=True,
+              help="Requests kept in flight (closed loop).")
 @click.option("--request-rate", type=float,
               help="Open loop: requests per second, sent on schedule whatever the server does (instead of -c).")
-@click.option("--arrival", default="poisson", show_default=True, type=click.Choice(["poisson", "gamma", "constant"]),
+@click.option("--arrival", default=default_of("arrival"), show_default=True,
+              type=click.Choice(["poisson", "gamma", "constant"]),
               help="Open loop: the gaps between arrivals.")
-@click.option("--burstiness", default=1.0, show_default=True,
+@click.option("--burstiness", default=default_of("burstiness"), show_default=True,
               help="Open loop, gamma arrivals: the shape (1 = poisson; below 1 burstier, above more regular).")
-@click.option("--ramp-up", default=0.0, show_default=True, help="Open loop: seconds over which the rate rises from 0.")
-@click.option("--num-requests", "-n", type=int, help="Measured requests [default: 200 unless --duration is given].")
+@click.option("--ramp-up", default=default_of("ramp_up"), show_default=True,
+              help="Open loop: seconds over which the rate rises from 0.")
+@click.option("--num-requests", "-n", type=int,
+              help=f"Measured requests [default: {DEFAULT_NUM_REQUESTS} unless --duration is given].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
-@click.option("--warmup", default=0, show_default=True, help="Requests sent first and left out of the figures.")
-@click.option("--max-tokens", default=128, show_default=True, help="Output tokens per request (a row may override).")
-@click.option("--ignore-eos/--no-ignore-eos", default=True, show_default=True,
+@click.option("--warmup", default=default_of("warmup"), show_default=True,
+              help="Requests sent first and left out of the figures.")
+@click.option("--max-tokens", default=default_of("max_tokens"), show_default=True,
+              help="Output tokens per request (a row may override).")
+@click.option("--ignore-eos/--no-ignore-eos", default=default_of("ignore_eos"), show_default=True,
               help="Generate exactly max tokens, so output length does not depend on the model.")
-@click.option("--temperature", default=0.0, show_default=True)
+@click.option("--temperature", default=default_of("temperature"), show_default=True)
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where report.json and requests.jsonl go [default: results/run-TIMESTAMP].")
 @click.option("--api-key", envvar=["LOADGEN_API_KEY", "OPENAI_API_KEY"],
               help="Bearer token (or LOADGEN_API_KEY, else OPENAI_API_KEY); never written out.")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
-@click.option("--timeout", default=3600.0, show_default=True, help="Seconds one request may take in all.")
-@click.option("--connect-timeout", default=10.0, show_default=True, help="Seconds to open a connection.")
-@click.option("--first-token-timeout", default=300.0, show_default=True,
+@click.option("--timeout", default=default_of("timeout"), show_default=True,
+              help="Seconds one request may take in all.")
+@click.option("--connect-timeout", default=default_of("connect_timeout"), show_default=True,
+              help="Seconds to open a connection.")
+@click.option("--first-token-timeout", default=default_of("first_token_timeout"), show_default=True,
               help="Seconds from sending to the first streamed event (queueing and prefill).")
-@click.option("--idle-timeout", default=60.0, show_default=True,
+@click.option("--idle-timeout", default=default_of("idle_timeout"), show_default=True,
               help="Seconds without a byte between two chunks before a stream counts as stuck.")
-@click.option("--retries", default=0, show_default=True,
+@click.option("--retries", default=default_of("retries"), show_default=True,
               help="Retry a request that failed before its first token this many times (backoff 0.5 s doubling).")
 @click.option("--slo", help="Objectives, e.g. ttft_p95=0.5,tpot_p95=0.05,e2e_p99=30 (seconds): each checked, and "
                               "goodput (requests meeting every limit) reported.")
 @click.option("--max-error-rate", type=float,
               help="Stop the run early once more than this share (0-1) of requests failed (judged after 20).")
-@click.option("--startup-wait", default=60.0, show_default=True,
+@click.option("--startup-wait", default=default_of("startup_wait"), show_default=True,
               help="Seconds to keep retrying while the server answers but is not ready (429, 5xx).")
-@click.option("--seed", default=0, show_default=True, help="Seed for workload sampling and the emulator.")
-@click.option("--emulator-ttft-ms", default=50.0, show_default=True, help="Built-in emulator: time to first token.")
-@click.option("--emulator-step-ms", default=20.0, show_default=True, help="Built-in emulator: time per decode step.")
-@click.option("--emulator-accept", default="0.8,0.6,0.4", show_default=True,
+@click.option("--seed", default=default_of("seed"), show_default=True,
+              help="Seed for workload sampling and the emulator.")
+@click.option("--emulator-ttft-ms", default=default_of("emulator_ttft_ms"), show_default=True,
+              help="Built-in emulator: time to first token.")
+@click.option("--emulator-step-ms", default=default_of("emulator_step_ms"), show_default=True,
+              help="Built-in emulator: time per decode step.")
+@click.option("--emulator-accept", default=default_of("emulator_accept"), show_default=True,
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
-@click.option("--ray", "ray_address", metavar="ADDRESS",
+@click.option("--ray", metavar="ADDRESS",
               help="Run the load workers as Ray actors spread over a cluster: auto (the cluster `ray start` made "
                    "here), local (a one-machine cluster), or HOST:PORT. Needs pip install 'loadgen[ray]'.")
-@click.option("--on-worker-loss", default="stop", show_default=True, type=click.Choice(["stop", "continue"]),
+@click.option("--on-worker-loss", default=default_of("on_worker_loss"), show_default=True,
+              type=click.Choice(["stop", "continue"]),
               help="A worker process or node lost mid-run: stop the run (partial report), or continue without it; "
                    "either way its requests in flight count as failed (worker_lost).")
-@click.option("--metrics-addr", default=DEFAULT_METRICS_ADDR, show_default=True,
+@click.option("--metrics-addr", default=default_of("metrics_addr"), show_default=True,
               help="Serve live Prometheus metrics at HOST:PORT during the run (port 0: any free one).")
 @click.option("--no-metrics", is_flag=True, help="Do not serve live metrics.")
 @click.option("--pushgateway", help="Push the final metrics to this Prometheus Pushgateway URL after the run.")
 @click.option("--no-plots", is_flag=True, help="No PNG plots and report.html (report.json and CSV only).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
-def run(**params) -> None:
+def run(**options) -> None:
     """Run one benchmark at a fixed concurrency (or request rate) and write its report."""
     from .runner import run as run_benchmark
 
     console = Console(stderr=False)
-    report = run_benchmark(_run_config(console, params), console)
+    report = run_benchmark(_run_config(console, options), console)
     if report["partial"]:
         sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
 
 
-def _run_config(console: Console, p: dict):
-    """`loadgen run`'s options -> RunConfig (also every point of a sweep)."""
-    from .config import EmulatorSettings, RunConfig
-
-    num_requests = 200 if p["num_requests"] is None and p["duration"] is None else p["num_requests"]
-    return RunConfig(
-        url=p["url"], engine=p["engine"], model=p["model"], workload=p["workload"], workload_path=p["workload_path"],
-        tokenizer=p["tokenizer"], chat_template=p["chat_template"], system_prompt=p["system_prompt"], isl=p["isl"],
-        input_len=p["input_len"], concurrency=p["concurrency"], request_rate=p["request_rate"], arrival=p["arrival"],
-        burstiness=p["burstiness"], ramp_up_s=p["ramp_up"], num_requests=num_requests, duration_s=p["duration"],
-        warmup=p["warmup"], max_tokens=p["max_tokens"], ignore_eos=p["ignore_eos"], temperature=p["temperature"],
-        timeout_s=p["timeout"], startup_wait_s=p["startup_wait"], seed=p["seed"], api_key=p["api_key"],
-        connect_timeout_s=p["connect_timeout"], first_token_timeout_s=p["first_token_timeout"],
-        idle_timeout_s=p["idle_timeout"], retries=p["retries"], max_error_rate=p["max_error_rate"], slo=p["slo"],
-        verify_tls=not p["insecure"],
-        output_dir=p["output_dir"] or Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S"),
-        emulator=EmulatorSettings(p["emulator_ttft_ms"], p["emulator_step_ms"], _floats(p["emulator_accept"])),
-        progress=not p["no_progress"] and console.is_terminal, workers=p["workers"], ray=p["ray_address"],
-        on_worker_loss=p["on_worker_loss"],
-        metrics_addr=None if p["no_metrics"] else p["metrics_addr"], pushgateway=p["pushgateway"],
-        plots=not p["no_plots"],
-    )
+def _run_config(console: Console, options: dict) -> RunConfig:
+    """`loadgen run`'s options by long name -> RunConfig (also a sweep's and a plan's); no progress
+    bar where the console is no terminal."""
+    return RunConfig.from_options({**options, "no_progress": options.get("no_progress") or not console.is_terminal})
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command()
 @click.option("--concurrency", "-c", "concurrencies", help="Comma-separated concurrencies: one run each.")
 @click.option("--request-rate", "rates", help="Comma-separated request rates (open loop): one run each.")
 @click.option("--find-max", is_flag=True,
               help="With --slo: search the highest concurrency (or rate) that still meets every objective.")
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where the sweep goes [default: results/sweep-TIMESTAMP]; a rerun resumes it.")
-@click.pass_context
-def sweep(ctx: click.Context, concurrencies, rates, find_max, output_dir) -> None:
+def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
     """One run per concurrency (or request rate) against one server; every other `loadgen run`
     option applies to each point, e.g. loadgen sweep -c 1,4,16,64 --url URL -n 200 --slo ttft_p95=0.5."""
     from .sweep import run_sweep
@@ -151,11 +145,16 @@ def sweep(ctx: click.Context, concurrencies, rates, find_max, output_dir) -> Non
     except ValueError:
         raise click.UsageError(f"--{kind.replace('_', '-')} takes comma-separated numbers, got {text!r}") from None
     console = Console()
-    base = _run_config(console, run.make_context("sweep", list(ctx.args)).params)
     out = output_dir or Path("results") / datetime.now().strftime("sweep-%Y%m%d-%H%M%S")
+    base = _run_config(console, {**options, "output_dir": out})  # each point has its own folder under it
     result = run_sweep(base, kind, values, out, console, find_max=find_max)
     if result["interrupted"]:
         sys.exit(130)
+
+
+# Every other option of `loadgen run` is the sweep's too; its own --concurrency, --request-rate
+# (lists) and --output-dir (the sweep's folder) stand in for run's.
+sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir"))
 
 
 @cli.command()
@@ -392,20 +391,6 @@ def _print_shipped(names: list[str], describe) -> None:
         click.echo(f"{name:<{width}}  {describe(name)}")
 
 
-def _options_to_args(options: dict) -> list[str]:
-    """`loadgen run` options by long name ({"num_requests": 200, "ignore_eos": false}) -> its flags."""
-    args: list[str] = []
-    for key, value in options.items():
-        flag = "--" + str(key).replace("_", "-")
-        if value is True:
-            args.append(flag)
-        elif value is False:
-            args.append(flag.replace("--no-", "--", 1) if flag.startswith("--no-") else "--no-" + flag[2:])
-        elif value is not None:
-            args += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    return args
-
-
 @cli.command()
 @click.argument("plan", required=False)
 @click.option("--list", "list_plans", is_flag=True, help="List the shipped plans (name, description) and exit.")
@@ -428,12 +413,11 @@ def matrix(plan, list_plans, output_dir, dry_run) -> None:
     loaded = load_plan(plan, output_dir)
     console = Console()
 
-    def make_config(options: dict):
+    def make_config(options: dict) -> RunConfig:
         try:
-            params = run.make_context("matrix", _options_to_args(options)).params
-        except click.ClickException as exc:
-            raise LoadgenError(f"plan {plan}: run option: {exc.format_message()}") from None
-        return _run_config(console, {**params, "output_dir": loaded.output_dir})
+            return _run_config(console, {**options, "output_dir": loaded.output_dir})
+        except RunOptionError as exc:
+            raise LoadgenError(f"plan {plan}: run option: {exc}") from None
 
     if not dry_run:
         _interrupt_on_sigterm()

@@ -1,15 +1,32 @@
-"""One run's settings, checked once; no I/O here."""
+"""One run's settings, checked once; no I/O here.
+
+`loadgen run`'s flags, every point of a sweep and a plan's run options all become a RunConfig
+through RunConfig.from_options, and the command line takes its defaults from here (default_of):
+each default is written once, on its field. The bottom layer: it imports nothing else from loadgen
+but its errors.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import RunOptionError, UsageError
 
-__all__ = ["EmulatorSettings", "RunConfig", "parse_addr", "DEFAULT_METRICS_ADDR"]
+__all__ = ["EmulatorSettings", "RunConfig", "RUN_OPTIONS", "default_of", "parse_addr", "parse_floats", "parse_slo",
+           "DEFAULT_METRICS_ADDR", "DEFAULT_NUM_REQUESTS", "SLO_METRIC_NAMES"]
 
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+#: measured requests when neither --num-requests nor --duration is given
+DEFAULT_NUM_REQUESTS = 200
+#: the metrics an SLO may limit; analysis.slo.SLO_METRICS defines each of them per request
+SLO_METRIC_NAMES = ("ttft", "tpot", "e2e")
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -22,6 +39,33 @@ def parse_addr(text: str) -> tuple[str, int]:
     if not sep or not 0 <= number <= 65535:
         raise UsageError(f"--metrics-addr must be HOST:PORT, e.g. {DEFAULT_METRICS_ADDR}; got {text!r}")
     return host.strip("[]") or "127.0.0.1", number
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    """'0.8,0.6,0.4' -> (0.8, 0.6, 0.4); '' -> (). A bad number is a ValueError naming the text."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_slo(text: str) -> tuple[tuple[str, float, float], ...]:
+    """'ttft_p95=0.5,tpot_p95=0.05' -> (("ttft", 95.0, 0.5), ("tpot", 95.0, 0.05))."""
+    objectives = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, limit = item.partition("=")
+        metric, _, pct = name.partition("_p")
+        try:
+            objective = (metric, float(pct), float(limit))
+        except ValueError:
+            objective = None
+        if objective is None or metric not in SLO_METRIC_NAMES or not 0 < objective[1] <= 100 or objective[2] <= 0:
+            raise UsageError(f"--slo takes METRIC_pPCT=SECONDS items (metrics: {', '.join(SLO_METRIC_NAMES)}), "
+                             f"e.g. ttft_p95=0.5,tpot_p95=0.05; got {item!r}")
+        objectives.append(objective)
+    if not objectives:
+        raise UsageError("--slo is empty; e.g. --slo ttft_p95=0.5,tpot_p95=0.05")
+    return tuple(objectives)
 
 
 @dataclass(frozen=True)
@@ -88,7 +132,6 @@ class RunConfig:
         if self.num_requests is None and self.duration_s is None:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
         if self.slo is not None:
-            from .analysis.slo import parse_slo
             parse_slo(self.slo)
         if self.request_rate is not None and self.request_rate <= 0:
             raise UsageError(f"--request-rate must be positive, got {self.request_rate}")
@@ -132,20 +175,33 @@ class RunConfig:
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
 
-    def client(self, url: str):
-        """The HTTP client these settings describe (one per process)."""
-        from .transport import HttpClient
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> RunConfig:
+        """`loadgen run`'s options by their long names, as its flags and a plan's `run:` mapping give
+        them ({"num_requests": 200, "ignore_eos": False, "emulator_accept": [0.8, 0.6]}), -> RunConfig.
 
-        return HttpClient(url, api_key=self.api_key, timeout_s=self.timeout_s, connect_timeout_s=self.connect_timeout_s,
-                          first_token_timeout_s=self.first_token_timeout_s, idle_timeout_s=self.idle_timeout_s,
-                          verify_tls=self.verify_tls)
-
-    def workload_spec(self):
-        """What the workload registry needs of these settings."""
-        from .workloads import BuildOptions, WorkloadSpec
-
-        return WorkloadSpec(self.workload, self.workload_path, self.tokenizer,
-                            BuildOptions(self.chat_template, self.system_prompt, self.isl), self.input_len, self.seed)
+        An option left out, or None, takes `loadgen run`'s default; a value is read as the flag
+        would read it ("64" or 64 for an integer). An unknown option or a value the flag would refuse
+        is a RunOptionError; a bad setting is the UsageError `loadgen run` gives.
+        """
+        values = {option: default_of(option) for option in RUN_OPTIONS}
+        for key, value in options.items():
+            option = str(key).replace("-", "_")
+            if option not in values:
+                raise _unknown_option(option)
+            if value is not None:
+                values[option] = value
+        values = {option: None if value is None else _read_option(option, value) for option, value in values.items()}
+        settings = {name: values[option] for option, name in _FIELD_OPTIONS.items()}
+        for option, (name, off) in _OFF_SWITCHES.items():
+            if values[option]:
+                settings[name] = off
+        if settings["num_requests"] is None and settings["duration_s"] is None:
+            settings["num_requests"] = DEFAULT_NUM_REQUESTS
+        if settings["output_dir"] is None:
+            settings["output_dir"] = Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        emulator = EmulatorSettings(**{name: values[option] for option, name in _EMULATOR_OPTIONS.items()})
+        return cls(**settings, emulator=emulator)
 
     def public(self) -> dict:
         """The settings as they go into reports: never the API key."""
@@ -169,6 +225,83 @@ class RunConfig:
             "api_key": "***" if self.api_key else None, "verify_tls": self.verify_tls,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
         }
+
+
+#: the flags that turn a setting off: option -> (RunConfig field, its value then)
+_OFF_SWITCHES = {"insecure": ("verify_tls", False), "no_plots": ("plots", False), "no_progress": ("progress", False),
+                 "no_metrics": ("metrics_addr", None)}
+#: the built-in emulator's options -> EmulatorSettings fields
+_EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept"}
+#: the options that set a RunConfig field of their own -> that field: an option drops the field's unit
+#: (--timeout sets timeout_s). Every other field is set through the switches or the emulator's
+#: options, so a field added here is a `loadgen run` flag too (tests/unit/test_config.py holds them equal)
+_FIELD_OPTIONS = {f.name.removesuffix("_s"): f.name for f in dataclasses.fields(RunConfig)
+                  if f.name not in ("verify_tls", "plots", "progress", "emulator")}
+#: every option of `loadgen run`, by long name: the names its flags have and plans use
+RUN_OPTIONS = (*_FIELD_OPTIONS, *_OFF_SWITCHES, *_EMULATOR_OPTIONS)
+#: options whose default on the command line is not their field's: a RunConfig made in code serves
+#: no live metrics (tests run side by side), `loadgen run` serves them unless --no-metrics
+_COMMAND_LINE_DEFAULTS = {"metrics_addr": DEFAULT_METRICS_ADDR}
+
+
+def default_of(option: str) -> object:
+    """`loadgen run`'s default for OPTION (a long name), as its flag takes it: the click options'
+    default= and RunConfig.from_options both read it, so it is the field's default, written once.
+    A tuple is written as the flag takes it: (0.8, 0.6, 0.4) -> '0.8,0.6,0.4'."""
+    if option in _COMMAND_LINE_DEFAULTS:
+        return _COMMAND_LINE_DEFAULTS[option]
+    if option in _OFF_SWITCHES:
+        return False
+    owner, name = (EmulatorSettings, _EMULATOR_OPTIONS[option]) if option in _EMULATOR_OPTIONS else \
+        (RunConfig, _FIELD_OPTIONS[option])
+    default = next(f.default for f in dataclasses.fields(owner) if f.name == name)
+    if default is dataclasses.MISSING:  # url and output_dir: None stands for the emulator, and results/run-TIMESTAMP
+        return None
+    return ",".join(map(str, default)) if isinstance(default, tuple) else default
+
+
+def _kinds(owner: type, names: Mapping[str, str]) -> dict[str, type]:
+    """option -> the type of the field it sets, without None: int | None -> int, tuple[float, ...] -> tuple."""
+    hints = typing.get_type_hints(owner)
+    kinds = {}
+    for option, name in names.items():
+        hint = hints[name]
+        if isinstance(hint, types.UnionType):
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        kinds[option] = typing.get_origin(hint) or hint
+    return kinds
+
+
+#: option -> the type its value is read as
+_OPTION_KINDS = {**_kinds(RunConfig, _FIELD_OPTIONS), **dict.fromkeys(_OFF_SWITCHES, bool),
+                 **_kinds(EmulatorSettings, _EMULATOR_OPTIONS)}
+#: how each kind of option reads the text of its value, and what it is called when it cannot
+_READERS = {str: str, Path: Path, int: int, float: float, tuple: parse_floats}
+_KIND_WORDS = {int: "an integer", float: "a number", tuple: "comma-separated numbers"}
+
+
+def _read_option(option: str, value: object) -> object:
+    """A value as `loadgen run`'s flag would read it: a plan's 64 or "64" for an integer, [0.8, 0.6]
+    or "0.8,0.6" for --emulator-accept; what the flag would refuse is a RunOptionError."""
+    kind, flag = _OPTION_KINDS[option], "--" + option.replace("_", "-")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RunOptionError(f"{flag} is a switch: true or false, got {value!r}")
+        return value
+    if isinstance(value, bool):
+        raise RunOptionError(f"{flag} takes a value, not {value!r}")
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    try:
+        return _READERS[kind](text)
+    except ValueError:
+        raise RunOptionError(f"{flag} takes {_KIND_WORDS[kind]}, got {value!r}") from None
+
+
+def _unknown_option(option: str) -> RunOptionError:
+    """The line for an option `loadgen run` does not have, with the nearest one it does."""
+    close = difflib.get_close_matches(option, RUN_OPTIONS, n=1)
+    hint = f"; did you mean {close[0]}?" if close else "; the options are loadgen run's (see loadgen run --help)"
+    return RunOptionError(f"no such option: --{option.replace('_', '-')} ({option}){hint}")
 
 
 def _without_credentials(url: str | None) -> str | None:

@@ -5,11 +5,13 @@ reaches the user as one line and exit code 2:
 
     LoadgenError
     ├── UsageError        bad flags or flag combinations
+    │   └── RunOptionError    a run option loadgen run does not have, or a value its flag refuses
     ├── ServerError       the target cannot be used (unreachable, not OpenAI-compatible, 404)
     └── OutputError       the output directory cannot be written
 """
 
-__all__ = ["LoadgenError", "UsageError", "ServerError", "ServerNotReady", "OutputError", "WorkerLost"]
+__all__ = ["LoadgenError", "UsageError", "RunOptionError", "ServerError", "ServerNotReady", "OutputError",
+           "WorkerLost"]
 
 
 class LoadgenError(Exception):
@@ -20,6 +22,11 @@ class LoadgenError(Exception):
 
 class UsageError(LoadgenError):
     pass
+
+
+class RunOptionError(UsageError):
+    """What click says of a bad flag, said of a run option given by name (a plan's `run:`), so
+    that the plan can name itself before it."""
 
 
 class ServerError(LoadgenError):

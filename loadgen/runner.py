@@ -28,6 +28,7 @@ from .transport import ExchangeError, HttpClient, TransportError
 from .sender import COMPLETIONS
 from .scheduler import arrival_offsets
 from .workers import LocalShare, WorkerPool, auto_workers, split, split_arrivals
+from .wiring import http_client, workload_spec
 from .workloads import Workload, load_tokenizer, load_workload, round_robin
 
 __all__ = ["run", "prepare_output_dir", "rebuild_report", "rerender_report", "emulator_args", "RUN_FILE"]
@@ -68,7 +69,7 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
 def run(config: RunConfig, console: Console) -> dict:
     """Run one benchmark and return its report; writes requests.jsonl and report.json."""
     out = prepare_output_dir(config.output_dir)
-    workload = load_workload(config.workload_spec())
+    workload = load_workload(workload_spec(config))
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:
@@ -157,7 +158,7 @@ class _Run:
 
     async def execute(self) -> dict:
         config = self.config
-        self.client = config.client(self.url)
+        self.client = http_client(config, self.url)
         try:
             return await self._execute(self.client)
         finally:

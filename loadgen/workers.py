@@ -44,6 +44,7 @@ from .records import ErrorInfo, RequestRecord
 from .scheduler import closed_loop, open_loop
 from .sender import Sender
 from .transport import HttpClient, ReadLag
+from .wiring import http_client, workload_spec
 from .workloads import Prompt, load_tokenizer, load_workload
 
 __all__ = ["LocalShare", "WorkerPool", "Plan", "split", "split_arrivals", "auto_workers", "serve_worker"]
@@ -379,14 +380,14 @@ async def serve_worker(sock: socket.socket) -> None:
     config, url, model, engine, plan, *shipped = pickle.loads(await reader.readexactly(size))
     try:
         # the prompts the parent shipped (another machine), else the parent's spec: the same cached prompts
-        prompts = shipped[0] if shipped else load_workload(config.workload_spec()).prompts
+        prompts = shipped[0] if shipped else load_workload(workload_spec(config)).prompts
         multi_turn = any(p.followups for p in (prompts.values() if isinstance(prompts, dict) else prompts))
         tokenizer = load_tokenizer(config.tokenizer) if multi_turn else None
     except LoadgenError as exc:
         send({"error": str(exc)})
         await writer.drain()
         return
-    client = config.client(url)
+    client = http_client(config, url)
     share: LocalShare | None = None
 
     def on_record(record: RequestRecord, done: bool) -> None:

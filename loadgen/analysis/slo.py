@@ -12,38 +12,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from loadgen.errors import UsageError
+from loadgen.config import parse_slo  # parsing --slo is the config's; kept importable from here
 from loadgen.records import RequestRecord
 
 __all__ = ["SLO_METRICS", "parse_slo", "slo_report"]
 
 #: metric -> one request's value in seconds (None where it is not defined for it): the one
-#: definition of TTFT, TPOT and E2E per request, used by the report, the SLOs and requests.csv
+#: definition of TTFT, TPOT and E2E per request, used by the report, the SLOs and requests.csv;
+#: its keys are config.SLO_METRIC_NAMES, the metrics --slo accepts
 SLO_METRICS = {
     "ttft": lambda r: (r.first_ns - r.scheduled_ns) * 1e-9,
     "tpot": lambda r: ((r.last_ns - r.first_ns) * 1e-9 / (r.output_tokens - 1)
                        if r.output_tokens > 1 and r.last_ns > r.first_ns else None),
     "e2e": lambda r: (r.last_ns - r.scheduled_ns) * 1e-9,
 }
-
-
-def parse_slo(text: str) -> tuple[tuple[str, float, float], ...]:
-    """'ttft_p95=0.5,tpot_p95=0.05' -> (("ttft", 95.0, 0.5), ("tpot", 95.0, 0.05))."""
-    objectives = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, limit = item.partition("=")
-        metric, _, pct = name.partition("_p")
-        try:
-            objective = (metric, float(pct), float(limit))
-        except ValueError:
-            objective = None
-        if objective is None or metric not in SLO_METRICS or not 0 < objective[1] <= 100 or objective[2] <= 0:
-            raise UsageError(f"--slo takes METRIC_pPCT=SECONDS items (metrics: {', '.join(SLO_METRICS)}), "
-                             f"e.g. ttft_p95=0.5,tpot_p95=0.05; got {item!r}")
-        objectives.append(objective)
-    if not objectives:
-        raise UsageError("--slo is empty; e.g. --slo ttft_p95=0.5,tpot_p95=0.05")
-    return tuple(objectives)
 
 
 def slo_report(records: Sequence[RequestRecord], objectives: Sequence[tuple[str, float, float]],
