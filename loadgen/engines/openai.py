@@ -6,7 +6,7 @@ import orjson
 
 from .base import ChunkFields, EngineSpec
 
-__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_chunk", "decode_openai_object", "SPEC"]
+__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
 
 
 def load_chunk(data: bytes) -> dict:
@@ -41,14 +41,6 @@ def decode_openai_object(obj: dict) -> ChunkFields:
     return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
 
 
-def decode_openai_chunk(data: bytes) -> ChunkFields:
-    """Decode one `data:` payload of a /v1/completions stream.
-
-    Raises ValueError on a payload that is not a JSON object (the caller records it as malformed).
-    """
-    return decode_openai_object(load_chunk(data))
-
-
 class OpenAIAdapter:
     """A server known only to speak OpenAI, and the base of every engine adapter.
 
@@ -67,7 +59,8 @@ class OpenAIAdapter:
                 "stream": True, "stream_options": {"include_usage": True}}
 
     def decode(self, data: bytes) -> ChunkFields:
-        return decode_openai_chunk(data)
+        """Decode one `data:` payload of a /v1/completions stream; ValueError when it is not a chunk."""
+        return decode_openai_object(load_chunk(data))
 
     def collectors(self) -> list:
         return []
