@@ -11,6 +11,7 @@ from rich.console import Console
 
 from . import __version__
 from .config import DEFAULT_NUM_REQUESTS, RunConfig, default_of, parse_floats
+from .engines import EMULATED_ENGINES, ENGINES, SERVABLE_ENGINES
 from .errors import LoadgenError, RunOptionError
 
 __all__ = ["main", "cli"]
@@ -31,7 +32,8 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--url", help="Server root, e.g. http://gpu-host:8000. Without it, the built-in emulator is started.")
-@click.option("--engine", default="auto", show_default=True, help="auto, vllm or openai.")
+@click.option("--engine", default="auto", show_default=True,
+              help=f"auto (from /v1/models), or one of {', '.join(ENGINES)}.")
 @click.option("--model", help="Model to request [default: the first of /v1/models].")
 @click.option("--workload", default=default_of("workload"), show_default=True,
               help="sample (offline, 11 categories), random, speed:qualitative, speed:throughput_1k..32k, specbench, "
@@ -246,7 +248,7 @@ def _describe(loaded) -> None:
 
 @cli.command()
 @click.option("--engine", default="vllm", show_default=True,
-              help="Wire format to speak: vllm, sglang, trtllm or llamacpp.")
+              help=f"Wire format to speak: one of {', '.join(EMULATED_ENGINES)}.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--model", default="emulator", show_default=True, help="Served model name.")
@@ -324,7 +326,7 @@ def _interrupt_on_sigterm() -> None:
 @click.option("--gpus", help="GPUs to use, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES) [default: all visible].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --set speculative.num_speculative_tokens=5 (repeatable).")
-@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm", "llamacpp"]),
+@click.option("--engine", type=click.Choice(SERVABLE_ENGINES),
               help="Look RECIPE up among this engine's recipes, and refuse a recipe for another engine.")
 @click.option("--startup-timeout", type=float, help="Seconds to wait until it serves [default: the recipe's].")
 @click.option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL when stopping it.")

@@ -1,9 +1,10 @@
 """A standalone emulated inference engine speaking each engine's OpenAI-compatible wire format
-(`--engine vllm | sglang | trtllm | llamacpp`, one module each, see engine.py).
+(`--engine NAME`, one personality module each, see engine.py).
 
-It imports nothing from loadgen but the kernel-timestamp helper (loadgen.stamped_socket), so it stays
-an independent check on the client's parsing and arithmetic: its timing and acceptance are
-configured truth.
+It takes from loadgen only the kernel-timestamp helper (loadgen.stamped_socket) and, from the engine
+registry, which personality speaks for which engine (EngineSpec.personality); none of the client's
+parsing or arithmetic runs in it, so it stays an independent check on them: its timing and
+acceptance are configured truth.
 """
 
 from .profile import load_accept_profile

@@ -17,23 +17,32 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 
 import orjson
+
+from loadgen.engines.registry import ENGINES
 
 from .counters import Counters
 from .faults import NO_FAULT, Faults, FaultPlan, draw
 from .engine import BatchStats, GenerationParams, Personality, RequestRejected
 from .http import Connection, Request, accept_connections
-from .llamacpp import Llamacpp
 from .profile import validate_accept_profile
-from .sglang import Sglang
 from .stepper import AcceptanceSampler, Stepper
-from .trtllm import Trtllm
-from .vllm import Vllm
 
 __all__ = ["EmulatorConfig", "serve", "PERSONALITIES"]
 
-PERSONALITIES: dict[str, type[Personality]] = {"vllm": Vllm, "sglang": Sglang, "trtllm": Trtllm, "llamacpp": Llamacpp}
+
+
+def _personality(reference: str) -> type[Personality]:
+    """EngineSpec.personality ("loadgen.emulator.vllm:Vllm") -> the class."""
+    module, _, name = reference.partition(":")
+    return getattr(import_module(module), name)
+
+
+#: engine -> its personality, derived from the engine registry: every engine whose EngineSpec names one
+PERSONALITIES: dict[str, type[Personality]] = {name: _personality(spec.personality) for name, spec in ENGINES.items()
+                                               if spec.personality is not None}
 
 _WORDS = [" the", " model", " token", " draft", " step", " verify", " accept", " and", " of", " to",
           " a", " in", " is", " that", " for", " it", " with", " as", " on", " be"]

@@ -1,11 +1,15 @@
-"""What every engine adapter provides: request bodies, chunk decoding and server SD metrics."""
+"""What every engine provides: an adapter (request bodies, chunk decoding, server SD metrics) and
+the EngineSpec that declares it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter", "option_flags", "sizing_flags"]
+from .launch import Launch
+
+__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter", "EngineSpec"]
 
 
 class ChunkFields(NamedTuple):
@@ -76,25 +80,28 @@ class EngineAdapter(Protocol):
         ...
 
 
-def option_flags(options: dict) -> list[str]:
-    """A recipe's engine-specific options as command-line flags: {"eagle_topk": 1} -> --eagle-topk 1;
-    true -> the bare flag, false or null -> left out; a key may start with dashes to keep it as written."""
-    argv: list[str] = []
-    for key, value in options.items():
-        flag = key if key.startswith("-") else "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is not False and value is not None:
-            argv += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    return argv
 
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything loadgen knows about one engine, declared once in the engine's own module.
 
-def sizing_flags(recipe, **flags: str) -> list[str]:
-    """The recipe's sizing fields that are set, as this engine's flags:
-    sizing_flags(recipe, max_model_len="--max-model-len") -> ["--max-model-len", "40960"]."""
-    argv: list[str] = []
-    for name, flag in flags.items():
-        value = getattr(recipe, name)
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
+    engines/registry.py lists these; every table of engines elsewhere (the CLI's --engine choices,
+    --engine auto, default ports, recipe engines, launchers, the emulator's personalities) is
+    derived from that list, so adding an engine touches no shared code.
+    """
+
+    name: str
+    adapter: type[EngineAdapter]
+    #: /v1/models' owned_by values (lower case) that identify this engine for --engine auto
+    owned_by: tuple[str, ...] = ()
+    #: where the engine listens when not told otherwise (`loadgen serve` without --port)
+    default_port: int | None = None
+    #: launch(recipe, host=, port=, workdir=) -> engines.launch.Launch: the engine's command for a
+    #: recipe; None where loadgen does not start the engine (no recipes for it)
+    launch: Callable[..., Launch] | None = None
+    #: the emulator's personality, "module:Class". A name, not a class: engines/ must not import the
+    #: emulator, which stays an independent check on the parsing done here; the emulator resolves it
+    personality: str | None = None
+    #: the recipe's model names a Hugging Face tokenizer, so a matrix plan may take token ids from
+    #: it; False for llama.cpp, whose GGUF models are not, so its plans must name a tokenizer
+    model_is_hf_tokenizer: bool = True

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import SpecCounters, option_flags, sizing_flags
-from .openai import OpenAIAdapter
+from ..errors import UsageError
+from .base import ChunkFields, EngineSpec, SpecCounters
+from .launch import Launch, Recipe, option_flags, sizing_flags
+from .openai import OpenAIAdapter, decode_openai_object, load_chunk
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector
 
-__all__ = ["LlamacppAdapter", "launch"]
+__all__ = ["LlamacppAdapter", "launch", "SPEC"]
 
 NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
                         draft_tokens="llamacpp:spec_decode_num_draft_tokens_total",
@@ -36,6 +38,17 @@ class LlamacppAdapter(OpenAIAdapter):
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
                 "ignore_eos": ignore_eos, "stream": True, "stream_options": {"include_usage": True}}
 
+    def decode(self, data: bytes) -> ChunkFields:
+        """The OpenAI fields, plus the request's own draft statistics from the final chunk's
+        `timings` (llama-server leaves draft_n out when the request drafted nothing)."""
+        obj = load_chunk(data)
+        fields = decode_openai_object(obj)
+        timings = obj.get("timings")
+        if timings and fields.error is None:
+            return fields._replace(draft_tokens=timings.get("draft_n", 0),
+                                   accepted_tokens=timings.get("draft_n_accepted", 0))
+        return fields
+
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "llama.cpp /metrics counters")]
 
@@ -53,14 +66,11 @@ def _model_flags(model: str, local: str, hub: str) -> list[str]:
     return [local, model] if model.endswith(".gguf") or Path(model).exists() else [hub, model]
 
 
-def launch(recipe, *, host: str, port: int, workdir: Path):
+def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     """`llama-server` with every layer offloaded (-ngl 999; a CPU build ignores it) and /metrics on.
     max_model_len is the context shared by all slots (-c); max_num_seqs the slots (-np)."""
-    from ..servers.recipe import Launch
-
     spec = recipe.speculative
     if spec.method == "eagle":
-        from ..errors import UsageError
         raise UsageError(f"recipe {recipe.name}: llama-server has no EAGLE-1 drafts (its --spec-type offers "
                          "draft-eagle3); use method eagle3")
     argv = [recipe.executable or "llama-server", *_model_flags(recipe.model, "-m", "-hf"), "--host", host,
@@ -72,3 +82,7 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
             argv += _model_flags(spec.draft_model, "-md", "-hfd")
         argv += option_flags(spec.options)
     return Launch(tuple(argv), {}, {})
+
+
+SPEC = EngineSpec(name="llamacpp", adapter=LlamacppAdapter, owned_by=("llamacpp",), default_port=8080, launch=launch,
+                  personality="loadgen.emulator.llamacpp:Llamacpp", model_is_hf_tokenizer=False)

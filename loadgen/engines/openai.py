@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import orjson
 
-from .base import ChunkFields
+from .base import ChunkFields, EngineSpec
 
-__all__ = ["OpenAIAdapter", "decode_openai_chunk"]
+__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
 
 
-def decode_openai_chunk(data: bytes) -> ChunkFields:
-    """Decode one `data:` payload of a /v1/completions stream.
-
-    Raises ValueError on a payload that is not a JSON object (the caller records it as malformed).
-    """
+def load_chunk(data: bytes) -> dict:
+    """One `data:` payload as a JSON object; ValueError when it is not one (the caller records it as
+    malformed)."""
     obj = orjson.loads(data)
     if not isinstance(obj, dict):
         raise ValueError("chunk is not a JSON object")
+    return obj
+
+
+def decode_openai_object(obj: dict) -> ChunkFields:
+    """The fields every engine's /v1/completions chunk shares; an engine with more (llama.cpp's
+    timings) reads them from the same object in its own adapter."""
     error = obj.get("error")
     if error is not None:
         message = error.get("message") if isinstance(error, dict) else str(error)
@@ -34,10 +38,6 @@ def decode_openai_chunk(data: bytes) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    timings = obj.get("timings")
-    if timings:  # llama.cpp's final chunk: the request's own draft statistics, left out when it drafted nothing
-        return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
-                           timings.get("draft_n", 0), timings.get("draft_n_accepted", 0))
     return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
 
 
@@ -59,7 +59,13 @@ class OpenAIAdapter:
                 "stream": True, "stream_options": {"include_usage": True}}
 
     def decode(self, data: bytes) -> ChunkFields:
-        return decode_openai_chunk(data)
+        """Decode one `data:` payload of a /v1/completions stream; ValueError when it is not a chunk."""
+        return decode_openai_object(load_chunk(data))
 
     def collectors(self) -> list:
         return []
+
+
+#: any other OpenAI-compatible server: what --engine auto falls back to; loadgen neither starts
+#: nor emulates it
+SPEC = EngineSpec(name="openai", adapter=OpenAIAdapter)

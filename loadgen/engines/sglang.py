@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import option_flags, sizing_flags
-from .openai import OpenAIAdapter
-from .server_metrics import SglangCollector
+import orjson
 
-__all__ = ["SglangAdapter", "launch"]
+from .base import EngineSpec
+from .launch import Launch, Recipe, option_flags, sizing_flags
+from .openai import OpenAIAdapter
+from .prometheus_text import sample_sums
+from .server_metrics import Getter, ServerAcceptance, fetch_text
+
+__all__ = ["SglangAdapter", "SglangCollector", "launch", "SPEC"]
 
 
 class SglangAdapter(OpenAIAdapter):
@@ -28,15 +32,72 @@ class SglangAdapter(OpenAIAdapter):
         return [SglangCollector()]
 
 
+class SglangCollector:
+    """SGLang has no spec-decode counters. /server_info gives avg_spec_accept_length, a cumulative
+    average since the server started; its gauges sglang:spec_accept_length/_rate cover only recent
+    decode batches. So: the server AL reported is the mean of the gauge sampled during the run
+    (windowed, weighted by sample not by step), and the cumulative averages before/after are shown
+    beside it; neither is the window's exact AL, and both include other traffic."""
+
+    source = "sglang gauges (windowed) + /server_info (cumulative)"
+
+    def __init__(self) -> None:
+        self.series: list[dict] = []
+        self._info_before: float | None = None
+
+    @staticmethod
+    async def _avg_accept(get: Getter) -> float | None:
+        text = await fetch_text(get, "/server_info")
+        if text is None:
+            return None
+        try:
+            info = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        states = info.get("internal_states") or [info]
+        values = [s.get("avg_spec_accept_length") for s in states if isinstance(s, dict)]
+        values = [v for v in values if isinstance(v, (int, float))]
+        return sum(values) / len(values) if values else None
+
+    async def begin(self, get: Getter) -> None:
+        self._info_before = await self._avg_accept(get)
+
+    async def poll(self, get: Getter, t_s: float) -> None:
+        text = await fetch_text(get, "/metrics")
+        if text is None:
+            return
+        sums = sample_sums(text, {"sglang:spec_accept_length", "sglang:spec_accept_rate"}, by_label="tp_rank")
+        length = sums.get("sglang:spec_accept_length", {})
+        rate = sums.get("sglang:spec_accept_rate", {})
+        if length:
+            self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length.values()) / len(length),
+                                 "acceptance_rate": sum(rate.values()) / len(rate) if rate else None})
+
+    async def end(self, get: Getter) -> ServerAcceptance | None:
+        await self.poll(get, float("nan"))
+        info_after = await self._avg_accept(get)
+        samples = [s["acceptance_length"] for s in self.series if s["acceptance_length"]]
+        rates = [s["acceptance_rate"] for s in self.series if s.get("acceptance_rate") is not None]
+        if not samples and info_after is None:
+            return None
+        return ServerAcceptance(
+            self.source, sum(samples) / len(samples) if samples else None,
+            acceptance_rate=sum(rates) / len(rates) if rates else None, exact=False,
+            note="SGLang exports no counters: AL is the mean of the windowed sglang:spec_accept_length gauge "
+                 "sampled during the run (start SGLang with --enable-metrics); /server_info's averages are "
+                 "cumulative since the server started",
+            time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
+            raw={"server_info_avg_accept_length_before": self._info_before,
+                 "server_info_avg_accept_length_after": info_after})
+
+
 #: recipe method -> --speculative-algorithm
 ALGORITHMS = {"eagle": "EAGLE", "eagle3": "EAGLE3", "mtp": "NEXTN", "draft_model": "STANDALONE", "ngram": "NGRAM"}
 
 
-def launch(recipe, *, host: str, port: int, workdir: Path):
+def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     """`python -m sglang.launch_server` with metrics on and one chunk per verify step. Draft-tree
     methods run a chain (top-k 1): n steps draft n tokens, verified as n + 1."""
-    from ..servers.recipe import Launch
-
     argv = [recipe.executable or "python3", "-m", "sglang.launch_server", "--model-path", recipe.model,
             "--host", host, "--port", str(port), "--tp-size", str(recipe.tensor_parallel_size),
             "--enable-metrics", "--stream-interval", "1"]
@@ -55,3 +116,7 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
                      "--speculative-num-draft-tokens", str(n + 1)]
         argv += option_flags(spec.options)
     return Launch(tuple(argv), {}, {})
+
+
+SPEC = EngineSpec(name="sglang", adapter=SglangAdapter, owned_by=("sglang",), default_port=30000, launch=launch,
+                  personality="loadgen.emulator.sglang:Sglang")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import SpecCounters, sizing_flags
+import orjson
+
+from ..errors import UsageError
+from .base import EngineSpec, SpecCounters
+from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
-from .server_metrics import CounterCollector, TrtllmIterationCollector
+from .server_metrics import CounterCollector, Getter, ServerAcceptance, fetch_text
 
-__all__ = ["TrtllmAdapter", "REQUEST_FIELDS", "launch"]
+__all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launch", "SPEC"]
 
 #: every field this adapter may send; TRT-LLM's CompletionRequest forbids extras
 REQUEST_FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "stream", "stream_options", "ignore_eos"})
@@ -44,6 +48,86 @@ class TrtllmAdapter(OpenAIAdapter):
         return spec_counters(metrics_text, NAMES)
 
 
+class TrtllmIterationCollector:
+    """TRT-LLM's JSON /metrics drains on every read (two scrapers steal each other's iterations),
+    so this one reads it for the whole run: the first read discards what came before, each poll
+    adds its iterations' specDecodingStats, the last read closes the window.
+    AL = (accepted + requests with drafts) / requests with drafts, summed over iterations."""
+
+    source = "trtllm /metrics iteration stats"
+    #: TRT-LLM keeps at most iter_stats_max_iterations (default 1000) between reads and drops the
+    #: oldest: at 0.2 s, iterations would have to be shorter than 0.2 ms to be lost
+    poll_interval_s = 0.2
+
+    def __init__(self) -> None:
+        self._drafts = self._draft_tokens = self._accepted = 0.0
+        self._iterations = 0
+        self._last_iter: int | None = None
+        self._lost = 0  # iterations the engine dropped before they were read (gaps in "iter")
+        self.series: list[dict] = []
+        self._readable = True
+
+    async def _drain(self, get: Getter) -> tuple[float, float, float] | None:
+        text = await fetch_text(get, "/metrics")
+        try:
+            entries = orjson.loads(text) if text is not None else None
+        except orjson.JSONDecodeError:
+            entries = None
+        if not isinstance(entries, list):
+            self._readable = False
+            return None
+        drafts = draft_tokens = accepted = 0.0
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            number = entry.get("iter")
+            if isinstance(number, int):
+                if self._last_iter is not None and number > self._last_iter + 1:
+                    self._lost += number - self._last_iter - 1
+                self._last_iter = number
+            spec = entry.get("specDecodingStats")
+            if spec:
+                drafts += spec.get("numRequestsWithDraftTokens", 0)
+                draft_tokens += spec.get("numDraftTokens", 0)
+                accepted += spec.get("numAcceptedTokens", 0)
+        self._iterations += len(entries)
+        return drafts, draft_tokens, accepted
+
+    async def begin(self, get: Getter) -> None:
+        await self._drain(get)  # iterations before the window are not ours
+        self._iterations = self._lost = 0
+
+    async def poll(self, get: Getter, t_s: float) -> None:
+        got = await self._drain(get)
+        if got is None:
+            return
+        drafts, draft_tokens, accepted = got
+        self._drafts += drafts
+        self._draft_tokens += draft_tokens
+        self._accepted += accepted
+        self.series.append({"t_s": round(t_s, 3), "acceptance_length": 1 + accepted / drafts if drafts else None,
+                             "drafts": drafts})
+
+    async def end(self, get: Getter) -> ServerAcceptance | None:
+        await self.poll(get, float("nan"))
+        if not self._readable and not self._drafts:
+            return ServerAcceptance(self.source, None, exact=False,
+                                    note="/metrics gave no iteration stats (start trtllm-serve with "
+                                         "enable_iter_perf_stats: true)")
+        if not self._drafts:
+            return None
+        note = "iteration stats carry no per-position acceptance; /prometheus/metrics does where enabled"
+        if self._lost:
+            note += (f"; {self._lost} of {self._iterations + self._lost} iterations were dropped by the engine before "
+                     "they were read (its queue holds iter_stats_max_iterations): the counts miss them")
+        return ServerAcceptance(
+            self.source, 1.0 + self._accepted / self._drafts, drafts=self._drafts, draft_tokens=self._draft_tokens,
+            accepted_tokens=self._accepted,
+            acceptance_rate=self._accepted / self._draft_tokens if self._draft_tokens else None,
+            exact=not self._lost, note=note, time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
+            raw={"iterations": self._iterations, "iterations_lost": self._lost})
+
+
 #: recipe method -> speculative_config.decoding_type. EAGLE-3 is "Eagle" in 1.x (newer releases
 #: also take "Eagle3" and keep "Eagle" as its alias); the PyTorch backend has no EAGLE-1/2.
 DECODING_TYPES = {"eagle3": "Eagle", "mtp": "MTP", "ngram": "NGram", "draft_model": "DraftTarget"}
@@ -51,7 +135,7 @@ DECODING_TYPES = {"eagle3": "Eagle", "mtp": "MTP", "ngram": "NGram", "draft_mode
 OPTIONS_FILE = "extra_llm_api_options.yaml"
 
 
-def llm_api_options(recipe) -> dict:
+def llm_api_options(recipe: Recipe) -> dict:
     """The LLM-API options YAML: iteration stats and Prometheus perf metrics on (what loadgen
     scrapes), one chunk per iteration, and the recipe's speculative config."""
     options: dict = {"enable_iter_perf_stats": True, "return_perf_metrics": True, "stream_interval": 1}
@@ -71,9 +155,7 @@ def llm_api_options(recipe) -> dict:
     return _merge(options, recipe.extra_config)
 
 
-def _check_method(recipe) -> None:
-    from ..errors import UsageError
-
+def _check_method(recipe: Recipe) -> None:
     spec = recipe.speculative
     if spec.method not in DECODING_TYPES:
         raise UsageError(f"recipe {recipe.name}: TensorRT-LLM's PyTorch backend has no EAGLE-1/2 drafts; "
@@ -91,11 +173,9 @@ def _merge(base: dict, extra: dict) -> dict:
     return merged
 
 
-def launch(recipe, *, host: str, port: int, workdir: Path):
+def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     """`trtllm-serve` (PyTorch backend) with its options YAML written to WORKDIR."""
-    import yaml
-
-    from ..servers.recipe import Launch
+    import yaml  # only `serve` and `matrix` render recipes; a run never needs PyYAML
 
     options_path = workdir / OPTIONS_FILE
     argv = [recipe.executable or "trtllm-serve", recipe.model, "--backend", "pytorch", "--host", host,
@@ -104,3 +184,7 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
     argv += ["--extra_llm_api_options", str(options_path)]
     text = yaml.safe_dump(llm_api_options(recipe), sort_keys=False)
     return Launch(tuple(argv), {}, {options_path: text})
+
+
+SPEC = EngineSpec(name="trtllm", adapter=TrtllmAdapter, owned_by=("tensorrt_llm",), default_port=8000, launch=launch,
+                  personality="loadgen.emulator.trtllm:Trtllm")

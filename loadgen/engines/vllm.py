@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import SpecCounters, sizing_flags
+from .base import EngineSpec, SpecCounters
+from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector
 
-__all__ = ["VllmAdapter", "launch"]
+__all__ = ["VllmAdapter", "launch", "SPEC"]
 
 NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
                         draft_tokens="vllm:spec_decode_num_draft_tokens_total",
@@ -40,11 +41,9 @@ class VllmAdapter(OpenAIAdapter):
         return spec_counters(metrics_text, NAMES)
 
 
-def launch(recipe, *, host: str, port: int, workdir: Path):
+def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     """`vllm serve` with the recipe's speculative config as --speculative-config JSON (its method
     always named: without one vLLM guesses it from the draft's name), one chunk per engine step."""
-    from ..servers.recipe import Launch
-
     argv = [recipe.executable or "vllm", "serve", recipe.model, "--host", host, "--port", str(port),
             "--tensor-parallel-size", str(recipe.tensor_parallel_size), "--stream-interval", "1"]
     argv += sizing_flags(recipe, gpu_memory_fraction="--gpu-memory-utilization", max_model_len="--max-model-len",
@@ -56,3 +55,7 @@ def launch(recipe, *, host: str, port: int, workdir: Path):
             config["model"] = spec.draft_model
         argv += ["--speculative-config", json.dumps({**config, **spec.options}, separators=(",", ":"))]
     return Launch(tuple(argv), {}, {})
+
+
+SPEC = EngineSpec(name="vllm", adapter=VllmAdapter, owned_by=("vllm",), default_port=8000, launch=launch,
+                  personality="loadgen.emulator.vllm:Vllm")

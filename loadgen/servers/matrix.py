@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import RunConfig
+from ..engines import ENGINES
 from ..errors import LoadgenError, UsageError
 from ..sinks import write_json_atomic
 from ..sinks.plots import render_matrix
@@ -260,9 +261,10 @@ def _cell_options(plan: Plan, item: PlannedRecipe, workload: PlannedWorkload, *,
 
 
 def _default_tokenizer(recipe: Recipe, plan: Plan) -> dict:
-    """Token ids from the served model's own tokenizer, unless the plan names one (a GGUF model of
-    llama.cpp is no Hugging Face tokenizer: those plans must)."""
-    if "tokenizer" in plan.run or recipe.engine == "llamacpp":
+    """Token ids from the served model's own tokenizer, unless the plan names one or the engine's
+    model is no Hugging Face tokenizer (EngineSpec.model_is_hf_tokenizer: llama.cpp's GGUF; those
+    plans must name one)."""
+    if "tokenizer" in plan.run or not ENGINES[recipe.engine].model_is_hf_tokenizer:
         return {}
     return {"tokenizer": recipe.model}
 

@@ -1,5 +1,7 @@
 """Server recipes: one YAML file says how to start one engine with one speculative-decoding method
-on one model, sized for a GPU box; `render` turns it into the exact command (engines/<engine>.py).
+on one model, sized for a GPU box; `render` turns it into the exact command (the engine's
+EngineSpec.launch, engines/<engine>.py). The Recipe, Speculative and Launch dataclasses live in
+engines/launch.py, so engines never import servers; they are re-exported here.
 
 A recipe is found by path, or by name under the recipe folders (`vllm/llama3.1-8b-eagle3`, or just
 `llama3.1-8b-eagle3` where that is unambiguous): $LOADGEN_RECIPES, then the recipes shipped inside
@@ -12,65 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..engines import DEFAULT_PORTS, ENGINES, SERVABLE_ENGINES
+from ..engines.launch import Launch, Recipe, Speculative
 from ..errors import UsageError
 
 __all__ = ["Recipe", "Speculative", "Launch", "load_recipe", "render", "recipe_dirs", "shipped_recipes",
            "ENGINE_NAMES", "METHODS", "DEFAULT_PORTS", "SHIPPED_RECIPES"]
 
-ENGINE_NAMES = ("vllm", "sglang", "trtllm", "llamacpp")
+#: the engines recipes can name: those with a launcher in the engine registry
+ENGINE_NAMES = SERVABLE_ENGINES
 METHODS = ("none", "eagle", "eagle3", "mtp", "ngram", "draft_model")
 #: methods that need a separate draft model (eagle heads are models of their own too)
 NEEDS_DRAFT = frozenset({"eagle", "eagle3", "draft_model"})
-#: each engine's own default port, used when `--port` is not given
-DEFAULT_PORTS = {"vllm": 8000, "sglang": 30000, "trtllm": 8000, "llamacpp": 8080}
 #: the recipes shipped with loadgen (package data: installed with it, wherever it is installed)
 SHIPPED_RECIPES = Path(__file__).resolve().parent / "recipes"
-
-
-@dataclass(frozen=True)
-class Speculative:
-    method: str = "none"
-    draft_model: str | None = None
-    num_speculative_tokens: int | None = None
-    #: engine-specific settings the engine's adapter puts into its speculative config or flags
-    options: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    engine: str
-    engine_version: str
-    model: str
-    description: str = ""
-    tensor_parallel_size: int = 1
-    gpu_memory_fraction: float | None = None
-    max_model_len: int | None = None
-    max_num_seqs: int | None = None
-    speculative: Speculative = Speculative()
-    extra_args: tuple[str, ...] = ()
-    #: TensorRT-LLM only: merged over the LLM-API options YAML the adapter writes
-    extra_config: dict = field(default_factory=dict)
-    env: dict = field(default_factory=dict)
-    startup_timeout_s: float = 1800.0
-    #: the program to start instead of the engine's usual one (e.g. another virtualenv's python)
-    executable: str | None = None
-    path: Path | None = None
-
-
-@dataclass(frozen=True)
-class Launch:
-    """A rendered recipe: the command, the environment it adds, and files to write before starting
-    (path -> text; TensorRT-LLM's options YAML)."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    files: dict[Path, str]
 
 
 def recipe_dirs() -> list[Path]:
@@ -205,8 +166,6 @@ def _validate(r: Recipe, path: Path) -> None:
 def render(recipe: Recipe, *, host: str, port: int, workdir: Path, gpus: str | None = None) -> Launch:
     """The exact command for this recipe on HOST:PORT; files it needs go under WORKDIR. GPUS
     ("0,1,2,3") becomes CUDA_VISIBLE_DEVICES and must hold at least tensor_parallel_size devices."""
-    from ..engines import launchers
-
     env = {str(k): str(v) for k, v in recipe.env.items()}
     if gpus is not None:
         devices = [g for g in gpus.split(",") if g.strip()]
@@ -214,5 +173,5 @@ def render(recipe: Recipe, *, host: str, port: int, workdir: Path, gpus: str | N
             raise UsageError(f"--gpus {gpus} names {len(devices)} GPU(s) but {recipe.name} needs "
                              f"tensor_parallel_size {recipe.tensor_parallel_size}")
         env["CUDA_VISIBLE_DEVICES"] = ",".join(d.strip() for d in devices)
-    launch = launchers()[recipe.engine](recipe, host=host, port=port, workdir=workdir)
+    launch = ENGINES[recipe.engine].launch(recipe, host=host, port=port, workdir=workdir)
     return Launch(launch.argv + recipe.extra_args, {**launch.env, **env}, launch.files)

@@ -6,8 +6,9 @@ import orjson
 import pytest
 
 from loadgen.engines import ENGINES, detect_engine, get_adapter
-from loadgen.engines.server_metrics import CounterCollector, SglangCollector, TrtllmIterationCollector
-from loadgen.engines.trtllm import REQUEST_FIELDS
+from loadgen.engines.server_metrics import CounterCollector
+from loadgen.engines.sglang import SglangCollector
+from loadgen.engines.trtllm import REQUEST_FIELDS, TrtllmIterationCollector
 from loadgen.records import RequestRecord, StreamRecorder
 
 

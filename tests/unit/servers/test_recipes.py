@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadgen.engines.base import option_flags
+from loadgen.engines.launch import option_flags
 from loadgen.errors import UsageError
 from loadgen.servers import load_recipe, render
 from loadgen.servers.recipe import ENGINE_NAMES, SHIPPED_RECIPES
