@@ -102,7 +102,7 @@ def run(**params) -> None:
 
     console = Console(stderr=False)
     report = run_benchmark(_run_config(console, params), console)
-    if report["partial"]:
+    if report.partial:
         sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
 
 
