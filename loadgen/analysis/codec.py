@@ -124,6 +124,8 @@ def json_schema(root: type, *, title: str, schema_id: str) -> dict:
                 defs[name] = body
             return {"$ref": f"#/$defs/{name}"}
         if origin in (typing.Union, types.UnionType):
+            if all(a in _PRIMITIVES for a in args):  # float | None -> {"type": ["number", "null"]}
+                return {"type": [_PRIMITIVES[a]["type"] for a in args]}
             return {"anyOf": [of(a) for a in args]}
         if hint is list or origin is list:
             return {"type": "array", **({"items": of(args[0])} if args else {})}
