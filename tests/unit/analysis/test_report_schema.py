@@ -23,11 +23,13 @@ SCHEMA_HASHES = {
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
-              "open(\"loadgen/schemas/report.schema.json\", \"w\").write(json.dumps(report_schema(), indent=2) + \"\\n\")'")
+              "open(\"loadgen/schemas/report.schema.json\", \"w\")"
+              ".write(json.dumps(report_schema(), indent=2) + \"\\n\")'")
 
 
 def _schemas_hash() -> str:
-    canonical = [json.dumps(shipped_schema(name), sort_keys=True, separators=(",", ":")) for name in ("report", "requests")]
+    canonical = [json.dumps(shipped_schema(name), sort_keys=True, separators=(",", ":"))
+                 for name in ("report", "requests")]
     return hashlib.sha256("\n".join(canonical).encode()).hexdigest()
 
 
