@@ -117,7 +117,7 @@ def run(**options) -> None:
 
     console = Console(stderr=False)
     report = run_benchmark(_run_config(console, options), console)
-    if report["partial"]:
+    if report.partial:
         sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
 
 

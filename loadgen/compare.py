@@ -14,6 +14,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from .analysis import Report
 from .errors import UsageError
 from .sinks import write_json_atomic
 from .sinks.plots import render_compare
@@ -22,47 +23,50 @@ from .sweep import point_folder
 __all__ = ["compare", "load_points"]
 
 
-def load_points(path: Path) -> dict[float, dict]:
+def load_points(path: Path) -> dict[float, Report]:
     """{load value: report} of a run folder or a sweep folder."""
     if (path / "sweep.json").exists():
         sweep = orjson.loads((path / "sweep.json").read_bytes())
         return {point["value"]: _report(point_folder(path, sweep["kind"], point["value"])) for point in sweep["points"]}
     report = _report(path)
-    config = report["config"]
-    return {config.get("request_rate") or config["concurrency"]: report}
+    return {report.load_value: report}
 
 
-def _report(folder: Path) -> dict:
+def _report(folder: Path) -> Report:
     try:
-        return orjson.loads((folder / "report.json").read_bytes())
+        data = orjson.loads((folder / "report.json").read_bytes())
     except FileNotFoundError:
         raise UsageError(f"{folder} holds no report.json or sweep.json: give run or sweep folders") from None
     except orjson.JSONDecodeError as exc:
         raise UsageError(f"{folder / 'report.json'} is not valid JSON ({exc})") from None
+    try:
+        return Report.from_json(data)
+    except ValueError as exc:
+        raise UsageError(f"{folder / 'report.json'} is not a loadgen report ({exc})") from None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
-def _point(run: dict, base: dict) -> dict:
+def _point(run: Report, base: Report) -> dict:
     """One load point: speedups over the baseline (>1: the run is better), overall and per category."""
-    lat, base_lat = run["latency"], base["latency"]
+    lat, base_lat = run.latency, base.latency
     categories = {}
-    for name, figures in run["categories"].items():
-        other = base["categories"].get(name)
+    for name, figures in run.categories.items():
+        other = base.categories.get(name)
         if other:
             categories[name] = {
-                "user_tps_speedup": _ratio(figures["user_tps_p50"], other["user_tps_p50"]),
-                "tpot_speedup": _ratio(other["tpot_p50_s"], figures["tpot_p50_s"]),
-                "acceptance_length": (figures["acceptance_length"] or {}).get("mean"),
+                "user_tps_speedup": _ratio(figures.user_tps_p50, other.user_tps_p50),
+                "tpot_speedup": _ratio(other.tpot_p50_s, figures.tpot_p50_s),
+                "acceptance_length": figures.acceptance_length.mean if figures.acceptance_length else None,
             }
     return {
-        "output_tps_speedup": _ratio(run["summary"]["output_tps"], base["summary"]["output_tps"]),
-        "user_tps_speedup": _ratio(lat["user_tps"]["p50"], base_lat["user_tps"]["p50"]),
-        "tpot_speedup": _ratio(base_lat["tpot_s"]["p50"], lat["tpot_s"]["p50"]),
-        "acceptance_length": run["speculative"]["client"]["acceptance_length"],
-        "workload": run["config"]["workload"],
+        "output_tps_speedup": _ratio(run.summary.output_tps, base.summary.output_tps),
+        "user_tps_speedup": _ratio(lat.user_tps.p50, base_lat.user_tps.p50),
+        "tpot_speedup": _ratio(base_lat.tpot_s.p50, lat.tpot_s.p50),
+        "acceptance_length": run.speculative.client.acceptance_length,
+        "workload": run.config.workload,
         "categories": categories,
     }
 
@@ -78,27 +82,26 @@ def _breakeven(points: dict[float, dict]) -> dict:
     return {"last_paying": last_paying, "first_losing": first_losing}
 
 
-def _random_vs_real(series: dict[str, dict[float, dict]]) -> list[dict]:
+def _random_vs_real(series: dict[str, dict[float, Report]]) -> list[dict]:
     """Random-id inputs against real prompts at the same load (same ISL and output length): the %
     by which random inputs overstate acceptance length and throughput."""
-    random = {n: pts for n, pts in series.items() if next(iter(pts.values()))["config"]["workload"] in ("random",
-                                                                                                        "synthetic")}
+    random = {n: pts for n, pts in series.items() if next(iter(pts.values())).config.workload in ("random",
+                                                                                                  "synthetic")}
     real = {n: pts for n, pts in series.items() if n not in random}
     rows = []
     for r_name, r_points in random.items():
         for name, points in real.items():
             for value in sorted(set(r_points) & set(points)):
                 fake, true = r_points[value], points[value]
-                al_fake, al_true = (fake["speculative"]["client"]["acceptance_length"],
-                                    true["speculative"]["client"]["acceptance_length"])
-                isl_fake, isl_true = fake["summary"]["isl"]["p50"], true["summary"]["isl"]["p50"]
+                al_fake, al_true = fake.speculative.client.acceptance_length, true.speculative.client.acceptance_length
+                isl_fake, isl_true = fake.summary.isl.p50, true.summary.isl.p50
                 rows.append({"random": r_name, "real": name, "value": value, "isl_p50": [isl_fake, isl_true],
                              # the contrast holds for equal input and output lengths only
                              "comparable": bool(isl_fake and isl_true and abs(isl_fake / isl_true - 1) <= 0.05
-                                                and fake["config"]["max_tokens"] == true["config"]["max_tokens"]),
+                                                and fake.config.max_tokens == true.config.max_tokens),
                              "al_overstated": _ratio(al_fake, al_true) - 1 if _ratio(al_fake, al_true) else None,
-                             "output_tps_overstated": (_ratio(fake["summary"]["output_tps"],
-                                                              true["summary"]["output_tps"]) or 1) - 1})
+                             "output_tps_overstated": (_ratio(fake.summary.output_tps,
+                                                              true.summary.output_tps) or 1) - 1})
     return rows
 
 

@@ -15,7 +15,7 @@ import orjson
 from rich.console import Console
 
 from . import __version__
-from .analysis import build_report
+from .analysis import Report, WorkersInfo, build_report
 from .analysis.slo import parse_slo
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
@@ -66,7 +66,7 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
             "--accept", ",".join(map(str, emu.accept)), "--seed", str(config.seed), "--workers", str(workers)]
 
 
-def run(config: RunConfig, console: Console) -> dict:
+def run(config: RunConfig, console: Console) -> Report:
     """Run one benchmark and return its report; writes requests.jsonl and report.json."""
     out = prepare_output_dir(config.output_dir)
     workload = load_workload(workload_spec(config))
@@ -79,22 +79,26 @@ def run(config: RunConfig, console: Console) -> dict:
         return _run_loop(_Run(config, url, workload, out, console).execute())
 
 
-def rerender_report(out: Path, console: Console, *, rebuild: bool = False) -> dict:
+def rerender_report(out: Path, console: Console, *, rebuild: bool = False) -> Report:
     """`loadgen report DIR`: the run's pictures and HTML drawn again from its report.json, which is
     rebuilt from the journal first where it is missing (a killed run) or `rebuild` asks for it."""
     existing = out / "report.json"
     if rebuild or not existing.exists():
         return rebuild_report(out, console)
     try:
-        report = orjson.loads(existing.read_bytes())
+        data = orjson.loads(existing.read_bytes())
     except orjson.JSONDecodeError as exc:
         raise UsageError(f"{existing} is not valid JSON ({exc}); use --rebuild to make it again") from None
+    try:
+        report = Report.from_json(data)
+    except ValueError as exc:
+        raise UsageError(f"{existing} is not a loadgen report ({exc}); use --rebuild to make it again") from None
     print_summary(console, report)
     console.print(f"[dim]drawn again: {render_run(report, out)}[/]")
     return report
 
 
-def rebuild_report(out: Path, console: Console) -> dict:
+def rebuild_report(out: Path, console: Console) -> Report:
     """The report of a run rebuilt from its journal (requests.jsonl) and run.json, for a run that
     was killed before it could write one. The engine's metrics were not kept: no server figures."""
     try:
@@ -112,10 +116,8 @@ def rebuild_report(out: Path, console: Console) -> dict:
     report = build_report(config=config, records=measured, adapter=get_adapter(config["engine"]), server=[],
                           partial=not complete, target_concurrency=run_info["target_concurrency"],
                           target_rate=run_info.get("target_rate"),
-                          slo=parse_slo(config["slo"]) if config.get("slo") else ())
-    report["speculative"]["server_note"] = "rebuilt from the journal: the engine's metrics of the run were not kept"
-    report["rebuilt_from_journal"] = True
-    write_json_atomic(out / "report.json", report)
+                          slo=parse_slo(config["slo"]) if config.get("slo") else (), rebuilt_from_journal=True)
+    write_json_atomic(out / "report.json", report.to_json())
     write_requests_csv(out / "requests.csv", records)
     render_run(report, out)
     print_summary(console, report)
@@ -131,17 +133,17 @@ def _run_loop(coro):
     return uvloop.run(coro)
 
 
-def _print_workers(console: Console, workers: dict) -> None:
-    bounds = [c["error_bound_ns"] for c in workers["clocks"] if c["error_bound_ns"] is not None]
-    if workers["ray"]:
-        nodes = {c["node"] for c in workers["clocks"]}
-        offsets = ", ".join(f"{c['offset_ns'] / 1e3:+.0f}" for c in workers["clocks"])
-        console.print(f"[dim]Ray ({workers['ray']}): {workers['count']} workers on {len(nodes)} node(s); clock "
+def _print_workers(console: Console, workers: WorkersInfo) -> None:
+    bounds = [c.error_bound_ns for c in workers.clocks if c.error_bound_ns is not None]
+    if workers.ray:
+        nodes = {c.node for c in workers.clocks}
+        offsets = ", ".join(f"{c.offset_ns / 1e3:+.0f}" for c in workers.clocks)
+        console.print(f"[dim]Ray ({workers.ray}): {workers.count} workers on {len(nodes)} node(s); clock "
                       f"offsets {offsets} µs, each within ±{max(bounds, default=0) / 1e3:.0f} µs[/]")
-    for lost in workers["lost"]:
-        console.print(f"[bold yellow]worker {lost['worker']} ({lost['where']}) was lost {lost['at_s']:.1f} s into "
-                      f"the run: its {lost['in_flight_failed']} request(s) in flight failed (worker_lost)"
-                      + ("; the run went on without it" if workers["on_loss"] == "continue" else "") + "[/]")
+    for lost in workers.lost:
+        console.print(f"[bold yellow]worker {lost.worker} ({lost.where}) was lost {lost.at_s:.1f} s into "
+                      f"the run: its {lost.in_flight_failed} request(s) in flight failed (worker_lost)"
+                      + ("; the run went on without it" if workers.on_loss == "continue" else "") + "[/]")
 
 
 class _Run:
@@ -156,7 +158,7 @@ class _Run:
         self.metrics: LiveMetrics | None = None
         self.run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
-    async def execute(self) -> dict:
+    async def execute(self) -> Report:
         config = self.config
         self.client = http_client(config, self.url)
         try:
@@ -164,7 +166,7 @@ class _Run:
         finally:
             await self.client.close()
 
-    async def _execute(self, client: HttpClient) -> dict:
+    async def _execute(self, client: HttpClient) -> Report:
         config = self.config
         model, engine, adapter = await self._until_serving(client)
         workload = self.workload
@@ -253,18 +255,18 @@ class _Run:
         report = build_report(config=public, records=[r for r in self.records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=config.request_rate,
-                              slo=parse_slo(config.slo) if config.slo else ())
-        report["stop_reason"] = self.stop_reason
-        if isinstance(share, WorkerPool):
-            report["workers"] = {"count": len(plans), "ray": config.ray, "on_loss": config.on_worker_loss,
-                                 "clocks": share.clocks, "lost": share.lost}
-        write_json_atomic(self.out / "report.json", report)
+                              slo=parse_slo(config.slo) if config.slo else (), stop_reason=self.stop_reason,
+                              workers=WorkersInfo.from_json({"count": len(plans), "ray": config.ray,
+                                                             "on_loss": config.on_worker_loss, "clocks": share.clocks,
+                                                             "lost": share.lost})
+                              if isinstance(share, WorkerPool) else None)
+        write_json_atomic(self.out / "report.json", report.to_json())
         write_requests_csv(self.out / "requests.csv", self.records)
         if config.plots:
             render_run(report, self.out)
         print_summary(self.console, report)
         if isinstance(share, WorkerPool):
-            _print_workers(self.console, report["workers"])
+            _print_workers(self.console, report.workers)
         html_note = f" · {self.out / 'report.html'}" if config.plots else ""
         self.console.print(f"[dim]report: {self.out / 'report.json'}{html_note} · requests: "
                            f"{self.out / 'requests.jsonl'}[/]")
@@ -279,7 +281,7 @@ class _Run:
                 raise ServerError(f"cannot push to the Pushgateway at {config.pushgateway}: {exc}; "
                                   "the report is written") from None
             self.console.print(f"[dim]pushed the final metrics to {config.pushgateway} (job loadgen, "
-                               f"run_id {public['run_id']})[/]")
+                               f"run_id {report.config.run_id})[/]")
         return report
 
     def _live_metrics(self, public: dict, share: LocalShare | WorkerPool) -> LiveMetrics | None:

@@ -17,6 +17,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from .analysis import Report
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .errors import UsageError
@@ -31,18 +32,18 @@ COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "t
            "goodput_tps")
 
 
-def point_row(value: float, report: dict) -> dict:
+def point_row(value: float, report: Report) -> dict:
     """One sweep point's figures, from its report."""
-    lat, summary, spec, slo = report["latency"], report["summary"], report["speculative"], report.get("slo")
+    lat, summary, spec, slo = report.latency, report.summary, report.speculative, report.slo
     return {
-        "value": value, "output_tps": summary["output_tps"], "user_tps_p50": lat["user_tps"]["p50"],
-        "ttft_p50_s": lat["ttft_s"]["p50"], "ttft_p99_s": lat["ttft_s"]["p99"],
-        "tpot_p50_s": lat["tpot_s"]["p50"], "tpot_p99_s": lat["tpot_s"]["p99"],
-        "acceptance_length": spec["client"]["acceptance_length"],
-        "server_acceptance_length": (spec["server"] or {}).get("acceptance_length"),
-        "requests": summary["requests_sent"], "failed": summary["requests_failed"],
-        "slo_met": slo["all_met"] if slo else None,
-        "goodput_rps": slo["goodput_rps"] if slo else None, "goodput_tps": slo["goodput_tps"] if slo else None,
+        "value": value, "output_tps": summary.output_tps, "user_tps_p50": lat.user_tps.p50,
+        "ttft_p50_s": lat.ttft_s.p50, "ttft_p99_s": lat.ttft_s.p99,
+        "tpot_p50_s": lat.tpot_s.p50, "tpot_p99_s": lat.tpot_s.p99,
+        "acceptance_length": spec.client.acceptance_length,
+        "server_acceptance_length": spec.server.acceptance_length if spec.server else None,
+        "requests": summary.requests_sent, "failed": summary.requests_failed,
+        "slo_met": slo.all_met if slo else None,
+        "goodput_rps": slo.goodput_rps if slo else None, "goodput_tps": slo.goodput_tps if slo else None,
     }
 
 
@@ -81,7 +82,7 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
                 config = dataclasses.replace(base, url=url, output_dir=folder, **{kind: value})
                 console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
                 report = run(config, console)
-                if report["partial"]:
+                if report.partial:
                     interrupted = True
                     return None
             else:
@@ -111,13 +112,14 @@ def point_folder(sweep_dir: Path, kind: str, value: float) -> Path:
     return sweep_dir / (f"c{value:g}" if kind == "concurrency" else f"r{value:g}")
 
 
-def finished_report(folder: Path) -> dict | None:
-    """The run's report when it finished (not partial), else None: the point still has to run."""
+def finished_report(folder: Path) -> Report | None:
+    """The run's report when it finished (not partial), else None: the point still has to run (a
+    report this loadgen cannot read runs again too)."""
     try:
-        report = orjson.loads((folder / "report.json").read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
+        report = Report.from_json(orjson.loads((folder / "report.json").read_bytes()))
+    except (FileNotFoundError, ValueError):  # orjson.JSONDecodeError is a ValueError
         return None
-    return None if report.get("partial") else report
+    return None if report.partial else report
 
 
 def _search_max(values: list[float], rows: dict, measure, *, integer: bool) -> float | None:

@@ -1,14 +1,15 @@
 """Pure functions from records to figures."""
 
 from .load import HOLD_THRESHOLD, held_load
-from .report import SCHEMA_VERSION, build_report, latency_samples
+from .report import build_report, latency_samples
+from .report_types import SCHEMA_VERSION, Report, WorkersInfo, report_schema, shipped_schema
 from .speculative import (AGREEMENT_TOLERANCE, conditional_acceptance, cross_check, mean_from_histogram,
                           request_acceptance_length, step_histogram)
 from .stats import PERCENTILES, distribution
 from .timeseries import time_series
 
 __all__ = [
-    "AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "PERCENTILES", "SCHEMA_VERSION", "build_report",
+    "AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "PERCENTILES", "SCHEMA_VERSION", "Report", "WorkersInfo", "build_report",
     "conditional_acceptance", "cross_check", "distribution", "held_load", "latency_samples", "mean_from_histogram",
-    "request_acceptance_length", "step_histogram", "time_series",
+    "report_schema", "request_acceptance_length", "shipped_schema", "step_histogram", "time_series",
 ]

@@ -1,4 +1,4 @@
-"""Records -> the run's report (a plain dict, written as report.json and shown on the console)."""
+"""Records -> the run's Report (report_types.py; written as report.json and shown on the console)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
 from .load import held_load, held_rate
+from .report_types import (SCHEMA_VERSION, CategoryFigures, ClientAcceptance, ClientFigures, CrossCheck, Distribution,
+                           HeldLoad, HeldRate, Latency, MeanStd, ReadLag, Report, RunSettings, ServerPerRequest,
+                           SloReport, Speculative, Summary, TimeSeriesRow, WorkersInfo)
 from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
                           step_histogram)
 from .slo import SLO_METRICS, slo_report
 from .stats import distribution
 from .timeseries import time_series
 
-__all__ = ["SCHEMA_VERSION", "build_report", "latency_samples"]
+__all__ = ["REBUILT_SERVER_NOTE", "build_report", "latency_samples"]
 
-SCHEMA_VERSION = 1
+#: the server note of a report rebuilt from the journal
+REBUILT_SERVER_NOTE = "rebuilt from the journal: the engine's metrics of the run were not kept"
 _NS = 1e-9
 
 
@@ -66,7 +70,7 @@ def _per_chunk_seconds(records: Sequence[RequestRecord], field, *, diff: bool) -
     return out
 
 
-def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> dict:
+def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> ClientAcceptance:
     ok = [r for r in records if r.ok]
     hist = step_histogram(r.chunk_tokens for r in ok)
     per_category: dict[str, list[float]] = defaultdict(list)
@@ -77,18 +81,18 @@ def _client_speculative(records: Sequence[RequestRecord], token_counts: str) -> 
             per_category[r.category].append(al)
             if r.sub_category:
                 per_sub[f"{r.category}/{r.sub_category}"].append(al)
-    return {
-        "token_counts": token_counts,
-        "acceptance_length": mean_from_histogram(hist),
-        "steps": sum(hist.values()),
-        "histogram": {str(k): n for k, n in hist.items()},
-        "conditional_acceptance": {str(k): p for k, p in conditional_acceptance(hist).items()},
-        "by_category": {c: float(np.mean(v)) for c, v in sorted(per_category.items())},
-        "by_sub_category": {c: float(np.mean(v)) for c, v in sorted(per_sub.items())},
-    }
+    return ClientAcceptance(
+        token_counts=token_counts,
+        acceptance_length=mean_from_histogram(hist),
+        steps=sum(hist.values()),
+        histogram={str(k): n for k, n in hist.items()},
+        conditional_acceptance={str(k): p for k, p in conditional_acceptance(hist).items()},
+        by_category={c: float(np.mean(v)) for c, v in sorted(per_category.items())},
+        by_sub_category={c: float(np.mean(v)) for c, v in sorted(per_sub.items())},
+    )
 
 
-def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
+def _categories(records: Sequence[RequestRecord]) -> dict[str, CategoryFigures]:
     groups: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in records:
         groups[r.category].append(r)
@@ -96,25 +100,28 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, dict]:
     for category, group in sorted(groups.items()):
         samples = latency_samples(group, per_chunk=False)
         als = [a for a in (request_acceptance_length(r.chunk_tokens) for r in group if r.ok) if a is not None]
-        table[category] = {
-            "requests": len(group),
-            "failed": sum(1 for r in group if not r.ok),
-            "acceptance_length": {"mean": float(np.mean(als)), "std": float(np.std(als))} if als else None,
-            "ttft_p50_s": float(np.median(samples["ttft_s"])) if samples["ttft_s"].size else None,
-            "tpot_p50_s": float(np.median(samples["tpot_s"])) if samples["tpot_s"].size else None,
-            "user_tps_p50": float(np.median(samples["user_tps"])) if samples["user_tps"].size else None,
-            "output_tokens_mean": float(np.mean(samples["output_tokens_per_request"]))
+        table[category] = CategoryFigures(
+            requests=len(group),
+            failed=sum(1 for r in group if not r.ok),
+            acceptance_length=MeanStd(mean=float(np.mean(als)), std=float(np.std(als))) if als else None,
+            ttft_p50_s=float(np.median(samples["ttft_s"])) if samples["ttft_s"].size else None,
+            tpot_p50_s=float(np.median(samples["tpot_s"])) if samples["tpot_s"].size else None,
+            user_tps_p50=float(np.median(samples["user_tps"])) if samples["user_tps"].size else None,
+            output_tokens_mean=float(np.mean(samples["output_tokens_per_request"]))
             if samples["output_tokens_per_request"].size else None,
-        }
+        )
     return table
 
 
 def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: EngineAdapter,
                  server: Sequence[ServerAcceptance], partial: bool = False, client_read_lag: dict | None = None,
                  target_concurrency: int | None = None, target_rate: float | None = None,
-                 slo: Sequence[tuple[str, float, float]] = ()) -> dict:
+                 slo: Sequence[tuple[str, float, float]] = (), stop_reason: str | None = None,
+                 workers: WorkersInfo | None = None, rebuilt_from_journal: bool = False) -> Report:
     """The report of one measured window. `records` excludes warm-up requests; `server` holds what
-    the engine's collectors found over that window, best source first."""
+    the engine's collectors found over that window, best source first. `config` is the run's
+    public settings (RunSettings' keys); the metric functions' dicts are read into their types
+    here, so a figure that does not fit its type fails the run that made it, not a later reader."""
     started = [r.sent_ns for r in records if r.sent_ns]
     ended = [r.last_ns for r in records if r.last_ns]
     window_s = (max(ended) - min(started)) * _NS if started and ended else 0.0
@@ -125,55 +132,66 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
     samples = latency_samples(records)
     primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
     client = _client_speculative(records, adapter.token_counts)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "partial": partial,
-        "config": config,
-        "summary": {
-            "requests_sent": len(records),
-            "requests_completed": completed,
-            "requests_failed": failed,
-            "requests_cancelled": cancelled,
+    if rebuilt_from_journal:
+        server_note = REBUILT_SERVER_NOTE
+    elif primary:
+        server_note = primary.note
+    else:
+        server_note = (f"the {adapter.name} adapter found no server acceptance figures (no speculation configured, "
+                       "or metrics disabled)")
+    load = (HeldRate.from_json(held_rate(records, target_rate)) if target_rate else
+            HeldLoad.from_json(held_load(records, target_concurrency)) if target_concurrency else None)
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        partial=partial,
+        config=RunSettings.from_json(config),
+        summary=Summary(
+            requests_sent=len(records),
+            requests_completed=completed,
+            requests_failed=failed,
+            requests_cancelled=cancelled,
             # --retries: extra attempts made before a request's first token, and why each was needed
-            "retries": sum(len(r.retried) for r in records),
-            "retried_errors": dict(Counter(detail for r in records for detail in r.retried)),
-            "duration_s": window_s,
-            "input_tokens": sum(r.prompt_tokens for r in records),
-            "output_tokens": output_tokens,
-            "output_tps": output_tokens / window_s if window_s > 0 else None,
-            "request_throughput": completed / window_s if window_s > 0 else None,
+            retries=sum(len(r.retried) for r in records),
+            retried_errors=dict(Counter(detail for r in records for detail in r.retried)),
+            duration_s=window_s,
+            input_tokens=sum(r.prompt_tokens for r in records),
+            output_tokens=output_tokens,
+            output_tps=output_tokens / window_s if window_s > 0 else None,
+            request_throughput=completed / window_s if window_s > 0 else None,
             # the input lengths actually sent (every request, multi-turn follow-ups included)
-            "isl": distribution([r.prompt_tokens for r in records]),
-        },
-        "latency": {name: distribution(values, reorder=True) for name, values in samples.items()},
-        "speculative": {
-            "client": client,
-            "server": primary.to_json() if primary else None,
-            "server_sources": [r.to_json() for r in server],
-            "server_note": (primary.note if primary else f"the {adapter.name} adapter found no server acceptance "
-                                                          "figures (no speculation configured, or metrics disabled)"),
-            "server_per_request": _server_per_request(records),
-            "cross_check": cross_check(client["acceptance_length"], primary, adapter.authoritative,
-                                       (client_read_lag or {}).get("p99_s")),
-        },
-        "categories": _categories(records),
+            isl=Distribution.from_json(distribution([r.prompt_tokens for r in records])),
+        ),
+        latency=Latency(**{name: Distribution.from_json(distribution(values, reorder=True))
+                           for name, values in samples.items()}),
+        speculative=Speculative(
+            client=client,
+            server=primary,
+            server_sources=list(server),
+            server_note=server_note,
+            server_per_request=_server_per_request(records),
+            cross_check=CrossCheck.from_json(cross_check(client.acceptance_length, primary, adapter.authoritative,
+                                                         (client_read_lag or {}).get("p99_s"))),
+        ),
+        categories=_categories(records),
         # Chunks are timed by the kernel's arrival stamps; this is how late the client processed
         # them. Large values mean the client was busy, not that the server was slow.
-        "client": {"read_lag": client_read_lag},
+        client=ClientFigures(read_lag=ReadLag.from_json(client_read_lag) if client_read_lag is not None else None),
         # --slo: each objective met or not, and goodput (requests meeting every limit themselves)
-        "slo": slo_report(records, slo, window_s) if slo else None,
-        "load": (held_rate(records, target_rate) if target_rate else
-                 held_load(records, target_concurrency) if target_concurrency else None),
+        slo=SloReport.from_json(slo_report(records, slo, window_s)) if slo else None,
+        load=load,
         # per second from the first send: output_tps, in_flight, acceptance_length, completed, failed
-        "time_series": time_series(records),
-        "errors": dict(Counter(r.error.kind for r in records if r.error is not None)),
+        time_series=[TimeSeriesRow.from_json(row) for row in time_series(records)],
+        errors=dict(Counter(r.error.kind for r in records if r.error is not None)),
         # the same, split by HTTP status and timeout phase: "http_status/503", "timeout/first_token"
-        "error_details": dict(Counter(r.error.detail for r in records if r.error is not None)),
-        "error_examples": _error_examples(records),
-    }
+        error_details=dict(Counter(r.error.detail for r in records if r.error is not None)),
+        error_examples=_error_examples(records),
+        stop_reason=stop_reason,
+        workers=workers,
+        rebuilt_from_journal=rebuilt_from_journal,
+    )
 
 
-def _server_per_request(records: Sequence[RequestRecord]) -> dict | None:
+def _server_per_request(records: Sequence[RequestRecord]) -> dict[str, ServerPerRequest] | None:
     """The engine's own per-request draft counts (llama.cpp timings), by category: acceptance rate
     = accepted / drafted tokens."""
     groups: dict[str, list[RequestRecord]] = defaultdict(list)
@@ -182,9 +200,10 @@ def _server_per_request(records: Sequence[RequestRecord]) -> dict | None:
             groups[r.category].append(r)
     if not groups:
         return None
-    return {c: {"requests": len(g), "draft_tokens": sum(r.server_draft_tokens for r in g),
-                "accepted_tokens": sum(r.server_accepted_tokens or 0 for r in g),
-                "acceptance_rate": sum(r.server_accepted_tokens or 0 for r in g) / sum(r.server_draft_tokens for r in g)}
+    return {c: ServerPerRequest(requests=len(g), draft_tokens=sum(r.server_draft_tokens for r in g),
+                                accepted_tokens=sum(r.server_accepted_tokens or 0 for r in g),
+                                acceptance_rate=sum(r.server_accepted_tokens or 0 for r in g)
+                                / sum(r.server_draft_tokens for r in g))
             for c, g in sorted(groups.items())}
 
 

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from loadgen.analysis.report_types import HeldLoad, HeldRate, Report
+
 __all__ = ["RunProgress", "print_summary"]
 
 
@@ -37,52 +39,52 @@ def _num(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def print_summary(console: Console, report: dict) -> None:
-    cfg, summary, lat = report["config"], report["summary"], report["latency"]
-    spec = report["speculative"]
-    client = spec["client"]
-    load_label = (f"{cfg['request_rate']:g} req/s ({cfg['arrival']})" if cfg.get("request_rate")
-                  else f"concurrency {cfg['concurrency']}")
-    title = f"loadgen · {cfg['engine']} · {cfg['model']} · {cfg['workload']} · {load_label}"
-    if report.get("partial"):
+def print_summary(console: Console, report: Report) -> None:
+    cfg, summary, lat = report.config, report.summary, report.latency
+    spec = report.speculative
+    client = spec.client
+    load_label = (f"{cfg.request_rate:g} req/s ({cfg.arrival})" if cfg.request_rate
+                  else f"concurrency {cfg.concurrency}")
+    title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload} · {load_label}"
+    if report.partial:
         title += " · PARTIAL"
     console.rule(title)
 
     head = Table(show_header=False, box=None)
-    requests = f"{summary['requests_completed']} ok / {summary['requests_failed']} failed"
-    if summary.get("requests_cancelled"):
-        requests += f" / {summary['requests_cancelled']} cancelled"
-    if summary.get("retries"):
-        requests += f" ({summary['retries']} retries)"
+    requests = f"{summary.requests_completed} ok / {summary.requests_failed} failed"
+    if summary.requests_cancelled:
+        requests += f" / {summary.requests_cancelled} cancelled"
+    if summary.retries:
+        requests += f" ({summary.retries} retries)"
     head.add_row("requests", requests)
-    head.add_row("output TPS", _num(summary["output_tps"], "{:.1f}"))
-    head.add_row("request throughput", _num(summary["request_throughput"], "{:.2f} req/s"))
-    head.add_row("duration", _num(summary["duration_s"], "{:.2f} s"))
-    head.add_row("tokens in / out", f"{summary['input_tokens']} / {summary['output_tokens']}")
-    load = report.get("load")
-    if load and "target_rate" in load and load["achieved_rate"] is not None:
-        head.add_row("request rate", f"{load['achieved_rate']:.2f}/s sent of {load['scheduled_rate']:.2f}/s scheduled "
-                                     f"(target {load['target_rate']:g}/s); late p99 {_ms(load['late_p99_s'])} ms")
-    elif load and load.get("achieved_ratio") is not None:
-        low = "-" if load["min_in_flight"] is None else f"{load['min_in_flight']:.1f}"
-        head.add_row("in flight", f"mean {load['mean_in_flight']:.1f}, lowest 0.1 s {low} "
-                                  f"of {load['target_concurrency']} ({load['achieved_ratio']:.1%})")
+    head.add_row("output TPS", _num(summary.output_tps, "{:.1f}"))
+    head.add_row("request throughput", _num(summary.request_throughput, "{:.2f} req/s"))
+    head.add_row("duration", _num(summary.duration_s, "{:.2f} s"))
+    head.add_row("tokens in / out", f"{summary.input_tokens} / {summary.output_tokens}")
+    load = report.load
+    if isinstance(load, HeldRate) and load.achieved_rate is not None:
+        head.add_row("request rate", f"{load.achieved_rate:.2f}/s sent of {load.scheduled_rate:.2f}/s scheduled "
+                                     f"(target {load.target_rate:g}/s); late p99 {_ms(load.late_p99_s)} ms")
+    elif isinstance(load, HeldLoad) and load.achieved_ratio is not None:
+        low = "-" if load.min_in_flight is None else f"{load.min_in_flight:.1f}"
+        head.add_row("in flight", f"mean {load.mean_in_flight:.1f}, lowest 0.1 s {low} "
+                                  f"of {load.target_concurrency} ({load.achieved_ratio:.1%})")
     console.print(head)
-    slo = report.get("slo")
+    slo = report.slo
     if slo:
-        verdicts = ", ".join(f"{name} {_ms(c['value_s'])} ms {'≤' if c['met'] else '>'} {c['limit_s'] * 1e3:g} ms"
-                             for name, c in slo["objectives"].items())
-        colour = "green" if slo["all_met"] else "red"
-        console.print(f"[{colour}]SLO {'met' if slo['all_met'] else 'missed'}: {verdicts}[/]; goodput "
-                      f"{_num(slo['goodput_rps'])} req/s, {_num(slo['goodput_tps'], '{:.1f}')} tok/s "
-                      f"({_num(slo['good_fraction'], '{:.1%}')} of requests met every limit)")
-    if report.get("stop_reason"):
-        console.print(f"[bold red]Stopped early: {report['stop_reason']}[/]")
-    if report.get("error_details"):
-        console.print("errors: " + ", ".join(f"{k} {n}" for k, n in sorted(report["error_details"].items())))
-    if load and not load["held"]:
-        what = ("schedule: requests left late or too few were sent" if "target_rate" in load else
-                f"load: {load['achieved_ratio']:.1%} of the target concurrency on average")
+        verdicts = ", ".join(f"{name} {_ms(c.value_s)} ms {'≤' if c.met else '>'} {c.limit_s * 1e3:g} ms"
+                             for name, c in slo.objectives.items())
+        colour = "green" if slo.all_met else "red"
+        console.print(f"[{colour}]SLO {'met' if slo.all_met else 'missed'}: {verdicts}[/]; goodput "
+                      f"{_num(slo.goodput_rps)} req/s, {_num(slo.goodput_tps, '{:.1f}')} tok/s "
+                      f"({_num(slo.good_fraction, '{:.1%}')} of requests met every limit)")
+    if report.stop_reason:
+        console.print(f"[bold red]Stopped early: {report.stop_reason}[/]")
+    if report.error_details:
+        console.print("errors: " + ", ".join(f"{k} {n}" for k, n in sorted(report.error_details.items())))
+    if load and not load.held:
+        what = ("schedule: requests left late or too few were sent" if isinstance(load, HeldRate) else
+                f"load: {load.achieved_ratio:.1%} of the target concurrency on average")
         console.print(f"[bold red]The client did not hold the {what}. These figures describe a lower load than "
                       "asked for.[/]")
 
@@ -94,61 +96,62 @@ def print_summary(console: Console, report: dict) -> None:
                               ("icl_s", "step / ICL (ms)", _ms), ("e2e_s", "E2E (ms)", _ms),
                               ("queue_s", "client queueing (ms)", _ms), ("user_tps", "user TPS", _num),
                               ("output_tokens_per_request", "output tokens", _num)):
-        d = lat[key]
-        table.add_row(label, *(scale(d[c]) for c in ("mean", "p50", "p90", "p99", "max")))
+        d = getattr(lat, key)
+        table.add_row(label, *(scale(getattr(d, c)) for c in ("mean", "p50", "p90", "p99", "max")))
     console.print(table)
 
-    hist = client["histogram"]
+    hist = client.histogram
     if hist:
-        steps = client["steps"]
-        al = Table(title=f"Acceptance length (client): {_num(client['acceptance_length'], '{:.3f}')} "
+        steps = client.steps
+        al = Table(title=f"Acceptance length (client): {_num(client.acceptance_length, '{:.3f}')} "
                          f"tokens/step over {steps} steps", title_justify="left")
         al.add_column("tokens/step", justify="right")
         al.add_column("steps", justify="right")
         al.add_column("share", justify="right")
         al.add_column("", min_width=20)
         al.add_column("cond. acceptance", justify="right")
-        cond = client["conditional_acceptance"]
+        cond = client.conditional_acceptance
         top = max(hist.values())
         for k, n in hist.items():
             al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), _num(cond.get(k), "{:.3f}"))
         console.print(al)
-        if client["token_counts"] != "usage":
+        if client.token_counts != "usage":
             console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
                           "acceptance figures are not measured[/]")
-    server = spec["server"]
-    if server and server["acceptance_length"] is not None:
-        per_pos = ", ".join(f"{p:.3f}" for p in server["per_position"] or [])
-        drafts = f" over {server['drafts']:.0f} drafts" if server.get("drafts") else ""
-        console.print(f"Server ({server['source']}): acceptance length {server['acceptance_length']:.3f}, "
-                      f"acceptance rate {_num(server['acceptance_rate'], '{:.3f}')}"
+    server = spec.server
+    if server and server.acceptance_length is not None:
+        per_pos = ", ".join(f"{p:.3f}" for p in server.per_position or [])
+        drafts = f" over {server.drafts:.0f} drafts" if server.drafts else ""
+        console.print(f"Server ({server.source}): acceptance length {server.acceptance_length:.3f}, "
+                      f"acceptance rate {_num(server.acceptance_rate, '{:.3f}')}"
                       + (f", per position [{per_pos}]" if per_pos else "") + drafts)
-    if spec.get("server_note"):
-        console.print(f"[dim]Server note: {spec['server_note']}[/]")
-    check = spec.get("cross_check") or {}
-    if check.get("flagged"):
+    if spec.server_note:
+        console.print(f"[dim]Server note: {spec.server_note}[/]")
+    check = spec.cross_check
+    if check.flagged:
         console.print(f"[bold yellow]Client and server acceptance length disagree by "
-                      f"{check['relative_difference']:+.1%}[/] (client {check['client_acceptance_length']:.3f}, "
-                      f"server {check['server_acceptance_length']:.3f}); likely: {'; '.join(check['likely_causes'])}. "
-                      f"Authoritative here: {check['authoritative']}.")
+                      f"{check.relative_difference:+.1%}[/] (client {check.client_acceptance_length:.3f}, "
+                      f"server {check.server_acceptance_length:.3f}); likely: {'; '.join(check.likely_causes)}. "
+                      f"Authoritative here: {check.authoritative}.")
 
-    cats = report["categories"]
+    cats = report.categories
     if cats:
         ct = Table(title="By category", title_justify="left")
         ct.add_column("category", no_wrap=True)
         for col in ("requests", "AL mean", "AL std", "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
             ct.add_column(col, justify="right")
         for name, row in cats.items():
-            al_row = row["acceptance_length"] or {}
-            ct.add_row(name, str(row["requests"]), _num(al_row.get("mean"), "{:.3f}"), _num(al_row.get("std"), "{:.3f}"),
-                       _ms(row["ttft_p50_s"]), _ms(row["tpot_p50_s"]), _num(row["user_tps_p50"], "{:.1f}"))
+            al_row = row.acceptance_length
+            ct.add_row(name, str(row.requests), _num(al_row and al_row.mean, "{:.3f}"),
+                       _num(al_row and al_row.std, "{:.3f}"), _ms(row.ttft_p50_s), _ms(row.tpot_p50_s),
+                       _num(row.user_tps_p50, "{:.1f}"))
         console.print(ct)
-    if report["errors"]:
+    if report.errors:
         et = Table(title="Errors", title_justify="left")
         et.add_column("kind")
         et.add_column("count", justify="right")
         et.add_column("example")
-        for kind, count in report["errors"].items():
-            example = (report.get("error_examples", {}).get(kind) or [""])[0]
+        for kind, count in report.errors.items():
+            example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)

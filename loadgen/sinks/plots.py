@@ -13,6 +13,8 @@ from pathlib import Path
 
 import matplotlib
 
+from loadgen.analysis.report_types import HeldLoad, Report
+
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -29,23 +31,23 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _acceptance_histogram(report: dict, path: Path) -> Path | None:
-    client = report["speculative"]["client"]
-    if not client["histogram"]:
+def _acceptance_histogram(report: Report, path: Path) -> Path | None:
+    client = report.speculative.client
+    if not client.histogram:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    tokens = sorted(int(k) for k in client["histogram"])
-    counts = [client["histogram"][str(k)] for k in tokens]
+    tokens = sorted(int(k) for k in client.histogram)
+    counts = [client.histogram[str(k)] for k in tokens]
     total = sum(counts)
     left.bar(tokens, [c / total for c in counts], color="#4c72b0")
     left.set(xlabel="tokens per step", ylabel="share of steps", xticks=tokens,
-             title=f"Tokens per step (AL {client['acceptance_length']:.2f})")
-    positions = sorted(int(k) for k in client["conditional_acceptance"] if int(k) > 1)
+             title=f"Tokens per step (AL {client.acceptance_length:.2f})")
+    positions = sorted(int(k) for k in client.conditional_acceptance if int(k) > 1)
     if positions:
-        right.plot([k - 1 for k in positions], [client["conditional_acceptance"][str(k)] for k in positions],
+        right.plot([k - 1 for k in positions], [client.conditional_acceptance[str(k)] for k in positions],
                    marker="o", color="#dd8452", label="client (tokens per chunk)")
-        server = report["speculative"]["server"] or {}
-        unconditional = server.get("per_position") or []
+        server = report.speculative.server
+        unconditional = (server.per_position if server else None) or []
         if unconditional:
             # the server counts acceptance per position over all drafts; conditional on the one before,
             # it compares with the client's figure
@@ -60,39 +62,39 @@ def _acceptance_histogram(report: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _al_by_category(report: dict, path: Path) -> Path | None:
-    rows = [(name, c["acceptance_length"]) for name, c in sorted(report["categories"].items())
-            if c["acceptance_length"]]
+def _al_by_category(report: Report, path: Path) -> Path | None:
+    rows = [(name, c.acceptance_length) for name, c in sorted(report.categories.items())
+            if c.acceptance_length]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
     names = [n for n, _ in rows]
-    ax.barh(names, [al["mean"] for _, al in rows], xerr=[al["std"] for _, al in rows], color="#4c72b0",
+    ax.barh(names, [al.mean for _, al in rows], xerr=[al.std for _, al in rows], color="#4c72b0",
             ecolor="#333333", capsize=3)
     ax.invert_yaxis()
     ax.set(xlabel="acceptance length (mean per request, ± std)", title="Acceptance length by category")
     return _save(fig, path)
 
 
-def _time_series(report: dict, path: Path) -> Path | None:
-    series = report.get("time_series") or []
+def _time_series(report: Report, path: Path) -> Path | None:
+    series = report.time_series
     if len(series) < 2:
         return None
-    t = [row["t_s"] for row in series]
+    t = [row.t_s for row in series]
     fig, (top, middle, bottom) = plt.subplots(3, 1, sharex=True, figsize=(7, 6))
-    top.plot(t, [row["output_tps"] for row in series], color="#4c72b0")
+    top.plot(t, [row.output_tps for row in series], color="#4c72b0")
     top.set(ylabel="output tok/s", title="Over the run (per second)")
-    middle.plot(t, [row["in_flight"] for row in series], color="#dd8452", label="in flight")
-    target = (report.get("load") or {}).get("target_concurrency")
+    middle.plot(t, [row.in_flight for row in series], color="#dd8452", label="in flight")
+    target = report.load.target_concurrency if isinstance(report.load, HeldLoad) else None
     if target:
         middle.axhline(target, color="#999999", ls="--", lw=1, label="target")
     middle.set(ylabel="requests")
     middle.set_ylim(bottom=0)
     middle.legend(fontsize=8, loc="lower left")
-    al = [(row["t_s"], row["acceptance_length"]) for row in series if row["acceptance_length"]]
+    al = [(row.t_s, row.acceptance_length) for row in series if row.acceptance_length]
     if al:
         bottom.plot(*zip(*al), color="#55a868", label="acceptance length")
-    failed = [(row["t_s"], row["failed"]) for row in series if row["failed"]]
+    failed = [(row.t_s, row.failed) for row in series if row.failed]
     if failed:
         twin = bottom.twinx()
         twin.bar(*zip(*failed), color="#c44e52", alpha=0.5, width=0.8, label="failed")
@@ -124,25 +126,25 @@ def _num(value, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def render_run(report: dict, out: Path) -> Path:
+def render_run(report: Report, out: Path) -> Path:
     """PNGs and report.html in `out` for one run; returns the HTML's path."""
     with plt.rc_context(_STYLE):
         images = [p for p in (_acceptance_histogram(report, out / "acceptance.png"),
                               _al_by_category(report, out / "al_by_category.png"),
                               _time_series(report, out / "time_series.png")) if p]
-    cfg, summary, lat = report["config"], report["summary"], report["latency"]
+    cfg, summary, spec = report.config, report.summary, report.speculative
     overview = _table(["figure", "value"], [
-        ["requests ok / failed / cancelled", f"{summary['requests_completed']} / {summary['requests_failed']} / "
-                                             f"{summary.get('requests_cancelled', 0)}"],
-        ["output TPS", _num(summary["output_tps"], "{:.1f}")],
-        ["acceptance length (client)", _num(report["speculative"]["client"]["acceptance_length"])],
-        ["acceptance length (server)", _num((report["speculative"]["server"] or {}).get("acceptance_length"))],
+        ["requests ok / failed / cancelled", f"{summary.requests_completed} / {summary.requests_failed} / "
+                                             f"{summary.requests_cancelled}"],
+        ["output TPS", _num(summary.output_tps, "{:.1f}")],
+        ["acceptance length (client)", _num(spec.client.acceptance_length)],
+        ["acceptance length (server)", _num(spec.server.acceptance_length if spec.server else None)],
     ])
     latency = _table(["metric", "p50 ms", "p90 ms", "p99 ms"], [
-        [name, *(_num(None if lat[key][p] is None else lat[key][p] * 1e3) for p in ("p50", "p90", "p99"))]
-        for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("step / ICL", "icl_s"), ("E2E", "e2e_s"))])
-    title = f"loadgen · {cfg['engine']} · {cfg['model']} · {cfg['workload']}" + (" · partial" if report["partial"]
-                                                                                  else "")
+        [name, *(_num(None if getattr(d, p) is None else getattr(d, p) * 1e3) for p in ("p50", "p90", "p99"))]
+        for name, d in (("TTFT", report.latency.ttft_s), ("TPOT", report.latency.tpot_s),
+                        ("step / ICL", report.latency.icl_s), ("E2E", report.latency.e2e_s))])
+    title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload}" + (" · partial" if report.partial else "")
     return _page(title, [("Summary", overview), ("Latency", latency)], images, out / "report.html")
 
 

@@ -21,10 +21,11 @@ def metric(text: str, name: str) -> float:
 
 
 def run_against(server, llama_models, out, *, requests: int, concurrency: int) -> dict:
-    """`loadgen run` of the sample workload (tokenized as the server's vocabulary) into `out`."""
+    """`loadgen run` of the sample workload (tokenized as the server's vocabulary) into `out`; the
+    report as report.json holds it."""
     return run(RunConfig(url=server.url, output_dir=out, num_requests=requests, concurrency=concurrency,
                          max_tokens=MAX_TOKENS, tokenizer=str(llama_models.tokenizer), progress=False),
-               Console(file=io.StringIO(), width=120))
+               Console(file=io.StringIO(), width=120)).to_json()
 
 
 @pytest.mark.parametrize("concurrency, requests", [(1, 120), (4, 200)])

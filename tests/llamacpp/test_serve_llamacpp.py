@@ -39,7 +39,7 @@ def test_serve_starts_each_shipped_llamacpp_recipe_and_measures_it(llama_server_
         report = run(RunConfig(url=server.url, engine="llamacpp", output_dir=tmp_path / "run", workload="random",
                                input_len=64, num_requests=24, concurrency=4, max_tokens=32,
                                tokenizer=str(llama_models.tokenizer), progress=False, plots=False, metrics_addr=None),
-                     Console(file=io.StringIO()))
+                     Console(file=io.StringIO())).to_json()
     assert not group_alive(pgid)
     summary = report["summary"]
     assert summary["requests_completed"] == 24 and summary["output_tokens"] == 24 * 32

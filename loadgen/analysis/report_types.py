@@ -1,0 +1,368 @@
+"""The report of one run as types: what report.json holds, section by section.
+
+build_report makes a Report; the sinks, sweeps, comparisons and matrices read its attributes;
+`Report.to_json()` gives report.json's content and `Report.from_json()` reads one back. The JSON
+Schema shipped in loadgen/schemas/report.schema.json is generated from these classes
+(`report_schema()`), and tests/unit/analysis/test_report_schema.py keeps the two equal.
+Field order is the order of the keys in the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Self
+
+from loadgen.engines import ServerAcceptance
+
+from . import codec
+
+__all__ = [
+    "READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "CategoryFigures", "ClientAcceptance", "ClientFigures", "CrossCheck",
+    "Distribution", "HeldLoad", "HeldRate", "Latency", "LostWorker", "MeanStd", "ReadLag", "Report", "RunSettings",
+    "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
+    "ServerPerRequest", "report_schema", "shipped_schema",
+]
+
+#: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
+#: their hash per version, so a schema change without a new version fails.
+SCHEMA_VERSION = 2
+#: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's
+READABLE_SCHEMA_VERSIONS = (1, 2)
+
+#: where the generated schemas ship inside the package
+SCHEMA_PACKAGE = "loadgen.schemas"
+
+
+class _JsonForm:
+    """to_json/from_json for every section, through the one codec."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict:
+        return codec.to_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Self:
+        """ValueError, naming the path of the first value that does not fit, for anything else."""
+        return codec.from_json(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings(_JsonForm):
+    """The run's settings as given (never the API key, only whether one was set), and what the run
+    found out: engine, model, workers, the workload's description."""
+
+    url: str | None
+    engine: str
+    model: str | None
+    workload: str
+    workload_path: str | None
+    tokenizer: str
+    chat_template: bool
+    system_prompt: str | None
+    isl: int | None
+    input_len: int | None
+    concurrency: int | None
+    request_rate: float | None
+    arrival: str | None
+    burstiness: float | None
+    ramp_up_s: float | None
+    num_requests: int | None
+    duration_s: float | None
+    warmup: int
+    max_tokens: int
+    ignore_eos: bool
+    temperature: float
+    timeout_s: float
+    connect_timeout_s: float
+    first_token_timeout_s: float
+    idle_timeout_s: float
+    retries: int
+    max_error_rate: float | None
+    slo: str | None
+    startup_wait_s: float
+    seed: int
+    api_key: str | None
+    verify_tls: bool
+    metrics_addr: str | None
+    pushgateway: str | None
+    run_id: str
+    emulator: list[str] | None
+    workers: int
+    workload_info: dict
+    loadgen_version: str
+    started_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution(_JsonForm):
+    """count, mean, std, min, percentiles (linear interpolation) and max; all but count null when empty."""
+
+    count: int
+    mean: float | None
+    std: float | None
+    min: float | None
+    p25: float | None
+    p50: float | None
+    p75: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary(_JsonForm):
+    """Counts and throughput over the measured window (first send to last token)."""
+
+    requests_sent: int
+    requests_completed: int
+    requests_failed: int
+    requests_cancelled: int
+    retries: int
+    retried_errors: dict[str, int]
+    duration_s: float
+    input_tokens: int
+    output_tokens: int
+    output_tps: float | None
+    request_throughput: float | None
+    isl: Distribution
+
+
+@dataclass(frozen=True, slots=True)
+class Latency(_JsonForm):
+    """Seconds (user_tps in tokens/s, output tokens in tokens), successful requests only. TTFT and
+    E2E count from the scheduled send; icl_s and receive_lag_s are per chunk."""
+
+    ttft_s: Distribution
+    e2e_s: Distribution
+    tpot_s: Distribution
+    user_tps: Distribution
+    output_tokens_per_request: Distribution
+    queue_s: Distribution
+    icl_s: Distribution
+    receive_lag_s: Distribution
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAcceptance(_JsonForm):
+    """Acceptance as the client saw it: tokens per chunk after the first. Keys of histogram and
+    conditional_acceptance are token counts."""
+
+    token_counts: str
+    acceptance_length: float | None
+    steps: int
+    histogram: dict[str, int]
+    conditional_acceptance: dict[str, float]
+    by_category: dict[str, float]
+    by_sub_category: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPerRequest(_JsonForm):
+    """The engine's own per-request draft counts (llama.cpp timings) summed over a category."""
+
+    requests: int
+    draft_tokens: int
+    accepted_tokens: int
+    acceptance_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class CrossCheck(_JsonForm):
+    """Client AL against the server's, flagged beyond the agreement tolerance, with likely causes."""
+
+    client_acceptance_length: float | None
+    server_acceptance_length: float | None
+    server_source: str | None
+    relative_difference: float | None
+    flagged: bool
+    likely_causes: list[str]
+    authoritative: str
+    authoritative_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Speculative(_JsonForm):
+    """Speculative decoding: the client's figures, the server's (best source first), their cross-check."""
+
+    client: ClientAcceptance
+    server: ServerAcceptance | None
+    server_sources: list[ServerAcceptance]
+    server_note: str | None
+    server_per_request: dict[str, ServerPerRequest] | None
+    cross_check: CrossCheck
+
+
+@dataclass(frozen=True, slots=True)
+class MeanStd(_JsonForm):
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryFigures(_JsonForm):
+    """One workload category: its requests, acceptance length per request, and p50 latencies."""
+
+    requests: int
+    failed: int
+    acceptance_length: MeanStd | None
+    ttft_p50_s: float | None
+    tpot_p50_s: float | None
+    user_tps_p50: float | None
+    output_tokens_mean: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLag(_JsonForm):
+    """How late the client processed chunks after the kernel stamped their arrival."""
+
+    reads: int
+    p50_s: float | None
+    p99_s: float | None
+    max_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFigures(_JsonForm):
+    read_lag: ReadLag | None
+
+
+@dataclass(frozen=True, slots=True)
+class SloCheck(_JsonForm):
+    limit_s: float
+    value_s: float | None
+    met: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SloReport(_JsonForm):
+    """--slo: each objective (keyed METRIC_pPCT) met or not, and goodput."""
+
+    objectives: dict[str, SloCheck]
+    all_met: bool
+    good_requests: int
+    good_fraction: float | None
+    goodput_rps: float | None
+    goodput_tps: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLoad(_JsonForm):
+    """Closed loop: requests in flight against the target concurrency."""
+
+    target_concurrency: int
+    mean_in_flight: float | None
+    min_in_flight: float | None
+    achieved_ratio: float | None
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRate(_JsonForm):
+    """Open loop: the rate sent against the schedule's, and how late requests left."""
+
+    target_rate: float
+    scheduled_rate: float | None
+    achieved_rate: float | None
+    achieved_ratio: float | None
+    late_p50_s: float | None
+    late_p99_s: float | None
+    late_max_s: float | None
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSeriesRow(_JsonForm):
+    """One second of the run, from the first send."""
+
+    t_s: float
+    output_tps: float
+    in_flight: float
+    acceptance_length: float | None
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerClock(_JsonForm):
+    """A worker's clock offset from the parent's (ns) and the offset's error bound (null: same clock)."""
+
+    worker: int
+    where: str
+    node: str
+    offset_ns: int
+    error_bound_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LostWorker(_JsonForm):
+    worker: int
+    where: str
+    at_s: float
+    in_flight_failed: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersInfo(_JsonForm):
+    """Several load-generating processes (or Ray actors): their clocks and the ones lost."""
+
+    count: int
+    ray: str | None
+    on_loss: str
+    clocks: list[WorkerClock]
+    lost: list[LostWorker]
+
+
+@dataclass(frozen=True, slots=True)
+class Report(_JsonForm):
+    """The report of one run's measured window (warm-up excluded): report.json."""
+
+    schema_version: int
+    partial: bool
+    config: RunSettings
+    summary: Summary
+    latency: Latency
+    speculative: Speculative
+    categories: dict[str, CategoryFigures]
+    client: ClientFigures
+    slo: SloReport | None
+    load: HeldLoad | HeldRate | None
+    time_series: list[TimeSeriesRow]
+    errors: dict[str, int]
+    error_details: dict[str, int]
+    error_examples: dict[str, list[str]]
+    #: why the run stopped before its end (--max-error-rate); null when it did not
+    stop_reason: str | None = None
+    #: only with several worker processes
+    workers: WorkersInfo | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: only in a report `loadgen report DIR` rebuilt from the journal of a killed run
+    rebuilt_from_journal: bool = field(default=False, metadata=codec.OMIT_DEFAULT)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Report:
+        """A report.json read back; ValueError for another layout version or a value that does not fit."""
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version not in READABLE_SCHEMA_VERSIONS:
+            raise ValueError(f"schema_version {version!r} is not one this loadgen reads "
+                             f"({', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
+        return codec.from_json(cls, data)
+
+    @property
+    def load_value(self) -> float:
+        """The load the run was measured at: its request rate (open loop), else its concurrency."""
+        return self.config.request_rate or self.config.concurrency
+
+
+def report_schema() -> dict:
+    """report.json's JSON Schema, generated from the types above."""
+    return codec.json_schema(Report, title="loadgen report.json",
+                             schema_id="urn:loadgen:schemas:report")
+
+
+def shipped_schema(name: str) -> dict:
+    """A schema shipped in the package: "report" or "requests" (one line of requests.jsonl)."""
+    return json.loads(resources.files(SCHEMA_PACKAGE).joinpath(f"{name}.schema.json").read_text())
