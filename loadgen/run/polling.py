@@ -51,8 +51,8 @@ class ServerPolling:
         collectors = self._collectors
         due = [started + getattr(c, "poll_interval_s", SERVER_POLL_S) for c in collectors]
         while True:
-            try:
-                await asyncio.wait_for(self._stop.wait(), max(0.0, min(due) - time.monotonic()))
+            try:  # no collectors (--engine openai): nothing to sample, wait for the end
+                await asyncio.wait_for(self._stop.wait(), max(0.0, min(due) - time.monotonic()) if due else None)
                 return
             except TimeoutError:
                 pass
