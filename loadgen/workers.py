@@ -13,8 +13,9 @@ moved onto the parent's clock.
 Parent and worker talk over one stream socket per worker (a socketpair, or TCP for Ray) in the
 messages of worker_messages.py: the setup, then phases, stop and cancel one way; ready, each
 request's begin and record, the phase's end and clock readings the other. A worker whose parent
-vanished (EOF) cancels its requests and exits. A lost worker's requests in flight (begun, not ended) become failed records
-(worker_lost); `on_loss` says whether the run stops or goes on without it.
+vanished (EOF) cancels its requests and exits. A lost worker's requests in flight (begun, not
+ended) become failed records (worker_lost); `on_loss` says whether the run stops or goes on
+without it.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class LocalShare:
     async def close(self) -> None:
         await self.client.close()
 
-    def workers_summary(self) -> None:
+    def workers_summary(self) -> dict | None:
         """No worker processes: the report has no workers section."""
         return None
 

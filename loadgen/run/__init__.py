@@ -9,7 +9,7 @@
 """
 
 from .lifecycle import emulator_args, run
-from .outputs import claim_run_folder, prepare_output_dir
+from .outputs import prepare_output_dir
 from .rebuild import rebuild_report, rerender_report
 
-__all__ = ["run", "emulator_args", "prepare_output_dir", "claim_run_folder", "rebuild_report", "rerender_report"]
+__all__ = ["run", "emulator_args", "prepare_output_dir", "rebuild_report", "rerender_report"]
