@@ -69,6 +69,8 @@ def cli() -> None:
 @click.option("--temperature", default=default_of("temperature"), show_default=True)
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where report.json and requests.jsonl go [default: results/run-TIMESTAMP].")
+@click.option("--replace", is_flag=True,
+              help="--output-dir holds another run: delete that run's files first (else the run refuses the folder).")
 @click.option("--api-key", envvar=["LOADGEN_API_KEY", "OPENAI_API_KEY"],
               help="Bearer token (or LOADGEN_API_KEY, else OPENAI_API_KEY); never written out.")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
@@ -113,7 +115,7 @@ def cli() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 def run(**options) -> None:
     """Run one benchmark at a fixed concurrency (or request rate) and write its report."""
-    from .runner import run as run_benchmark
+    from .run import run as run_benchmark
 
     console = Console(stderr=False)
     report = run_benchmark(_run_config(console, options), console)
@@ -438,7 +440,7 @@ def matrix(plan, list_plans, output_dir, dry_run) -> None:
 def report(output_dir: Path, rebuild: bool) -> None:
     """Draw OUTPUT_DIR's plots and report.html again from its report.json, or rebuild the report
     from the run's journal first (a run killed before writing it, or --rebuild)."""
-    from .runner import rerender_report
+    from .run import rerender_report
 
     rerender_report(output_dir, Console(), rebuild=rebuild)
 

@@ -16,33 +16,36 @@ from rich.table import Table
 
 from .analysis import Report
 from .errors import UsageError
+from .layout import CompareFolder, RunFolder, SweepFolder
 from .sinks import write_json_atomic
 from .sinks.plots import render_compare
-from .sweep import point_folder
 
 __all__ = ["compare", "load_points"]
 
 
 def load_points(path: Path) -> dict[float, Report]:
     """{load value: report} of a run folder or a sweep folder."""
-    if (path / "sweep.json").exists():
-        sweep = orjson.loads((path / "sweep.json").read_bytes())
-        return {point["value"]: _report(point_folder(path, sweep["kind"], point["value"])) for point in sweep["points"]}
+    folder = SweepFolder(path)
+    if folder.summary.exists():
+        sweep = orjson.loads(folder.summary.read_bytes())
+        return {point["value"]: _report(folder.point(sweep["kind"], point["value"]).path) for point in sweep["points"]}
     report = _report(path)
     return {report.load_value: report}
 
 
 def _report(folder: Path) -> Report:
+    report = RunFolder(folder).report
     try:
-        data = orjson.loads((folder / "report.json").read_bytes())
+        data = orjson.loads(report.read_bytes())
     except FileNotFoundError:
-        raise UsageError(f"{folder} holds no report.json or sweep.json: give run or sweep folders") from None
+        raise UsageError(f"{folder} holds no {report.name} or {SweepFolder(folder).summary.name}: give run or sweep "
+                         "folders") from None
     except orjson.JSONDecodeError as exc:
-        raise UsageError(f"{folder / 'report.json'} is not valid JSON ({exc})") from None
+        raise UsageError(f"{report} is not valid JSON ({exc})") from None
     try:
         return Report.from_json(data)
     except ValueError as exc:
-        raise UsageError(f"{folder / 'report.json'} is not a loadgen report ({exc})") from None
+        raise UsageError(f"{report} is not a loadgen report ({exc})") from None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -118,9 +121,10 @@ def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console
     result["random_vs_real"] = _random_vs_real(series)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "compare.json", result)
-        _write_csv(out / "compare.csv", result)
-        console.print(f"[dim]compare: {out / 'compare.json'} · {render_compare(result, out)}[/]")
+        files = CompareFolder(out)
+        write_json_atomic(files.result, result)
+        _write_csv(files.csv, result)
+        console.print(f"[dim]compare: {files.result} · {render_compare(result, out)}[/]")
     _print(console, result)
     return result
 

@@ -121,6 +121,7 @@ class RunConfig:
     on_worker_loss: str = "stop"  # a lost worker: "stop" the run, or "continue" without it
     metrics_addr: str | None = None  # HOST:PORT for live Prometheus metrics; None: none
     pushgateway: str | None = None  # push the final metrics there
+    replace: bool = False  # a run's files already in output_dir are deleted first; else the run refuses it
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

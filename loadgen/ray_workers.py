@@ -18,11 +18,10 @@ import secrets
 import socket
 from typing import Any
 
-import orjson
-
 from . import __version__
 from .errors import LoadgenError, UsageError
-from .workers import Worker, run_worker, send_setup
+from .worker_messages import Hello, WorkerSetup
+from .workers import STREAMS_PER_WORKER, Worker, run_worker, send_setup
 
 __all__ = ["RayLauncher", "NAMESPACE"]
 
@@ -76,9 +75,9 @@ class _LoadWorker:
         sock.settimeout(None)
         _keepalive(sock)  # a driver that vanished: the reads fail, the worker cancels and ends
         node = ray.get_runtime_context().get_node_id()[:8]
-        hello = {"token": token, "index": index, "version": __version__, "pid": os.getpid(), "node": node,
-                 "where": f"Ray actor w{index} on node {node} ({ray.util.get_node_ip_address()}, pid {os.getpid()})"}
-        sock.sendall(orjson.dumps(hello) + b"\n")
+        sock.sendall(Hello(token, index, __version__, node, f"Ray actor w{index} on node {node} "
+                                                           f"({ray.util.get_node_ip_address()}, pid {os.getpid()})")
+                     .encode())
         run_worker(sock)
         return "finished"
 
@@ -107,12 +106,10 @@ class RayLauncher:
 
     def default_workers(self, streams: int) -> int:
         """One per node, more where the streams need them (512 a worker), at most one per CPU."""
-        from .workers import STREAMS_PER_WORKER
-
         info = self.cluster()
         return max(1, min(max(info["cpus"], 1), max(info["nodes"], -(-streams // STREAMS_PER_WORKER))))
 
-    async def start(self, setups: list[tuple]) -> list[Worker]:
+    async def start(self, setups: list[WorkerSetup]) -> list[Worker]:
         ray = self.ray
         host = ray.util.get_node_ip_address()
         token = secrets.token_hex(16)
@@ -137,16 +134,16 @@ class RayLauncher:
                     conn, _ = await loop.sock_accept(listener)
                     _keepalive(conn)
                     reader, writer = await asyncio.open_connection(sock=conn, limit=1 << 28)
-                    hello = orjson.loads(await reader.readline() or b"{}")
-                    if hello.get("token") != token:
+                    hello = Hello.decode(await reader.readline())
+                    if hello.token != token:
                         writer.close()  # not one of ours
                         continue
-                    if hello.get("version") != __version__:
-                        raise LoadgenError(f"loadgen {hello.get('version')} runs on a Ray node, {__version__} here: "
+                    if hello.version != __version__:
+                        raise LoadgenError(f"loadgen {hello.version} runs on a Ray node, {__version__} here: "
                                            "install the same version on every node")
-                    index = hello["index"]
+                    index = hello.index
                     watches.append(asyncio.ensure_future(self._watch(writer, refs[index])))
-                    workers[index] = Worker(reader, writer, where=hello["where"], node=hello["node"],
+                    workers[index] = Worker(reader, writer, where=hello.where, node=hello.node,
                                             exit_status=self._exit_status(refs[index]),
                                             reap=self._reaper(self._actors[index], refs[index], watches[-1]))
                     send_setup(workers[index], setups[index])

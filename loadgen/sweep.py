@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import shutil
 from pathlib import Path
 
 import orjson
@@ -21,11 +20,12 @@ from .analysis import Report
 from .config import RunConfig
 from .emulator.launch import EmulatorProcess
 from .errors import UsageError
-from .runner import emulator_args, prepare_output_dir, run
+from .layout import RunFolder, SweepFolder
+from .run import emulator_args, prepare_output_dir, run
 from .sinks import write_json_atomic
 from .sinks.plots import render_sweep
 
-__all__ = ["run_sweep", "pareto_front", "point_row", "point_folder", "finished_report"]
+__all__ = ["run_sweep", "pareto_front", "point_row", "finished_report"]
 
 COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
            "acceptance_length", "server_acceptance_length", "requests", "failed", "slo_met", "goodput_rps",
@@ -64,6 +64,7 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
     if find_max and not base.slo:
         raise UsageError("--find-max searches the highest load that meets the SLOs: give --slo too")
     prepare_output_dir(out)
+    files = SweepFolder(out)
     rows: dict[float, dict] = {}
     interrupted = False
     with contextlib.ExitStack() as stack:
@@ -75,18 +76,17 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
 
         def measure(value: float) -> dict | None:
             nonlocal interrupted
-            folder = point_folder(out, kind, value)
+            folder = files.point(kind, value)
             report = finished_report(folder)
-            if report is None:
-                shutil.rmtree(folder, ignore_errors=True)  # a partial point runs again, from scratch
-                config = dataclasses.replace(base, url=url, output_dir=folder, **{kind: value})
+            if report is None:  # a partial point runs again, its files replaced
+                config = dataclasses.replace(base, url=url, output_dir=folder.path, replace=True, **{kind: value})
                 console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
                 report = run(config, console)
                 if report.partial:
                     interrupted = True
                     return None
             else:
-                console.print(f"[dim]{kind.replace('_', ' ')} {value:g}: done before, kept ({folder})[/]")
+                console.print(f"[dim]{kind.replace('_', ' ')} {value:g}: done before, kept ({folder.path})[/]")
             rows[value] = point_row(value, report)
             return rows[value]
 
@@ -99,24 +99,19 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
     ordered = [rows[v] for v in sorted(rows)]
     summary = {"kind": kind, "values": values, "emulator": emulator, "points": ordered, "pareto": pareto_front(ordered),
                "find_max": find_max, "max_meeting_slo": best, "slo": base.slo, "interrupted": interrupted}
-    write_json_atomic(out / "sweep.json", summary)
-    _write_csv(out / "points.csv", ordered)
+    write_json_atomic(files.summary, summary)
+    _write_csv(files.points_csv, ordered)
     if base.plots:
-        console.print(f"[dim]sweep: {out / 'sweep.json'} · {render_sweep(summary, out)}[/]")
+        console.print(f"[dim]sweep: {files.summary} · {render_sweep(summary, out)}[/]")
     _print(console, summary)
     return summary
 
 
-def point_folder(sweep_dir: Path, kind: str, value: float) -> Path:
-    """Where one point's run goes: c16/ (concurrency 16), r2.5/ (2.5 requests/s)."""
-    return sweep_dir / (f"c{value:g}" if kind == "concurrency" else f"r{value:g}")
-
-
-def finished_report(folder: Path) -> Report | None:
+def finished_report(folder: RunFolder) -> Report | None:
     """The run's report when it finished (not partial), else None: the point still has to run (a
     report this loadgen cannot read runs again too)."""
     try:
-        report = Report.from_json(orjson.loads((folder / "report.json").read_bytes()))
+        report = Report.from_json(orjson.loads(folder.report.read_bytes()))
     except (FileNotFoundError, ValueError):  # orjson.JSONDecodeError is a ValueError
         return None
     return None if report.partial else report

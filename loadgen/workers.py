@@ -10,14 +10,12 @@ for every process on the machine, so records from local workers mix as they are;
 other machines (Ray, ray_workers.py) have their clock offsets measured at start and their records
 moved onto the parent's clock.
 
-Parent <-> worker protocol, over one stream socket per worker (a socketpair, or TCP for Ray): the
-parent first sends the setup (8-byte length + pickle), then both sides exchange JSON lines.
-Parent: {"op": "phase", "warmup", "deadline_ns", "start_ns"}, {"op": "stop"} (no new requests),
-{"op": "cancel"} (cancel those in flight), {"op": "clock"}. Worker: {"ready": true}, {"begin"}
-as each request starts, {"record", "done", "in_flight"} as it ends, {"phase_done", "read_lag"},
-{"clock": its monotonic ns}, {"error"}. A worker whose parent vanished (EOF) cancels its
-requests and exits. A lost worker's requests in flight (begun, not ended) become failed records
-(worker_lost); `on_loss` says whether the run stops or goes on without it.
+Parent and worker talk over one stream socket per worker (a socketpair, or TCP for Ray) in the
+messages of worker_messages.py: the setup, then phases, stop and cancel one way; ready, each
+request's begin and record, the phase's end and clock readings the other. A worker whose parent
+vanished (EOF) cancels its requests and exits. A lost worker's requests in flight (begun, not
+ended) become failed records (worker_lost); `on_loss` says whether the run stops or goes on
+without it.
 """
 
 from __future__ import annotations
@@ -26,16 +24,12 @@ import asyncio
 import gc
 import itertools
 import os
-import pickle
 import signal
 import socket
-import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-
-import orjson
 
 from .config import RunConfig
 from .engines import get_adapter
@@ -45,9 +39,12 @@ from .scheduler import closed_loop, open_loop
 from .sender import Sender
 from .transport import HttpClient, ReadLag
 from .wiring import http_client, workload_spec
+from .worker_messages import (Begin, Cancel, ClockReading, ClockRequest, Failed, Finished, Message, Phase,
+                              PhaseDone, Ready, Stop, WorkerSetup, decode, encode, encode_setup, read_setup)
 from .workloads import Prompt, load_tokenizer, load_workload
 
-__all__ = ["LocalShare", "WorkerPool", "Plan", "split", "split_arrivals", "auto_workers", "serve_worker"]
+__all__ = ["LocalShare", "WorkerPool", "Worker", "Plan", "split", "split_arrivals", "auto_workers", "serve_worker",
+           "run_worker", "send_setup", "STREAMS_PER_WORKER"]
 
 OnRecord = Callable[[RequestRecord, bool], None]
 
@@ -56,6 +53,8 @@ STREAMS_PER_WORKER = 512
 _MAX_LINE = 1 << 28  # one record of a 32k-token reply is ~1 MB of JSON; leave room
 #: clock offset: round trips per worker; the one with the shortest round trip gives the estimate
 CLOCK_ROUNDS = 16
+#: open loop with workers: the phase starts this long after the parent sends its start time
+START_MARGIN_NS = 50_000_000
 
 
 def auto_workers(concurrency: int) -> int:
@@ -128,7 +127,7 @@ class LocalShare:
         await self.client.open_connections(self.plan.concurrency, "/v1/models")
 
     async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
-        """One phase: closed loop, or open loop (the plan has send times) from start_ns."""
+        """One phase: closed loop, or open loop (the plan has send times) from start_ns (else now)."""
         prompts = self._warmup if warmup else self._measured
         if not prompts:
             return
@@ -170,6 +169,10 @@ class LocalShare:
     async def close(self) -> None:
         await self.client.close()
 
+    def workers_summary(self) -> dict | None:
+        """No worker processes: the report has no workers section."""
+        return None
+
 
 class Worker:
     """The parent's handle on one worker: its connection, where it runs, what it has in flight,
@@ -182,21 +185,21 @@ class Worker:
         self._exit_status = exit_status
         self.reap = reap  # after EOF: wait for the worker to end, kill it if it does not
         self.in_flight = 0
-        self.begun: dict[int, list] = {}  # request id -> its "begin" fields, until its record arrives
+        self.begun: dict[int, Begin] = {}  # request id -> its begin, until its record arrives
         self.offset_ns = 0
         self.offset_bound_ns: int | None = None  # None: the same clock, no estimate needed
         self.lost = False
 
-    def send(self, message: dict) -> None:
+    def send(self, message: Message) -> None:
         if not self.writer.is_closing():
-            self.writer.write(orjson.dumps(message) + b"\n")
+            self.writer.write(encode(message))
 
-    async def receive(self) -> dict:
+    async def receive(self) -> Message:
         line = await self.reader.readline()
         if not line:
             status = await self._exit_status()
             raise WorkerLost(f"a load worker ({self.where}) was lost: {status}")
-        return orjson.loads(line)
+        return decode(line)
 
     async def measure_clock(self) -> None:
         """Offset of the worker's monotonic clock: of CLOCK_ROUNDS round trips, the shortest brackets
@@ -204,8 +207,8 @@ class Worker:
         best = None
         for _ in range(CLOCK_ROUNDS):
             before = time.monotonic_ns()
-            self.send({"op": "clock"})
-            reading = (await self.receive())["clock"]
+            self.send(ClockRequest())
+            reading = (await self.receive()).monotonic_ns
             after = time.monotonic_ns()
             if best is None or after - before < best[0]:
                 best = (after - before, reading - (before + after) // 2)
@@ -213,7 +216,7 @@ class Worker:
         self.offset_ns = best[1]
 
 
-async def _local_process(setup: tuple) -> Worker:
+async def _local_process(setup: WorkerSetup) -> Worker:
     """A worker as a child process of this one, over a socketpair."""
     parent, child = socket.socketpair()
     try:
@@ -239,9 +242,8 @@ async def _local_process(setup: tuple) -> Worker:
     return worker
 
 
-def send_setup(worker: Worker, setup: tuple) -> None:
-    blob = pickle.dumps(setup)
-    worker.writer.write(struct.pack("<Q", len(blob)) + blob)
+def send_setup(worker: Worker, setup: WorkerSetup) -> None:
+    worker.writer.write(encode_setup(setup))
 
 
 class WorkerPool:
@@ -251,13 +253,13 @@ class WorkerPool:
     or "continue" (its in-flight requests fail as worker_lost and the others go on)."""
 
     def __init__(self, config: RunConfig, url: str, model: str, engine: str, plans: list[Plan],
-                 on_record: OnRecord, *, start: Callable[[list[tuple]], Awaitable[list[Worker]]] | None = None,
+                 on_record: OnRecord, *, start: Callable[[list[WorkerSetup]], Awaitable[list[Worker]]] | None = None,
                  measure_clocks: bool = False, ship: Sequence[Prompt] | None = None, on_loss: str = "stop") -> None:
         """ship: the workload's prompts, each worker to get the ones its plan names (else it loads the
         workload from this machine's cache)."""
-        self._setup = [(config, url, model, engine, plan) + (() if ship is None else
-                                                             ({i: ship[i] for i in (*plan.warmup, *plan.measured)},))
-                       for plan in plans]
+        self._setup = [WorkerSetup(config, url, model, engine, plan, None if ship is None else
+                                   {i: ship[i] for i in (*plan.warmup, *plan.measured)}) for plan in plans]
+        self._ray = config.ray
         self._on_record = on_record
         self._start = start or (lambda setups: asyncio.gather(*(_local_process(s) for s in setups)))
         self._measure_clocks = measure_clocks
@@ -283,19 +285,21 @@ class WorkerPool:
         self._workers = list(await self._start(self._setup))
         for worker in self._workers:
             message = await worker.receive()
-            if "error" in message:
-                raise LoadgenError(message["error"])
+            if isinstance(message, Failed):
+                raise LoadgenError(message.error)
         if self._measure_clocks:
             for worker in self._workers:
                 await worker.measure_clock()
 
     async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
+        """Every worker runs its share of the phase. Open loop: the first send START_MARGIN_NS after
+        start_ns, so that every worker has received its start time before that time comes."""
         self._first_phase_ns = self._first_phase_ns or time.monotonic_ns()
+        start_ns = None if start_ns is None else start_ns + START_MARGIN_NS
         running = [w for w in self._workers if not w.lost]
         for worker in running:  # the parent's times, on each worker's clock
-            worker.send({"op": "phase", "warmup": warmup,
-                         "deadline_ns": None if deadline_ns is None else deadline_ns + worker.offset_ns,
-                         "start_ns": None if start_ns is None else start_ns + worker.offset_ns})
+            worker.send(Phase(warmup, None if deadline_ns is None else deadline_ns + worker.offset_ns,
+                              None if start_ns is None else start_ns + worker.offset_ns))
         results = await asyncio.gather(*(self._drain(worker) for worker in running), return_exceptions=True)
         # One worker lost: the others were told to cancel (see _drain) and have reported back.
         for result in results:
@@ -315,32 +319,31 @@ class WorkerPool:
                     return
                 self.cancel()
                 raise
-            if "begin" in message:
-                worker.begun[message["begin"][0]] = message["begin"]
-            elif "record" in message:
-                worker.in_flight = message["in_flight"]
-                record = RequestRecord.from_json(message["record"])
+            if isinstance(message, Begin):
+                worker.begun[message.request_id] = message
+            elif isinstance(message, Finished):
+                worker.in_flight = message.in_flight
+                record = message.record
                 worker.begun.pop(record.request_id, None)
                 if worker.offset_ns:
                     record.shift(-worker.offset_ns)
-                self._on_record(record, message["done"])
-            elif "phase_done" in message:
+                self._on_record(record, message.conversation_done)
+            elif isinstance(message, PhaseDone):
                 worker.in_flight = 0
-                self._read_lag.merge(ReadLag.from_json(message["read_lag"]))
+                self._read_lag.merge(message.read_lag)
                 return
-            elif "error" in message:
-                raise LoadgenError(message["error"])
+            elif isinstance(message, Failed):
+                raise LoadgenError(message.error)
 
     def _lose(self, worker: Worker, exc: WorkerLost) -> None:
         """The lost worker's begun requests become failed records, on this clock, now."""
         worker.lost = True
         now = time.monotonic_ns()
-        for request_id, category, sub_category, turn, prompt_tokens, max_tokens, scheduled_ns, warmup in \
-                worker.begun.values():
-            record = RequestRecord(request_id, category, turn, prompt_tokens, max_tokens,
-                                   scheduled_ns - worker.offset_ns, warmup, sub_category=sub_category,
-                                   sent_ns=scheduled_ns - worker.offset_ns, end_ns=now,
-                                   error=ErrorInfo("worker_lost", str(exc)))
+        for begun in worker.begun.values():
+            record = RequestRecord(begun.request_id, begun.category, begun.turn, begun.prompt_tokens,
+                                   begun.max_tokens, begun.scheduled_ns - worker.offset_ns, begun.warmup,
+                                   sub_category=begun.sub_category, sent_ns=begun.scheduled_ns - worker.offset_ns,
+                                   end_ns=now, error=ErrorInfo("worker_lost", str(exc)))
             self._on_record(record, True)
         self.lost.append({"worker": self._workers.index(worker), "where": worker.where,
                           "at_s": round((now - (self._first_phase_ns or now)) / 1e9, 3),
@@ -350,11 +353,11 @@ class WorkerPool:
 
     def stop(self) -> None:
         for worker in self._workers:
-            worker.send({"op": "stop"})
+            worker.send(Stop())
 
     def cancel(self) -> None:
         for worker in self._workers:
-            worker.send({"op": "cancel"})
+            worker.send(Cancel())
 
     def read_lag(self) -> ReadLag:
         return self._read_lag
@@ -367,53 +370,59 @@ class WorkerPool:
             worker.writer.close()  # EOF: the worker cancels whatever is left and exits
         await asyncio.gather(*(worker.reap() for worker in self._workers))
 
+    def workers_summary(self) -> dict:
+        """The report's workers section: how many, on which Ray cluster, what a loss did, each
+        worker's clock and the workers lost."""
+        return {"count": len(self._setup), "ray": self._ray, "on_loss": self._on_loss, "clocks": self.clocks,
+                "lost": self.lost}
+
 
 async def serve_worker(sock: socket.socket) -> None:
     """The worker side (a child process or a Ray actor): set up, report ready, then run phases as
     the parent asks."""
     reader, writer = await asyncio.open_connection(sock=sock, limit=_MAX_LINE)
 
-    def send(message: dict) -> None:
-        writer.write(orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    def send(message: Message) -> None:
+        writer.write(encode(message))
 
-    (size,) = struct.unpack("<Q", await reader.readexactly(8))
-    config, url, model, engine, plan, *shipped = pickle.loads(await reader.readexactly(size))
+    setup = await read_setup(reader)
+    config = setup.config
     try:
         # the prompts the parent shipped (another machine), else the parent's spec: the same cached prompts
-        prompts = shipped[0] if shipped else load_workload(workload_spec(config)).prompts
+        prompts = setup.prompts if setup.prompts is not None else load_workload(workload_spec(config)).prompts
         multi_turn = any(p.followups for p in (prompts.values() if isinstance(prompts, dict) else prompts))
         tokenizer = load_tokenizer(config.tokenizer) if multi_turn else None
     except LoadgenError as exc:
-        send({"error": str(exc)})
+        send(Failed(str(exc)))
         await writer.drain()
         return
-    client = http_client(config, url)
+    client = http_client(config, setup.url)
     share: LocalShare | None = None
 
     def on_record(record: RequestRecord, done: bool) -> None:
-        send({"record": record.to_json(), "done": done, "in_flight": share.in_flight if share else 0})
+        send(Finished(record, done, share.in_flight if share else 0))
 
-    def on_begin(r: RequestRecord) -> None:
-        send({"begin": [r.request_id, r.category, r.sub_category, r.turn, r.prompt_tokens, r.max_tokens,
-                        r.scheduled_ns, r.warmup]})
+    def on_begin(record: RequestRecord) -> None:
+        send(Begin.of(record))
 
-    share = LocalShare(client, (get_adapter(engine), model, config, tokenizer), prompts, plan, on_record, on_begin)
+    share = LocalShare(client, (get_adapter(setup.engine), setup.model, config, tokenizer), prompts, setup.plan,
+                       on_record, on_begin)
     try:
         await share.prepare()
         gc.collect()
         gc.freeze()
-        send({"ready": True})
+        send(Ready())
         running: asyncio.Task | None = None
         while line := await reader.readline():
-            message = orjson.loads(line)
-            if message["op"] == "phase":
+            message = decode(line)
+            if isinstance(message, Phase):
                 running = asyncio.ensure_future(_phase(share, message, send))
-            elif message["op"] == "stop":
+            elif isinstance(message, Stop):
                 share.stop()
-            elif message["op"] == "cancel":
+            elif isinstance(message, Cancel):
                 share.cancel()
-            elif message["op"] == "clock":
-                send({"clock": time.monotonic_ns()})
+            elif isinstance(message, ClockRequest):
+                send(ClockReading(time.monotonic_ns()))
         share.cancel()  # the parent is gone
         if running is not None:
             await asyncio.gather(running, return_exceptions=True)
@@ -422,15 +431,15 @@ async def serve_worker(sock: socket.socket) -> None:
         writer.close()
 
 
-async def _phase(share: LocalShare, message: dict, send: Callable[[dict], None]) -> None:
+async def _phase(share: LocalShare, phase: Phase, send: Callable[[Message], None]) -> None:
     try:
-        if not message["warmup"]:
+        if not phase.warmup:
             share.reset_read_lag()
-        await share.phase(message["warmup"], message["deadline_ns"], message.get("start_ns"))
+        await share.phase(phase.warmup, phase.deadline_ns, phase.start_ns)
     except Exception as exc:  # a bug: tell the parent rather than leave it waiting
-        send({"error": f"load worker {share.plan.index} failed: {exc!r}"})
+        send(Failed(f"load worker {share.plan.index} failed: {exc!r}"))
         raise
-    send({"phase_done": True, "read_lag": share.read_lag().to_json()})
+    send(PhaseDone(share.read_lag()))
 
 
 def run_worker(sock: socket.socket) -> None:

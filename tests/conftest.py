@@ -10,7 +10,7 @@ from rich.console import Console
 from loadgen.analysis import Report, shipped_schema
 from loadgen.config import RunConfig
 from loadgen.emulator.launch import EmulatorProcess
-from loadgen.runner import run
+from loadgen.run import run
 
 
 @pytest.fixture

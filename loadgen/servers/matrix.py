@@ -32,9 +32,10 @@ from rich.table import Table
 from ..config import RunConfig
 from ..engines import ENGINES
 from ..errors import LoadgenError, UsageError
+from ..layout import MatrixFolder, SweepFolder
 from ..sinks import write_json_atomic
 from ..sinks.plots import render_matrix
-from ..sweep import finished_report, point_folder, run_sweep
+from ..sweep import finished_report, run_sweep
 from .process import ServerProcess
 from .recipe import DEFAULT_PORTS, Recipe, load_recipe, render
 
@@ -184,11 +185,11 @@ class Cell:
     recipe: PlannedRecipe
     workload: PlannedWorkload
 
-    def folder(self, plan: Plan) -> Path:
-        return plan.output_dir / self.recipe.label / self.workload.label
+    def folder(self, plan: Plan) -> SweepFolder:
+        return MatrixFolder(plan.output_dir).cell(self.recipe.label, self.workload.label)
 
     def done(self, plan: Plan) -> bool:
-        return all(finished_report(point_folder(self.folder(plan), plan.kind, v)) for v in plan.values)
+        return all(finished_report(self.folder(plan).point(plan.kind, v)) for v in plan.values)
 
 
 def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Console, *,
@@ -196,6 +197,7 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
     """Serve and measure every recipe (skipping finished ones), then compare against the baseline.
     make_config turns `loadgen run` options (by their long names) into a RunConfig."""
     out = plan.output_dir
+    files = MatrixFolder(out)
     serve = plan.serve
     for item in plan.recipes:  # every cell's options checked before any server starts
         for workload in plan.workloads:
@@ -204,24 +206,24 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
         for item in plan.recipes:
             launch = render(item.recipe, host=serve.get("host", "127.0.0.1"),
                             port=serve.get("port") or DEFAULT_PORTS[item.recipe.engine],
-                            workdir=out / item.label, gpus=serve.get("gpus"))
+                            workdir=files.recipe(item.label), gpus=serve.get("gpus"))
             cells = [w.label for w in plan.workloads]
             console.print(f"[bold]{item.label}[/] ({item.recipe.name}): {shlex.join(launch.argv)}", soft_wrap=True)
             console.print(f"  workloads {', '.join(cells)} × {plan.kind.replace('_', ' ')} "
-                          f"{', '.join(f'{v:g}' for v in plan.values)} → {out / item.label}")
+                          f"{', '.join(f'{v:g}' for v in plan.values)} → {files.recipe(item.label)}")
         return {}
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, dict] = {}
     interrupted = False
     for item in plan.recipes:
         cells = [Cell(item, w) for w in plan.workloads]
-        server_file = out / item.label / "server.json"
+        server_file = files.server_info(item.label)
         if all(cell.done(plan) for cell in cells):
             console.print(f"[dim]{item.label}: every cell finished before, kept[/]")
             status[item.label] = {**_read_json(server_file), "status": "kept"}
             continue
         console.rule(f"[bold]{item.label}[/] ({item.recipe.engine} {item.recipe.engine_version})")
-        server = ServerProcess(item.recipe, log_path=out / item.label / "server.log",
+        server = ServerProcess(item.recipe, log_path=files.server_log(item.label),
                                host=serve.get("host", "127.0.0.1"), port=serve.get("port"), gpus=serve.get("gpus"),
                                startup_timeout_s=serve.get("startup_timeout_s"), grace_s=serve.get("grace_s", 30.0),
                                on_wait=lambda phase: console.print(f"[dim]waiting for {phase}[/]"))
@@ -235,7 +237,8 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
                 console.print(f"[green]{item.label} ready[/] at {ready.url} after {ready.startup_s:.1f} s")
                 for cell in cells:
                     options = _cell_options(plan, item, cell.workload, url=ready.url, model=ready.model)
-                    sweep = run_sweep(make_config(options), plan.kind, list(plan.values), cell.folder(plan), console)
+                    sweep = run_sweep(make_config(options), plan.kind, list(plan.values), cell.folder(plan).path,
+                                      console)
                     if sweep["interrupted"]:
                         interrupted = True
                         break
@@ -250,7 +253,7 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             break
     summary = _summarize(plan, status, console)
     summary["interrupted"] = interrupted
-    write_json_atomic(out / "matrix.json", summary)
+    write_json_atomic(files.summary, summary)
     return summary
 
 
@@ -280,22 +283,22 @@ def _summarize(plan: Plan, status: dict, console: Console) -> dict:
     """Compare every measured recipe with the baseline, workload by workload; table, CSV, pictures."""
     from ..compare import compare
 
-    out = plan.output_dir
+    files = MatrixFolder(plan.output_dir)
     rows, comparisons = [], {}
     for workload in plan.workloads:
-        sweeps = {r.label: out / r.label / workload.label for r in plan.recipes
-                  if (out / r.label / workload.label / "sweep.json").exists()}
+        sweeps = {r.label: files.cell(r.label, workload.label) for r in plan.recipes
+                  if files.cell(r.label, workload.label).summary.exists()}
         for label, folder in sweeps.items():
-            points = orjson.loads((folder / "sweep.json").read_bytes())["points"]
+            points = orjson.loads(folder.summary.read_bytes())["points"]
             for p in points:
                 rows.append({"recipe": label, "workload": workload.label, **p})
-        others = [folder for label, folder in sweeps.items() if label != plan.baseline]
+        others = [folder.path for label, folder in sweeps.items() if label != plan.baseline]
         if plan.baseline in sweeps and others:
             console.rule(f"[bold]{workload.label}[/]: against {plan.baseline}")
-            result = compare(others, sweeps[plan.baseline], out / "compare" / workload.label, console)
+            result = compare(others, sweeps[plan.baseline].path, files.compare(workload.label).path, console)
             comparisons[workload.label] = result
             for row in rows:
-                run = result["runs"].get(str(out / row["recipe"] / workload.label))
+                run = result["runs"].get(str(files.cell(row["recipe"], workload.label).path))
                 point = run["points"].get(f"{row['value']:g}") if run and row["workload"] == workload.label else None
                 if point:
                     row.update(output_tps_speedup=point["output_tps_speedup"],
@@ -303,8 +306,8 @@ def _summarize(plan: Plan, status: dict, console: Console) -> dict:
     summary = {"plan": str(plan.path), "description": plan.description, "baseline": plan.baseline,
                "kind": plan.kind, "values": list(plan.values), "workloads": [w.label for w in plan.workloads],
                "recipes": status, "rows": rows, "compare": comparisons}
-    _write_csv(out / "matrix.csv", rows)
-    console.print(f"[dim]matrix: {out / 'matrix.json'} · {render_matrix(summary, out)}[/]")
+    _write_csv(files.csv, rows)
+    console.print(f"[dim]matrix: {files.summary} · {render_matrix(summary, files.path)}[/]")
     _print(console, summary)
     return summary
 

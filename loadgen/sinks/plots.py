@@ -15,6 +15,8 @@ import matplotlib
 
 from loadgen.analysis.report_types import HeldLoad, Report
 
+from ..layout import CompareFolder, MatrixFolder, RunFolder, SweepFolder
+
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -128,10 +130,11 @@ def _num(value, fmt: str = "{:.2f}") -> str:
 
 def render_run(report: Report, out: Path) -> Path:
     """PNGs and report.html in `out` for one run; returns the HTML's path."""
+    files = RunFolder(out)
     with plt.rc_context(_STYLE):
-        images = [p for p in (_acceptance_histogram(report, out / "acceptance.png"),
-                              _al_by_category(report, out / "al_by_category.png"),
-                              _time_series(report, out / "time_series.png")) if p]
+        images = [p for p in (_acceptance_histogram(report, files.acceptance_plot),
+                              _al_by_category(report, files.al_by_category_plot),
+                              _time_series(report, files.time_series_plot)) if p]
     cfg, summary, spec = report.config, report.summary, report.speculative
     overview = _table(["figure", "value"], [
         ["requests ok / failed / cancelled", f"{summary.requests_completed} / {summary.requests_failed} / "
@@ -145,11 +148,12 @@ def render_run(report: Report, out: Path) -> Path:
         for name, d in (("TTFT", report.latency.ttft_s), ("TPOT", report.latency.tpot_s),
                         ("step / ICL", report.latency.icl_s), ("E2E", report.latency.e2e_s))])
     title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload}" + (" · partial" if report.partial else "")
-    return _page(title, [("Summary", overview), ("Latency", latency)], images, out / "report.html")
+    return _page(title, [("Summary", overview), ("Latency", latency)], images, files.html)
 
 
 def render_sweep(summary: dict, out: Path) -> Path:
     """pareto.png and sweep.html in `out`."""
+    files = SweepFolder(out)
     points = [p for p in summary["points"] if p["output_tps"] and p["user_tps_p50"]]
     images = []
     if points:
@@ -165,17 +169,18 @@ def render_sweep(summary: dict, out: Path) -> Path:
             ax.set(xlabel="user TPS (p50, tokens/s per request)", ylabel="output TPS (all requests)",
                    title=f"Throughput against speed per user, by {summary['kind'].replace('_', ' ')} "
                          "(blue: Pareto front)")
-            images.append(_save(fig, out / "pareto.png"))
+            images.append(_save(fig, files.pareto_plot))
     rows = [[f"{p['value']:g}" + ("*" if p["value"] in summary["pareto"] else ""), _num(p["output_tps"], "{:.1f}"),
              _num(p["user_tps_p50"], "{:.1f}"), _num(p["acceptance_length"]), str(p["failed"]),
              {True: "met", False: "missed", None: "-"}[p["slo_met"]]] for p in summary["points"]]
     table = _table([summary["kind"], "output TPS", "user TPS p50", "AL", "failed", "SLO"], rows)
     return _page(f"loadgen sweep over {summary['kind'].replace('_', ' ')}", [("Points (* Pareto front)", table)],
-                 images, out / "sweep.html")
+                 images, files.html)
 
 
 def render_compare(result: dict, out: Path) -> Path:
     """speedup.png and compare.html in `out`."""
+    files = CompareFolder(out)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots()
         for name, run in result["runs"].items():
@@ -191,16 +196,17 @@ def render_compare(result: dict, out: Path) -> Path:
         ax.set(xlabel="load (concurrency or request rate)", ylabel="speedup over the baseline",
                title=f"Against {Path(result['baseline']).name} (above 1: better)")
         ax.legend(fontsize=8)
-        images = [_save(fig, out / "speedup.png")]
+        images = [_save(fig, files.speedup_plot)]
     rows = [[Path(name).name, value, _num(p["output_tps_speedup"]), _num(p["user_tps_speedup"]),
              _num(p["tpot_speedup"]), _num(p["acceptance_length"])]
             for name, run in result["runs"].items() for value, p in run["points"].items()]
     table = _table(["run", "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"], rows)
-    return _page("loadgen compare", [("Speedups", table)], images, out / "compare.html")
+    return _page("loadgen compare", [("Speedups", table)], images, files.html)
 
 
 def render_matrix(summary: dict, out: Path) -> Path:
     """pareto-<workload>.png (every recipe's curve of output TPS against user TPS) and matrix.html."""
+    files = MatrixFolder(out)
     images = []
     for workload in summary["workloads"]:
         rows = [r for r in summary["rows"] if r["workload"] == workload and r["output_tps"] and r["user_tps_p50"]]
@@ -219,7 +225,7 @@ def render_matrix(summary: dict, out: Path) -> Path:
             ax.set(xlabel="user TPS (p50, tokens/s per request)", ylabel="output TPS (all requests)",
                    title=f"{workload}: throughput against speed per user, by {summary['kind'].replace('_', ' ')}")
             ax.legend(fontsize=8)
-            images.append(_save(fig, out / f"pareto-{workload}.png"))
+            images.append(_save(fig, files.pareto_plot(workload)))
     table = _table(["recipe", "workload", summary["kind"].replace("_", " "), "output TPS", "user TPS p50", "AL",
                     "output TPS ×", "user TPS ×"],
                    [[r["recipe"], r["workload"], f"{r['value']:g}", _num(r["output_tps"], "{:.1f}"),
@@ -230,4 +236,4 @@ def render_matrix(summary: dict, out: Path) -> Path:
                       f"{info.get('engine', '-')} {info.get('engine_version', '')}"]
                      for label, info in summary["recipes"].items()])
     return _page(f"loadgen matrix · baseline {summary['baseline']}", [("Recipes", status), ("Points", table)],
-                 images, out / "matrix.html")
+                 images, files.html)

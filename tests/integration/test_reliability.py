@@ -41,14 +41,15 @@ def test_every_fault_is_named_and_every_request_accounted_for(emulator, run_load
     assert "timeout/idle" in text
 
 
-def test_retries_recover_refusals_before_the_first_token_and_are_counted_apart(emulator, run_loadgen):
+def test_retries_recover_refusals_before_the_first_token_and_are_counted_apart(emulator, run_loadgen, tmp_path):
     emu = emulator("--ttft-ms", "2", "--step-ms", "2", "--seed", "5", "--fail-status", "503=0.3")
     report, _ = run_loadgen(url=emu.url, num_requests=100, concurrency=8, max_tokens=8, retries=6)
     s = report["summary"]
     assert s["requests_sent"] == 100 and s["requests_completed"] == 100  # 0.3^7: none left failing
     assert s["retries"] > 10 and s["retried_errors"] == {"http_status/503": s["retries"]}
     # without retries about 30% fail
-    report, _ = run_loadgen(url=emu.url, num_requests=100, concurrency=8, max_tokens=8)
+    report, _ = run_loadgen(url=emu.url, num_requests=100, concurrency=8, max_tokens=8,
+                            output_dir=tmp_path / "no-retries")  # a folder of its own: one run per folder
     assert 15 <= report["summary"]["requests_failed"] <= 45 and report["summary"]["retries"] == 0
 
 

@@ -86,6 +86,13 @@ def test_server_acceptance_is_the_counter_arithmetic(emulator, run_loadgen):
                                                                         before["accepted_per_position"])]
 
 
+def test_the_generic_openai_engine_runs_without_server_metrics(emulator, run_loadgen):
+    # regression: with no collector to sample, the server poller took min() of no due times and the run crashed
+    emu = emulator("--ttft-ms", "1", "--step-ms", "1")
+    report, _ = run_loadgen(url=emu.url, engine="openai", num_requests=10, concurrency=2, max_tokens=8)
+    assert report["summary"]["requests_completed"] == 10 and report["speculative"]["server"] is None
+
+
 def test_client_acceptance_matches_configured_truth(emulator, run_loadgen):
     emu = emulator("--ttft-ms", "1", "--step-ms", "1", "--accept", ",".join(map(str, ACCEPT)), "--seed", "7")
     report, _ = run_loadgen(url=emu.url, num_requests=64, concurrency=64, max_tokens=512)

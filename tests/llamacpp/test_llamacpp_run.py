@@ -10,7 +10,7 @@ from rich.console import Console
 
 from loadgen.config import RunConfig
 from loadgen.records import read_journal
-from loadgen.runner import run
+from loadgen.run import run
 
 RATES = (0.8, 0.6, 0.4)
 MAX_TOKENS = 32

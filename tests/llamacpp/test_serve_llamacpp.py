@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from loadgen.config import RunConfig
-from loadgen.runner import run
+from loadgen.run import run
 from loadgen.servers import ServerProcess, load_recipe
 from loadgen.servers.process import group_alive
 

@@ -242,7 +242,7 @@ def test_the_loopback_emulator_is_refused_on_a_cluster_of_several_nodes(ray_clus
     from loadgen.config import RunConfig
     from loadgen.errors import UsageError
     from loadgen.ray_workers import RayLauncher
-    from loadgen.runner import run
+    from loadgen.run import run
 
     monkeypatch.setattr(RayLauncher, "cluster", lambda self: {"nodes": 2, "cpus": 4})
     try:

@@ -1,0 +1,15 @@
+"""One run of the load generator, and its report made again afterwards.
+
+    lifecycle.py  the run itself, in order: folder, server, load, phases, report
+    handshake.py  discovery, the preflight request, waiting for a server still starting
+    shares.py     the run's plans and the share that sends them (LoadShare: local, processes, Ray)
+    polling.py    the server's own metrics over the measured phase
+    outputs.py    the run's folder (claimed for one run) and its report files
+    rebuild.py    `loadgen report DIR`: drawn again, or rebuilt from the journal
+"""
+
+from .lifecycle import emulator_args, run
+from .outputs import prepare_output_dir
+from .rebuild import rebuild_report, rerender_report
+
+__all__ = ["run", "emulator_args", "prepare_output_dir", "rebuild_report", "rerender_report"]
