@@ -4,7 +4,10 @@
     handshake.py  discovery, the preflight request, waiting for a server still starting
     shares.py     the run's plans and the share that sends them (LoadShare: local, processes, Ray)
     polling.py    the server's own metrics over the measured phase
-    outputs.py    the run's folder (claimed for one run) and its report files
+    tally.py      each finished request: journaled, kept, counted (--max-error-rate), shown
+    telemetry.py  live Prometheus metrics, and the push to a Pushgateway at the end
+    signals.py    Ctrl-C and SIGTERM during a run, and the caller's handlers restored after
+    outputs.py    the run's folder (claimed for one run), run.json and the report files
     rebuild.py    `loadgen report DIR`: drawn again, or rebuilt from the journal
 """
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
+from .. import __version__
 from ..analysis import Report
+from ..config import RunConfig
 from ..errors import OutputError, UsageError
 from ..layout import RunFolder
 from ..records import RequestRecord
 from ..sinks import print_summary, write_json_atomic, write_requests_csv
 from ..sinks.plots import render_run
 
-__all__ = ["prepare_output_dir", "claim_run_folder", "write_report"]
+__all__ = ["prepare_output_dir", "claim_run_folder", "write_run_info", "write_report"]
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -42,6 +45,19 @@ def claim_run_folder(path: Path, *, replace: bool) -> RunFolder:
                          "to delete that run's files first")
     folder.clear()
     return folder
+
+
+def write_run_info(folder: RunFolder, config: RunConfig, public: dict) -> tuple[dict, int | None]:
+    """run.json, before the first request: what `loadgen report DIR` needs to rebuild the report from
+    the journal of a killed run. Returns the run's public settings (the report's config section,
+    stamped with this loadgen's version and the start time) and its target concurrency (None for
+    an open loop)."""
+    public = public | {"loadgen_version": __version__,
+                       "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    target = None if config.request_rate else min(config.concurrency, config.num_requests or config.concurrency)
+    write_json_atomic(folder.run_info, {"config": public, "target_concurrency": target,
+                                        "target_rate": config.request_rate})
+    return public, target
 
 
 def write_report(folder: RunFolder, report: Report, records: Sequence[RequestRecord], console: Console, *,

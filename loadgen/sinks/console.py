@@ -6,9 +6,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadgen.analysis.report_types import HeldLoad, HeldRate, Report
+from loadgen.analysis.report_types import HeldLoad, HeldRate, Report, WorkersInfo
 
-__all__ = ["RunProgress", "print_summary"]
+__all__ = ["RunProgress", "print_summary", "print_workers"]
 
 
 class RunProgress:
@@ -155,3 +155,17 @@ def print_summary(console: Console, report: Report) -> None:
             example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)
+
+
+def print_workers(console: Console, workers: WorkersInfo) -> None:
+    """Where a run's workers ran (Ray: nodes and clock offsets) and every worker it lost."""
+    bounds = [c.error_bound_ns for c in workers.clocks if c.error_bound_ns is not None]
+    if workers.ray:
+        nodes = {c.node for c in workers.clocks}
+        offsets = ", ".join(f"{c.offset_ns / 1e3:+.0f}" for c in workers.clocks)
+        console.print(f"[dim]Ray ({workers.ray}): {workers.count} workers on {len(nodes)} node(s); clock "
+                      f"offsets {offsets} µs, each within ±{max(bounds, default=0) / 1e3:.0f} µs[/]")
+    for lost in workers.lost:
+        console.print(f"[bold yellow]worker {lost.worker} ({lost.where}) was lost {lost.at_s:.1f} s into "
+                      f"the run: its {lost.in_flight_failed} request(s) in flight failed (worker_lost)"
+                      + ("; the run went on without it" if workers.on_loss == "continue" else "") + "[/]")

@@ -1,0 +1,36 @@
+"""The run's live Prometheus metrics: served while it runs (--metrics-addr) and pushed to a
+Pushgateway once it is over (--pushgateway)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console
+
+from .. import __version__
+from ..config import RunConfig
+from ..errors import ServerError
+from ..sinks import LiveMetrics
+
+__all__ = ["start_live_metrics", "push_metrics"]
+
+
+def start_live_metrics(config: RunConfig, public: dict, in_flight: Callable[[], int],
+                       console: Console) -> LiveMetrics | None:
+    """The run's metrics, served at --metrics-addr if given; None when neither serving nor pushing."""
+    if config.metrics_addr is None and config.pushgateway is None:
+        return None
+    metrics = LiveMetrics(run_id=public["run_id"], engine=public["engine"], model=public["model"],
+                          workload=config.workload, target_concurrency=0 if config.request_rate else config.concurrency,
+                          in_flight=in_flight, version=__version__)
+    if config.metrics_addr is not None:
+        console.print(f"[dim]live metrics: {metrics.serve(config.metrics_addr)}[/]")
+    return metrics
+
+
+def push_metrics(metrics: LiveMetrics, pushgateway: str, run_id: str, console: Console) -> None:
+    try:
+        metrics.push(pushgateway)
+    except OSError as exc:
+        raise ServerError(f"cannot push to the Pushgateway at {pushgateway}: {exc}; the report is written") from None
+    console.print(f"[dim]pushed the final metrics to {pushgateway} (job loadgen, run_id {run_id})[/]")
