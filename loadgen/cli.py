@@ -139,7 +139,7 @@ def _run_config(console: Console, options: dict) -> RunConfig:
 def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
     """One run per concurrency (or request rate) against one server; every other `loadgen run`
     option applies to each point, e.g. loadgen sweep -c 1,4,16,64 --url URL -n 200 --slo ttft_p95=0.5."""
-    from .sweep import run_sweep
+    from .studies import run_sweep
 
     if (concurrencies is None) == (rates is None):
         raise click.UsageError("give --concurrency or --request-rate, a comma-separated list")
@@ -169,7 +169,7 @@ sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "requ
 def compare(runs, baseline, output_dir) -> None:
     """Speedups of RUNS (run or sweep folders) over a baseline, per load and category; where
     speculative decoding stops paying off; how much random inputs overstate it."""
-    from .compare import compare as compare_runs
+    from .studies import compare as compare_runs
 
     compare_runs(list(runs), baseline, output_dir, Console())
 
@@ -406,7 +406,7 @@ def matrix(plan, list_plans, output_dir, dry_run) -> None:
     """For each recipe of PLAN (a YAML file, or a shipped plan's name: see --list): start the server,
     run the workloads × concurrencies, stop it; then compare every recipe with the plan's baseline
     (speedup tables, Pareto plots)."""
-    from .servers.matrix import find_plan, load_plan, run_matrix, shipped_plans
+    from .studies import find_plan, load_plan, run_matrix, shipped_plans
 
     if list_plans:
         _print_shipped(shipped_plans(), lambda name: load_plan(name).description)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadgen.servers.matrix import shipped_plans
+from loadgen.studies.matrix import shipped_plans
 from loadgen.servers.recipe import shipped_recipes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from loadgen.errors import UsageError
-from loadgen.servers.matrix import SHIPPED_PLANS, find_plan, shipped_plans
+from loadgen.studies.matrix import SHIPPED_PLANS, find_plan, shipped_plans
 from loadgen.servers.process import group_alive
 
 from .conftest import dedent
@@ -188,7 +188,7 @@ def test_shipped_plans_are_valid(plan, tmp_path):
     out = subprocess.run([sys.executable, "-m", "loadgen", "matrix", str(plan), "--dry-run", "--output-dir",
                           str(tmp_path / "m")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    from loadgen.servers.matrix import load_plan
+    from loadgen.studies.matrix import load_plan
 
     loaded = load_plan(plan)
     assert loaded.baseline in {r.label for r in loaded.recipes}

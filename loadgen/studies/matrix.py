@@ -10,8 +10,8 @@ against the plan's baseline, per workload, and draw the recipes' Pareto curves s
 Resumable: a recipe whose cells all hold finished reports is not started again, and a started
 recipe skips its finished points (the sweep's own resume).
 
-A plan is a file, or the name of one: $LOADGEN_PLANS, then the plans shipped inside this package
-(loadgen/servers/plans, package data), then ./servers/plans.
+A plan is a file, or the name of one: $LOADGEN_PLANS, then the plans shipped inside loadgen
+(loadgen/servers/plans, package data beside the recipes), then ./servers/plans.
 """
 
 from __future__ import annotations
@@ -29,20 +29,21 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from .. import servers
 from ..config import RunConfig
-from ..engines import ENGINES
+from ..engines import DEFAULT_PORTS, ENGINES
 from ..errors import LoadgenError, UsageError
 from ..layout import MatrixFolder, SweepFolder
+from ..servers import Recipe, ServerProcess, load_recipe, render
 from ..sinks import write_json_atomic
 from ..sinks.plots import render_matrix
-from ..sweep import finished_report, run_sweep
-from .process import ServerProcess
-from .recipe import DEFAULT_PORTS, Recipe, load_recipe, render
+from .compare import compare
+from .sweep import finished_report, run_sweep
 
 __all__ = ["Plan", "Cell", "load_plan", "find_plan", "shipped_plans", "run_matrix", "PLAN_KEYS", "SHIPPED_PLANS"]
 
-#: the plans shipped with loadgen (package data, like the recipes)
-SHIPPED_PLANS = Path(__file__).resolve().parent / "plans"
+#: the plans shipped with loadgen: package data of loadgen.servers, beside the recipes they name
+SHIPPED_PLANS = Path(servers.__file__).resolve().parent / "plans"
 
 PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
              "output_dir")
@@ -281,8 +282,6 @@ def _read_json(path: Path) -> dict:
 
 def _summarize(plan: Plan, status: dict, console: Console) -> dict:
     """Compare every measured recipe with the baseline, workload by workload; table, CSV, pictures."""
-    from ..compare import compare
-
     files = MatrixFolder(plan.output_dir)
     rows, comparisons = [], {}
     for workload in plan.workloads:

@@ -16,14 +16,14 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from .analysis import Report
-from .config import RunConfig
-from .emulator.launch import EmulatorProcess
-from .errors import UsageError
-from .layout import RunFolder, SweepFolder
-from .run import emulator_args, prepare_output_dir, run
-from .sinks import write_json_atomic
-from .sinks.plots import render_sweep
+from ..analysis import Report
+from ..config import RunConfig
+from ..emulator.launch import EmulatorProcess
+from ..errors import UsageError
+from ..layout import RunFolder, SweepFolder
+from ..run import emulator_args, prepare_output_dir, run
+from ..sinks import write_json_atomic
+from ..sinks.plots import render_sweep
 
 __all__ = ["run_sweep", "pareto_front", "point_row", "finished_report"]
 

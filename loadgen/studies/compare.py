@@ -14,11 +14,11 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from .analysis import Report
-from .errors import UsageError
-from .layout import CompareFolder, RunFolder, SweepFolder
-from .sinks import write_json_atomic
-from .sinks.plots import render_compare
+from ..analysis import Report
+from ..errors import UsageError
+from ..layout import CompareFolder, RunFolder, SweepFolder
+from ..sinks import write_json_atomic
+from ..sinks.plots import render_compare
 
 __all__ = ["compare", "load_points"]
 
