@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from loadgen.errors import UsageError
-from loadgen.studies.matrix import SHIPPED_PLANS, find_plan, shipped_plans
 from loadgen.servers.process import group_alive
+from loadgen.studies.matrix import SHIPPED_PLANS, find_plan, shipped_plans
 
 from .conftest import dedent
 
@@ -200,9 +200,9 @@ def test_plans_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "llama3.1-8b-vllm-methods" in shipped_plans()
     assert find_plan("llama3.1-8b-vllm-methods") == SHIPPED_PLANS / "llama3.1-8b-vllm-methods.yaml"
-    with pytest.raises(UsageError, match="no plan named nope in .*: give a plan file, or a name that"):
+    with pytest.raises(UsageError, match=r"no plan named nope in .*: give a plan file, or a name that"):
         find_plan("nope")
-    with pytest.raises(UsageError, match="plan elsewhere/nope.yaml does not exist"):
+    with pytest.raises(UsageError, match=r"plan elsewhere/nope.yaml does not exist"):
         find_plan("elsewhere/nope.yaml")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml").write_text("recipes: []\n")
