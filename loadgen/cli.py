@@ -14,7 +14,7 @@ from .config import DEFAULT_NUM_REQUESTS, RunConfig, default_of, parse_floats
 from .engines import EMULATED_ENGINES, ENGINES, SERVABLE_ENGINES
 from .errors import LoadgenError, RunOptionError
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 
 def _floats(value: str) -> tuple[float, ...]:
@@ -39,7 +39,8 @@ def cli() -> None:
               help="sample (offline, 11 categories), random, speed:qualitative, speed:throughput_1k..32k, specbench, "
                    "mtbench, sharegpt, sharegpt:conversations, jsonl, or a .jsonl file.")
 @click.option("--workload-path", type=click.Path(path_type=Path), help="The dataset file or folder to read.")
-@click.option("--tokenizer", help="The target model's tokenizer: a folder or Hugging Face id [default: built-in Phi-3].")
+@click.option("--tokenizer",
+              help="The target model's tokenizer: a folder or Hugging Face id [default: built-in Phi-3].")
 @click.option("--chat-template/--no-chat-template", default=default_of("chat_template"), show_default=True,
               help="Apply the tokenizer's chat template (off: send raw text as a completion).")
 @click.option("--system-prompt", help="A system message put before every conversation.")
@@ -139,7 +140,7 @@ def _run_config(console: Console, options: dict) -> RunConfig:
 def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
     """One run per concurrency (or request rate) against one server; every other `loadgen run`
     option applies to each point, e.g. loadgen sweep -c 1,4,16,64 --url URL -n 200 --slo ttft_p95=0.5."""
-    from .sweep import run_sweep
+    from .studies import run_sweep
 
     if (concurrencies is None) == (rates is None):
         raise click.UsageError("give --concurrency or --request-rate, a comma-separated list")
@@ -169,7 +170,7 @@ sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "requ
 def compare(runs, baseline, output_dir) -> None:
     """Speedups of RUNS (run or sweep folders) over a baseline, per load and category; where
     speculative decoding stops paying off; how much random inputs overstate it."""
-    from .compare import compare as compare_runs
+    from .studies import compare as compare_runs
 
     compare_runs(list(runs), baseline, output_dir, Console())
 
@@ -280,9 +281,9 @@ def _describe(loaded) -> None:
 @click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, accept_profile, stream_interval, seed, workers,
-            send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
-            slow_start_s, restart_after_s, restart_down_s) -> None:
+def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, accept_profile, stream_interval, seed,
+            workers, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s,
+            fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -296,8 +297,9 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, a
                         reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
                         slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
-                                load_step_ms=load_step_ms, accept=probs, accept_profile=tuple(profile.items()), stream_interval=stream_interval,
-                                seed=seed, workers=workers, send_timestamps=send_timestamps, api_key=api_key,
+                                load_step_ms=load_step_ms, accept=probs, accept_profile=tuple(profile.items()),
+                                stream_interval=stream_interval, seed=seed, workers=workers,
+                                send_timestamps=send_timestamps, api_key=api_key,
                                 faults=faults)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
@@ -406,7 +408,7 @@ def matrix(plan, list_plans, output_dir, dry_run) -> None:
     """For each recipe of PLAN (a YAML file, or a shipped plan's name: see --list): start the server,
     run the workloads × concurrencies, stop it; then compare every recipe with the plan's baseline
     (speedup tables, Pareto plots)."""
-    from .servers.matrix import find_plan, load_plan, run_matrix, shipped_plans
+    from .studies import find_plan, load_plan, run_matrix, shipped_plans
 
     if list_plans:
         _print_shipped(shipped_plans(), lambda name: load_plan(name).description)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadgen.servers.matrix import shipped_plans
 from loadgen.servers.recipe import shipped_recipes
+from loadgen.studies.matrix import shipped_plans
 
 ROOT = Path(__file__).resolve().parents[1]
 #: what a build of the tree does not need (and must not pick up)

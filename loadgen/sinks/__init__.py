@@ -1,9 +1,11 @@
-"""Where results go: console, JSON and CSV files, live Prometheus metrics."""
+"""Where results go: console, JSON and CSV files, live Prometheus metrics; and the tables (console
+or CSV) the studies' rows are laid out in."""
 
 from .console import RunProgress, print_summary, print_workers
 from .csv_export import write_requests_csv
 from .json_report import write_json_atomic
 from .live import DEFAULT_METRICS_ADDR, LiveMetrics
+from .tables import cell, print_table, write_csv
 
-__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "print_summary", "print_workers",
-           "write_json_atomic", "write_requests_csv"]
+__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "cell", "print_summary", "print_table",
+           "print_workers", "write_csv", "write_json_atomic", "write_requests_csv"]

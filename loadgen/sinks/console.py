@@ -8,6 +8,8 @@ from rich.table import Table
 
 from loadgen.analysis.report_types import HeldLoad, HeldRate, Report, WorkersInfo
 
+from .tables import cell
+
 __all__ = ["RunProgress", "print_summary", "print_workers"]
 
 
@@ -35,10 +37,6 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1e3:.2f}"
 
 
-def _num(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
 def print_summary(console: Console, report: Report) -> None:
     cfg, summary, lat = report.config, report.summary, report.latency
     spec = report.speculative
@@ -57,9 +55,9 @@ def print_summary(console: Console, report: Report) -> None:
     if summary.retries:
         requests += f" ({summary.retries} retries)"
     head.add_row("requests", requests)
-    head.add_row("output TPS", _num(summary.output_tps, "{:.1f}"))
-    head.add_row("request throughput", _num(summary.request_throughput, "{:.2f} req/s"))
-    head.add_row("duration", _num(summary.duration_s, "{:.2f} s"))
+    head.add_row("output TPS", cell(summary.output_tps, "{:.1f}"))
+    head.add_row("request throughput", cell(summary.request_throughput, "{:.2f} req/s"))
+    head.add_row("duration", cell(summary.duration_s, "{:.2f} s"))
     head.add_row("tokens in / out", f"{summary.input_tokens} / {summary.output_tokens}")
     load = report.load
     if isinstance(load, HeldRate) and load.achieved_rate is not None:
@@ -76,8 +74,8 @@ def print_summary(console: Console, report: Report) -> None:
                              for name, c in slo.objectives.items())
         colour = "green" if slo.all_met else "red"
         console.print(f"[{colour}]SLO {'met' if slo.all_met else 'missed'}: {verdicts}[/]; goodput "
-                      f"{_num(slo.goodput_rps)} req/s, {_num(slo.goodput_tps, '{:.1f}')} tok/s "
-                      f"({_num(slo.good_fraction, '{:.1%}')} of requests met every limit)")
+                      f"{cell(slo.goodput_rps)} req/s, {cell(slo.goodput_tps, '{:.1f}')} tok/s "
+                      f"({cell(slo.good_fraction, '{:.1%}')} of requests met every limit)")
     if report.stop_reason:
         console.print(f"[bold red]Stopped early: {report.stop_reason}[/]")
     if report.error_details:
@@ -94,8 +92,8 @@ def print_summary(console: Console, report: Report) -> None:
         table.add_column(col, justify="right")
     for key, label, scale in (("ttft_s", "TTFT (ms)", _ms), ("tpot_s", "TPOT (ms)", _ms),
                               ("icl_s", "step / ICL (ms)", _ms), ("e2e_s", "E2E (ms)", _ms),
-                              ("queue_s", "client queueing (ms)", _ms), ("user_tps", "user TPS", _num),
-                              ("output_tokens_per_request", "output tokens", _num)):
+                              ("queue_s", "client queueing (ms)", _ms), ("user_tps", "user TPS", cell),
+                              ("output_tokens_per_request", "output tokens", cell)):
         d = getattr(lat, key)
         table.add_row(label, *(scale(getattr(d, c)) for c in ("mean", "p50", "p90", "p99", "max")))
     console.print(table)
@@ -103,7 +101,7 @@ def print_summary(console: Console, report: Report) -> None:
     hist = client.histogram
     if hist:
         steps = client.steps
-        al = Table(title=f"Acceptance length (client): {_num(client.acceptance_length, '{:.3f}')} "
+        al = Table(title=f"Acceptance length (client): {cell(client.acceptance_length, '{:.3f}')} "
                          f"tokens/step over {steps} steps", title_justify="left")
         al.add_column("tokens/step", justify="right")
         al.add_column("steps", justify="right")
@@ -113,7 +111,7 @@ def print_summary(console: Console, report: Report) -> None:
         cond = client.conditional_acceptance
         top = max(hist.values())
         for k, n in hist.items():
-            al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), _num(cond.get(k), "{:.3f}"))
+            al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), cell(cond.get(k), "{:.3f}"))
         console.print(al)
         if client.token_counts != "usage":
             console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
@@ -123,7 +121,7 @@ def print_summary(console: Console, report: Report) -> None:
         per_pos = ", ".join(f"{p:.3f}" for p in server.per_position or [])
         drafts = f" over {server.drafts:.0f} drafts" if server.drafts else ""
         console.print(f"Server ({server.source}): acceptance length {server.acceptance_length:.3f}, "
-                      f"acceptance rate {_num(server.acceptance_rate, '{:.3f}')}"
+                      f"acceptance rate {cell(server.acceptance_rate, '{:.3f}')}"
                       + (f", per position [{per_pos}]" if per_pos else "") + drafts)
     if spec.server_note:
         console.print(f"[dim]Server note: {spec.server_note}[/]")
@@ -142,9 +140,9 @@ def print_summary(console: Console, report: Report) -> None:
             ct.add_column(col, justify="right")
         for name, row in cats.items():
             al_row = row.acceptance_length
-            ct.add_row(name, str(row.requests), _num(al_row and al_row.mean, "{:.3f}"),
-                       _num(al_row and al_row.std, "{:.3f}"), _ms(row.ttft_p50_s), _ms(row.tpot_p50_s),
-                       _num(row.user_tps_p50, "{:.1f}"))
+            ct.add_row(name, str(row.requests), cell(al_row and al_row.mean, "{:.3f}"),
+                       cell(al_row and al_row.std, "{:.3f}"), _ms(row.ttft_p50_s), _ms(row.tpot_p50_s),
+                       cell(row.user_tps_p50, "{:.1f}"))
         console.print(ct)
     if report.errors:
         et = Table(title="Errors", title_justify="left")

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from loadgen.analysis.slo import SLO_METRICS
 from loadgen.records import RequestRecord
 
-__all__ = ["write_requests_csv", "REQUEST_COLUMNS"]
+from .tables import write_csv
+
+__all__ = ["REQUEST_COLUMNS", "write_requests_csv"]
 
 REQUEST_COLUMNS = ("request_id", "category", "sub_category", "turn", "warmup", "prompt_tokens", "output_tokens",
                    "ttft_s", "tpot_s", "e2e_s", "queue_s", "steps", "tokens_per_step", "outcome", "error",
@@ -32,9 +32,4 @@ def _row(r: RequestRecord) -> dict:
 
 
 def write_requests_csv(path: Path, records: Sequence[RequestRecord]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=REQUEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(_row(r) for r in records)
-    os.replace(tmp, path)
+    write_csv(path, REQUEST_COLUMNS, (_row(r) for r in records))

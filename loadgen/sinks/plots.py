@@ -16,11 +16,12 @@ import matplotlib
 from loadgen.analysis.report_types import HeldLoad, Report
 
 from ..layout import CompareFolder, MatrixFolder, RunFolder, SweepFolder
+from .tables import cell
 
 matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-__all__ = ["render_run", "render_sweep", "render_compare", "render_matrix"]
+__all__ = ["render_compare", "render_matrix", "render_run", "render_sweep"]
 
 _STYLE = {"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
           "axes.spines.top": False, "axes.spines.right": False}
@@ -53,7 +54,8 @@ def _acceptance_histogram(report: Report, path: Path) -> Path | None:
         if unconditional:
             # the server counts acceptance per position over all drafts; conditional on the one before,
             # it compares with the client's figure
-            conditional = [p / q if q else None for p, q in zip(unconditional, [1.0, *unconditional[:-1]])]
+            before = [1.0, *unconditional[:-1]]
+            conditional = [p / q if q else None for p, q in zip(unconditional, before, strict=True)]
             right.plot(range(1, len(conditional) + 1), conditional, marker="s", ls="--", color="#55a868",
                        label="server counters")
         right.set(xlabel="draft position", ylabel="conditional acceptance", ylim=(0, 1.05),
@@ -95,11 +97,11 @@ def _time_series(report: Report, path: Path) -> Path | None:
     middle.legend(fontsize=8, loc="lower left")
     al = [(row.t_s, row.acceptance_length) for row in series if row.acceptance_length]
     if al:
-        bottom.plot(*zip(*al), color="#55a868", label="acceptance length")
+        bottom.plot(*zip(*al, strict=True), color="#55a868", label="acceptance length")
     failed = [(row.t_s, row.failed) for row in series if row.failed]
     if failed:
         twin = bottom.twinx()
-        twin.bar(*zip(*failed), color="#c44e52", alpha=0.5, width=0.8, label="failed")
+        twin.bar(*zip(*failed, strict=True), color="#c44e52", alpha=0.5, width=0.8, label="failed")
         twin.set_ylabel("failed")
     bottom.set(xlabel="seconds from the first send", ylabel="AL")
     bottom.set_ylim(bottom=1)  # one token per step is the floor
@@ -124,10 +126,6 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{cells}</table>"
 
 
-def _num(value, fmt: str = "{:.2f}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
 def render_run(report: Report, out: Path) -> Path:
     """PNGs and report.html in `out` for one run; returns the HTML's path."""
     files = RunFolder(out)
@@ -139,12 +137,12 @@ def render_run(report: Report, out: Path) -> Path:
     overview = _table(["figure", "value"], [
         ["requests ok / failed / cancelled", f"{summary.requests_completed} / {summary.requests_failed} / "
                                              f"{summary.requests_cancelled}"],
-        ["output TPS", _num(summary.output_tps, "{:.1f}")],
-        ["acceptance length (client)", _num(spec.client.acceptance_length)],
-        ["acceptance length (server)", _num(spec.server.acceptance_length if spec.server else None)],
+        ["output TPS", cell(summary.output_tps, "{:.1f}")],
+        ["acceptance length (client)", cell(spec.client.acceptance_length)],
+        ["acceptance length (server)", cell(spec.server.acceptance_length if spec.server else None)],
     ])
     latency = _table(["metric", "p50 ms", "p90 ms", "p99 ms"], [
-        [name, *(_num(None if getattr(d, p) is None else getattr(d, p) * 1e3) for p in ("p50", "p90", "p99"))]
+        [name, *(cell(None if getattr(d, p) is None else getattr(d, p) * 1e3) for p in ("p50", "p90", "p99"))]
         for name, d in (("TTFT", report.latency.ttft_s), ("TPOT", report.latency.tpot_s),
                         ("step / ICL", report.latency.icl_s), ("E2E", report.latency.e2e_s))])
     title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload}" + (" · partial" if report.partial else "")
@@ -170,8 +168,8 @@ def render_sweep(summary: dict, out: Path) -> Path:
                    title=f"Throughput against speed per user, by {summary['kind'].replace('_', ' ')} "
                          "(blue: Pareto front)")
             images.append(_save(fig, files.pareto_plot))
-    rows = [[f"{p['value']:g}" + ("*" if p["value"] in summary["pareto"] else ""), _num(p["output_tps"], "{:.1f}"),
-             _num(p["user_tps_p50"], "{:.1f}"), _num(p["acceptance_length"]), str(p["failed"]),
+    rows = [[f"{p['value']:g}" + ("*" if p["value"] in summary["pareto"] else ""), cell(p["output_tps"], "{:.1f}"),
+             cell(p["user_tps_p50"], "{:.1f}"), cell(p["acceptance_length"]), str(p["failed"]),
              {True: "met", False: "missed", None: "-"}[p["slo_met"]]] for p in summary["points"]]
     table = _table([summary["kind"], "output TPS", "user TPS p50", "AL", "failed", "SLO"], rows)
     return _page(f"loadgen sweep over {summary['kind'].replace('_', ' ')}", [("Points (* Pareto front)", table)],
@@ -197,8 +195,8 @@ def render_compare(result: dict, out: Path) -> Path:
                title=f"Against {Path(result['baseline']).name} (above 1: better)")
         ax.legend(fontsize=8)
         images = [_save(fig, files.speedup_plot)]
-    rows = [[Path(name).name, value, _num(p["output_tps_speedup"]), _num(p["user_tps_speedup"]),
-             _num(p["tpot_speedup"]), _num(p["acceptance_length"])]
+    rows = [[Path(name).name, value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]),
+             cell(p["tpot_speedup"]), cell(p["acceptance_length"])]
             for name, run in result["runs"].items() for value, p in run["points"].items()]
     table = _table(["run", "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"], rows)
     return _page("loadgen compare", [("Speedups", table)], images, files.html)
@@ -228,11 +226,11 @@ def render_matrix(summary: dict, out: Path) -> Path:
             images.append(_save(fig, files.pareto_plot(workload)))
     table = _table(["recipe", "workload", summary["kind"].replace("_", " "), "output TPS", "user TPS p50", "AL",
                     "output TPS ×", "user TPS ×"],
-                   [[r["recipe"], r["workload"], f"{r['value']:g}", _num(r["output_tps"], "{:.1f}"),
-                     _num(r["user_tps_p50"], "{:.1f}"), _num(r["acceptance_length"]),
-                     _num(r.get("output_tps_speedup")), _num(r.get("user_tps_speedup"))] for r in summary["rows"]])
+                   [[r["recipe"], r["workload"], f"{r['value']:g}", cell(r["output_tps"], "{:.1f}"),
+                     cell(r["user_tps_p50"], "{:.1f}"), cell(r["acceptance_length"]),
+                     cell(r.get("output_tps_speedup")), cell(r.get("user_tps_speedup"))] for r in summary["rows"]])
     status = _table(["recipe", "status", "start-up s", "engine"],
-                    [[label, info.get("status", "-"), _num(info.get("startup_s"), "{:.1f}"),
+                    [[label, info.get("status", "-"), cell(info.get("startup_s"), "{:.1f}"),
                       f"{info.get('engine', '-')} {info.get('engine_version', '')}"]
                      for label, info in summary["recipes"].items()])
     return _page(f"loadgen matrix · baseline {summary['baseline']}", [("Recipes", status), ("Points", table)],

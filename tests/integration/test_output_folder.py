@@ -12,7 +12,7 @@ from rich.console import Console
 from loadgen.config import RunConfig
 from loadgen.layout import RunFolder, SweepFolder
 from loadgen.records import read_journal
-from loadgen.sweep import run_sweep
+from loadgen.studies.sweep import run_sweep
 
 
 def _run(url: str, out, n: int, *extra: str) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import sys
 
 import orjson
 
-from loadgen.sweep import pareto_front
+from loadgen.studies.sweep import pareto_front
 
 
 def _sweep(url: str, out, *extra: str) -> subprocess.CompletedProcess:

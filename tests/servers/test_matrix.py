@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from loadgen.errors import UsageError
-from loadgen.servers.matrix import SHIPPED_PLANS, find_plan, shipped_plans
 from loadgen.servers.process import group_alive
+from loadgen.studies.matrix import SHIPPED_PLANS, find_plan, shipped_plans
 
 from .conftest import dedent
 
@@ -188,7 +188,7 @@ def test_shipped_plans_are_valid(plan, tmp_path):
     out = subprocess.run([sys.executable, "-m", "loadgen", "matrix", str(plan), "--dry-run", "--output-dir",
                           str(tmp_path / "m")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    from loadgen.servers.matrix import load_plan
+    from loadgen.studies.matrix import load_plan
 
     loaded = load_plan(plan)
     assert loaded.baseline in {r.label for r in loaded.recipes}
@@ -200,9 +200,9 @@ def test_plans_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "llama3.1-8b-vllm-methods" in shipped_plans()
     assert find_plan("llama3.1-8b-vllm-methods") == SHIPPED_PLANS / "llama3.1-8b-vllm-methods.yaml"
-    with pytest.raises(UsageError, match="no plan named nope in .*: give a plan file, or a name that"):
+    with pytest.raises(UsageError, match=r"no plan named nope in .*: give a plan file, or a name that"):
         find_plan("nope")
-    with pytest.raises(UsageError, match="plan elsewhere/nope.yaml does not exist"):
+    with pytest.raises(UsageError, match=r"plan elsewhere/nope.yaml does not exist"):
         find_plan("elsewhere/nope.yaml")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml").write_text("recipes: []\n")

@@ -1,4 +1,4 @@
-from loadgen.compare import _breakeven
+from loadgen.studies.compare import _breakeven
 
 
 def _points(speedups: dict) -> dict:

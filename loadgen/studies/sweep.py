@@ -8,24 +8,22 @@ finished (not partial) report is taken as it is, so an interrupted sweep resumes
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.table import Table
 
-from .analysis import Report
-from .config import RunConfig
-from .emulator.launch import EmulatorProcess
-from .errors import UsageError
-from .layout import RunFolder, SweepFolder
-from .run import emulator_args, prepare_output_dir, run
-from .sinks import write_json_atomic
-from .sinks.plots import render_sweep
+from ..analysis import Report
+from ..config import RunConfig
+from ..emulator.launch import EmulatorProcess
+from ..errors import UsageError
+from ..layout import RunFolder, SweepFolder
+from ..run import emulator_args, prepare_output_dir, run
+from ..sinks import cell, print_table, write_csv, write_json_atomic
+from ..sinks.plots import render_sweep
 
-__all__ = ["run_sweep", "pareto_front", "point_row", "finished_report"]
+__all__ = ["finished_report", "pareto_front", "point_row", "run_sweep"]
 
 COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
            "acceptance_length", "server_acceptance_length", "requests", "failed", "slo_met", "goodput_rps",
@@ -100,7 +98,7 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
     summary = {"kind": kind, "values": values, "emulator": emulator, "points": ordered, "pareto": pareto_front(ordered),
                "find_max": find_max, "max_meeting_slo": best, "slo": base.slo, "interrupted": interrupted}
     write_json_atomic(files.summary, summary)
-    _write_csv(files.points_csv, ordered)
+    write_csv(files.points_csv, COLUMNS, ordered)
     if base.plots:
         console.print(f"[dim]sweep: {files.summary} · {render_sweep(summary, out)}[/]")
     _print(console, summary)
@@ -135,30 +133,21 @@ def _search_max(values: list[float], rows: dict, measure, *, integer: bool) -> f
     return low
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _print(console: Console, summary: dict) -> None:
-    table = Table(title=f"Sweep over {summary['kind'].replace('_', ' ')} (* on the Pareto front)",
-                  title_justify="left")
-    for col in ("point", "output TPS", "user TPS p50", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "AL", "failed",
-                *(("SLO", "goodput req/s") if summary["slo"] else ())):
-        table.add_column(col, justify="right")
-    ms = lambda v: "-" if v is None else f"{v * 1e3:.1f}"  # noqa: E731
-    num = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
+    ms = lambda v: cell(None if v is None else v * 1e3, "{:.1f}")  # noqa: E731
+    columns = ["point", "output TPS", "user TPS p50", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "AL", "failed"]
+    if summary["slo"]:
+        columns += ["SLO", "goodput req/s"]
+    rows = []
     for r in summary["points"]:
         mark = "*" if r["value"] in summary["pareto"] else ""
-        cells = [f"{r['value']:g}{mark}", num(r["output_tps"]), num(r["user_tps_p50"]),
+        cells = [f"{r['value']:g}{mark}", cell(r["output_tps"], "{:.1f}"), cell(r["user_tps_p50"], "{:.1f}"),
                  f"{ms(r['ttft_p50_s'])}/{ms(r['ttft_p99_s'])}", f"{ms(r['tpot_p50_s'])}/{ms(r['tpot_p99_s'])}",
-                 num(r["acceptance_length"], "{:.2f}"), str(r["failed"])]
+                 cell(r["acceptance_length"]), str(r["failed"])]
         if summary["slo"]:
-            cells += ["met" if r["slo_met"] else "missed", num(r["goodput_rps"], "{:.2f}")]
-        table.add_row(*cells)
-    console.print(table)
+            cells += ["met" if r["slo_met"] else "missed", cell(r["goodput_rps"])]
+        rows.append(cells)
+    print_table(console, f"Sweep over {summary['kind'].replace('_', ' ')} (* on the Pareto front)", columns, rows)
     if summary["find_max"] and summary["max_meeting_slo"] is not None:
         highest = summary["max_meeting_slo"]
         tail = " (the highest point tried: every point met them)" if highest == max(summary["values"]) else ""

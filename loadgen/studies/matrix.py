@@ -10,13 +10,12 @@ against the plan's baseline, per workload, and draw the recipes' Pareto curves s
 Resumable: a recipe whose cells all hold finished reports is not started again, and a started
 recipe skips its finished points (the sweep's own resume).
 
-A plan is a file, or the name of one: $LOADGEN_PLANS, then the plans shipped inside this package
-(loadgen/servers/plans, package data), then ./servers/plans.
+A plan is a file, or the name of one: $LOADGEN_PLANS, then the plans shipped inside loadgen
+(loadgen/servers/plans, package data beside the recipes), then ./servers/plans.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shlex
@@ -27,22 +26,22 @@ from pathlib import Path
 import orjson
 import yaml
 from rich.console import Console
-from rich.table import Table
 
+from .. import servers
 from ..config import RunConfig
-from ..engines import ENGINES
+from ..engines import DEFAULT_PORTS, ENGINES
 from ..errors import LoadgenError, UsageError
 from ..layout import MatrixFolder, SweepFolder
-from ..sinks import write_json_atomic
+from ..servers import Recipe, ServerProcess, load_recipe, render
+from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_matrix
-from ..sweep import finished_report, run_sweep
-from .process import ServerProcess
-from .recipe import DEFAULT_PORTS, Recipe, load_recipe, render
+from .compare import compare
+from .sweep import finished_report, run_sweep
 
-__all__ = ["Plan", "Cell", "load_plan", "find_plan", "shipped_plans", "run_matrix", "PLAN_KEYS", "SHIPPED_PLANS"]
+__all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan", "run_matrix", "shipped_plans"]
 
-#: the plans shipped with loadgen (package data, like the recipes)
-SHIPPED_PLANS = Path(__file__).resolve().parent / "plans"
+#: the plans shipped with loadgen: package data of loadgen.servers, beside the recipes they name
+SHIPPED_PLANS = Path(servers.__file__).resolve().parent / "plans"
 
 PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
              "output_dir")
@@ -281,8 +280,6 @@ def _read_json(path: Path) -> dict:
 
 def _summarize(plan: Plan, status: dict, console: Console) -> dict:
     """Compare every measured recipe with the baseline, workload by workload; table, CSV, pictures."""
-    from ..compare import compare
-
     files = MatrixFolder(plan.output_dir)
     rows, comparisons = [], {}
     for workload in plan.workloads:
@@ -306,7 +303,7 @@ def _summarize(plan: Plan, status: dict, console: Console) -> dict:
     summary = {"plan": str(plan.path), "description": plan.description, "baseline": plan.baseline,
                "kind": plan.kind, "values": list(plan.values), "workloads": [w.label for w in plan.workloads],
                "recipes": status, "rows": rows, "compare": comparisons}
-    _write_csv(files.csv, rows)
+    write_csv(files.csv, CSV_COLUMNS, rows)
     console.print(f"[dim]matrix: {files.summary} · {render_matrix(summary, files.path)}[/]")
     _print(console, summary)
     return summary
@@ -316,26 +313,14 @@ CSV_COLUMNS = ("recipe", "workload", "value", "output_tps", "user_tps_p50", "ttf
                "acceptance_length", "server_acceptance_length", "failed", "output_tps_speedup", "user_tps_speedup")
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _print(console: Console, summary: dict) -> None:
-    num = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
     for workload in summary["workloads"]:
-        table = Table(title=f"Matrix · {workload} · speedups against {summary['baseline']}", title_justify="left")
-        for col in ("recipe", "load", "output TPS", "user TPS p50", "AL", "output TPS ×",
-                    "user TPS ×"):
-            table.add_column(col, justify="right" if col != "recipe" else "left")
-        for row in (r for r in summary["rows"] if r["workload"] == workload):
-            table.add_row(row["recipe"], f"{row['value']:g}", num(row["output_tps"], "{:.1f}"),
-                          num(row["user_tps_p50"], "{:.1f}"), num(row["acceptance_length"]),
-                          num(row.get("output_tps_speedup")), num(row.get("user_tps_speedup")))
-        console.print(table)
+        print_table(console, f"Matrix · {workload} · speedups against {summary['baseline']}",
+                    ("recipe", "load", "output TPS", "user TPS p50", "AL", "output TPS ×", "user TPS ×"),
+                    ([row["recipe"], f"{row['value']:g}", cell(row["output_tps"], "{:.1f}"),
+                      cell(row["user_tps_p50"], "{:.1f}"), cell(row["acceptance_length"]),
+                      cell(row.get("output_tps_speedup")), cell(row.get("user_tps_speedup"))]
+                     for row in summary["rows"] if row["workload"] == workload), left={"recipe"})
     for label, info in summary["recipes"].items():
         if info.get("status") == "failed":
             console.print(f"[bold red]{label}: not measured[/] ({info['error']})")
-

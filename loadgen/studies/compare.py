@@ -7,20 +7,22 @@ Points are matched by their load: concurrency, or request rate for open-loop run
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.table import Table
 
-from .analysis import Report
-from .errors import UsageError
-from .layout import CompareFolder, RunFolder, SweepFolder
-from .sinks import write_json_atomic
-from .sinks.plots import render_compare
+from ..analysis import Report
+from ..errors import UsageError
+from ..layout import CompareFolder, RunFolder, SweepFolder
+from ..sinks import cell, print_table, write_csv, write_json_atomic
+from ..sinks.plots import render_compare
 
 __all__ = ["compare", "load_points"]
+
+#: compare.csv's columns, in order: one line per run and load, then one per category at that load
+CSV_COLUMNS = ("run", "value", "category", "output_tps_speedup", "user_tps_speedup", "tpot_speedup",
+               "acceptance_length")
 
 
 def load_points(path: Path) -> dict[float, Report]:
@@ -123,53 +125,45 @@ def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console
         out.mkdir(parents=True, exist_ok=True)
         files = CompareFolder(out)
         write_json_atomic(files.result, result)
-        _write_csv(files.csv, result)
+        write_csv(files.csv, CSV_COLUMNS, _csv_rows(result))
         console.print(f"[dim]compare: {files.result} · {render_compare(result, out)}[/]")
     _print(console, result)
     return result
 
 
-def _write_csv(path: Path, result: dict) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run", "value", "category", "output_tps_speedup", "user_tps_speedup", "tpot_speedup",
-                         "acceptance_length"])
-        for name, run in result["runs"].items():
-            for value, p in run["points"].items():
-                writer.writerow([name, value, "", p["output_tps_speedup"], p["user_tps_speedup"], p["tpot_speedup"],
-                                 p["acceptance_length"]])
-                for category, c in p["categories"].items():
-                    writer.writerow([name, value, category, "", c["user_tps_speedup"], c["tpot_speedup"],
-                                     c["acceptance_length"]])
+def _csv_rows(result: dict) -> list[dict]:
+    """compare.csv's rows: each run's load points, each followed by its categories (whose output
+    TPS speedup stays empty: output TPS is measured over all of a run's requests only)."""
+    rows = []
+    for name, run in result["runs"].items():
+        for value, p in run["points"].items():
+            rows.append({"run": name, "value": value, **p})
+            rows += [{"run": name, "value": value, "category": category, **c}
+                     for category, c in p["categories"].items()]
+    return rows
 
 
 def _print(console: Console, result: dict) -> None:
-    num = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
     for name, run in result["runs"].items():
-        table = Table(title=f"{name} against {result['baseline']} (speedup > 1: better)", title_justify="left")
-        for col in ("load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"):
-            table.add_column(col, justify="right")
-        for value, p in run["points"].items():
-            table.add_row(value, num(p["output_tps_speedup"]), num(p["user_tps_speedup"]), num(p["tpot_speedup"]),
-                          num(p["acceptance_length"]))
-        console.print(table)
+        print_table(console, f"{name} against {result['baseline']} (speedup > 1: better)",
+                    ("load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"),
+                    ([value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]), cell(p["tpot_speedup"]),
+                      cell(p["acceptance_length"])] for value, p in run["points"].items()))
         first = next(iter(run["points"].values()))
         if first["categories"]:
-            cats = Table(title=f"by category, at load {next(iter(run['points']))}", title_justify="left")
-            for col in ("category", "user TPS ×", "TPOT ×", "AL"):
-                cats.add_column(col, justify="right")
-            for category, c in sorted(first["categories"].items()):
-                cats.add_row(category, num(c["user_tps_speedup"]), num(c["tpot_speedup"]), num(c["acceptance_length"]))
-            console.print(cats)
+            print_table(console, f"by category, at load {next(iter(run['points']))}",
+                        ("category", "user TPS ×", "TPOT ×", "AL"),
+                        ([category, cell(c["user_tps_speedup"]), cell(c["tpot_speedup"]),
+                          cell(c["acceptance_length"])] for category, c in sorted(first["categories"].items())))
         even = run["breakeven"]
         if even["first_losing"] is not None:
-            console.print(f"speculative decoding stops paying off between load {num(even['last_paying'], '{:g}')} "
+            console.print(f"speculative decoding stops paying off between load {cell(even['last_paying'], '{:g}')} "
                           f"and {even['first_losing']:g} (output TPS no better than the baseline's)")
         else:
             console.print("speculative decoding pays off at every load compared")
     for row in result["random_vs_real"]:
-        console.print(f"random inputs ({row['random']}) overstate AL by {num(row['al_overstated'], '{:+.1%}')} and "
-                      f"output TPS by {num(row['output_tps_overstated'], '{:+.1%}')} against {row['real']} at load "
+        console.print(f"random inputs ({row['random']}) overstate AL by {cell(row['al_overstated'], '{:+.1%}')} and "
+                      f"output TPS by {cell(row['output_tps_overstated'], '{:+.1%}')} against {row['real']} at load "
                       f"{row['value']:g}" + ("" if row["comparable"] else
                                              f" [yellow](input lengths differ: p50 {row['isl_p50'][0]:g} vs "
                                              f"{row['isl_p50'][1]:g}; use --isl for both)[/]"))
