@@ -11,12 +11,35 @@ from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
 from .load import held_load, held_rate
-from .report_types import (SCHEMA_VERSION, CategoryFigures, ClientAcceptance, ClientFigures, CrossCheck, Distribution,
-                           HeldLoad, HeldRate, Latency, MeanStd, ReadLag, Report, RunSettings, ServerPerRequest,
-                           SloReport, Speculative, Summary, TimeSeriesRow, WorkersInfo)
-from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
-                          step_histogram)
+from .report_types import (
+    SCHEMA_VERSION,
+    CategoryFigures,
+    ClientAcceptance,
+    ClientFigures,
+    CrossCheck,
+    Distribution,
+    HeldLoad,
+    HeldRate,
+    Latency,
+    MeanStd,
+    ReadLag,
+    Report,
+    RunSettings,
+    ServerPerRequest,
+    SloReport,
+    Speculative,
+    Summary,
+    TimeSeriesRow,
+    WorkersInfo,
+)
 from .slo import SLO_METRICS, slo_report
+from .speculative import (
+    conditional_acceptance,
+    cross_check,
+    mean_from_histogram,
+    request_acceptance_length,
+    step_histogram,
+)
 from .stats import distribution
 from .timeseries import time_series
 

@@ -24,8 +24,8 @@ import orjson
 from loadgen.engines.registry import ENGINES
 
 from .counters import Counters
-from .faults import NO_FAULT, Faults, FaultPlan, draw
 from .engine import BatchStats, GenerationParams, Personality, RequestRejected
+from .faults import NO_FAULT, FaultPlan, Faults, draw
 from .http import Connection, Request, accept_connections
 from .profile import validate_accept_profile
 from .stepper import AcceptanceSampler, Stepper

@@ -21,8 +21,18 @@ from collections import deque
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected,
-                     emulator_lag_lines, error_type, prometheus_family, prompt_token_count, usage_suffix)
+from .engine import (
+    CATEGORY_HEADER,
+    BatchStats,
+    GenerationParams,
+    Personality,
+    RequestRejected,
+    emulator_lag_lines,
+    error_type,
+    prometheus_family,
+    prompt_token_count,
+    usage_suffix,
+)
 
 __all__ = ["Trtllm", "StreamEncoder", "COMPLETION_FIELDS", "MAX_PENDING_ITERATIONS"]
 

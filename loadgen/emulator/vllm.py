@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines, max_tokens_of,
-                     prompt_token_count,
-                     error_type, prometheus_family, sse, usage_dict)
+from .engine import (
+    CATEGORY_HEADER,
+    GenerationParams,
+    Personality,
+    RequestRejected,
+    emulator_lag_lines,
+    error_type,
+    max_tokens_of,
+    prometheus_family,
+    prompt_token_count,
+    sse,
+    usage_dict,
+)
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
            "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body", "Vllm"]

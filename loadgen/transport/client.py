@@ -239,7 +239,7 @@ class _Pool:
                 return conn
         try:
             conn = await asyncio.wait_for(self._connect(), self.connect_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransportError("timeout", f"connecting to {self.host}:{self.port} timed out",
                                  phase="connect") from None
         except ssl.SSLError as exc:

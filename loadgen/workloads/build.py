@@ -111,8 +111,9 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
                 filler = np.concatenate(content_ids)
             need = room - body.size - separator.size
             if need > filler.size:
-                raise UsageError(f"--isl {isl} needs up to {room} tokens of text per prompt, but this dataset holds "
-                                 f"only {filler.size} tokens of text in all; choose a smaller --isl or a larger dataset")
+                raise UsageError(f"--isl {isl} needs up to {room} tokens of text per prompt, but this dataset "
+                                 f"holds only {filler.size} tokens of text in all; choose a smaller --isl or a "
+                                 "larger dataset")
             start = (int(starts[(i + 1) % len(rows)]) if len(rows) > 1 else 0) % filler.size
             pad = np.take(filler, np.arange(start, start + max(need, 0)), mode="wrap")
             body = np.concatenate([body, separator, pad])[:room]

@@ -33,7 +33,8 @@ def _jsonl(path: Path) -> Iterable[tuple[str, object]]:
             try:
                 yield f"{path}:{number}", orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{number}: not valid JSON ({exc}); each line must be one JSON object") from None
+                raise UsageError(f"{path}:{number}: not valid JSON ({exc}); each line must be one JSON "
+                                 "object") from None
 
 
 def _turns(value: object, where: str) -> tuple[str, ...]:
@@ -89,7 +90,8 @@ def read_sharegpt(path: Path, whole_conversations: bool = False) -> list[Convers
         human = [h for h in human if isinstance(h, str) and h.strip()]
         if not human:
             continue  # conversations that open with the model or hold no text are skipped, as others do
-        rows.append(Conversation(str(item.get("id", i)), "sharegpt", tuple(human if whole_conversations else human[:1])))
+        turns = tuple(human if whole_conversations else human[:1])
+        rows.append(Conversation(str(item.get("id", i)), "sharegpt", turns))
     return _nonempty(rows, path)
 
 
