@@ -165,6 +165,7 @@ class Trtllm(Personality):
                            "input": body})
         if errors:
             raise _validation_error(errors)
+        assert prompt_tokens is not None, "a prompt that is neither text nor token ids is one of the errors above"
         if body.get("suffix"):
             raise RequestRejected(400, "suffix is not supported")
         if max_tokens is None:

@@ -3,6 +3,8 @@ shapes, the final usage chunk, /v1/models and the Prometheus names of /metrics."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 from .engine import (
@@ -116,7 +118,7 @@ def models_body(model: str, created: int, max_model_len: int) -> dict:
                                          "root": model, "parent": None, "max_model_len": max_model_len}]}
 
 
-def metrics_text(totals: dict[str, int], per_position: list[int], model: str, speculative: bool) -> str:
+def metrics_text(totals: dict[str, int], per_position: Sequence[int], model: str, speculative: bool) -> str:
     labels = f'engine="0",model_name="{model}"'
     lines: list[str] = []
 

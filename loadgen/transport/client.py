@@ -212,6 +212,7 @@ class _TlsConnection(_Connection, asyncio.Protocol):
         self.lost()
 
     def write(self, data: bytes) -> None:
+        assert self.transport is not None, "a request is written only once the connection is made"
         self.transport.write(data)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypedDict
 
 import orjson
 
@@ -95,6 +96,15 @@ def read_sharegpt(path: Path, whole_conversations: bool = False) -> list[Convers
     return _nonempty(rows, path)
 
 
+class _CommonFields(TypedDict):
+    """The Conversation fields every custom line may set, whatever its prompt is."""
+
+    row_id: str
+    category: str
+    sub_category: str
+    max_tokens: int | None
+
+
 def read_custom_jsonl(path: Path) -> list[Conversation]:
     """Custom lines: {"messages": [...]} | {"prompt": "..."} | {"prompt_token_ids": [...]}, each with
     optional "id", "category", "sub_category", "max_tokens"."""
@@ -102,8 +112,10 @@ def read_custom_jsonl(path: Path) -> list[Conversation]:
     for where, row in _jsonl(path):
         if not isinstance(row, dict):
             raise UsageError(f"{where}: each line must be a JSON object")
-        common = dict(row_id=str(row.get("id", where.rsplit(":", 1)[1])), category=str(row.get("category", "default")),
-                      sub_category=str(row.get("sub_category", "")), max_tokens=_max_tokens(row, where))
+        common: _CommonFields = {"row_id": str(row.get("id", where.rsplit(":", 1)[1])),
+                                 "category": str(row.get("category", "default")),
+                                 "sub_category": str(row.get("sub_category", "")),
+                                 "max_tokens": _max_tokens(row, where)}
         if "prompt_token_ids" in row:
             ids = row["prompt_token_ids"]
             if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and not isinstance(t, bool)
