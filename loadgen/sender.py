@@ -64,7 +64,8 @@ class Sender:
         prompt_tokens = prompt.token_ids.size
         for turn in range(1 + len(prompt.followups)):
             last = turn == len(prompt.followups)
-            request_id, retried = next(self._ids), []
+            request_id = next(self._ids)
+            retried: list[str] = []
             done = True  # unless this turn is followed by another
             while True:
                 record = RequestRecord(request_id, prompt.category, turn, prompt_tokens,
@@ -78,8 +79,9 @@ class Sender:
                 except BaseException:
                     self._on_record(record, True)
                     raise
-                if len(retried) < self._config.retries and _retryable(record):
-                    retried.append(record.error.detail)  # this attempt is not a request of its own
+                error = record.error
+                if error is not None and len(retried) < self._config.retries and _retryable(record):
+                    retried.append(error.detail)  # this attempt is not a request of its own
                     await self._clock.sleep_until(self._clock.now_ns() + self._backoff_ns(len(retried)))
                     continue
                 done = last or not record.ok  # a failed turn ends its conversation: later turns answer nothing
@@ -90,8 +92,10 @@ class Sender:
                 return
             messages += [{"role": "assistant", "content": recorder.text},
                          {"role": "user", "content": prompt.followups[turn]}]
-            ids = np.asarray(self._tokenizer.encode(render_messages(self._tokenizer, messages,
-                                                                    self._config.chat_template)), dtype=np.int32)
+            tokenizer = self._tokenizer
+            assert tokenizer is not None, "prompts with later turns are text, so the run loaded a tokenizer"
+            ids = np.asarray(tokenizer.encode(render_messages(tokenizer, messages, self._config.chat_template)),
+                             dtype=np.int32)
             prompt_tokens = ids.size
             body = self._body(ids, record.max_tokens)
             scheduled_ns = self._clock.now_ns()  # the next turn is due as soon as the reply is in

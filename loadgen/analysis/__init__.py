@@ -3,8 +3,14 @@
 from .load import HOLD_THRESHOLD, held_load
 from .report import build_report, latency_samples
 from .report_types import SCHEMA_VERSION, Report, WorkersInfo, report_schema, shipped_schema
-from .speculative import (AGREEMENT_TOLERANCE, conditional_acceptance, cross_check, mean_from_histogram,
-                          request_acceptance_length, step_histogram)
+from .speculative import (
+                          AGREEMENT_TOLERANCE,
+                          conditional_acceptance,
+                          cross_check,
+                          mean_from_histogram,
+                          request_acceptance_length,
+                          step_histogram,
+)
 from .stats import PERCENTILES, distribution
 from .timeseries import time_series
 

@@ -51,7 +51,7 @@ def from_json(hint: object, data: object, where: str = "$") -> object:
     back and written again is the same bytes.
     """
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
         hints = _hints(hint)
@@ -87,9 +87,11 @@ def from_json(hint: object, data: object, where: str = "$") -> object:
     if hint in _PRIMITIVES:
         # bool is an int to Python, JSON keeps them apart; 16.0 is an integer to JSON Schema (a
         # sweep's concurrency arrives as a float), so here too
-        number = isinstance(data, (int, float)) and not isinstance(data, bool)
-        fits = (number if hint is float else number and float(data).is_integer() if hint is int else
-                isinstance(data, hint))
+        if hint is float or hint is int:
+            fits = (isinstance(data, (int, float)) and not isinstance(data, bool)
+                    and (hint is float or float(data).is_integer()))
+        else:
+            fits = isinstance(data, hint)
         if not fits:
             raise ValueError(f"{where}: expected {_PRIMITIVES[hint]['type']}, got {type(data).__name__}")
         return data
@@ -109,13 +111,13 @@ def json_schema(root: type, *, title: str, schema_id: str) -> dict:
 
     def of(hint: object) -> dict:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             name = hint.__name__
             if name not in defs:
                 defs[name] = {}  # a placeholder first: a type may refer to itself
                 hints = _hints(hint)
                 fields = dataclasses.fields(hint)
-                body = {"type": "object"}
+                body: dict[str, object] = {"type": "object"}
                 if hint.__doc__ and not hint.__doc__.startswith(f"{name}("):  # not dataclass's generated one
                     body["description"] = " ".join(hint.__doc__.split())
                 body |= {"properties": {f.name: of(hints[f.name]) for f in fields},

@@ -11,12 +11,35 @@ from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
 from .load import held_load, held_rate
-from .report_types import (SCHEMA_VERSION, CategoryFigures, ClientAcceptance, ClientFigures, CrossCheck, Distribution,
-                           HeldLoad, HeldRate, Latency, MeanStd, ReadLag, Report, RunSettings, ServerPerRequest,
-                           SloReport, Speculative, Summary, TimeSeriesRow, WorkersInfo)
-from .speculative import (conditional_acceptance, cross_check, mean_from_histogram, request_acceptance_length,
-                          step_histogram)
+from .report_types import (
+    SCHEMA_VERSION,
+    CategoryFigures,
+    ClientAcceptance,
+    ClientFigures,
+    CrossCheck,
+    Distribution,
+    HeldLoad,
+    HeldRate,
+    Latency,
+    MeanStd,
+    ReadLag,
+    Report,
+    RunSettings,
+    ServerPerRequest,
+    SloReport,
+    Speculative,
+    Summary,
+    TimeSeriesRow,
+    WorkersInfo,
+)
 from .slo import SLO_METRICS, slo_report
+from .speculative import (
+    conditional_acceptance,
+    cross_check,
+    mean_from_histogram,
+    request_acceptance_length,
+    step_histogram,
+)
 from .stats import distribution
 from .timeseries import time_series
 
@@ -35,11 +58,11 @@ def latency_samples(records: Sequence[RequestRecord], *, per_chunk: bool = True)
     TPOT = (E2E - TTFT) / (output tokens - 1), defined for outputs of two tokens or more.
     """
     ok = [r for r in records if r.ok and r.chunk_ns]
-    ttft, e2e, per_token = SLO_METRICS["ttft"], SLO_METRICS["e2e"], SLO_METRICS["tpot"]
-    ttft = np.array([ttft(r) for r in ok], dtype=np.float64)
-    e2e = np.array([e2e(r) for r in ok], dtype=np.float64)
+    ttft_of, e2e_of, tpot_of = SLO_METRICS["ttft"], SLO_METRICS["e2e"], SLO_METRICS["tpot"]
+    ttft = np.array([ttft_of(r) for r in ok], dtype=np.float64)
+    e2e = np.array([e2e_of(r) for r in ok], dtype=np.float64)
     queue = np.array([r.sent_ns - r.scheduled_ns for r in ok], dtype=np.float64) * _NS
-    tpot = np.array([t for t in map(per_token, ok) if t is not None], dtype=np.float64)
+    tpot = np.array([t for t in map(tpot_of, ok) if t is not None], dtype=np.float64)
     samples = {
         "ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot,
         "user_tps": 1.0 / tpot if tpot.size else tpot,
@@ -132,6 +155,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
     samples = latency_samples(records)
     primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
     client = _client_speculative(records, adapter.token_counts)
+    server_note: str | None
     if rebuilt_from_journal:
         server_note = REBUILT_SERVER_NOTE
     elif primary:
@@ -194,17 +218,19 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
 def _server_per_request(records: Sequence[RequestRecord]) -> dict[str, ServerPerRequest] | None:
     """The engine's own per-request draft counts (llama.cpp timings), by category: acceptance rate
     = accepted / drafted tokens."""
-    groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    counts: dict[str, list[tuple[int, int]]] = defaultdict(list)  # category -> (drafted, accepted) per request
     for r in records:
         if r.server_draft_tokens:
-            groups[r.category].append(r)
-    if not groups:
+            counts[r.category].append((r.server_draft_tokens, r.server_accepted_tokens or 0))
+    if not counts:
         return None
-    return {c: ServerPerRequest(requests=len(g), draft_tokens=sum(r.server_draft_tokens for r in g),
-                                accepted_tokens=sum(r.server_accepted_tokens or 0 for r in g),
-                                acceptance_rate=sum(r.server_accepted_tokens or 0 for r in g)
-                                / sum(r.server_draft_tokens for r in g))
-            for c, g in sorted(groups.items())}
+    figures = {}
+    for category, pairs in sorted(counts.items()):
+        drafted = sum(d for d, _ in pairs)
+        accepted = sum(a for _, a in pairs)
+        figures[category] = ServerPerRequest(requests=len(pairs), draft_tokens=drafted, accepted_tokens=accepted,
+                                             acceptance_rate=accepted / drafted)
+    return figures
 
 
 def _error_examples(records: Sequence[RequestRecord], per_kind: int = 3) -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Self
+from typing import Self, cast
 
 from loadgen.engines import ServerAcceptance
 
@@ -41,12 +41,12 @@ class _JsonForm:
     __slots__ = ()
 
     def to_json(self) -> dict:
-        return codec.to_json(self)
+        return cast(dict, codec.to_json(self))  # a dataclass's JSON form is an object
 
     @classmethod
     def from_json(cls, data: dict) -> Self:
         """ValueError, naming the path of the first value that does not fit, for anything else."""
-        return codec.from_json(cls, data)
+        return cast(Self, codec.from_json(cls, data))  # the codec builds the dataclass it is given
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,12 +349,15 @@ class Report(_JsonForm):
         if version not in READABLE_SCHEMA_VERSIONS:
             raise ValueError(f"schema_version {version!r} is not one this loadgen reads "
                              f"({', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
-        return codec.from_json(cls, data)
+        return cast(Report, codec.from_json(cls, data))  # the codec builds the dataclass it is given
 
     @property
     def load_value(self) -> float:
         """The load the run was measured at: its request rate (open loop), else its concurrency."""
-        return self.config.request_rate or self.config.concurrency
+        if self.config.request_rate:
+            return self.config.request_rate
+        assert self.config.concurrency is not None, "a run without a request rate records its concurrency"
+        return self.config.concurrency
 
 
 def report_schema() -> dict:

@@ -65,10 +65,12 @@ def cross_check(client_al: float | None, server: ServerAcceptance | None, author
     two reads, moves the server's or lowers the client's.
     """
     server_al = server.acceptance_length if server else None
-    out = {"client_acceptance_length": client_al, "server_acceptance_length": server_al,
-           "server_source": server.source if server else None, "relative_difference": None, "flagged": False,
-           "likely_causes": [], "authoritative": authoritative[0], "authoritative_reason": authoritative[1]}
-    if client_al is None or server_al is None:
+    likely_causes: list[str] = []
+    out: dict[str, object] = {
+        "client_acceptance_length": client_al, "server_acceptance_length": server_al,
+        "server_source": server.source if server else None, "relative_difference": None, "flagged": False,
+        "likely_causes": likely_causes, "authoritative": authoritative[0], "authoritative_reason": authoritative[1]}
+    if client_al is None or server is None or server_al is None:
         return out
     diff = client_al / server_al - 1.0
     out["relative_difference"] = diff
@@ -76,17 +78,17 @@ def cross_check(client_al: float | None, server: ServerAcceptance | None, author
         return out
     out["flagged"] = True
     if diff > 0:
-        out["likely_causes"] = ["chunks merge several engine steps (stream interval > 1, or the engine merged steps "
-                                "under load)"]
+        likely_causes.append("chunks merge several engine steps (stream interval > 1, or the engine merged steps "
+                             "under load)")
         if read_lag_p99_s is not None and read_lag_p99_s > 0.005:
-            out["likely_causes"].append(f"the client fell behind (read lag p99 {read_lag_p99_s * 1e3:.1f} ms), so one "
-                                        "read caught several steps")
+            likely_causes.append(f"the client fell behind (read lag p99 {read_lag_p99_s * 1e3:.1f} ms), so one "
+                                 "read caught several steps")
     else:
-        out["likely_causes"] = ["other traffic on the server during the run (its figures cover all requests)",
-                                "a step's tokens split over several chunks or reads",
-                                "steps with no draft (a request's last tokens, where no draft fits under max_tokens) "
-                                "count in the client's AL but not in the server's drafts-only one; short outputs "
-                                "show it most"]
+        likely_causes += ["other traffic on the server during the run (its figures cover all requests)",
+                          "a step's tokens split over several chunks or reads",
+                          "steps with no draft (a request's last tokens, where no draft fits under max_tokens) "
+                          "count in the client's AL but not in the server's drafts-only one; short outputs "
+                          "show it most"]
     if not server.exact:
-        out["likely_causes"].append("the server figure is a windowed or cumulative average, not the window's count")
+        likely_causes.append("the server figure is a windowed or cumulative average, not the window's count")
     return out

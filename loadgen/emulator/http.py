@@ -56,8 +56,7 @@ def accept_connections(listener: socket.socket, loop: asyncio.AbstractEventLoop,
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(handler)
-            conn.transport = StampedSocket(sock, loop, conn.received, conn.connection_lost)
+            conn = Connection(handler, sock, loop)
             if on_connection is not None:
                 on_connection(conn)
 
@@ -76,15 +75,16 @@ def _frame(payload: bytes) -> bytes:
 class Connection:
     """One client connection. `handler(conn, request)` answers with respond_* or begin_stream."""
 
-    def __init__(self, handler: Callable[[Connection, Request], None]) -> None:
+    def __init__(self, handler: Callable[[Connection, Request], None], sock: socket.socket,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self._handler = handler
         self._buffer = bytearray()
         self._keep_alive = True
-        self.transport: StampedSocket | None = None
         self.busy = False  # a response is still being produced
         self.closed = False
         self._received_ns = 0
         self._pending_head = b""
+        self.transport = StampedSocket(sock, loop, self.received, self.connection_lost)  # reads from here on
 
     # -- socket callbacks ------------------------------------------------------------------
     def connection_lost(self) -> None:
@@ -174,13 +174,12 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the connection mid-response (a crashed server, as the client sees it)."""
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
         self.closed = True
 
     def reset(self) -> None:
         """Reset the connection (RST, not FIN): a server process killed mid-stream."""
-        if self.transport is not None and not self.transport.closed:
+        if not self.transport.closed:
             self.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.abort()
 

@@ -29,14 +29,16 @@ class EmulatorProcess:
         self._proc = subprocess.Popen([sys.executable, "-m", "loadgen", "emulate", *self._args],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True)  # Ctrl-C reaches the client only
+        output = self._proc.stdout
+        assert output is not None, "stdout=PIPE gives the process a stdout"
         deadline = time.monotonic() + self._timeout
         seen: list[str] = []
         with selectors.DefaultSelector() as sel:
-            sel.register(self._proc.stdout, selectors.EVENT_READ)
+            sel.register(output, selectors.EVENT_READ)
             while time.monotonic() < deadline:
                 if not sel.select(timeout=0.2):
                     continue
-                line = self._proc.stdout.readline()
+                line = output.readline()
                 if not line:
                     break
                 seen.append(line.rstrip())
@@ -50,6 +52,7 @@ class EmulatorProcess:
     @property
     def pid(self) -> int:
         """The emulator's process id, also its process group's (its workers are in the group)."""
+        assert self._proc is not None, "the emulator has a process only inside `with`"
         return self._proc.pid
 
     def __exit__(self, *exc: object) -> None:

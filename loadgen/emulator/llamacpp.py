@@ -25,8 +25,15 @@ from __future__ import annotations
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines,
-                     prompt_token_count, sse)
+from .engine import (
+    CATEGORY_HEADER,
+    GenerationParams,
+    Personality,
+    RequestRejected,
+    emulator_lag_lines,
+    prompt_token_count,
+    sse,
+)
 
 __all__ = ["Llamacpp", "StreamEncoder", "cpp_double"]
 

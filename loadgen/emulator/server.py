@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import random
 import signal
 import socket
@@ -24,8 +23,8 @@ import orjson
 from loadgen.engines.registry import ENGINES
 
 from .counters import Counters
-from .faults import NO_FAULT, Faults, FaultPlan, draw
 from .engine import BatchStats, GenerationParams, Personality, RequestRejected
+from .faults import NO_FAULT, FaultPlan, Faults, draw
 from .http import Connection, Request, accept_connections
 from .profile import validate_accept_profile
 from .stepper import AcceptanceSampler, Stepper
@@ -190,15 +189,16 @@ class Generation:
         ids = choices(_TOKEN_IDS, k=count) if params.return_token_ids else []
         words = choices(_WORDS, k=count)
         finish = "length" if finished else None
-        if not params.stream:
+        encoder = self.encoder
+        if encoder is None:  # not streaming: the whole text goes out at the end
             self.texts.extend(words)
             self.ids.extend(ids)
             if not finished:
                 return self._next_due()
-            conn.respond_json(200, app.personality.completion_body(self, "".join(self.texts), self.ids, finish, now_ns))
+            conn.respond_json(200, app.personality.completion_body(self, "".join(self.texts), self.ids, "length",
+                                                                   now_ns))
             self._close("requests_finished_length", now_ns)
             return None
-        encoder = self.encoder
         extra = (b',"emulator_arrival_ns":%d,"emulator_sent_ns":%d' % (self.start_ns, time.monotonic_ns())
                  if app.send_timestamps else b"")
         payload = encoder.events(words if app.per_token else "".join(words), ids, finish, emitted, index, extra)
@@ -448,7 +448,7 @@ def serve(config: EmulatorConfig, on_ready=None) -> None:
         time.sleep(0.2)
     for p in procs:
         if p.is_alive():
-            os.kill(p.pid, signal.SIGTERM)
+            p.terminate()  # SIGTERM
     for p in procs:
         p.join(5)
     reserve.close()

@@ -19,9 +19,19 @@ from __future__ import annotations
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected, max_tokens_of,
-                     prompt_token_count,
-                     emulator_lag_lines, error_type, prometheus_family, usage_suffix)
+from .engine import (
+    CATEGORY_HEADER,
+    BatchStats,
+    GenerationParams,
+    Personality,
+    RequestRejected,
+    emulator_lag_lines,
+    error_type,
+    max_tokens_of,
+    prometheus_family,
+    prompt_token_count,
+    usage_suffix,
+)
 
 __all__ = ["Sglang", "StreamEncoder", "DECODE_LOG_INTERVAL"]
 

@@ -21,8 +21,18 @@ from collections import deque
 
 import orjson
 
-from .engine import (CATEGORY_HEADER, BatchStats, GenerationParams, Personality, RequestRejected,
-                     emulator_lag_lines, error_type, prometheus_family, prompt_token_count, usage_suffix)
+from .engine import (
+    CATEGORY_HEADER,
+    BatchStats,
+    GenerationParams,
+    Personality,
+    RequestRejected,
+    emulator_lag_lines,
+    error_type,
+    prometheus_family,
+    prompt_token_count,
+    usage_suffix,
+)
 
 __all__ = ["Trtllm", "StreamEncoder", "COMPLETION_FIELDS", "MAX_PENDING_ITERATIONS"]
 
@@ -155,6 +165,7 @@ class Trtllm(Personality):
                            "input": body})
         if errors:
             raise _validation_error(errors)
+        assert prompt_tokens is not None, "a prompt that is neither text nor token ids is one of the errors above"
         if body.get("suffix"):
             raise RequestRejected(400, "suffix is not supported")
         if max_tokens is None:

@@ -3,11 +3,23 @@ shapes, the final usage chunk, /v1/models and the Prometheus names of /metrics."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
-from .engine import (CATEGORY_HEADER, GenerationParams, Personality, RequestRejected, emulator_lag_lines, max_tokens_of,
-                     prompt_token_count,
-                     error_type, prometheus_family, sse, usage_dict)
+from .engine import (
+    CATEGORY_HEADER,
+    GenerationParams,
+    Personality,
+    RequestRejected,
+    emulator_lag_lines,
+    error_type,
+    max_tokens_of,
+    prometheus_family,
+    prompt_token_count,
+    sse,
+    usage_dict,
+)
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
            "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body", "Vllm"]
@@ -106,7 +118,7 @@ def models_body(model: str, created: int, max_model_len: int) -> dict:
                                          "root": model, "parent": None, "max_model_len": max_model_len}]}
 
 
-def metrics_text(totals: dict[str, int], per_position: list[int], model: str, speculative: bool) -> str:
+def metrics_text(totals: dict[str, int], per_position: Sequence[int], model: str, speculative: bool) -> str:
     labels = f'engine="0",model_name="{model}"'
     lines: list[str] = []
 

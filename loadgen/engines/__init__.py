@@ -2,8 +2,15 @@
 EngineSpec; registry.py lists them."""
 
 from .base import ChunkFields, EngineAdapter, EngineSpec, SpecCounters
-from .registry import (DEFAULT_PORTS, EMULATED_ENGINES, ENGINES, FALLBACK_ENGINE, SERVABLE_ENGINES, detect_engine,
-                       get_adapter)
+from .registry import (
+                       DEFAULT_PORTS,
+                       EMULATED_ENGINES,
+                       ENGINES,
+                       FALLBACK_ENGINE,
+                       SERVABLE_ENGINES,
+                       detect_engine,
+                       get_adapter,
+)
 from .server_metrics import ServerAcceptance, ServerCollector
 
 __all__ = ["ChunkFields", "EngineAdapter", "EngineSpec", "SpecCounters", "ServerAcceptance", "ServerCollector",

@@ -29,7 +29,7 @@ class LlamacppAdapter(OpenAIAdapter):
     #: only for a request without `timings` (cut off, or an older server): chunks closer than this
     #: to the previous one join its step. Measured against llama-server on 2 CPU cores: gaps inside
     #: a step's burst were < 0.8 ms for 96% of chunks, gaps between steps ~20 ms.
-    step_gap_ns = 2_000_000
+    step_gap_ns: int | None = 2_000_000
     authoritative = ("server", "llama-server streams one chunk per token: the client takes each request's step "
                                "count from its timings (draft_n_accepted) and places the steps at the largest "
                                "gaps between chunks, so its counters (--metrics) are the authoritative figure")

@@ -50,7 +50,7 @@ def spec_counters(text: str, names: SpecMetricNames) -> SpecCounters | None:
             return None
         drafts = sums[names.drafts][""]
     else:
-        drafted = per_pos.get(names.drafted_per_position, {})
+        drafted = per_pos.get(names.drafted_per_position, {}) if names.drafted_per_position is not None else {}
         if "0" not in drafted:
             return None
         drafts = drafted["0"]

@@ -22,8 +22,10 @@ FALLBACK_ENGINE = openai.SPEC.name
 SERVABLE_ENGINES: tuple[str, ...] = tuple(name for name, spec in ENGINES.items() if spec.launch is not None)
 #: engines the built-in emulator can speak (`loadgen emulate --engine`)
 EMULATED_ENGINES: tuple[str, ...] = tuple(name for name, spec in ENGINES.items() if spec.personality is not None)
-#: each servable engine's own port, used when `--port` is not given
-DEFAULT_PORTS: dict[str, int] = {name: ENGINES[name].default_port for name in SERVABLE_ENGINES}
+#: each servable engine's own port, used when `--port` is not given (the engines with a port are
+#: the servable ones: tests/unit/engines/test_contract.py holds every launchable engine to one)
+DEFAULT_PORTS: dict[str, int] = {spec.name: spec.default_port for spec in ENGINES.values()
+                                 if spec.default_port is not None}
 #: /v1/models' owned_by -> engine
 _OWNERS: dict[str, str] = {owner: spec.name for spec in ENGINES.values() for owner in spec.owned_by}
 

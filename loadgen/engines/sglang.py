@@ -56,8 +56,8 @@ class SglangCollector:
             return None
         states = info.get("internal_states") or [info]
         values = [s.get("avg_spec_accept_length") for s in states if isinstance(s, dict)]
-        values = [v for v in values if isinstance(v, (int, float))]
-        return sum(values) / len(values) if values else None
+        averages = [v for v in values if isinstance(v, (int, float))]
+        return sum(averages) / len(averages) if averages else None
 
     async def begin(self, get: Getter) -> None:
         self._info_before = await self._avg_accept(get)
@@ -106,6 +106,7 @@ def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     spec = recipe.speculative
     if spec.method != "none":
         n = spec.num_speculative_tokens
+        assert n is not None, "servers.recipe requires num_speculative_tokens with a speculative method"
         argv += ["--speculative-algorithm", ALGORITHMS[spec.method]]
         if spec.draft_model:
             argv += ["--speculative-draft-model-path", spec.draft_model]

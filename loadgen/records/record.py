@@ -111,6 +111,7 @@ class RequestRecord:
             receive_lag_ns=array("q", obj.get("receive_lag_ns", ())), output_tokens=obj["output_tokens"],
             finish_reason=obj["finish_reason"],
             error=ErrorInfo(**error) if error else None,
-            server_draft_tokens=obj.get("server_draft_tokens"), server_accepted_tokens=obj.get("server_accepted_tokens"),
+            server_draft_tokens=obj.get("server_draft_tokens"),
+            server_accepted_tokens=obj.get("server_accepted_tokens"),
             retried=obj.get("retried", []),
         )

@@ -32,11 +32,14 @@ def arrival_offsets(rate: float, *, count: int | None = None, duration_s: float 
     linearly from 0 to `rate` over that time: arrivals are drawn at unit rate in the process's own
     time Λ(t) = ∫ rate and mapped back through Λ's inverse, which keeps the gap distribution's shape.
     """
-    if count is None and duration_s is None:
+    # enough unit-rate gaps for the count, or for the duration's expected arrivals plus a margin
+    if count is not None:
+        expected = count
+    elif duration_s is not None:
+        expected = int(rate * duration_s * 1.2 + 10 * (rate * duration_s) ** 0.5 + 20)
+    else:
         raise ValueError("give a count or a duration")
     rng = np.random.default_rng(seed)
-    # enough unit-rate gaps for the count, or for the duration's expected arrivals plus a margin
-    expected = count if count is not None else int(rate * duration_s * 1.2 + 10 * (rate * duration_s) ** 0.5 + 20)
     if arrival == "constant":
         gaps = np.ones(expected)
     elif arrival == "gamma":
@@ -58,7 +61,7 @@ async def open_loop(prompts: Iterator[Prompt], offsets_ns: Sequence[int], start_
                     stopping: Callable[[], bool] = lambda: False, clock: Clock = MONOTONIC_CLOCK) -> int:
     """Send one request per offset at start_ns + offset on `clock` (never before), without waiting
     for earlier ones; then wait for all of them. Returns the number sent."""
-    running: set[asyncio.Future] = set()
+    running: set[asyncio.Task[None]] = set()
     sent = 0
     try:
         for offset in offsets_ns:

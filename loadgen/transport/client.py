@@ -212,6 +212,7 @@ class _TlsConnection(_Connection, asyncio.Protocol):
         self.lost()
 
     def write(self, data: bytes) -> None:
+        assert self.transport is not None, "a request is written only once the connection is made"
         self.transport.write(data)
 
     def close(self) -> None:
@@ -239,7 +240,7 @@ class _Pool:
                 return conn
         try:
             conn = await asyncio.wait_for(self._connect(), self.connect_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransportError("timeout", f"connecting to {self.host}:{self.port} timed out",
                                  phase="connect") from None
         except ssl.SSLError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,13 +53,13 @@ def build_prompts(rows: Sequence[Conversation], tokenizer: ChatTokenizer | None,
     if tokenizer is None and len(token_rows) < len(rows):
         raise UsageError("this workload is text: pass --tokenizer (the target model's) to tokenize it here")
     if options.isl is not None:
+        assert tokenizer is not None, "an --isl workload is text (checked above), so it has a tokenizer"
         return _build_exact(rows, tokenizer, options)
-    texts = []
-    for row in rows:
-        if row.prompt_token_ids is None:
-            messages = _messages(row, options, row.turns[0])
-            texts.append(render_messages(tokenizer, messages, options.chat_template))
-    encoded = iter(tokenizer.encode_many(texts) if texts else [])
+    encoded: Iterator[list[int]] = iter([])
+    if tokenizer is not None:  # None only where every row is pre-tokenized (checked above)
+        texts = [render_messages(tokenizer, _messages(row, options, row.turns[0]), options.chat_template)
+                 for row in rows if row.prompt_token_ids is None]
+        encoded = iter(tokenizer.encode_many(texts) if texts else [])
     prompts = []
     for row in rows:
         ids = row.prompt_token_ids if row.prompt_token_ids is not None else next(encoded)
@@ -83,6 +83,7 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
     Multi-turn rows send their first turn only here: a bucket is about one input length.
     """
     isl = options.isl
+    assert isl is not None, "build_prompts calls this only with --isl"
     contents = [row.turns[0] for row in rows]
     # The template's text before and after the content, found by rendering around a sentinel
     # (templates may trim or escape the content itself, so searching for it is unreliable).
@@ -111,8 +112,9 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
                 filler = np.concatenate(content_ids)
             need = room - body.size - separator.size
             if need > filler.size:
-                raise UsageError(f"--isl {isl} needs up to {room} tokens of text per prompt, but this dataset holds "
-                                 f"only {filler.size} tokens of text in all; choose a smaller --isl or a larger dataset")
+                raise UsageError(f"--isl {isl} needs up to {room} tokens of text per prompt, but this dataset "
+                                 f"holds only {filler.size} tokens of text in all; choose a smaller --isl or a "
+                                 "larger dataset")
             start = (int(starts[(i + 1) % len(rows)]) if len(rows) > 1 else 0) % filler.size
             pad = np.take(filler, np.arange(start, start + max(need, 0)), mode="wrap")
             body = np.concatenate([body, separator, pad])[:room]

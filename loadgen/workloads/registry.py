@@ -12,7 +12,7 @@ from loadgen.errors import UsageError
 from . import cache
 from .build import BuildOptions, build_prompts
 from .prompt import Conversation, Prompt
-from .sources import read_custom_jsonl, read_sharegpt, read_speed, read_specbench
+from .sources import read_custom_jsonl, read_sharegpt, read_specbench, read_speed
 from .synthetic import random_prompts
 from .tokenizer import load_tokenizer, tokenizer_dir, tokenizer_fingerprint
 

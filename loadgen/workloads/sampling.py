@@ -30,7 +30,8 @@ def round_robin(prompts: Sequence[Prompt], count: int | None, seed: int) -> list
     total = len(prompts) if count is None else count
     if count is None:
         # one pass: interleave until every prompt was used once
-        out, depth = [], 0
+        out: list[Prompt] = []
+        depth = 0
         while len(out) < total:
             out.extend(group[depth] for group in order if depth < len(group))
             depth += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypedDict
 
 import orjson
 
@@ -33,7 +34,8 @@ def _jsonl(path: Path) -> Iterable[tuple[str, object]]:
             try:
                 yield f"{path}:{number}", orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{number}: not valid JSON ({exc}); each line must be one JSON object") from None
+                raise UsageError(f"{path}:{number}: not valid JSON ({exc}); each line must be one JSON "
+                                 "object") from None
 
 
 def _turns(value: object, where: str) -> tuple[str, ...]:
@@ -89,8 +91,18 @@ def read_sharegpt(path: Path, whole_conversations: bool = False) -> list[Convers
         human = [h for h in human if isinstance(h, str) and h.strip()]
         if not human:
             continue  # conversations that open with the model or hold no text are skipped, as others do
-        rows.append(Conversation(str(item.get("id", i)), "sharegpt", tuple(human if whole_conversations else human[:1])))
+        turns = tuple(human if whole_conversations else human[:1])
+        rows.append(Conversation(str(item.get("id", i)), "sharegpt", turns))
     return _nonempty(rows, path)
+
+
+class _CommonFields(TypedDict):
+    """The Conversation fields every custom line may set, whatever its prompt is."""
+
+    row_id: str
+    category: str
+    sub_category: str
+    max_tokens: int | None
 
 
 def read_custom_jsonl(path: Path) -> list[Conversation]:
@@ -100,8 +112,10 @@ def read_custom_jsonl(path: Path) -> list[Conversation]:
     for where, row in _jsonl(path):
         if not isinstance(row, dict):
             raise UsageError(f"{where}: each line must be a JSON object")
-        common = dict(row_id=str(row.get("id", where.rsplit(":", 1)[1])), category=str(row.get("category", "default")),
-                      sub_category=str(row.get("sub_category", "")), max_tokens=_max_tokens(row, where))
+        common: _CommonFields = {"row_id": str(row.get("id", where.rsplit(":", 1)[1])),
+                                 "category": str(row.get("category", "default")),
+                                 "sub_category": str(row.get("sub_category", "")),
+                                 "max_tokens": _max_tokens(row, where)}
         if "prompt_token_ids" in row:
             ids = row["prompt_token_ids"]
             if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and not isinstance(t, bool)

@@ -7,8 +7,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from loadgen.errors import UsageError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = ["ChatTokenizer", "load_tokenizer", "tokenizer_dir", "tokenizer_fingerprint", "BUILTIN_TOKENIZER"]
 
@@ -28,7 +32,7 @@ class ChatTokenizer:
 
     name: str
     fingerprint: str
-    _tok: object
+    _tok: PreTrainedTokenizerFast
 
     @property
     def has_chat_template(self) -> bool:
@@ -52,7 +56,7 @@ class ChatTokenizer:
         return [e.ids for e in batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self._tok.decode(list(ids))
+        return cast(str, self._tok.decode(list(ids)))  # one id list decodes to one str (a batch, to a list)
 
     def render(self, messages: Sequence[Message]) -> str:
         """The chat template applied, ending in the assistant's turn (add_generation_prompt)."""
@@ -60,7 +64,8 @@ class ChatTokenizer:
             raise UsageError(f"tokenizer {self.name} has no chat template; pass --no-chat-template to send "
                              "raw text, or a --tokenizer that has one")
         try:
-            text = self._tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+            # tokenize=False: the rendered text (transformers types every form the call can return)
+            text = cast(str, self._tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
         except Exception as exc:  # jinja raises anything; it is a template/messages mismatch
             raise UsageError(f"the chat template of {self.name} rejected the conversation: {exc}") from None
         for message in messages:
@@ -126,4 +131,5 @@ def load_tokenizer(spec: str | Path | None) -> ChatTokenizer:
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:  # OSError, ValueError, parse errors: all mean "cannot load this"
         raise UsageError(f"cannot load tokenizer {name!r}: {str(exc).splitlines()[0][:160]}") from None
-    return ChatTokenizer(name, fingerprint, tok)
+    # AutoTokenizer loads the fast (Rust-backed) class by default, the one encode_many relies on
+    return ChatTokenizer(name, fingerprint, cast("PreTrainedTokenizerFast", tok))
