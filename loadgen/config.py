@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -193,7 +193,8 @@ class RunConfig:
             if value is not None:
                 values[option] = value
         values = {option: None if value is None else _read_option(option, value) for option, value in values.items()}
-        settings = {name: values[option] for option, name in _FIELD_OPTIONS.items()}
+        # Any: _read_option has read each value as its field's type (_OPTION_KINDS), which mypy cannot follow
+        settings: dict[str, typing.Any] = {name: values[option] for option, name in _FIELD_OPTIONS.items()}
         for option, (name, off) in _OFF_SWITCHES.items():
             if values[option]:
                 settings[name] = off
@@ -201,7 +202,8 @@ class RunConfig:
             settings["num_requests"] = DEFAULT_NUM_REQUESTS
         if settings["output_dir"] is None:
             settings["output_dir"] = Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        emulator = EmulatorSettings(**{name: values[option] for option, name in _EMULATOR_OPTIONS.items()})
+        emulator_settings: dict[str, typing.Any] = {name: values[option] for option, name in _EMULATOR_OPTIONS.items()}
+        emulator = EmulatorSettings(**emulator_settings)
         return cls(**settings, emulator=emulator)
 
     def public(self) -> dict:
@@ -221,8 +223,8 @@ class RunConfig:
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
             "temperature": self.temperature, "timeout_s": self.timeout_s, "connect_timeout_s": self.connect_timeout_s,
             "first_token_timeout_s": self.first_token_timeout_s, "idle_timeout_s": self.idle_timeout_s,
-            "retries": self.retries, "max_error_rate": self.max_error_rate, "slo": self.slo, "startup_wait_s": self.startup_wait_s,
-            "seed": self.seed,
+            "retries": self.retries, "max_error_rate": self.max_error_rate, "slo": self.slo,
+            "startup_wait_s": self.startup_wait_s, "seed": self.seed,
             "api_key": "***" if self.api_key else None, "verify_tls": self.verify_tls,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
         }
@@ -277,7 +279,7 @@ def _kinds(owner: type, names: Mapping[str, str]) -> dict[str, type]:
 _OPTION_KINDS = {**_kinds(RunConfig, _FIELD_OPTIONS), **dict.fromkeys(_OFF_SWITCHES, bool),
                  **_kinds(EmulatorSettings, _EMULATOR_OPTIONS)}
 #: how each kind of option reads the text of its value, and what it is called when it cannot
-_READERS = {str: str, Path: Path, int: int, float: float, tuple: parse_floats}
+_READERS: dict[type, Callable[[str], object]] = {str: str, Path: Path, int: int, float: float, tuple: parse_floats}
 _KIND_WORDS = {int: "an integer", float: "a number", tuple: "comma-separated numbers"}
 
 

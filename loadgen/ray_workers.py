@@ -162,7 +162,7 @@ class RayLauncher:
         async def status() -> str:
             try:
                 result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return "its connection closed (the actor did not say why)"
             except Exception as exc:  # noqa: BLE001 - Ray's errors for a dead actor or node vary
                 return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

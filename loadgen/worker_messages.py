@@ -19,7 +19,7 @@ import asyncio
 import pickle
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import orjson
 
@@ -62,14 +62,14 @@ async def read_setup(reader: asyncio.StreamReader) -> WorkerSetup:
 class _Fields:
     """A message whose fields travel as they are (JSON values), in their declared order."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()  # each message's dataclass(slots=True) lists its fields here
     tag: ClassVar[str]
 
     def to_wire(self) -> list:
         return [getattr(self, name) for name in self.__slots__]
 
     @classmethod
-    def from_wire(cls, fields: list):
+    def from_wire(cls, fields: list) -> Self:
         return cls(*fields)
 
 
@@ -179,8 +179,8 @@ class Failed(_Fields):
 
 
 Message = Phase | Stop | Cancel | ClockRequest | Ready | Begin | Finished | PhaseDone | ClockReading | Failed
-_BY_TAG: dict[str, type] = {cls.tag: cls for cls in (Phase, Stop, Cancel, ClockRequest, Ready, Begin, Finished,
-                                                       PhaseDone, ClockReading, Failed)}
+_BY_TAG: dict[str, type[Message]] = {cls.tag: cls for cls in (Phase, Stop, Cancel, ClockRequest, Ready, Begin,
+                                                                Finished, PhaseDone, ClockReading, Failed)}
 
 
 def encode(message: Message) -> bytes:

@@ -28,25 +28,43 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import RunConfig
-from .engines import get_adapter
+from .engines import EngineAdapter, get_adapter
 from .errors import LoadgenError, WorkerLost
 from .records import ErrorInfo, RequestRecord
 from .scheduler import closed_loop, open_loop
 from .sender import Sender
 from .transport import HttpClient, ReadLag
 from .wiring import http_client, workload_spec
-from .worker_messages import (Begin, Cancel, ClockReading, ClockRequest, Failed, Finished, Message, Phase,
-                              PhaseDone, Ready, Stop, WorkerSetup, decode, encode, encode_setup, read_setup)
-from .workloads import Prompt, load_tokenizer, load_workload
+from .worker_messages import (
+    Begin,
+    Cancel,
+    ClockReading,
+    ClockRequest,
+    Failed,
+    Finished,
+    Message,
+    Phase,
+    PhaseDone,
+    Ready,
+    Stop,
+    WorkerSetup,
+    decode,
+    encode,
+    encode_setup,
+    read_setup,
+)
+from .workloads import ChatTokenizer, Prompt, load_tokenizer, load_workload
 
 __all__ = ["LocalShare", "WorkerPool", "Worker", "Plan", "split", "split_arrivals", "auto_workers", "serve_worker",
            "run_worker", "send_setup", "STREAMS_PER_WORKER"]
 
 OnRecord = Callable[[RequestRecord, bool], None]
+#: Sender's arguments between the client and on_record: adapter, model, config, tokenizer
+SenderArgs = tuple[EngineAdapter, str, RunConfig, ChatTokenizer | None]
 
 #: streams one process keeps on time (measured on 2 cores: benchmarks/client_fidelity.py)
 STREAMS_PER_WORKER = 512
@@ -107,7 +125,8 @@ def split_arrivals(workers: int, warmup: Sequence[int], measured: Sequence[int],
 class LocalShare:
     """A share run in this process."""
 
-    def __init__(self, client: HttpClient, sender_args: tuple, prompts: Sequence[Prompt], plan: Plan,
+    def __init__(self, client: HttpClient, sender_args: SenderArgs,
+                 prompts: Sequence[Prompt] | Mapping[int, Prompt], plan: Plan,
                  on_record: OnRecord, on_begin: Callable[[RequestRecord], None] | None = None) -> None:
         self.client, self.plan = client, plan
         self._warmup = [prompts[i] for i in plan.warmup]
@@ -204,14 +223,16 @@ class Worker:
     async def measure_clock(self) -> None:
         """Offset of the worker's monotonic clock: of CLOCK_ROUNDS round trips, the shortest brackets
         the worker's reading best; the offset is exact to within half that round trip."""
-        best = None
+        best: tuple[int, int] | None = None  # (round trip, offset)
         for _ in range(CLOCK_ROUNDS):
             before = time.monotonic_ns()
             self.send(ClockRequest())
-            reading = (await self.receive()).monotonic_ns
+            reply = await self.receive()
             after = time.monotonic_ns()
+            assert isinstance(reply, ClockReading), "a worker answers a ClockRequest with its ClockReading"
             if best is None or after - before < best[0]:
-                best = (after - before, reading - (before + after) // 2)
+                best = (after - before, reply.monotonic_ns - (before + after) // 2)
+        assert best is not None, "CLOCK_ROUNDS >= 1"
         self.offset_bound_ns = (best[0] + 1) // 2
         self.offset_ns = best[1]
 
@@ -233,7 +254,7 @@ async def _local_process(setup: WorkerSetup) -> Worker:
     async def reap() -> None:
         try:
             await asyncio.wait_for(process.wait(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
 

@@ -63,7 +63,7 @@ async def _discover(client: HttpClient, config: RunConfig, url: str) -> tuple[st
     if status == 429 or status >= 500:
         raise ServerNotReady(f"GET /v1/models: HTTP {status}")
     try:
-        models = orjson.loads(body) if status == 200 else None
+        models = orjson.loads(body) if status == 200 else {}
         ids = [m["id"] for m in models["data"]]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         raise ServerError(f"{url} is not an OpenAI-compatible server: GET /v1/models gave HTTP {status} "

@@ -107,12 +107,12 @@ class _Run:
             gc.collect()
             gc.freeze()  # everything alive now is permanent; keeps collector pauses off the read path
             if config.warmup:
-                await self._phase(warmup=True)
+                await self._phase(share, warmup=True)
             await polling.begin()
             share.reset_read_lag()
             polling.start()
             try:
-                await self._phase(warmup=False)
+                await self._phase(share, warmup=False)
             except WorkerLost as exc:
                 lost, self.interrupted = exc, True  # report what finished, marked partial; then the error
             server = await polling.finish()
@@ -124,7 +124,7 @@ class _Run:
                 metrics.close()
             gc.unfreeze()
             signals.restore()
-        report = self._report(public, served.adapter, server, target)
+        report = self._report(share, public, served.adapter, server, target)
         if lost is not None:
             raise WorkerLost(f"{lost}; the partial report is written")
         if self.tally.stop_reason is not None:
@@ -136,12 +136,13 @@ class _Run:
     def _in_flight(self) -> int:
         return 0 if self.share is None else self.share.in_flight
 
-    def _report(self, public: dict, adapter: EngineAdapter, server: list, target: int | None) -> Report:
+    def _report(self, share: LoadShare, public: dict, adapter: EngineAdapter, server: list,
+                target: int | None) -> Report:
         """The run's report: built from the measured records, written, drawn and printed."""
         config, records = self.config, self.tally.records
-        workers = self.share.workers_summary()
+        workers = share.workers_summary()
         report = build_report(config=public, records=[r for r in records if not r.warmup], adapter=adapter,
-                              server=server, partial=self.interrupted, client_read_lag=self.share.read_lag().summary(),
+                              server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=config.request_rate,
                               slo=parse_slo(config.slo) if config.slo else (), stop_reason=self.tally.stop_reason,
                               workers=None if workers is None else WorkersInfo.from_json(workers))
@@ -152,7 +153,7 @@ class _Run:
         self.console.print(f"[dim]report: {self.folder.report}{html_note} · requests: {self.folder.journal}[/]")
         return report
 
-    async def _phase(self, *, warmup: bool) -> None:
+    async def _phase(self, share: LoadShare, *, warmup: bool) -> None:
         """One phase over its share of prompts; its limit counts conversations (one request each
         unless multi-turn)."""
         config = self.config
@@ -163,13 +164,15 @@ class _Run:
         with (RunProgress(self.console, total, label) if config.progress else contextlib.nullcontext()) as progress:
             self.tally.start_phase(progress)
             try:
-                await self.share.phase(warmup, deadline, time.monotonic_ns())
+                await share.phase(warmup, deadline, time.monotonic_ns())
             finally:
                 self.tally.start_phase(None)
 
     def _on_interrupt(self) -> None:
         """Ctrl-C, SIGTERM or --max-error-rate: no new requests, those in flight get a grace period;
         a second time, they are cancelled at once."""
+        share = self.share
+        assert share is not None, "interrupts are taken only once the share exists"
         loop = asyncio.get_running_loop()
         if not self.interrupted:
             self.interrupted = True
@@ -177,7 +180,7 @@ class _Run:
             why = f"stopping: {stop_reason}" if stop_reason else "interrupted"
             self.console.print(f"[yellow]{why}: no new requests; waiting up to {INTERRUPT_GRACE_S:.0f} s "
                                "for those in flight (Ctrl-C again to stop now)[/]")
-            self.share.stop()
-            loop.call_later(INTERRUPT_GRACE_S, self.share.cancel)
+            share.stop()
+            loop.call_later(INTERRUPT_GRACE_S, share.cancel)
         else:
-            self.share.cancel()
+            share.cancel()

@@ -38,6 +38,7 @@ class ServerPolling:
     async def finish(self) -> list[dict]:
         """The server figures of every collector that has some."""
         self._stop.set()
+        assert self._task is not None, "finish() follows start()"
         await self._task  # not cancelled: a poll in flight may hold iterations TRT-LLM has already drained
         return [r for r in [await c.end(self._client.get) for c in self._collectors] if r is not None]
 

@@ -82,17 +82,18 @@ def plan_shares(config: RunConfig, workload: Workload, workers: int) -> list[Pla
         return [position[id(p)] for p in round_robin(workload.prompts, count, seed)]
 
     warmup_order = order_of(config.warmup, config.seed + 1) if config.warmup else []
-    if config.request_rate:
-        measured_offsets = _arrivals(config, config.num_requests, config.duration_s, config.seed)
-        warmup_offsets = _arrivals(config, config.warmup, None, config.seed + 1) if config.warmup else []
+    rate = config.request_rate
+    if rate:
+        measured_offsets = _arrivals(config, rate, config.num_requests, config.duration_s, config.seed)
+        warmup_offsets = _arrivals(config, rate, config.warmup, None, config.seed + 1) if config.warmup else []
         return split_arrivals(workers, warmup_order, order_of(len(measured_offsets), config.seed), warmup_offsets,
                               measured_offsets)
     return split(workers, config.concurrency, warmup_order, order_of(config.num_requests, config.seed),
                  cycle=config.num_requests is None)
 
 
-def _arrivals(config: RunConfig, count: int | None, duration_s: float | None, seed: int) -> list[int]:
-    offsets = arrival_offsets(config.request_rate, count=count, duration_s=None if count else duration_s,
+def _arrivals(config: RunConfig, rate: float, count: int | None, duration_s: float | None, seed: int) -> list[int]:
+    offsets = arrival_offsets(rate, count=count, duration_s=None if count else duration_s,
                               arrival=config.arrival, burstiness=config.burstiness, ramp_up_s=config.ramp_up_s,
                               seed=seed)
     if count and duration_s is not None:  # both given: whichever comes first

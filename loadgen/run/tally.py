@@ -46,9 +46,12 @@ class RecordTally:
             if self.progress is not None:
                 config = self._config
                 limit = config.warmup if record.warmup else config.num_requests
-                self.progress.update(self._done if limit else min(time.monotonic() - self._started,
-                                                                  config.duration_s),
-                                     f"in flight {self._in_flight()}")
+                if limit:
+                    completed: float = self._done
+                else:
+                    assert config.duration_s is not None, "RunConfig has a request count or a duration"
+                    completed = min(time.monotonic() - self._started, config.duration_s)
+                self.progress.update(completed, f"in flight {self._in_flight()}")
 
     def _count(self, record: RequestRecord) -> None:
         self._finished += 1

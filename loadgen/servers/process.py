@@ -163,6 +163,7 @@ class ServerProcess:
 
     @property
     def pgid(self) -> int:
+        assert self._proc is not None, "the server has a process group once start() ran, until stop()"
         return self._proc.pid  # start_new_session: the engine leads its own group
 
     def wait_ready(self) -> Ready:
@@ -213,6 +214,7 @@ class ServerProcess:
             return False
 
     def _check_alive(self, when: str) -> None:
+        assert self._proc is not None and self.launch is not None, "checked between start() and stop()"
         code = self._proc.poll()
         if code is not None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -98,7 +100,7 @@ def _check(cls, values: dict, where: str) -> dict:
     return values
 
 
-def load_recipe(ref: str | Path, overrides: list[str] = (), *, engine: str | None = None) -> Recipe:
+def load_recipe(ref: str | Path, overrides: Sequence[str] = (), *, engine: str | None = None) -> Recipe:
     """Read, override and validate a recipe; every fault is one UsageError naming the file."""
     path = _find(str(ref), engine)
     try:
@@ -115,8 +117,9 @@ def load_recipe(ref: str | Path, overrides: list[str] = (), *, engine: str | Non
     _check(Speculative, spec, f"recipe {path}, speculative")
     name = f"{path.parent.name}/{path.stem}" if path.parent.name in ENGINE_NAMES else path.stem
     try:
-        recipe = Recipe(name=name, path=path, speculative=Speculative(**spec),
-                        **{k: tuple(map(str, v)) if k == "extra_args" else v for k, v in data.items()})
+        # the YAML's values as written: _validate checks their types once the Recipe holds them
+        fields: dict[str, Any] = {k: tuple(map(str, v)) if k == "extra_args" else v for k, v in data.items()}
+        recipe = Recipe(name=name, path=path, speculative=Speculative(**spec), **fields)
     except TypeError as exc:
         raise UsageError(f"recipe {path}: {exc}") from None
     _validate(recipe, path)
@@ -173,5 +176,7 @@ def render(recipe: Recipe, *, host: str, port: int, workdir: Path, gpus: str | N
             raise UsageError(f"--gpus {gpus} names {len(devices)} GPU(s) but {recipe.name} needs "
                              f"tensor_parallel_size {recipe.tensor_parallel_size}")
         env["CUDA_VISIBLE_DEVICES"] = ",".join(d.strip() for d in devices)
-    launch = ENGINES[recipe.engine].launch(recipe, host=host, port=port, workdir=workdir)
+    launcher = ENGINES[recipe.engine].launch
+    assert launcher is not None, f"{recipe.engine} has no launcher: load_recipe takes only {ENGINE_NAMES}"
+    launch = launcher(recipe, host=host, port=port, workdir=workdir)
     return Launch(launch.argv + recipe.extra_args, {**launch.env, **env}, launch.files)

@@ -140,9 +140,9 @@ def print_summary(console: Console, report: Report) -> None:
             ct.add_column(col, justify="right")
         for name, row in cats.items():
             al_row = row.acceptance_length
-            ct.add_row(name, str(row.requests), cell(al_row and al_row.mean, "{:.3f}"),
-                       cell(al_row and al_row.std, "{:.3f}"), _ms(row.ttft_p50_s), _ms(row.tpot_p50_s),
-                       cell(row.user_tps_p50, "{:.1f}"))
+            ct.add_row(name, str(row.requests), cell(None if al_row is None else al_row.mean, "{:.3f}"),
+                       cell(None if al_row is None else al_row.std, "{:.3f}"), _ms(row.ttft_p50_s),
+                       _ms(row.tpot_p50_s), cell(row.user_tps_p50, "{:.1f}"))
         console.print(ct)
     if report.errors:
         et = Table(title="Errors", title_justify="left")

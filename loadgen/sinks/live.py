@@ -11,10 +11,11 @@ prometheus-client through a custom collector. Warm-up requests are left out, as 
 from __future__ import annotations
 
 import threading
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 from wsgiref.simple_server import WSGIServer
 
 import numpy as np
@@ -232,7 +233,8 @@ class LiveMetrics:
         except OSError as exc:
             raise UsageError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
                              "pass --metrics-addr HOST:PORT (port 0 for any free one) or --no-metrics") from None
-        bound_host, bound_port = self._server.server_address[:2]
+        # typeshed allows the bytes host a caller may bind to; the bound address is getsockname()'s: str, int
+        bound_host, bound_port = cast(tuple[str, int], self._server.server_address[:2])
         return f"http://{bound_host}:{bound_port}/metrics"
 
     def close(self) -> None:
