@@ -78,7 +78,8 @@ def measure_loadgen(url: str, streams: int, workers: int, args, metrics: bool = 
                                                           ("--no-metrics",))])
         report = json.loads((Path(tmp) / "report.json").read_text())
     lat, load = report["latency"], report["load"]
-    return {"client": f"loadgen ×{workers}" + ("" if metrics else " no metrics"), "tps": report["summary"]["output_tps"],
+    return {"client": f"loadgen ×{workers}" + ("" if metrics else " no metrics"),
+            "tps": report["summary"]["output_tps"],
             "icl_p50": lat["icl_s"]["p50"], "icl_p99": lat["icl_s"]["p99"], "ttft_p50": lat["ttft_s"]["p50"],
             "recv_p50": lat["receive_lag_s"]["p50"], "recv_p99": lat["receive_lag_s"]["p99"],
             "read_p99": report["client"]["read_lag"]["p99_s"], "held": load["achieved_ratio"],
@@ -184,7 +185,8 @@ def main() -> None:
             print(f"| {streams} | {row['client']} | {row['tps']:.0f} ({row['tps'] / truth:.1%}) | {truth:.0f} | "
                   f"{ms(row['icl_p50'])} | {ms(row['icl_p99'])} | {ms(row['ttft_p50'])} | {ms(row['recv_p50'])} | "
                   f"{ms(row['recv_p99'])} | {ms(row['read_p99'])} | {held} | {row['failed']} | {row['cpu']:.1f} | "
-                  f"{row['rss']:.0f} | {emulator_workers} | {emu_cpu:.1f} | {lag_mean * 1e3:.2f} / {lag_max * 1e3:.2f} |", flush=True)
+                  f"{row['rss']:.0f} | {emulator_workers} | {emu_cpu:.1f} | {lag_mean * 1e3:.2f} / "
+                  f"{lag_max * 1e3:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def workloads_show(workload, workload_path, tokenizer, chat_template, system_pro
     _describe(loaded)
     first = loaded.prompts[0]
     if loaded.name != "random":
-        text = load_tokenizer(tokenizer).decode(first.token_ids[:200])
+        text = load_tokenizer(tokenizer).decode(first.token_ids[:200].tolist())
         click.echo(f"first prompt ({first.prompt_id}, {first.token_ids.size} tokens), first 200 tokens:\n{text}")
 
 
@@ -376,8 +376,8 @@ def serve(recipe, list_recipes, dry_run, port, host, gpus, overrides, engine, st
                            startup_timeout_s=startup_timeout, grace_s=grace,
                            on_wait=lambda phase: console.print(f"[dim]waiting for {phase}[/]"))
     try:
-        server.start()
-        console.print(f"[bold]{loaded.name}[/]: {shlex.join(server.launch.argv)}", soft_wrap=True)
+        launch = server.start()
+        console.print(f"[bold]{loaded.name}[/]: {shlex.join(launch.argv)}", soft_wrap=True)
         console.print(f"[dim]log: {log_path} · process group {server.pgid}[/]")
         ready = server.wait_ready()
         console.print(f"[bold green]ready[/]: {ready.url} (model {ready.model}) after {ready.startup_s:.1f} s. "

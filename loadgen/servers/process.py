@@ -128,7 +128,8 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self) -> Launch:
+        """Render the recipe and start it in its own process group; returns the command it ran."""
         self._check_port_free()
         self._workdir = Path(tempfile.mkdtemp(prefix="loadgen-serve-"))
         self.launch = render(self.recipe, host=self.host, port=self.port, workdir=self._workdir, gpus=self.gpus)
@@ -149,6 +150,7 @@ class ServerProcess:
             except PermissionError:
                 raise UsageError(f"{self.launch.argv[0]} is not executable") from None
         self._started = time.monotonic()
+        return self.launch
 
     def _check_port_free(self) -> None:
         """Something already listening there (an earlier server still up) would answer the readiness

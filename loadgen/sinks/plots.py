@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,7 +24,7 @@ import matplotlib.pyplot as plt
 
 __all__ = ["render_compare", "render_matrix", "render_run", "render_sweep"]
 
-_STYLE = {"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
+_STYLE: dict[str, Any] = {"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
           "axes.spines.top": False, "axes.spines.right": False}
 
 
@@ -129,7 +130,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def render_run(report: Report, out: Path) -> Path:
     """PNGs and report.html in `out` for one run; returns the HTML's path."""
     files = RunFolder(out)
-    with plt.rc_context(_STYLE):
+    with matplotlib.style.context(_STYLE):
         images = [p for p in (_acceptance_histogram(report, files.acceptance_plot),
                               _al_by_category(report, files.al_by_category_plot),
                               _time_series(report, files.time_series_plot)) if p]
@@ -155,7 +156,7 @@ def render_sweep(summary: dict, out: Path) -> Path:
     points = [p for p in summary["points"] if p["output_tps"] and p["user_tps_p50"]]
     images = []
     if points:
-        with plt.rc_context(_STYLE):
+        with matplotlib.style.context(_STYLE):
             fig, ax = plt.subplots()
             front = set(summary["pareto"])
             ax.plot([p["user_tps_p50"] for p in points], [p["output_tps"] for p in points], color="#999999", lw=1)
@@ -179,7 +180,7 @@ def render_sweep(summary: dict, out: Path) -> Path:
 def render_compare(result: dict, out: Path) -> Path:
     """speedup.png and compare.html in `out`."""
     files = CompareFolder(out)
-    with plt.rc_context(_STYLE):
+    with matplotlib.style.context(_STYLE):
         fig, ax = plt.subplots()
         for name, run in result["runs"].items():
             loads = [float(v) for v in run["points"]]
@@ -210,7 +211,7 @@ def render_matrix(summary: dict, out: Path) -> Path:
         rows = [r for r in summary["rows"] if r["workload"] == workload and r["output_tps"] and r["user_tps_p50"]]
         if not rows:
             continue
-        with plt.rc_context(_STYLE):
+        with matplotlib.style.context(_STYLE):
             fig, ax = plt.subplots()
             for recipe in dict.fromkeys(r["recipe"] for r in rows):
                 mine = sorted((r for r in rows if r["recipe"] == recipe), key=lambda r: r["value"])

@@ -8,6 +8,7 @@ Points are matched by their load: concurrency, or request rate for open-loop run
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -99,12 +100,13 @@ def _random_vs_real(series: dict[str, dict[float, Report]]) -> list[dict]:
             for value in sorted(set(r_points) & set(points)):
                 fake, true = r_points[value], points[value]
                 al_fake, al_true = fake.speculative.client.acceptance_length, true.speculative.client.acceptance_length
+                al_ratio = _ratio(al_fake, al_true)
                 isl_fake, isl_true = fake.summary.isl.p50, true.summary.isl.p50
                 rows.append({"random": r_name, "real": name, "value": value, "isl_p50": [isl_fake, isl_true],
                              # the contrast holds for equal input and output lengths only
                              "comparable": bool(isl_fake and isl_true and abs(isl_fake / isl_true - 1) <= 0.05
                                                 and fake.config.max_tokens == true.config.max_tokens),
-                             "al_overstated": _ratio(al_fake, al_true) - 1 if _ratio(al_fake, al_true) else None,
+                             "al_overstated": al_ratio - 1 if al_ratio else None,
                              "output_tps_overstated": (_ratio(fake.summary.output_tps,
                                                               true.summary.output_tps) or 1) - 1})
     return rows
@@ -113,7 +115,7 @@ def _random_vs_real(series: dict[str, dict[float, Report]]) -> list[dict]:
 def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console) -> dict:
     base = load_points(baseline)
     series = {str(path): load_points(path) for path in runs}
-    result = {"baseline": str(baseline), "runs": {}}
+    result: dict[str, Any] = {"baseline": str(baseline), "runs": {}}
     for name, points in series.items():
         matched = {v: _point(points[v], base[v]) for v in sorted(points) if v in base}
         if not matched:

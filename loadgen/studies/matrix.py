@@ -22,6 +22,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 import orjson
 import yaml
@@ -112,7 +113,7 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
     validated) before anything starts."""
     path = find_plan(ref)
 
-    def bad(message: str):
+    def bad(message: str) -> NoReturn:
         raise UsageError(f"plan {path}: {message}")
 
     try:
@@ -151,7 +152,8 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
         bad(f"baseline must name one of the plan's recipes ({', '.join(labels)}); got {baseline!r}")
     workloads = []
     for entry in data.get("workloads") or bad("workloads is required, e.g. [speed:qualitative, random]"):
-        options = {"workload": entry} if isinstance(entry, str) else dict(entry) if isinstance(entry, dict) else None
+        options: dict[str, Any] | None = ({"workload": entry} if isinstance(entry, str) else
+                                          dict(entry) if isinstance(entry, dict) else None)
         if not options or "workload" not in options:
             bad(f"a workload entry is a name, or a mapping with workload (and run options); got {entry!r}")
         label = _slug(str(options.pop("label", None) or options["workload"]))
@@ -206,9 +208,8 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             launch = render(item.recipe, host=serve.get("host", "127.0.0.1"),
                             port=serve.get("port") or DEFAULT_PORTS[item.recipe.engine],
                             workdir=files.recipe(item.label), gpus=serve.get("gpus"))
-            cells = [w.label for w in plan.workloads]
             console.print(f"[bold]{item.label}[/] ({item.recipe.name}): {shlex.join(launch.argv)}", soft_wrap=True)
-            console.print(f"  workloads {', '.join(cells)} × {plan.kind.replace('_', ' ')} "
+            console.print(f"  workloads {', '.join(w.label for w in plan.workloads)} × {plan.kind.replace('_', ' ')} "
                           f"{', '.join(f'{v:g}' for v in plan.values)} → {files.recipe(item.label)}")
         return {}
     out.mkdir(parents=True, exist_ok=True)
@@ -229,6 +230,7 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
         try:
             with server:
                 ready = server.ready
+                assert ready is not None and server.launch is not None, "the with block waited until it served"
                 info = {"recipe": item.recipe.name, "engine": item.recipe.engine,
                         "engine_version": item.recipe.engine_version, "model": ready.model,
                         "command": list(server.launch.argv), "startup_s": round(ready.startup_s, 3)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -77,7 +78,8 @@ def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, consol
             folder = files.point(kind, value)
             report = finished_report(folder)
             if report is None:  # a partial point runs again, its files replaced
-                config = dataclasses.replace(base, url=url, output_dir=folder.path, replace=True, **{kind: value})
+                load: dict[str, Any] = {kind: value}  # concurrency or request_rate
+                config = dataclasses.replace(base, url=url, output_dir=folder.path, replace=True, **load)
                 console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
                 report = run(config, console)
                 if report.partial:

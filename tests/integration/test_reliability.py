@@ -193,7 +193,8 @@ def test_openai_api_key_is_used_when_no_other_is_given(emulator, tmp_path):
     emu = emulator("--api-key", "sk-from-env", "--ttft-ms", "1", "--step-ms", "1")
     env = {k: v for k, v in os.environ.items() if k != "LOADGEN_API_KEY"} | {"OPENAI_API_KEY": "sk-from-env"}
     proc = subprocess.run([sys.executable, "-m", "loadgen", "run", "--url", emu.url, "-n", "2", "--max-tokens", "4",
-                           "--workload", "random", "--no-metrics", "--no-progress", "--output-dir", str(tmp_path / "o")],
+                           "--workload", "random", "--no-metrics", "--no-progress",
+                           "--output-dir", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "sk-from-env" not in (tmp_path / "o" / "report.json").read_text()

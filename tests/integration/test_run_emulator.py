@@ -59,7 +59,8 @@ def test_accounting_files_and_server_counters(emulator, run_loadgen, tmp_path):
 
 def counter(text: str, name: str, position: str | None = None) -> float:
     """A counter read straight from the exposition text, without the adapter under test."""
-    pattern = rf'^{re.escape(name)}{{[^}}]*{"position=" + chr(34) + position + chr(34) if position else ""}[^}}]*}} (\S+)$'
+    label = f'position="{position}"' if position else ""
+    pattern = rf"^{re.escape(name)}{{[^}}]*{label}[^}}]*}} (\S+)$"
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 

@@ -179,7 +179,7 @@ def llama_models(llama_server_bin: Path) -> LlamaModels:
     try:
         import gguf  # noqa: F401
     except ImportError:
-        _unavailable("the `gguf` package is missing (pip install -e '.[dev]')")
+        _unavailable("the `gguf` package is missing (pip install '.[dev]')")
     vocab, template = llama_dir() / VOCAB_FILE, llama_dir() / TEMPLATE_FILE
     base = Path(os.environ.get("LOADGEN_LLAMA_MODELS_DIR") or Path.home() / ".cache" / "loadgen" / "llamacpp-models")
     folder = base / _models_key(vocab, template)

@@ -133,7 +133,8 @@ def make_model(vocab_gguf: Path, out: Path, *, layers: int = 2, embd: int = 64, 
     w.add_tensor("token_embd.weight", (rng.standard_normal((n_vocab, embd)) * std).astype(np.float16))
     w.add_tensor("output_norm.weight", np.ones(embd, dtype=np.float32))
     if untied > 0:
-        w.add_tensor("output.weight", (rng.standard_normal((n_vocab, embd)) * untied / np.sqrt(embd)).astype(np.float16))
+        output = rng.standard_normal((n_vocab, embd)) * untied / np.sqrt(embd)
+        w.add_tensor("output.weight", output.astype(np.float16))
     for i in range(layers):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", np.ones(embd, dtype=np.float32))

@@ -1,6 +1,7 @@
 """The shipped llama.cpp recipes, for real: `loadgen serve` and `loadgen matrix` start llama-server
-from the shipped recipes (loadgen/servers/recipes/llamacpp) (only the model files, the binary and the context are overridden for
-these tiny CPU models), wait until it serves, measure it, and stop it with nothing left behind."""
+from the shipped recipes (loadgen/servers/recipes/llamacpp; only the model files, the binary and the
+context are overridden for these tiny CPU models), wait until it serves, measure it, and stop it
+with nothing left behind."""
 
 from __future__ import annotations
 

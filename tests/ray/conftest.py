@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from ..servers.conftest import fake_engines  # noqa: F401  (the fake engine launchers, for the matrix on Ray)
 from .cluster import ENV, HEAD_IP, RayNode, start_head, stop_all
 
 REQUIRE_ENV = "LOADGEN_REQUIRE_RAY"
@@ -22,8 +23,8 @@ def ray_cluster(tmp_path_factory) -> str:
         import ray  # noqa: F401
     except ImportError:
         if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"ray is not installed ({REQUIRE_ENV}=1): pip install -e '.[dev,ray]'", pytrace=False)
-        pytest.skip("ray is not installed (pip install -e '.[dev,ray]')")
+            pytest.fail(f"ray is not installed ({REQUIRE_ENV}=1): pip install '.[dev,ray]'", pytrace=False)
+        pytest.skip("ray is not installed (pip install '.[dev,ray]')")
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV)  # the runs under test are drivers of this cluster
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from loadgen.records import read_journal
 
-from ..servers.conftest import dedent, fake_engines  # noqa: F401  (a fixture)
+from ..servers.conftest import dedent
 
 ARGS = ["--workload", "random", "--max-tokens", "32", "--input-len", "64", "--no-metrics", "--no-plots",
         "--no-progress", "--emulator-ttft-ms", "20", "--emulator-step-ms", "10"]
@@ -236,9 +236,9 @@ def test_live_metrics_of_ray_workers_are_served_by_the_driver(ray_cluster, tmp_p
 def test_the_loopback_emulator_is_refused_on_a_cluster_of_several_nodes(ray_cluster, tmp_path, monkeypatch):
     import io
 
-    import ray
     from rich.console import Console
 
+    import ray
     from loadgen.config import RunConfig
     from loadgen.errors import UsageError
     from loadgen.ray_workers import RayLauncher

@@ -13,8 +13,19 @@ from prometheus_client import generate_latest
 from loadgen.records import ERROR_KINDS, ErrorInfo, RequestRecord
 from loadgen.sinks.live import LiveMetrics
 
-from .dashboards import (DASHBOARD_DIR, DEFAULT_SUBSTITUTIONS, ENGINE_METRICS, GRAFANA_BUILTINS, VARIABLE, engine_of,
-                         expressions, load_dashboards, metric_names, panels, variable_names)
+from .dashboards import (
+    DASHBOARD_DIR,
+    DEFAULT_SUBSTITUTIONS,
+    ENGINE_METRICS,
+    GRAFANA_BUILTINS,
+    VARIABLE,
+    engine_of,
+    expressions,
+    load_dashboards,
+    metric_names,
+    panels,
+    variable_names,
+)
 
 ROOT = DASHBOARD_DIR.parent
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

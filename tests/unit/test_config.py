@@ -1,14 +1,12 @@
 """RunConfig is the one source of `loadgen run`'s defaults, and the one way options become a run:
 the command line, a sweep and a plan's `run:` mapping all go through RunConfig.from_options."""
 
-import ast
 import dataclasses
 from pathlib import Path
 
 import click
 import pytest
 
-import loadgen.config
 from loadgen.analysis.slo import SLO_METRICS
 from loadgen.cli import emulate, run, sweep
 from loadgen.config import DEFAULT_METRICS_ADDR, RUN_OPTIONS, SLO_METRIC_NAMES, EmulatorSettings, RunConfig, default_of
@@ -90,14 +88,6 @@ def test_a_bad_setting_is_the_line_loadgen_run_gives():
     assert not isinstance(caught.value, RunOptionError)  # a plan does not put its name before it
     with pytest.raises(click.BadParameter):
         _from_flags("--max-tokens", "many")  # on the command line click reads the flags first
-
-
-def test_config_imports_nothing_above_it():
-    tree = ast.parse(Path(loadgen.config.__file__).read_text())
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
-    assert imported == {"errors"}
-    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import)
-                and any(alias.name.startswith("loadgen") for alias in node.names)]
 
 
 def test_slo_metrics_are_the_ones_slo_accepts():

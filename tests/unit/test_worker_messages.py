@@ -6,8 +6,21 @@ import pytest
 
 from loadgen.records import ErrorInfo, RequestRecord
 from loadgen.transport import ReadLag
-from loadgen.worker_messages import (Begin, Cancel, ClockReading, ClockRequest, Failed, Finished, Hello, Phase,
-                                     PhaseDone, Ready, Stop, decode, encode)
+from loadgen.worker_messages import (
+    Begin,
+    Cancel,
+    ClockReading,
+    ClockRequest,
+    Failed,
+    Finished,
+    Hello,
+    Phase,
+    PhaseDone,
+    Ready,
+    Stop,
+    decode,
+    encode,
+)
 
 
 def _record() -> RequestRecord:

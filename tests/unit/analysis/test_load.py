@@ -1,7 +1,6 @@
 from loadgen.analysis import held_load
 from loadgen.records import RequestRecord
 
-
 T0 = 10**12  # monotonic times; 0 means "never sent"
 
 

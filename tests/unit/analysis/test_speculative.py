@@ -2,8 +2,14 @@ import math
 
 import pytest
 
-from loadgen.analysis import (conditional_acceptance, cross_check, distribution, mean_from_histogram,
-                              request_acceptance_length, step_histogram)
+from loadgen.analysis import (
+    conditional_acceptance,
+    cross_check,
+    distribution,
+    mean_from_histogram,
+    request_acceptance_length,
+    step_histogram,
+)
 from loadgen.engines import ServerAcceptance, SpecCounters
 from loadgen.engines.server_metrics import window_acceptance
 

@@ -13,7 +13,7 @@ def test_each_request_draws_at_most_one_fault_at_the_given_rates():
     assert share(lambda p: p.status == 429) == pytest.approx(0.10, abs=0.01)
     assert share(lambda p: p.status == 503) == pytest.approx(0.05, abs=0.01)
     for kind in ("stream_error", "reset", "stall", "malformed"):
-        assert share(lambda p: p.stream == kind) == pytest.approx(0.05, abs=0.01)
+        assert share(lambda p, kind=kind: p.stream == kind) == pytest.approx(0.05, abs=0.01)
     assert share(lambda p: p is NO_FAULT) == pytest.approx(0.65, abs=0.015)
     assert all(1 <= p.at_token <= 20 for p in plans if p.stream)
 

@@ -90,9 +90,11 @@ def collect(collector, server, polls=1):
 
 
 def llama_metrics(drafts, draft_tokens, accepted, per_pos):
-    lines = [f"llamacpp:spec_decode_num_drafts_total {drafts}", f"llamacpp:spec_decode_num_draft_tokens_total {draft_tokens}",
+    lines = [f"llamacpp:spec_decode_num_drafts_total {drafts}",
+             f"llamacpp:spec_decode_num_draft_tokens_total {draft_tokens}",
              f"llamacpp:spec_decode_num_accepted_tokens_total {accepted}"]
-    lines += [f'llamacpp:spec_decode_num_accepted_tokens_per_pos_total{{position="{i}"}} {n}' for i, n in enumerate(per_pos)]
+    lines += [f'llamacpp:spec_decode_num_accepted_tokens_per_pos_total{{position="{i}"}} {n}'
+              for i, n in enumerate(per_pos)]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -72,7 +72,8 @@ def test_stream_events_with_a_timestamp_per_read_and_keep_alive_reuse():
         client = HttpClient(url, api_key="sk-test", timeout_s=5)
         for _ in range(3):
             events, sent = [], []
-            await client.stream("/v1/completions", b'{"x":1}', lambda t, d: events.append((t, d)), sent.append)
+            await client.stream("/v1/completions", b'{"x":1}', lambda t, d, events=events: events.append((t, d)),
+                                sent.append)
             assert [d for _, d in events] == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
             assert events[0][0] == events[1][0] < events[2][0]  # one stamp per network read
             assert events[2][0] - events[0][0] >= 15_000_000 and sent[0] <= events[0][0]

@@ -38,7 +38,8 @@ def tokenizers_dir(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tokenizers")
     return {
         "phi3": BUILTIN_TOKENIZER,
-        "llama3": _make(root / "llama3", ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        "llama3": _make(root / "llama3",
+                        ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
                         {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "add_bos_token": True,
                          "chat_template": LLAMA3_TEMPLATE}),
         "chatml": _make(root / "chatml", ["<|im_start|>", "<|im_end|>", "<|endoftext|>"],

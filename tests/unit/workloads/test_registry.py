@@ -33,7 +33,8 @@ def test_second_load_comes_from_the_cache_with_the_same_ids(dataset, tokenizers_
 def test_cache_invalidates_on_tokenizer_options_and_source_changes(dataset, tokenizers_dir, tmp_path):
     base = load_workload(spec(dataset, tokenizers_dir["llama3"]))
     assert load_workload(spec(dataset, tokenizers_dir["chatml"])).info["cached"] is False
-    assert load_workload(spec(dataset, tokenizers_dir["llama3"], system_prompt="you are helpful")).info["cached"] is False
+    with_system = spec(dataset, tokenizers_dir["llama3"], system_prompt="you are helpful")
+    assert load_workload(with_system).info["cached"] is False
     # The same tokenizer files in another folder are the same tokenizer: the cache still serves.
     copy = shutil.copytree(tokenizers_dir["llama3"], tmp_path / "llama3-copy")
     assert load_workload(spec(dataset, copy)).info["cached"] is True

@@ -7,8 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loadgen.errors import UsageError
-from loadgen.workloads.sources import (SPEED_PLACEHOLDER, read_custom_jsonl, read_sharegpt, read_specbench,
-                                       read_speed)
+from loadgen.workloads.sources import SPEED_PLACEHOLDER, read_custom_jsonl, read_sharegpt, read_specbench, read_speed
 
 
 def test_specbench_and_mtbench_format(tmp_path):
@@ -70,7 +69,8 @@ def test_empty_dataset(tmp_path):
 
 def speed_parquet(path, turns_per_row):
     n = len(turns_per_row)
-    table = pa.table({"question_id": [f"q{i}" for i in range(n)], "category": ["coding", "math"] * (n // 2) + ["qa"] * (n % 2),
+    table = pa.table({"question_id": [f"q{i}" for i in range(n)],
+                      "category": ["coding", "math"] * (n // 2) + ["qa"] * (n % 2),
                       "sub_category": ["py"] * n, "turns": turns_per_row, "source": ["x"] * n, "src_id": ["1"] * n,
                       "difficulty": ["easy"] * n, "multiturn": [len(t) > 1 for t in turns_per_row]})
     pq.write_table(table, path)
