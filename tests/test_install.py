@@ -3,8 +3,9 @@ run from an empty folder. What an editable install or a checkout would find besi
 (recipes, plans, assets) must be inside the package to be found here.
 
 The fresh environment borrows this one's dependencies (a .pth line to its site-packages, which
-comes after the fresh environment's own), so nothing is downloaded; loadgen itself is only the
-wheel's.
+comes after the fresh environment's own, added once the wheel is in), so nothing is downloaded;
+loadgen itself is only the wheel's, whether this environment's loadgen is a regular install (as in
+CI) or an editable one.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def installed(tmp_path_factory) -> dict:
     (wheel,) = wheels.glob("loadgen-*.whl")
     env = base / "env"
     venv.create(env, with_pip=False)
-    fresh = sysconfig.get_paths(vars={"base": str(env), "platbase": str(env)})["purelib"]
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    Path(fresh, "borrowed-dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
     python = env / "bin" / "python"
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
                     "-q", str(wheel)], check=True, timeout=300, capture_output=True)
+    # Only now: had pip seen this environment's loadgen (a regular install) through the borrowed
+    # path, it would have found loadgen "already satisfied" and installed nothing.
+    fresh = sysconfig.get_paths(vars={"base": str(env), "platbase": str(env)})["purelib"]
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(fresh, "borrowed-dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
     empty = base / "empty"
     empty.mkdir()
     return {"bin": env / "bin", "cwd": empty, "site": Path(fresh)}
