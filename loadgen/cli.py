@@ -266,6 +266,9 @@ def _describe(loaded) -> None:
                    "the X-Loadgen-Category header; categories it lacks use \"default\", else --accept.")
 @click.option("--stream-interval", default=1, show_default=True,
               help="Decode steps merged into one chunk (the prefill chunk stays alone; llamacpp ignores it).")
+@click.option("--undrafted-start", default=0, show_default=True,
+              help="First decode steps of each request that draft nothing, as n-gram drafting has nothing to "
+                   "match yet (vLLM's n-gram: about 4).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
 @click.option("--send-timestamps", is_flag=True,
@@ -281,9 +284,9 @@ def _describe(loaded) -> None:
 @click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, accept_profile, stream_interval, seed,
-            workers, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s,
-            fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
+def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, accept_profile, stream_interval,
+            undrafted_start, seed, workers, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset,
+            fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -298,7 +301,8 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, a
                         slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
                                 load_step_ms=load_step_ms, accept=probs, accept_profile=tuple(profile.items()),
-                                stream_interval=stream_interval, seed=seed, workers=workers,
+                                stream_interval=stream_interval, undrafted_start=undrafted_start, seed=seed,
+                                workers=workers,
                                 send_timestamps=send_timestamps, api_key=api_key,
                                 faults=faults)
     except ValueError as exc:

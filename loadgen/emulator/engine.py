@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .http import Connection, Request
     from .server import EmulatorConfig
 
-__all__ = ["GenerationParams", "RequestRejected", "Personality", "BatchStats", "Handler", "usage_dict",
+__all__ = ["GenerationParams", "RequestRejected", "Personality", "BatchStats", "Handler",
            "sse", "prometheus_family", "go_float", "emulator_lag_lines", "CATEGORY_HEADER", "error_type"]
 
 Handler = Callable[["Connection", "Request"], None]
@@ -110,11 +110,6 @@ def prompt_token_count(prompt: object) -> int | None:
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
         return len(prompt)
     return None
-
-
-def usage_dict(params: GenerationParams, completion_tokens: int) -> dict:
-    return {"prompt_tokens": params.prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": params.prompt_tokens + completion_tokens}
 
 
 def usage_suffix(template: bytes | None, prompt_tokens: int, completion_tokens: int) -> bytes:

@@ -62,6 +62,9 @@ class EmulatorConfig:
     accept_profile: tuple[tuple[str, tuple[float, ...]], ...] = ()
     #: decode steps merged into one chunk (the prefill chunk stays on its own)
     stream_interval: int = 1
+    #: first decode steps of each request that draft nothing, as n-gram drafting has nothing to
+    #: match yet (vLLM 0.32's n-gram drafted nothing for 4 steps); they count as no draft at all
+    undrafted_start: int = 0
     seed: int = 0
     workers: int = 1
     send_timestamps: bool = False  # add "emulator_sent_ns" (CLOCK_MONOTONIC) to every chunk
@@ -82,6 +85,8 @@ class EmulatorConfig:
             validate_accept_profile({c: list(p) for c, p in self.accept_profile}, "accept profile", self.accept)
         if self.stream_interval < 1:
             raise ValueError("stream interval must be at least 1")
+        if self.undrafted_start < 0:
+            raise ValueError("undrafted start must be at least 0 steps")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         reason = PERSONALITIES[self.engine].single_worker_reason if self.engine in PERSONALITIES else None
@@ -146,7 +151,7 @@ class Generation:
         n = 1
         if step:
             sampler = self.sampler
-            k = sampler.draft_len
+            k = sampler.draft_len if step > app.undrafted_start else 0
             if k and app.caps_drafts and params.max_tokens - self.emitted - 1 < k:
                 k = params.max_tokens - self.emitted - 1  # 0: no room left for a draft
                 accepted = sampler.draw_upto(k) if k > 0 else 0
@@ -269,6 +274,7 @@ class App:
         self.send_timestamps = config.send_timestamps
         self.personality = PERSONALITIES[config.engine](config, counters, worker)
         self.stream_interval = config.stream_interval if self.personality.merges_steps else 1
+        self.undrafted_start = config.undrafted_start
         self.per_token = self.personality.per_token_chunks
         self.caps_drafts = self.personality.caps_drafts
         self.i_lag_sum, self.i_lag_count, self.i_lag_max = (

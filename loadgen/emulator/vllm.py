@@ -1,8 +1,11 @@
-"""vLLM's wire format, as read from its source (see ENGINES.md): request fields, chunk
-shapes, the final usage chunk, /v1/models and the Prometheus names of /metrics."""
+"""vLLM's wire format, as read from its source (see ENGINES.md) and checked against vLLM 0.32.0's
+own output (tests/unit/emulator/test_vllm_matches_real.py): request fields, chunk shapes, the final
+usage chunk, /v1/models, /version and the Prometheus names of /metrics."""
 
 from __future__ import annotations
 
+import time
+import zlib
 from collections.abc import Sequence
 
 import orjson
@@ -18,11 +21,26 @@ from .engine import (
     prometheus_family,
     prompt_token_count,
     sse,
-    usage_dict,
 )
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
-           "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body", "Vllm"]
+           "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body", "Vllm", "VERSION",
+           "system_fingerprint", "prometheus_float", "FINISHED_REASONS"]
+
+#: the vLLM release whose output the emulator matches (its captures are the test fixtures)
+VERSION = "0.32.0"
+
+
+def system_fingerprint(model: str, draft_len: int) -> str:
+    """What vLLM puts in the final usage chunk: `vllm-<version>-<8 hex>`, the hex fixed per server
+    configuration (two vLLM launches in the captures differ only there), here a hash of ours."""
+    return f"vllm-{VERSION}-{zlib.crc32(f'{model}/{draft_len}'.encode()):08x}"
+
+
+def usage(params: GenerationParams, completion_tokens: int) -> dict:
+    """vLLM's UsageInfo, in its field order (total before completion)."""
+    return {"prompt_tokens": params.prompt_tokens, "total_tokens": params.prompt_tokens + completion_tokens,
+            "completion_tokens": completion_tokens}
 
 
 def error_body(status: int, message: str) -> dict:
@@ -62,13 +80,13 @@ class StreamEncoder:
 
     per_token = False
 
-    def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
+    def __init__(self, rid: str, created: int, params: GenerationParams, fingerprint: str) -> None:
         self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"text_completion","created":%d,"model":' % created
                       + orjson.dumps(params.model) + b',"choices":[{"index":0,"text":')
-        self._usage = (b',"usage":{"prompt_tokens":%d,"completion_tokens":%%d,"total_tokens":%%d}'
+        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d}'
                        % params.prompt_tokens if params.continuous_usage else None)
         self._ids = params.return_token_ids
-        self._tail = (rid, created, params)
+        self._tail = (rid, created, params, fingerprint)
         self._pt = params.prompt_tokens
 
     def chunk(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
@@ -79,7 +97,7 @@ class StreamEncoder:
         out = (self._head + orjson.dumps(text) + b',"logprobs":null,"finish_reason":' + finish
                + b',"stop_reason":null,"prompt_token_ids":null,"token_ids":' + ids + b"}]")
         if self._usage is not None:
-            out += self._usage % (completion_tokens, prompt_tokens + completion_tokens)
+            out += self._usage % (prompt_tokens + completion_tokens, completion_tokens)
         return out + extra + b"}"
 
     def events(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
@@ -90,18 +108,18 @@ class StreamEncoder:
         out = (b"data: " + self._head + orjson.dumps(text) + b',"logprobs":null,"finish_reason":' + finish
                + b',"stop_reason":null,"prompt_token_ids":null,"token_ids":' + ids + b"}]")
         if self._usage is not None:
-            out += self._usage % (completion_tokens, self._pt + completion_tokens)
+            out += self._usage % (self._pt + completion_tokens, completion_tokens)
         return out + extra + b"}\n\n"
 
     def tail(self, gen, now_ns: int) -> bytes:
-        rid, created, params = self._tail
-        out = sse(usage_chunk(rid, created, params, gen.emitted)) if params.include_usage else b""
+        rid, created, params, fingerprint = self._tail
+        out = sse(usage_chunk(rid, created, params, gen.emitted, fingerprint)) if params.include_usage else b""
         return out + b"data: [DONE]\n\n"
 
 
-def usage_chunk(rid: str, created: int, params: GenerationParams, completion_tokens: int) -> dict:
+def usage_chunk(rid: str, created: int, params: GenerationParams, completion_tokens: int, fingerprint: str) -> dict:
     return {"id": rid, "object": "text_completion", "created": created, "model": params.model,
-            "choices": [], "usage": usage_dict(params, completion_tokens)}
+            "choices": [], "usage": usage(params, completion_tokens), "system_fingerprint": fingerprint}
 
 
 def completion_body(rid: str, created: int, params: GenerationParams, text: str, token_ids: list[int],
@@ -110,42 +128,74 @@ def completion_body(rid: str, created: int, params: GenerationParams, text: str,
             "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
                          "stop_reason": None, "prompt_token_ids": None,
                          "token_ids": token_ids if params.return_token_ids else None}],
-            "usage": usage_dict(params, completion_tokens)}
+            "usage": usage(params, completion_tokens)}
 
 
 def models_body(model: str, created: int, max_model_len: int) -> dict:
+    """vLLM's ModelCard list, its fields in vLLM's order, with the one default ModelPermission."""
+    permission = {"id": f"modelperm-{zlib.crc32(model.encode()):032x}", "object": "model_permission",
+                  "created": created, "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
+                  "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
+                  "organization": "*", "group": None, "is_blocking": False}
     return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "vllm",
-                                         "root": model, "parent": None, "max_model_len": max_model_len}]}
+                                         "root": model, "parent": None, "max_model_len": max_model_len,
+                                         "permission": [permission]}]}
 
 
-def metrics_text(totals: dict[str, int], per_position: Sequence[int], model: str, speculative: bool) -> str:
+def prometheus_float(value: float) -> str:
+    """A value as prometheus_client (vLLM's exporter) writes it: repr, but large numbers in Go's
+    exponent form (1.7961339258042588e+09, not 1796133925.8042588)."""
+    text = repr(float(value))
+    dot = text.find(".")
+    if value > 0 and dot > 6 and "e" not in text:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return text
+
+
+#: vLLM's finished_reason label values, in the order it writes them
+FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
+
+
+def metrics_text(totals: dict[str, int], per_position: Sequence[int], model: str, speculative: bool,
+                 created: float) -> str:
+    """The vllm: families loadgen and its users read, each counter with the `_created` gauge vLLM's
+    prometheus_client writes beside it (`created`: when the counters started)."""
     labels = f'engine="0",model_name="{model}"'
     lines: list[str] = []
 
-    def family(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-        prometheus_family(lines, name, kind, help_, samples, fmt=lambda v: f"{v:.1f}")
+    def gauge(name: str, help_: str, value: float) -> None:
+        prometheus_family(lines, name, "gauge", help_, [(labels, value)], fmt=prometheus_float)
 
-    family("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
-           [(labels, totals["requests_running"])])
-    family("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", [(labels, 0)])
-    family("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
-           [(labels, totals["prompt_tokens"])])
-    family("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
-           [(labels, totals["generation_tokens"])])
-    family("vllm:request_success_total", "counter", "Count of successfully processed requests.",
-           [(labels + ',finished_reason="length"', totals["requests_finished_length"]),
-            (labels + ',finished_reason="stop"', totals["requests_finished_stop"]),
-            (labels + ',finished_reason="abort"', totals["requests_aborted"])])
+    def counter(name: str, help_: str, samples: list[tuple[str, float]]) -> None:
+        prometheus_family(lines, name + "_total", "counter", help_, samples, fmt=prometheus_float)
+        prometheus_family(lines, name + "_created", "gauge", help_, [(lbl, created) for lbl, _ in samples],
+                          fmt=prometheus_float)
+
+    gauge("vllm:num_requests_running", "Number of requests in model execution batches.", totals["requests_running"])
+    gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", 0)
+    gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", 0)
+    # the emulator caches nothing: every prompt token is a prefix-cache query that misses
+    counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
+            [(labels, totals["prompt_tokens"])])
+    counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", [(labels, 0)])
+    counter("vllm:prompt_tokens", "Number of prefill tokens processed.", [(labels, totals["prompt_tokens"])])
+    counter("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).", [(labels, 0)])
+    counter("vllm:generation_tokens", "Number of generation tokens processed.",
+            [(labels, totals["generation_tokens"])])
+    finished = {"stop": totals["requests_finished_stop"], "length": totals["requests_finished_length"],
+                "abort": totals["requests_aborted"]}
+    counter("vllm:request_success", "Count of successfully processed requests.",
+            [(f'engine="0",finished_reason="{reason}",model_name="{model}"', finished.get(reason, 0))
+             for reason in FINISHED_REASONS])
     if speculative:
-        family("vllm:spec_decode_num_drafts_total", "counter", "Number of spec decoding drafts.",
-               [(labels, totals["spec_drafts"])])
-        family("vllm:spec_decode_num_draft_tokens_total", "counter", "Number of draft tokens.",
-               [(labels, totals["spec_draft_tokens"])])
-        family("vllm:spec_decode_num_accepted_tokens_total", "counter", "Number of accepted tokens.",
-               [(labels, totals["spec_accepted_tokens"])])
-        family("vllm:spec_decode_num_accepted_tokens_per_pos_total", "counter",
-               "Accepted tokens per draft position.",
-               [(labels + f',position="{i}"', n) for i, n in enumerate(per_position)])
+        counter("vllm:spec_decode_num_drafts", "Number of spec decoding drafts.", [(labels, totals["spec_drafts"])])
+        counter("vllm:spec_decode_num_draft_tokens", "Number of draft tokens.",
+                [(labels, totals["spec_draft_tokens"])])
+        counter("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.",
+                [(labels, totals["spec_accepted_tokens"])])
+        counter("vllm:spec_decode_num_accepted_tokens_per_pos", "Accepted tokens per draft position.",
+                [(labels + f',position="{i}"', n) for i, n in enumerate(per_position)])
     lines.extend(emulator_lag_lines(totals))
     return "\n".join(lines) + "\n"
 
@@ -160,8 +210,17 @@ class Vllm(Personality):
     def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
         return parse_completion_request(body, self.config.model, headers)
 
+    def request_id(self, n: int) -> str:
+        """vLLM's ids are `cmpl-` and 16 hex digits (a random 64-bit number); here the request's number."""
+        return f"{self.id_prefix}{n:016x}"
+
+    def __init__(self, config, counters, worker: int) -> None:
+        super().__init__(config, counters, worker)
+        self.fingerprint = system_fingerprint(config.model, config.draft_len)
+        self.started = time.time()  # the counters' `_created` time
+
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
-        return StreamEncoder(rid, created, params)
+        return StreamEncoder(rid, created, params, self.fingerprint)
 
     def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
         return completion_body(gen.rid, gen.created, gen.params, text, ids, finish, gen.emitted)
@@ -176,9 +235,10 @@ class Vllm(Personality):
         return sse(error_body(status, message)) + b"data: [DONE]\n\n"  # the body is already {"error": {...}}
 
     def routes(self):
-        return {**super().routes(), ("GET", "/metrics"): self._metrics}
+        return {**super().routes(), ("GET", "/metrics"): self._metrics,
+                ("GET", "/version"): lambda conn, request: conn.respond_json(200, {"version": VERSION})}
 
     def _metrics(self, conn, request) -> None:
         totals = self.counters.totals()
         self.respond_text(conn, metrics_text(totals, self.counters.per_position(totals), self.config.model,
-                                             speculative=self.speculative))
+                                             speculative=self.speculative, created=self.started))
