@@ -4,7 +4,8 @@ Each check is one Finding, "finding — consequence". What differs per engine (i
 its own endpoints, which metrics mean a prefix cache, what its speculative counters mean) is asked
 of the engine's adapter; this module holds the checks every engine shares: discovery, one tiny
 streamed request with token ids, and the endpoint list. `loadgen run` repeats, from its handshake,
-the findings that change its figures (figure_findings), before the warm-up.
+the findings that change its figures and need no request of their own (run_findings), before the
+warm-up.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import ServerError, UsageError
 from ..sender import COMPLETIONS
 from ..transport import ExchangeError, HttpClient, TransportError
 
-__all__ = ["probe", "probe_findings", "figure_findings"]
+__all__ = ["probe", "probe_findings", "run_findings"]
 
 #: token ids inside any vocabulary and past the special tokens most vocabularies put first
 PROBE_TOKEN_IDS = [100, 101, 102, 103]
@@ -84,16 +85,20 @@ async def probe_findings(client: HttpClient, url: str, model: str | None) -> lis
     return findings
 
 
-async def figure_findings(client: HttpClient, adapter: EngineAdapter, model: str) -> list[Finding]:
-    """The checks whose findings change a run's figures (one streamed request, the metrics read):
-    what `loadgen run` warns of before its warm-up. Never raises: a failed probe is a finding."""
-    return (await _figures(client, adapter, model))[1]
+async def run_findings(client: HttpClient, adapter: EngineAdapter) -> list[Finding]:
+    """What `loadgen run` warns of before its warm-up: how the adapter counts tokens per chunk, and
+    what the server's speculative metrics are. No generation request: one would add to the server's
+    counters and to the run's traffic; the preflight request has already shown that the endpoint
+    streams. Never raises: a metrics endpoint that fails is a finding."""
+    return [_token_counts_finding(adapter, exact=adapter.token_counts == "usage", failed=False),
+            await adapter.speculative_metrics(client.get)]
 
 
 async def _figures(client: HttpClient, adapter: EngineAdapter, model: str) -> tuple[StreamSeen, list[Finding]]:
     seen = await _stream_probe(client, adapter, model)
     speculative = await adapter.speculative_metrics(client.get)
-    return seen, [_token_ids_finding(seen), _token_counts_finding(adapter, seen),
+    exact = seen.error is None and bool(seen.counts)
+    return seen, [_token_ids_finding(seen), _token_counts_finding(adapter, exact=exact, failed=seen.error is not None),
                   _steps_finding(adapter, seen, speculative), speculative]
 
 
@@ -199,14 +204,15 @@ def _token_ids_finding(seen: StreamSeen) -> Finding:
                    "prompts go out as the workload's token ids: input lengths are exact")
 
 
-def _token_counts_finding(adapter: EngineAdapter, seen: StreamSeen) -> Finding:
-    if seen.error is None and seen.counts:
+def _token_counts_finding(adapter: EngineAdapter, *, exact: bool, failed: bool) -> Finding:
+    """exact: every chunk of the probe said its tokens (or, in a run, the adapter reads usage)."""
+    if exact:
         return Finding("per-chunk token counts", "exact: cumulative usage (or token ids) on every chunk",
                        "AL from chunks will be exact")
     if adapter.token_counts == "one_per_token":
         return Finding("per-chunk token counts", "none, but the engine streams one chunk per token",
                        "steps are grouped from timings/gaps", affects_figures=True)
-    found = "not seen (the probe failed)" if seen.error else "none: no cumulative usage or token ids on the chunks"
+    found = "not seen (the probe failed)" if failed else "none: no cumulative usage or token ids on the chunks"
     return Finding("per-chunk token counts", found, "one token per chunk assumed: AL from chunks is a lower bound",
                    affects_figures=True)
 

@@ -107,8 +107,8 @@ def test_probe_unreachable_or_bad_url(url):
 
 
 def test_run_warns_once_of_what_changes_its_figures(emulator, run_loadgen):
-    """`loadgen run` repeats the probe's figure warnings at its start, once; the probe's request
-    happens before the warm-up, so the measured requests are exactly those asked for."""
+    """`loadgen run` repeats the probe's figure warnings at its start, once, and sends no request of
+    the probe's: the measured requests are exactly those asked for."""
     emu = emulator("--engine", "sglang")
     report, console = run_loadgen(url=emu.url, num_requests=4, concurrency=2, max_tokens=8, warmup=0)
     assert console.count("server AL will be cumulative, not windowed") == 1, console
