@@ -451,6 +451,27 @@ def report(output_dir: Path, rebuild: bool) -> None:
     rerender_report(output_dir, Console(), rebuild=rebuild)
 
 
+@cli.command()
+@click.argument("url")
+@click.option("--model", help="Model to probe [default: the first of /v1/models].")
+@click.option("--api-key", envvar=["LOADGEN_API_KEY", "OPENAI_API_KEY"],
+              help="Bearer token (or LOADGEN_API_KEY, else OPENAI_API_KEY); never written out.")
+@click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def probe(url, model, api_key, insecure, as_json) -> None:
+    """Before a run: what the server at URL offers (engine, models, token counts, steps, speculative
+    metrics, prefix caching, endpoints) and what each means for the figures. Sends one tiny
+    streamed completion and one chat request."""
+    from .run import probe as probe_server
+    from .sinks import print_findings, print_findings_json
+
+    findings = probe_server(url, model=model, api_key=api_key, verify_tls=not insecure)
+    if as_json:
+        print_findings_json(url, findings)
+    else:
+        print_findings(Console(), url, findings)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

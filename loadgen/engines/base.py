@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .launch import Launch
 
-__all__ = ["ChunkFields", "SpecCounters", "EngineAdapter", "EngineSpec"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .server_metrics import Getter
+
+__all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "EngineSpec"]
 
 
 class ChunkFields(NamedTuple):
@@ -54,6 +57,23 @@ class SpecCounters:
                             tuple(a - b for a, b in zip(now, then)))
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One thing `loadgen probe` found on a server, and what it means for the figures a run reports.
+
+    affects_figures: `loadgen run` repeats it as a warning at its start (a figure will be assumed,
+    cumulative or missing), rather than only describing the server."""
+
+    check: str
+    finding: str
+    consequence: str
+    affects_figures: bool = False
+
+    def to_json(self) -> dict:
+        return {"check": self.check, "finding": self.finding, "consequence": self.consequence,
+                "affects_figures": self.affects_figures}
+
+
 class EngineAdapter(Protocol):
     """What the rest of loadgen needs from an engine; openai.OpenAIAdapter is the common base."""
 
@@ -77,6 +97,25 @@ class EngineAdapter(Protocol):
 
     def collectors(self) -> list:
         """Server-side acceptance collectors (engines.server_metrics), best source first."""
+        ...
+
+    #: `loadgen probe`: where the engine tells its version, as (GET path, JSON key); None where it does not
+    version_endpoint: tuple[str, str] | None
+    #: `loadgen probe`: the engine's own GET endpoints worth listing beside the OpenAI ones (none that
+    #: start a generation or drain statistics a run needs)
+    own_endpoints: tuple[str, ...]
+    #: `loadgen probe`: the engine's Prometheus text endpoint; None where none is known
+    metrics_path: str | None
+    #: `loadgen probe`: metrics (on the Prometheus endpoint) whose presence means a prefix cache
+    prefix_cache_metrics: tuple[str, ...]
+
+    def context_length(self, model: dict) -> int | None:
+        """The longest prompt + output a /v1/models entry allows, where the engine says so."""
+        ...
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        """Which speculative-decoding figures the server exposes, and whether the server AL a run
+        reports from them will be exact over its window, cumulative, or missing."""
         ...
 
 

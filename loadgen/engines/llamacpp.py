@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .base import ChunkFields, EngineSpec, SpecCounters
+from .base import ChunkFields, EngineSpec, Finding, SpecCounters
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter, decode_openai_object, load_chunk
 from .prometheus_text import SpecMetricNames, spec_counters
-from .server_metrics import CounterCollector
+from .server_metrics import CounterCollector, Getter, counter_finding
 
 __all__ = ["LlamacppAdapter", "launch", "SPEC"]
 
@@ -49,8 +49,25 @@ class LlamacppAdapter(OpenAIAdapter):
                                    accepted_tokens=timings.get("draft_n_accepted", 0))
         return fields
 
+    #: llama-server's build (e.g. "b6765-1c2d3e4f") is its version
+    version_endpoint: tuple[str, str] | None = ("/props", "build_info")
+    own_endpoints: tuple[str, ...] = ("/props", "/slots", "/models")
+    metrics_path: str | None = "/metrics"
+    #: each slot keeps its last prompt's KV cache (cache_prompt, on by default); this counter counts its reuse
+    prefix_cache_metrics: tuple[str, ...] = ("llamacpp:prompt_tokens_cached_total",)
+
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "llama.cpp /metrics counters")]
+
+    def context_length(self, model: dict) -> int | None:
+        """/v1/models' meta.n_ctx where given: the context the server was started with (-c, shared by
+        its slots). n_ctx_train is only what the model was trained for, so it is not used."""
+        meta = model.get("meta")
+        length = meta.get("n_ctx") if isinstance(meta, dict) else None
+        return length if isinstance(length, int) else None
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        return await counter_finding(get, "/metrics", self.spec_counters, "start llama-server with --metrics")
 
     @staticmethod
     def spec_counters(metrics_text: str) -> SpecCounters | None:

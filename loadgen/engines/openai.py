@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from .base import ChunkFields, EngineSpec
+from .base import ChunkFields, EngineSpec, Finding
+from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter
 
 __all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
 
@@ -62,8 +63,22 @@ class OpenAIAdapter:
         """Decode one `data:` payload of a /v1/completions stream; ValueError when it is not a chunk."""
         return decode_openai_object(load_chunk(data))
 
+    version_endpoint: tuple[str, str] | None = None
+    own_endpoints: tuple[str, ...] = ()
+    metrics_path: str | None = None
+    prefix_cache_metrics: tuple[str, ...] = ()
+
     def collectors(self) -> list:
         return []
+
+    def context_length(self, model: dict) -> int | None:
+        """vLLM's and SGLang's max_model_len; a server that does not give it has no known limit."""
+        length = model.get("max_model_len")
+        return length if isinstance(length, int) and not isinstance(length, bool) else None
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        return Finding(SPECULATIVE_CHECK, "a plain OpenAI server names no speculative-decoding metrics", NO_SERVER_AL,
+                       affects_figures=True)
 
 
 #: any other OpenAI-compatible server: what --engine auto falls back to; loadgen neither starts

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .base import SpecCounters
+from .base import Finding, SpecCounters
 
-__all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "window_acceptance"]
+__all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "window_acceptance",
+           "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "counter_finding"]
 
 Getter = Callable[[str], Awaitable[tuple[int, bytes]]]
 
@@ -52,6 +53,29 @@ async def fetch_text(get: Getter, path: str) -> str | None:
     except Exception:  # a scrape failure must never end a benchmark
         return None
     return body.decode("utf-8", "replace") if status == 200 else None
+
+
+#: `loadgen probe`'s name for the speculative-metrics check, and the consequences it can have
+SPECULATIVE_CHECK = "speculative metrics"
+EXACT_SERVER_AL = "server AL will be exact over the window"
+NO_SERVER_AL = "no server AL: the client's tokens per chunk are the only acceptance figure"
+
+
+async def counter_finding(get: Getter, path: str, parse: Callable[[str], SpecCounters | None],
+                          enable_hint: str) -> Finding:
+    """What CounterCollector would find at PATH: cumulative counters make the window's AL exact.
+    `enable_hint` says how to turn the endpoint on when it does not answer."""
+    text = await fetch_text(get, path)
+    if text is None:
+        return Finding(SPECULATIVE_CHECK, f"{path} does not answer ({enable_hint})", NO_SERVER_AL, affects_figures=True)
+    counters = parse(text)
+    if counters is None:
+        return Finding(SPECULATIVE_CHECK, f"{path} has no speculative-decoding counters (speculation off?)",
+                       NO_SERVER_AL, affects_figures=True)
+    positions = len(counters.accepted_per_position)
+    per_position = f", accepted per position ({positions} positions)" if positions else ", no per-position counts"
+    return Finding(SPECULATIVE_CHECK, f"{path} counts drafts, draft tokens, accepted tokens{per_position}; "
+                                      f"{counters.drafts:g} drafts so far", EXACT_SERVER_AL)
 
 
 def window_acceptance(before: SpecCounters, after: SpecCounters, source: str) -> ServerAcceptance | None:

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import orjson
 
-from .base import EngineSpec
+from .base import EngineSpec, Finding
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import sample_sums
-from .server_metrics import Getter, ServerAcceptance, fetch_text
+from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter, ServerAcceptance, fetch_text
 
 __all__ = ["SglangAdapter", "SglangCollector", "launch", "SPEC"]
+
+#: what SglangCollector reports, and why it cannot be the run's own window
+CUMULATIVE_SERVER_AL = "server AL will be cumulative, not windowed"
 
 
 class SglangAdapter(OpenAIAdapter):
@@ -28,8 +31,32 @@ class SglangAdapter(OpenAIAdapter):
                 "ignore_eos": ignore_eos, "stream": True,
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
 
+    #: /server_info is server_args + scheduler info, with the version among them
+    version_endpoint: tuple[str, str] | None = ("/server_info", "version")
+    own_endpoints: tuple[str, ...] = ("/health_generate", "/server_info", "/get_model_info")
+    metrics_path: str | None = "/metrics"
+    #: the radix cache is on unless --disable-radix-cache; its hit rate is a gauge
+    prefix_cache_metrics: tuple[str, ...] = ("sglang:cache_hit_rate",)
+
     def collectors(self) -> list:
         return [SglangCollector()]
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        """SGLang has gauges (recent decode batches) and a since-start average, never counters."""
+        text = await fetch_text(get, "/metrics")
+        gauge = text is not None and bool(sample_sums(text, {"sglang:spec_accept_length"}))
+        average = await SglangCollector._avg_accept(get)
+        if gauge or average is not None:
+            found = [name for name, seen in (("gauge sglang:spec_accept_length (recent batches)", gauge),
+                                             ("/server_info avg_spec_accept_length (since start)",
+                                              average is not None)) if seen]
+            return Finding(SPECULATIVE_CHECK, " and ".join(found) + "; no counters", CUMULATIVE_SERVER_AL,
+                           affects_figures=True)
+        if text is None:
+            return Finding(SPECULATIVE_CHECK, "/metrics does not answer (start SGLang with --enable-metrics)",
+                           NO_SERVER_AL, affects_figures=True)
+        return Finding(SPECULATIVE_CHECK, "no speculative gauges on /metrics (speculation off?)", NO_SERVER_AL,
+                       affects_figures=True)
 
 
 class SglangCollector:

@@ -8,11 +8,19 @@ from pathlib import Path
 import orjson
 
 from ..errors import UsageError
-from .base import EngineSpec, SpecCounters
+from .base import EngineSpec, Finding, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
-from .server_metrics import CounterCollector, Getter, ServerAcceptance, fetch_text
+from .server_metrics import (
+    EXACT_SERVER_AL,
+    SPECULATIVE_CHECK,
+    CounterCollector,
+    Getter,
+    ServerAcceptance,
+    counter_finding,
+    fetch_text,
+)
 
 __all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launch", "SPEC"]
 
@@ -38,6 +46,26 @@ class TrtllmAdapter(OpenAIAdapter):
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
         assert body.keys() <= REQUEST_FIELDS
         return body
+
+    version_endpoint: tuple[str, str] | None = ("/version", "version")
+    own_endpoints: tuple[str, ...] = ("/health_generate", "/prometheus/metrics")
+    metrics_path: str | None = "/prometheus/metrics"
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        """The Prometheus counters where return_perf_metrics is on; else the JSON iteration stats.
+        Reading /metrics drains it: only before a run, whose collector drains it again anyway."""
+        counters = await counter_finding(get, "/prometheus/metrics", self.spec_counters, "return_perf_metrics: true")
+        if counters.consequence == EXACT_SERVER_AL:
+            return counters
+        text = await fetch_text(get, "/metrics")
+        try:
+            entries = orjson.loads(text) if text is not None else None
+        except orjson.JSONDecodeError:
+            entries = None
+        if isinstance(entries, list) and any(isinstance(e, dict) and e.get("specDecodingStats") for e in entries):
+            return Finding(SPECULATIVE_CHECK, "/metrics iteration stats count draft and accepted tokens (no "
+                                              f"per-position counts; {counters.finding})", EXACT_SERVER_AL)
+        return counters
 
     def collectors(self) -> list:
         return [TrtllmIterationCollector(),

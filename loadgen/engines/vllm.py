@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import EngineSpec, SpecCounters
+from .base import EngineSpec, Finding, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
-from .server_metrics import CounterCollector
+from .server_metrics import CounterCollector, Getter, counter_finding
 
 __all__ = ["VllmAdapter", "launch", "SPEC"]
 
@@ -33,8 +33,17 @@ class VllmAdapter(OpenAIAdapter):
                 "ignore_eos": ignore_eos, "stream": True,
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
 
+    version_endpoint: tuple[str, str] | None = ("/version", "version")
+    own_endpoints: tuple[str, ...] = ("/ping",)
+    metrics_path: str | None = "/metrics"
+    #: on by default in vLLM V1 (--enable-prefix-caching); the counters appear with it
+    prefix_cache_metrics: tuple[str, ...] = ("vllm:prefix_cache_queries_total",)
+
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "vllm /metrics counters")]
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        return await counter_finding(get, "/metrics", self.spec_counters, "vLLM serves it unless told not to")
 
     @staticmethod
     def spec_counters(metrics_text: str) -> SpecCounters | None:

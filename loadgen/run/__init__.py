@@ -8,11 +8,13 @@
     telemetry.py  live Prometheus metrics, and the push to a Pushgateway at the end
     signals.py    Ctrl-C and SIGTERM during a run, and the caller's handlers restored after
     outputs.py    the run's folder (claimed for one run), run.json and the report files
+    probe.py      `loadgen probe URL`: what the server offers, what it means for the figures
     rebuild.py    `loadgen report DIR`: drawn again, or rebuilt from the journal
 """
 
 from .lifecycle import emulator_args, run
 from .outputs import prepare_output_dir
+from .probe import probe
 from .rebuild import rebuild_report, rerender_report
 
-__all__ = ["run", "emulator_args", "prepare_output_dir", "rebuild_report", "rerender_report"]
+__all__ = ["run", "emulator_args", "prepare_output_dir", "probe", "rebuild_report", "rerender_report"]

@@ -16,8 +16,10 @@ from ..engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from ..errors import ServerError, ServerNotReady, UsageError
 from ..records import RequestRecord, StreamRecorder
 from ..sender import COMPLETIONS
+from ..sinks import print_figure_warnings
 from ..transport import ExchangeError, HttpClient, TransportError
 from ..workloads import Prompt
+from .probe import run_findings
 
 __all__ = ["Served", "until_serving"]
 
@@ -35,7 +37,8 @@ async def until_serving(client: HttpClient, config: RunConfig, url: str, first_p
                         console: Console) -> Served:
     """Discovery and the preflight request, retried with backoff while the server answers but is
     not ready (429, 5xx, a failed stream: an engine still loading, or overloaded), for up to
-    --startup-wait seconds. Anything else (unreachable, 404, a bad key) fails at once."""
+    --startup-wait seconds. Anything else (unreachable, 404, a bad key) fails at once. Then the
+    probe's findings that change the figures (`loadgen probe`), printed once, before the warm-up."""
     deadline = time.monotonic() + config.startup_wait_s
     delay = 0.5
     while True:
@@ -43,6 +46,7 @@ async def until_serving(client: HttpClient, config: RunConfig, url: str, first_p
             model, engine = await _discover(client, config, url)
             adapter = get_adapter(engine)
             await _preflight(client, config, url, adapter, model, first_prompt)
+            print_figure_warnings(console, await run_findings(client, adapter))
             return Served(model, engine, adapter)
         except ServerNotReady as exc:
             if time.monotonic() + delay > deadline:

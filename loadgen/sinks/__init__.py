@@ -5,7 +5,9 @@ from .console import RunProgress, print_summary, print_workers
 from .csv_export import write_requests_csv
 from .json_report import write_json_atomic
 from .live import DEFAULT_METRICS_ADDR, LiveMetrics
+from .probe import print_figure_warnings, print_findings, print_findings_json
 from .tables import cell, print_table, write_csv
 
-__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "cell", "print_summary", "print_table",
-           "print_workers", "write_csv", "write_json_atomic", "write_requests_csv"]
+__all__ = ["DEFAULT_METRICS_ADDR", "LiveMetrics", "RunProgress", "cell", "print_figure_warnings", "print_findings",
+           "print_findings_json", "print_summary", "print_table", "print_workers", "write_csv", "write_json_atomic",
+           "write_requests_csv"]
