@@ -7,6 +7,7 @@ from .speculative import (
                           AGREEMENT_TOLERANCE,
                           conditional_acceptance,
                           cross_check,
+                          draft_coverage,
                           mean_from_histogram,
                           request_acceptance_length,
                           step_histogram,
@@ -16,6 +17,7 @@ from .timeseries import time_series
 
 __all__ = [
     "AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "PERCENTILES", "SCHEMA_VERSION", "Report", "WorkersInfo", "build_report",
-    "conditional_acceptance", "cross_check", "distribution", "held_load", "latency_samples", "mean_from_histogram",
-    "report_schema", "request_acceptance_length", "shipped_schema", "step_histogram", "time_series",
+    "conditional_acceptance", "cross_check", "distribution", "draft_coverage", "held_load", "latency_samples",
+    "mean_from_histogram", "report_schema", "request_acceptance_length", "shipped_schema", "step_histogram",
+    "time_series",
 ]

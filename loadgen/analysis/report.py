@@ -18,6 +18,7 @@ from .report_types import (
     ClientFigures,
     CrossCheck,
     Distribution,
+    DraftCoverage,
     HeldLoad,
     HeldRate,
     Latency,
@@ -36,6 +37,7 @@ from .slo import SLO_METRICS, slo_report
 from .speculative import (
     conditional_acceptance,
     cross_check,
+    draft_coverage,
     mean_from_histogram,
     request_acceptance_length,
     step_histogram,
@@ -155,6 +157,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
     samples = latency_samples(records)
     primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
     client = _client_speculative(records, adapter.token_counts)
+    coverage = (draft_coverage({int(k): n for k, n in client.histogram.items()}, primary)
+                if adapter.drafts_are_decode_steps else None)
     server_note: str | None
     if rebuilt_from_journal:
         server_note = REBUILT_SERVER_NOTE
@@ -194,7 +198,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
             server_note=server_note,
             server_per_request=_server_per_request(records),
             cross_check=CrossCheck.from_json(cross_check(client.acceptance_length, primary, adapter.authoritative,
-                                                         (client_read_lag or {}).get("p99_s"))),
+                                                         (client_read_lag or {}).get("p99_s"), coverage)),
+            coverage=DraftCoverage.from_json(coverage) if coverage else None,
         ),
         categories=_categories(records),
         # Chunks are timed by the kernel's arrival stamps; this is how late the client processed

@@ -20,16 +20,17 @@ from . import codec
 
 __all__ = [
     "READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "CategoryFigures", "ClientAcceptance", "ClientFigures", "CrossCheck",
-    "Distribution", "HeldLoad", "HeldRate", "Latency", "LostWorker", "MeanStd", "ReadLag", "Report", "RunSettings",
-    "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
+    "DraftCoverage", "Distribution", "HeldLoad", "HeldRate", "Latency", "LostWorker", "MeanStd", "ReadLag", "Report",
+    "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
     "ServerPerRequest", "report_schema", "shipped_schema",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
 #: their hash per version, so a schema change without a new version fails.
-SCHEMA_VERSION = 2
-#: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
+#: version 3 added speculative.coverage, which older reports lack (read as None)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 
 #: where the generated schemas ship inside the package
 SCHEMA_PACKAGE = "loadgen.schemas"
@@ -185,8 +186,24 @@ class CrossCheck(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class DraftCoverage(_JsonForm):
+    """The share of decode steps that drafted (analysis.speculative.draft_coverage): drafted steps
+    are the server's drafts, decode steps and tokens the client's after each prefill chunk
+    (successful requests); client AL = (undrafted + drafted * server AL - discarded) / decode steps."""
+
+    decode_steps: int
+    decode_tokens: int
+    drafted_steps: int
+    undrafted_steps: int
+    coverage: float
+    predicted_client_acceptance_length: float
+    discarded_accepted_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Speculative(_JsonForm):
-    """Speculative decoding: the client's figures, the server's (best source first), their cross-check."""
+    """Speculative decoding: the client's figures, the server's (best source first), their
+    cross-check, and the draft coverage where the engine's drafts count decode steps exactly."""
 
     client: ClientAcceptance
     server: ServerAcceptance | None
@@ -194,6 +211,9 @@ class Speculative(_JsonForm):
     server_note: str | None
     server_per_request: dict[str, ServerPerRequest] | None
     cross_check: CrossCheck
+    #: only where computable (exact counters of an engine whose drafts are decode steps); absent
+    #: before version 3
+    coverage: DraftCoverage | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from loadgen.engines import ServerAcceptance
 
 __all__ = ["step_histogram", "mean_from_histogram", "conditional_acceptance", "request_acceptance_length",
-           "cross_check", "AGREEMENT_TOLERANCE"]
+           "draft_coverage", "cross_check", "AGREEMENT_TOLERANCE"]
 
 
 def step_histogram(chunk_token_lists: Iterable[Sequence[int]]) -> dict[int, int]:
@@ -56,13 +56,57 @@ def request_acceptance_length(tokens: Sequence[int]) -> float | None:
 AGREEMENT_TOLERANCE = 0.02
 
 
+def draft_coverage(hist: Mapping[int, int], server: ServerAcceptance | None) -> dict | None:
+    """The share of the client's decode steps that drafted, from an engine whose drafts counter
+    counts drafted decode steps exactly (EngineAdapter.drafts_are_decode_steps).
+
+    The server's AL covers drafted steps only: AL_s = (D + accepted) / D over D drafts. The client's
+    covers every decode step (each chunk after the prefill's): AL_c = tokens / steps. A step that
+    drafted nothing (an n-gram drafter with nothing to match yet, a request's last token) carries one
+    token, so with U = steps - D undrafted steps
+
+        tokens = U + D * AL_s - discarded,   AL_c = (U + D * AL_s - discarded) / (U + D)
+
+    where `discarded` counts accepted draft tokens the server counted but did not stream (vLLM counts
+    those max_tokens then cuts off; also steps of requests that failed or were cancelled, whose
+    tokens are not in `hist`). The predicted AL is the relation without discards,
+    1 + coverage * (AL_s - 1).
+
+    `hist` is the client's step histogram (successful requests, first chunk excluded). None where
+    the server's figures are not an exact count, or where it drafted more steps than the client saw
+    (other traffic on the server, or chunks merging steps): the relation does not hold there.
+    discarded_accepted_tokens is None where negative (the stream delivered more than the counters
+    account for).
+
+    {1: 4, 4: 6} (28 tokens over 10 steps, AL_c 2.8) against 6 drafts with 21 accepted (AL_s 4.5):
+    4 undrafted steps, coverage 0.6, predicted AL (4 + 6 * 4.5) / 10 = 3.1, 6 + 21 - (28 - 4) = 3
+    accepted tokens discarded.
+    """
+    if (server is None or not server.exact or server.drafts is None or server.accepted_tokens is None
+            or server.acceptance_length is None):
+        return None
+    steps = sum(hist.values())
+    drafted = round(server.drafts)
+    if not steps or drafted > steps:
+        return None
+    tokens = sum(k * n for k, n in hist.items())
+    undrafted = steps - drafted
+    discarded = round(drafted + server.accepted_tokens - (tokens - undrafted))
+    return {"decode_steps": steps, "decode_tokens": tokens, "drafted_steps": drafted, "undrafted_steps": undrafted,
+            "coverage": drafted / steps,
+            "predicted_client_acceptance_length": (undrafted + drafted * server.acceptance_length) / steps,
+            "discarded_accepted_tokens": discarded if discarded >= 0 else None}
+
+
 def cross_check(client_al: float | None, server: ServerAcceptance | None, authoritative: tuple[str, str],
-                read_lag_p99_s: float | None) -> dict:
+                read_lag_p99_s: float | None, coverage: dict | None = None) -> dict:
     """Client AL (tokens per chunk) against the server's, with the likely cause of a disagreement.
 
     Chunks that merge steps (stream interval > 1, an engine merging under load, reads that caught
     several bursts) raise the client's figure; other traffic on the server, or a step split over
-    two reads, moves the server's or lowers the client's.
+    two reads, moves the server's or lowers the client's. Where the draft coverage
+    (draft_coverage) predicts the client's AL within the tolerance, the undrafted steps are the
+    whole gap: that one measured cause replaces the guessed ones.
     """
     server_al = server.acceptance_length if server else None
     likely_causes: list[str] = []
@@ -77,6 +121,12 @@ def cross_check(client_al: float | None, server: ServerAcceptance | None, author
     if abs(diff) <= AGREEMENT_TOLERANCE:
         return out
     out["flagged"] = True
+    predicted = coverage["predicted_client_acceptance_length"] if coverage else None
+    if coverage and predicted and abs(client_al / predicted - 1.0) <= AGREEMENT_TOLERANCE:
+        likely_causes.append(f"steps with no draft: {coverage['drafted_steps']} of {coverage['decode_steps']} decode "
+                             f"steps drafted (coverage {coverage['coverage']:.1%}), which predicts the client's AL "
+                             f"{predicted:.3f} from the server's {server_al:.3f}")
+        return out
     if diff > 0:
         likely_causes.append("chunks merge several engine steps (stream interval > 1, or the engine merged steps "
                              "under load)")
@@ -86,9 +136,9 @@ def cross_check(client_al: float | None, server: ServerAcceptance | None, author
     else:
         likely_causes += ["other traffic on the server during the run (its figures cover all requests)",
                           "a step's tokens split over several chunks or reads",
-                          "steps with no draft (a request's last tokens, where no draft fits under max_tokens) "
-                          "count in the client's AL but not in the server's drafts-only one; short outputs "
-                          "show it most"]
+                          "steps with no draft (a request's first steps, where an n-gram drafter has nothing to "
+                          "match yet, and its last tokens, where no draft fits under max_tokens) count in the "
+                          "client's AL but not in the server's drafts-only one; short outputs show it most"]
     if not server.exact:
         likely_causes.append("the server figure is a windowed or cumulative average, not the window's count")
     return out

@@ -87,6 +87,9 @@ class EngineAdapter(Protocol):
     step_gap_ns: int | None
     #: which acceptance length to trust for this engine, and why (shown in the report)
     authoritative: tuple[str, str]
+    #: the server's drafts counter counts decode steps that drafted, once per request and step, so
+    #: the client's decode steps less the drafts are the undrafted ones (the report's draft coverage)
+    drafts_are_decode_steps: bool
 
     def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float,
                      ignore_eos: bool) -> dict: ...

@@ -33,6 +33,9 @@ class LlamacppAdapter(OpenAIAdapter):
     authoritative = ("server", "llama-server streams one chunk per token: the client takes each request's step "
                                "count from its timings (draft_n_accepted) and places the steps at the largest "
                                "gaps between chunks, so its counters (--metrics) are the authoritative figure")
+    #: spec_decode_num_drafts counts each slot's step that drafted; near max_tokens llama-server
+    #: shortens the draft, and drafts nothing once one token is left
+    drafts_are_decode_steps = True
 
     def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float, ignore_eos: bool) -> dict:
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,

@@ -54,6 +54,7 @@ class OpenAIAdapter:
     step_gap_ns: int | None = None
     authoritative = ("none", "a plain OpenAI server gives no per-chunk token counts and no server metrics: "
                              "tokens per chunk are assumed, not measured")
+    drafts_are_decode_steps = False
 
     def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float, ignore_eos: bool) -> dict:
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,

@@ -25,6 +25,9 @@ class VllmAdapter(OpenAIAdapter):
     token_counts = "usage"
     authoritative = ("server", "vLLM's spec-decode counters are exact (for all traffic on the server); the client's "
                                "tokens per chunk equal them while stream interval is 1 and the client keeps up")
+    #: num_drafts counts each request's step that proposed a draft (an n-gram step with no match
+    #: proposes none); num_accepted_tokens includes accepted tokens max_tokens then cut off
+    drafts_are_decode_steps = True
 
     def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float, ignore_eos: bool) -> dict:
         # continuous_usage_stats needs include_usage too; it puts the cumulative completion_tokens

@@ -123,6 +123,16 @@ def print_summary(console: Console, report: Report) -> None:
         console.print(f"Server ({server.source}): acceptance length {server.acceptance_length:.3f}, "
                       f"acceptance rate {cell(server.acceptance_rate, '{:.3f}')}"
                       + (f", per position [{per_pos}]" if per_pos else "") + drafts)
+    coverage = spec.coverage
+    if coverage and server:
+        discarded = coverage.discarded_accepted_tokens
+        console.print(f"Draft coverage {coverage.coverage:.1%}: {coverage.drafted_steps} of {coverage.decode_steps} "
+                      f"decode steps drafted, {coverage.undrafted_steps} undrafted; client AL "
+                      f"{cell(client.acceptance_length, '{:.3f}')}, server AL (drafted steps) "
+                      f"{cell(server.acceptance_length, '{:.3f}')}, predicted from the coverage "
+                      f"{coverage.predicted_client_acceptance_length:.3f}"
+                      + (f"; {discarded} accepted tokens counted but not streamed (cut by max_tokens, or of "
+                                  "failed requests)" if discarded else ""))
     if spec.server_note:
         console.print(f"[dim]Server note: {spec.server_note}[/]")
     check = spec.cross_check

@@ -141,6 +141,8 @@ def render_run(report: Report, out: Path) -> Path:
         ["output TPS", cell(summary.output_tps, "{:.1f}")],
         ["acceptance length (client)", cell(spec.client.acceptance_length)],
         ["acceptance length (server)", cell(spec.server.acceptance_length if spec.server else None)],
+        *([["draft coverage (drafted / decode steps)", f"{spec.coverage.coverage:.1%} ({spec.coverage.drafted_steps}"
+                                                       f" / {spec.coverage.decode_steps})"]] if spec.coverage else []),
     ])
     latency = _table(["metric", "p50 ms", "p90 ms", "p99 ms"], [
         [name, *(cell(None if getattr(d, p) is None else getattr(d, p) * 1e3) for p in ("p50", "p90", "p99"))]

@@ -61,6 +61,21 @@ def test_adapter_against_its_personality(engine, step_ms, emulator, run_loadgen,
         assert server["acceptance_length"] == 1 + server["accepted_tokens"] / server["drafts"]
         assert not check["flagged"] and abs(check["relative_difference"]) < 0.02
     if engine in ("vllm", "llamacpp"):
+        # Draft coverage: the server's drafts over the client's decode steps (all drafted but
+        # llama.cpp's undrafted last ones). Accepted tokens max_tokens cut off: the emulated vLLM
+        # counts them, as vLLM does (at most one draft's 3 per request); llama.cpp shortens its
+        # last drafts instead, so none.
+        coverage = report["speculative"]["coverage"]
+        assert coverage["decode_steps"] == client["steps"] and coverage["drafted_steps"] == server["drafts"]
+        assert coverage["undrafted_steps"] == client["steps"] - server["drafts"]
+        assert coverage["coverage"] == server["drafts"] / client["steps"]
+        discarded = coverage["discarded_accepted_tokens"]
+        assert (discarded == 0) if engine == "llamacpp" else (0 <= discarded <= 120 * 3)
+        tokens = coverage["undrafted_steps"] + server["drafts"] * server["acceptance_length"] - discarded
+        assert client["acceptance_length"] == pytest.approx(tokens / client["steps"])
+    else:
+        assert "coverage" not in report["speculative"]  # drafts that are not decode steps, or no exact count
+    if engine in ("vllm", "llamacpp"):
         text = urllib.request.urlopen(emu.url + "/metrics", timeout=5).read().decode()
         prefix = "vllm:" if engine == "vllm" else "llamacpp:"
         drafts = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()

@@ -70,6 +70,15 @@ def test_server_acceptance_and_accounting_against_synthetic_rates(llama_server, 
     assert steps == sum(r.output_tokens - 1 - r.server_accepted_tokens for r in records)
     assert check["client_acceptance_length"] == pytest.approx((sent * (MAX_TOKENS - 1)) / steps)
     assert 0 <= steps - drafts <= sent  # undrafted steps: here only a last one, with one token still allowed
+    # The report's draft coverage says the same, and no accepted token was cut off: llama-server
+    # shortens a draft to the tokens max_tokens still allows.
+    coverage = spec["coverage"]
+    assert (coverage["decode_steps"], coverage["drafted_steps"]) == (steps, drafts)
+    assert coverage["undrafted_steps"] == steps - drafts and coverage["coverage"] == drafts / steps
+    assert coverage["discarded_accepted_tokens"] == 0
+    assert coverage["predicted_client_acceptance_length"] == pytest.approx(check["client_acceptance_length"])
+    if check["flagged"]:  # the undrafted steps are the whole gap, and the cross-check says so
+        assert len(check["likely_causes"]) == 1 and check["likely_causes"][0].startswith("steps with no draft:")
     assert check["relative_difference"] <= 0 and check["flagged"] == (check["relative_difference"] < -0.02)
 
 

@@ -20,6 +20,7 @@ from loadgen.records import ERROR_KINDS, ErrorInfo, RequestRecord
 #: a new SCHEMA_VERSION and its hash here; never edit a hash of a released version.
 SCHEMA_HASHES = {
     2: "a2bc9cdae28be38e4831b0154ee4a060d7110836f53ebb56b73739081b7b0946",
+    3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
@@ -83,6 +84,14 @@ def test_a_full_report_validates_and_round_trips():
     assert Report.from_json(json.loads(json.dumps(data))) == report
     assert data["speculative"]["server_per_request"]["chat"]["accepted_tokens"] == 8
     assert "workers" not in data and "rebuilt_from_journal" not in data  # written only where they apply
+
+
+def test_a_version_2_report_without_coverage_reads_back_unchanged():
+    data = _report().to_json()
+    assert data["speculative"]["coverage"]["drafted_steps"] == 10
+    old = _with(_without(data, ("speculative", "coverage")), ("schema_version",), 2)
+    report = Report.from_json(old)
+    assert report.speculative.coverage is None and report.to_json() == old
 
 
 def test_open_loop_and_rebuilt_reports_validate():

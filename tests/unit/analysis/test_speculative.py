@@ -1,17 +1,22 @@
 import math
+from array import array
 
 import pytest
 
 from loadgen.analysis import (
+    build_report,
     conditional_acceptance,
     cross_check,
     distribution,
+    draft_coverage,
     mean_from_histogram,
     request_acceptance_length,
     step_histogram,
 )
-from loadgen.engines import ServerAcceptance, SpecCounters
+from loadgen.config import RunConfig
+from loadgen.engines import ServerAcceptance, SpecCounters, get_adapter
 from loadgen.engines.server_metrics import window_acceptance
+from loadgen.records import RequestRecord
 
 
 def test_histogram_excludes_the_prefill_chunk():
@@ -60,6 +65,89 @@ def test_cross_check_flags_disagreement_beyond_two_percent_with_a_cause():
     assert low["flagged"] and any("other traffic" in c for c in low["likely_causes"])
     assert any("windowed" in c for c in low["likely_causes"])
     assert cross_check(None, None, why, None)["flagged"] is False
+
+
+def _streamed(request_id: int, tokens: list[int]) -> RequestRecord:
+    """A successful request whose chunks carried `tokens`, 20 ms apart."""
+    r = RequestRecord(request_id, "chat", 0, 100, 64, scheduled_ns=10**12 + request_id * 10**8)
+    r.sent_ns = r.scheduled_ns + 1000
+    r.first_ns = r.sent_ns + 50_000_000
+    r.chunk_ns = array("q", [r.first_ns + i * 20_000_000 for i in range(len(tokens))])
+    r.chunk_tokens = array("i", tokens)
+    r.last_ns = r.end_ns = r.chunk_ns[-1]
+    r.output_tokens = sum(tokens)
+    r.finish_reason = "length"
+    return r
+
+
+def _speculative(engine: str, records: list[RequestRecord], server: ServerAcceptance):
+    public = RunConfig(url=None, output_dir="out", num_requests=len(records)).public() | {
+        "run_id": "r", "engine": engine, "model": "m", "emulator": None, "workers": 1, "workload_info": {},
+        "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00"}
+    return build_report(config=public, records=records, adapter=get_adapter(engine), server=[server],
+                        target_concurrency=4).speculative
+
+
+def _undrafted_start_requests(drafted_pairs: int, cut_to: int) -> list[RequestRecord]:
+    """4 requests: after the prefill token, 2 undrafted steps (one token each), then drafted steps
+    of 4 and 3 tokens (AL 3.5); the last request's last step, 3 tokens on the server, was cut to
+    `cut_to` by max_tokens."""
+    records = [_streamed(i, [1, 1, 1, *[4, 3] * drafted_pairs]) for i in range(4)]
+    records[3].chunk_tokens[-1] = cut_to
+    return records
+
+
+def test_draft_coverage_of_undrafted_first_steps_explains_the_gap():
+    # 4 x (2 + 16) = 72 decode steps, 64 drafted with 160 accepted (AL 3.5); the stream delivered
+    # 4 x 58 - 1 = 231 tokens, one accepted token discarded by max_tokens.
+    server = ServerAcceptance("vllm /metrics counters", 3.5, drafts=64.0, draft_tokens=192.0, accepted_tokens=160.0)
+    spec = _speculative("vllm", _undrafted_start_requests(8, cut_to=2), server)
+    assert spec.client.steps == 72 and spec.client.acceptance_length == 231 / 72
+    coverage = spec.coverage
+    assert coverage is not None
+    assert (coverage.decode_steps, coverage.decode_tokens) == (72, 231)
+    assert (coverage.drafted_steps, coverage.undrafted_steps) == (64, 8)
+    assert coverage.coverage == 64 / 72
+    assert coverage.predicted_client_acceptance_length == (8 + 64 * 3.5) / 72
+    assert coverage.discarded_accepted_tokens == 1
+    # the relation, exactly: client AL = (U + D * AL_s - discarded) / (U + D)
+    assert spec.client.acceptance_length == (8 + 64 * 3.5 - 1) / 72
+    check = spec.cross_check
+    assert check.flagged and check.relative_difference == pytest.approx(231 / 72 / 3.5 - 1)  # -8.3 %
+    assert len(check.likely_causes) == 1
+    assert check.likely_causes[0].startswith("steps with no draft: 64 of 72 decode steps drafted (coverage 88.9%)")
+
+
+def test_draft_coverage_beyond_the_tolerance_keeps_the_guessed_causes():
+    # 4 x (2 + 4) = 24 steps, 16 drafted with 40 accepted (AL 3.5); 4 x 16 - 2 = 62 tokens streamed:
+    # the 2 discarded tokens are 3 % of the prediction, more than the tolerance
+    server = ServerAcceptance("vllm /metrics counters", 3.5, drafts=16.0, draft_tokens=48.0, accepted_tokens=40.0)
+    spec = _speculative("vllm", _undrafted_start_requests(2, cut_to=1), server)
+    coverage = spec.coverage
+    assert coverage is not None
+    assert (coverage.decode_steps, coverage.decode_tokens, coverage.undrafted_steps) == (24, 62, 8)
+    assert coverage.coverage == 16 / 24 and coverage.predicted_client_acceptance_length == 64 / 24
+    assert coverage.discarded_accepted_tokens == 2
+    assert any("other traffic" in c for c in spec.cross_check.likely_causes)
+    assert any("first steps" in c for c in spec.cross_check.likely_causes)
+
+
+def test_draft_coverage_only_from_exact_counters_of_drafted_steps():
+    hist = {1: 4, 4: 6}
+    counters = ServerAcceptance("s", 4.5, drafts=6.0, accepted_tokens=21.0)
+    assert draft_coverage(hist, counters) == {  # the docstring's example
+        "decode_steps": 10, "decode_tokens": 28, "drafted_steps": 6, "undrafted_steps": 4, "coverage": 0.6,
+        "predicted_client_acceptance_length": 3.1, "discarded_accepted_tokens": 3}
+    windowed = ServerAcceptance("s", 4.5, drafts=6.0, accepted_tokens=21.0, exact=False)
+    assert draft_coverage(hist, windowed) is None
+    shared = ServerAcceptance("s", 4.5, drafts=11.0, accepted_tokens=38.5)  # more drafts than the client's steps
+    assert draft_coverage(hist, shared) is None
+    assert draft_coverage(hist, None) is None and draft_coverage({}, counters) is None
+    more_than_counted = ServerAcceptance("s", 2.0, drafts=6.0, accepted_tokens=6.0)  # 22 drafted tokens streamed
+    assert draft_coverage(hist, more_than_counted)["discarded_accepted_tokens"] is None
+    # SGLang's drafts are not steps: no coverage, whatever its figures
+    sglang = ServerAcceptance("sglang", 3.5, drafts=64.0, accepted_tokens=160.0)
+    assert _speculative("sglang", _undrafted_start_requests(8, cut_to=2), sglang).coverage is None
 
 
 def test_spec_counter_difference_pads_missing_positions():

@@ -1,0 +1,49 @@
+"""The run's summary on the console and its HTML page: the draft coverage beside both ALs."""
+
+import io
+from array import array
+
+from rich.console import Console
+
+from loadgen.analysis import build_report
+from loadgen.config import RunConfig
+from loadgen.engines import ServerAcceptance, get_adapter
+from loadgen.records import RequestRecord
+from loadgen.sinks import print_summary
+from loadgen.sinks.plots import render_run
+
+
+def _report():
+    """4 vLLM requests: the prefill token, 2 undrafted steps, 8 drafted ones of 4 and 3 tokens."""
+    records = []
+    for i in range(4):
+        r = RequestRecord(i, "chat", 0, 100, 64, scheduled_ns=10**12 + i * 10**8)
+        r.sent_ns = r.scheduled_ns + 1000
+        tokens = [1, 1, 1, *[4, 3] * 4]
+        r.first_ns = r.sent_ns + 50_000_000
+        r.chunk_ns = array("q", [r.first_ns + k * 20_000_000 for k in range(len(tokens))])
+        r.chunk_tokens = array("i", tokens)
+        r.last_ns = r.end_ns = r.chunk_ns[-1]
+        r.output_tokens, r.finish_reason = sum(tokens), "length"
+        records.append(r)
+    public = RunConfig(url=None, output_dir="out", num_requests=4).public() | {
+        "run_id": "r", "engine": "vllm", "model": "m", "emulator": None, "workers": 1, "workload_info": {},
+        "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00"}
+    server = ServerAcceptance("vllm /metrics counters", 3.5, drafts=32.0, draft_tokens=96.0, accepted_tokens=80.0)
+    return build_report(config=public, records=records, adapter=get_adapter("vllm"), server=[server],
+                        target_concurrency=4)
+
+
+def test_console_shows_the_draft_coverage_beside_both_acceptance_lengths():
+    out = io.StringIO()
+    print_summary(Console(file=out, width=400), _report())
+    text = out.getvalue()
+    # 40 decode steps, 32 drafted: client AL 120 / 40, predicted (8 + 32 * 3.5) / 40
+    assert ("Draft coverage 80.0%: 32 of 40 decode steps drafted, 8 undrafted; client AL 3.000, server AL "
+            "(drafted steps) 3.500, predicted from the coverage 3.000") in text
+    assert "steps with no draft: 32 of 40 decode steps drafted (coverage 80.0%)" in text
+
+
+def test_html_page_shows_the_draft_coverage(tmp_path):
+    html = render_run(_report(), tmp_path).read_text()
+    assert "draft coverage (drafted / decode steps)" in html and "80.0% (32 / 40)" in html
