@@ -22,7 +22,8 @@ def probe(url: str, *args: str) -> dict[str, dict]:
 #: engine -> (version the engine tells, max length, server AL consequence, prefix-cache metric, own endpoints
 #: answered, endpoints absent)
 EXPECTED = {
-    "vllm": (None, "131072", "server AL will be exact over the window", None, ["/metrics"], ["/version", "/ping"]),
+    "vllm": ("0.32.0", "131072", "server AL will be exact over the window", "vllm:prefix_cache_queries_total",
+             ["/metrics", "/version"], ["/ping"]),
     "sglang": ("0.0.0+loadgen.emulator", "131072", "server AL will be cumulative, not windowed",
                "sglang:cache_hit_rate", ["/health_generate", "/server_info"], ["/get_model_info"]),
     "trtllm": ("0.0.0+loadgen.emulator", None, "server AL will be exact over the window", None,
