@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, NoReturn
 
 import pytest
 
@@ -47,7 +48,7 @@ def vllm_venv() -> Path:
     return Path(os.environ.get("LOADGEN_VLLM_VENV") or default)
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     """Skip, or fail when the environment demands the real engine, so tests never skip silently."""
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
@@ -74,7 +75,7 @@ class VllmServer:
     log: Path
     args: tuple[str, ...]
     startup_s: float = 0.0
-    _log_file: object = field(default=None, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -165,7 +166,8 @@ def start_vllm_server(python: Path, models: VllmModels, speculative_config: dict
         tail = server.log_tail()
         if not running and "address already in use" in tail.lower() and attempt < 2:
             continue
-        why = f"did not answer /v1/models within {start_timeout_s:.0f} s" if running else f"exited with {proc.returncode}"
+        why = (f"did not answer /v1/models within {start_timeout_s:.0f} s" if running
+               else f"exited with {proc.returncode}")
         pytest.fail(f"vLLM {why}; log {log}:\n{tail}", pytrace=False)
     raise AssertionError("unreachable")
 

@@ -36,7 +36,7 @@ def _config(*, hidden: int, layers: int, heads: int, kv_heads: int, intermediate
     return LlamaConfig(vocab_size=128256, hidden_size=hidden, num_hidden_layers=layers,
                        num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
                        max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=128000,
-                       eos_token_id=128001, rope_theta=500000.0, torch_dtype="bfloat16")
+                       eos_token_id=128001)
 
 
 def _save(model, tokenizer_dir: Path, out: Path) -> None:
