@@ -99,12 +99,24 @@ def llama_metrics(drafts, draft_tokens, accepted, per_pos):
 
 
 def test_counter_collector_window_and_time_series():
-    server = FakeServer({"/metrics": [llama_metrics(10, 30, 12, [8, 3, 1]), llama_metrics(20, 60, 27, [16, 8, 3]),
+    """The window's first and last reads are settled (read again until two agree): the first read
+    twice, the poll once, the last twice (the fake server repeats its last body)."""
+    start = llama_metrics(10, 30, 12, [8, 3, 1])
+    server = FakeServer({"/metrics": [start, start, llama_metrics(20, 60, 27, [16, 8, 3]),
                                       llama_metrics(40, 120, 57, [32, 18, 7])]})
     result = collect(CounterCollector("/metrics", get_adapter("llamacpp").spec_counters, "llama"), server)
     assert result.drafts == 30 and result.accepted_tokens == 45 and result.acceptance_length == 2.5
     assert result.per_position == [24 / 30, 15 / 30, 6 / 30] and result.acceptance_rate == 45 / 90
     assert result.time_series == [{"t_s": 1.0, "acceptance_length": 2.5, "drafts": 10.0}]
+
+
+def test_counter_collector_settles_a_read_the_engine_has_not_caught_up_with():
+    """vLLM records a step's counts a moment after streaming it: the window opens on the counters
+    once two reads agree, not on the first read (which missed the preflight's step here)."""
+    late, caught_up = llama_metrics(10, 30, 12, [8, 3, 1]), llama_metrics(11, 33, 14, [9, 4, 1])
+    server = FakeServer({"/metrics": [late, caught_up, caught_up, llama_metrics(21, 63, 29, [17, 9, 3])]})
+    result = collect(CounterCollector("/metrics", get_adapter("llamacpp").spec_counters, "llama"), server, polls=0)
+    assert result.drafts == 10 and result.accepted_tokens == 15
 
 
 def test_trtllm_prometheus_counts_drafts_at_position_zero():
