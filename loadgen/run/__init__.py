@@ -2,6 +2,7 @@
 
     lifecycle.py  the run itself, in order: folder, server, load, phases, report
     handshake.py  discovery, the preflight request, waiting for a server still starting
+    discovery.py  what a server serves (/v1/models), for the handshake and `loadgen probe`
     shares.py     the run's plans and the share that sends them (LoadShare: local, processes, Ray)
     polling.py    the server's own metrics over the measured phase
     tally.py      each finished request: journaled, kept, counted (--max-error-rate), shown

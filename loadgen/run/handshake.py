@@ -17,8 +17,9 @@ from ..errors import ServerError, ServerNotReady, UsageError
 from ..records import RequestRecord, StreamRecorder
 from ..sender import COMPLETIONS
 from ..sinks import print_figure_warnings
-from ..transport import ExchangeError, HttpClient, TransportError
+from ..transport import ExchangeError, HttpClient
 from ..workloads import Prompt
+from .discovery import served_models
 from .probe import run_findings
 
 __all__ = ["Served", "until_serving"]
@@ -58,22 +59,7 @@ async def until_serving(client: HttpClient, config: RunConfig, url: str, first_p
 
 
 async def _discover(client: HttpClient, config: RunConfig, url: str) -> tuple[str, str]:
-    try:
-        status, body = await client.get("/v1/models")
-    except TransportError as exc:
-        raise ServerError(f"{exc}; check --url and that the server is up") from exc
-    if status in (401, 403):
-        raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY)")
-    if status == 429 or status >= 500:
-        raise ServerNotReady(f"GET /v1/models: HTTP {status}")
-    try:
-        models = orjson.loads(body) if status == 200 else {}
-        ids = [m["id"] for m in models["data"]]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise ServerError(f"{url} is not an OpenAI-compatible server: GET /v1/models gave HTTP {status} "
-                          "without a model list; check --url (the server root, without /v1)") from None
-    if not ids:
-        raise ServerError(f"{url}/v1/models lists no models")
+    models, ids = await served_models(client, url)
     model = config.model or ids[0]
     if config.model and config.model not in ids:
         raise UsageError(f"model {config.model!r} is not served at {url}; it serves: {', '.join(ids)}")

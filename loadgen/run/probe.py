@@ -19,9 +19,10 @@ from ..engines import FALLBACK_ENGINE, EngineAdapter, detect_engine, get_adapter
 from ..engines.base import Finding
 from ..engines.prometheus_text import sample_sums
 from ..engines.server_metrics import NO_SERVER_AL, fetch_text
-from ..errors import ServerError, UsageError
+from ..errors import UsageError
 from ..sender import COMPLETIONS
 from ..transport import ExchangeError, HttpClient, TransportError
+from .discovery import served_models
 
 __all__ = ["probe", "probe_findings", "run_findings"]
 
@@ -67,11 +68,8 @@ def probe(url: str, *, model: str | None, api_key: str | None, verify_tls: bool)
 
 
 async def probe_findings(client: HttpClient, url: str, model: str | None) -> list[Finding]:
-    models = await _models(client, url)
-    served = [m for m in models.get("data", []) if isinstance(m, dict) and "id" in m]
-    ids = [str(m["id"]) for m in served]
-    if not ids:
-        raise ServerError(f"{url}/v1/models lists no models")
+    models, ids = await served_models(client, url)
+    served = [m for m in models["data"] if isinstance(m, dict)]
     if model is not None and model not in ids:
         raise UsageError(f"model {model!r} is not served at {url}; it serves: {', '.join(ids)}")
     engine = detect_engine(models)
@@ -100,23 +98,6 @@ async def _figures(client: HttpClient, adapter: EngineAdapter, model: str) -> tu
     exact = seen.error is None and bool(seen.counts)
     return seen, [_token_ids_finding(seen), _token_counts_finding(adapter, exact=exact, failed=seen.error is not None),
                   _steps_finding(adapter, seen, speculative), speculative]
-
-
-async def _models(client: HttpClient, url: str) -> dict:
-    try:
-        status, body = await client.get("/v1/models")
-    except TransportError as exc:
-        raise ServerError(f"{exc}; check the URL and that the server is up") from None
-    if status in (401, 403):
-        raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY)")
-    try:
-        models = orjson.loads(body) if status == 200 else None
-    except orjson.JSONDecodeError:
-        models = None
-    if not isinstance(models, dict) or not isinstance(models.get("data"), list):
-        raise ServerError(f"{url} is not an OpenAI-compatible server: GET /v1/models gave HTTP {status} without a "
-                          "model list; check the URL (the server root, without /v1)")
-    return models
 
 
 async def _engine_finding(client: HttpClient, adapter: EngineAdapter, served: list[dict]) -> Finding:

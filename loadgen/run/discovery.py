@@ -1,0 +1,32 @@
+"""What a server serves, asked the same way by a run's handshake and by `loadgen probe`."""
+
+from __future__ import annotations
+
+import orjson
+
+from ..errors import ServerError, ServerNotReady
+from ..transport import HttpClient, TransportError
+
+__all__ = ["served_models"]
+
+
+async def served_models(client: HttpClient, url: str) -> tuple[dict, list[str]]:
+    """GET /v1/models: its body and the ids of the models served, or one clear error (unreachable, a
+    bad key, not an OpenAI-compatible server, no model); ServerNotReady on 429 or 5xx (loading)."""
+    try:
+        status, body = await client.get("/v1/models")
+    except TransportError as exc:
+        raise ServerError(f"{exc}; check --url and that the server is up") from exc
+    if status in (401, 403):
+        raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY)")
+    if status == 429 or status >= 500:
+        raise ServerNotReady(f"GET /v1/models: HTTP {status}")
+    try:
+        models = orjson.loads(body) if status == 200 else {}
+        ids = [str(m["id"]) for m in models["data"]]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise ServerError(f"{url} is not an OpenAI-compatible server: GET /v1/models gave HTTP {status} "
+                          "without a model list; check --url (the server root, without /v1)") from None
+    if not ids:
+        raise ServerError(f"{url}/v1/models lists no models")
+    return models, ids
