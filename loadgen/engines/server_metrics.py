@@ -15,9 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import orjson
+
 from .base import Finding, SpecCounters
 
-__all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "window_acceptance",
+__all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
+           "window_acceptance",
            "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "counter_finding"]
 
 Getter = Callable[[str], Awaitable[tuple[int, bytes]]]
@@ -54,6 +57,18 @@ async def fetch_text(get: Getter, path: str) -> str | None:
     except Exception:  # a scrape failure must never end a benchmark
         return None
     return body.decode("utf-8", "replace") if status == 200 else None
+
+
+async def fetch_json(get: Getter, path: str) -> object:
+    """A JSON body (SGLang's /server_info, TRT-LLM's iteration stats, a version endpoint), or None
+    when the endpoint is missing, failing or not JSON; the caller checks its shape."""
+    text = await fetch_text(get, path)
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
 
 
 #: `loadgen probe`'s name for the speculative-metrics check, and the consequences it can have

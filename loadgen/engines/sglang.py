@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
 from .base import EngineSpec, Finding
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import sample_sums
-from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter, ServerAcceptance, fetch_text
+from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter, ServerAcceptance, fetch_json, fetch_text
 
 __all__ = ["SglangAdapter", "SglangCollector", "launch", "SPEC"]
 
@@ -74,12 +72,8 @@ class SglangCollector:
 
     @staticmethod
     async def _avg_accept(get: Getter) -> float | None:
-        text = await fetch_text(get, "/server_info")
-        if text is None:
-            return None
-        try:
-            info = orjson.loads(text)
-        except orjson.JSONDecodeError:
+        info = await fetch_json(get, "/server_info")
+        if not isinstance(info, dict):
             return None
         states = info.get("internal_states") or [info]
         values = [s.get("avg_spec_accept_length") for s in states if isinstance(s, dict)]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
 from ..errors import UsageError
 from .base import EngineSpec, Finding, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
@@ -19,7 +17,7 @@ from .server_metrics import (
     Getter,
     ServerAcceptance,
     counter_finding,
-    fetch_text,
+    fetch_json,
 )
 
 __all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launch", "SPEC"]
@@ -57,11 +55,7 @@ class TrtllmAdapter(OpenAIAdapter):
         counters = await counter_finding(get, "/prometheus/metrics", self.spec_counters, "return_perf_metrics: true")
         if counters.consequence == EXACT_SERVER_AL:
             return counters
-        text = await fetch_text(get, "/metrics")
-        try:
-            entries = orjson.loads(text) if text is not None else None
-        except orjson.JSONDecodeError:
-            entries = None
+        entries = await fetch_json(get, "/metrics")
         if isinstance(entries, list) and any(isinstance(e, dict) and e.get("specDecodingStats") for e in entries):
             return Finding(SPECULATIVE_CHECK, "/metrics iteration stats count draft and accepted tokens (no "
                                               f"per-position counts; {counters.finding})", EXACT_SERVER_AL)
@@ -96,11 +90,7 @@ class TrtllmIterationCollector:
         self._readable = True
 
     async def _drain(self, get: Getter) -> tuple[float, float, float] | None:
-        text = await fetch_text(get, "/metrics")
-        try:
-            entries = orjson.loads(text) if text is not None else None
-        except orjson.JSONDecodeError:
-            entries = None
+        entries = await fetch_json(get, "/metrics")
         if not isinstance(entries, list):
             self._readable = False
             return None

@@ -18,7 +18,7 @@ import orjson
 from ..engines import FALLBACK_ENGINE, EngineAdapter, detect_engine, get_adapter
 from ..engines.base import Finding
 from ..engines.prometheus_text import sample_sums
-from ..engines.server_metrics import NO_SERVER_AL, fetch_text
+from ..engines.server_metrics import NO_SERVER_AL, fetch_json, fetch_text
 from ..errors import UsageError
 from ..sender import COMPLETIONS
 from ..transport import ExchangeError, HttpClient, TransportError
@@ -114,11 +114,7 @@ async def _version(client: HttpClient, adapter: EngineAdapter) -> str | None:
     if adapter.version_endpoint is None:
         return None
     path, key = adapter.version_endpoint
-    text = await fetch_text(client.get, path)
-    try:
-        body = orjson.loads(text) if text is not None else None
-    except orjson.JSONDecodeError:
-        return None
+    body = await fetch_json(client.get, path)
     value = body.get(key) if isinstance(body, dict) else None
     return str(value) if value else None
 
