@@ -412,14 +412,13 @@ def matrix(plan, list_plans, output_dir, dry_run) -> None:
     """For each recipe of PLAN (a YAML file, or a shipped plan's name: see --list): start the server,
     run the workloads × concurrencies, stop it; then compare every recipe with the plan's baseline
     (speedup tables, Pareto plots)."""
-    from .studies import find_plan, load_plan, run_matrix, shipped_plans
+    from .studies import load_plan, run_matrix, shipped_plans
 
     if list_plans:
         _print_shipped(shipped_plans(), lambda name: load_plan(name).description)
         return
     if plan is None:
         raise LoadgenError("give a PLAN (a plan file, or a name that `loadgen matrix --list` prints)")
-    plan = find_plan(plan)
     loaded = load_plan(plan, output_dir)
     console = Console()
 
@@ -427,7 +426,7 @@ def matrix(plan, list_plans, output_dir, dry_run) -> None:
         try:
             return _run_config(console, {**options, "output_dir": loaded.output_dir})
         except RunOptionError as exc:
-            raise LoadgenError(f"plan {plan}: run option: {exc}") from None
+            raise LoadgenError(f"plan {loaded.path}: run option: {exc}") from None
 
     if not dry_run:
         _interrupt_on_sigterm()

@@ -24,7 +24,8 @@ from ..engines import DEFAULT_PORTS, ENGINES, SERVABLE_ENGINES
 from ..engines.launch import Launch, Recipe, Speculative
 from ..errors import UsageError
 
-__all__ = ["Recipe", "Speculative", "Launch", "load_recipe", "render", "recipe_dirs", "shipped_recipes",
+__all__ = ["Recipe", "Speculative", "Launch", "load_recipe", "render", "recipe_dirs", "shipped_recipes", "lookup_dirs",
+           "yaml_named",
            "ENGINE_NAMES", "METHODS", "DEFAULT_PORTS", "SHIPPED_RECIPES"]
 
 #: the engines recipes can name: those with a launcher in the engine registry
@@ -36,11 +37,21 @@ NEEDS_DRAFT = frozenset({"eagle", "eagle3", "draft_model"})
 SHIPPED_RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
+def lookup_dirs(env_var: str, shipped: Path, own: Path) -> list[Path]:
+    """Where recipes (or plans) are looked up by name, first match wins: the folders in $ENV_VAR
+    (os.pathsep-separated), the shipped ones, then a user's own (./servers/...)."""
+    extra = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    return [*extra, shipped, own]
+
+
+def yaml_named(folder: Path, name: str) -> Path | None:
+    """FOLDER/NAME.yaml (or .yml) where it is a file."""
+    return next((folder / (name + suffix) for suffix in (".yaml", ".yml") if (folder / (name + suffix)).is_file()),
+                None)
+
+
 def recipe_dirs() -> list[Path]:
-    """Where recipes are looked up by name, first match wins: $LOADGEN_RECIPES (os.pathsep-separated),
-    the shipped recipes, ./servers/recipes."""
-    extra = [Path(p) for p in os.environ.get("LOADGEN_RECIPES", "").split(os.pathsep) if p]
-    return [*extra, SHIPPED_RECIPES, Path("servers") / "recipes"]
+    return lookup_dirs("LOADGEN_RECIPES", SHIPPED_RECIPES, Path("servers") / "recipes")
 
 
 def shipped_recipes() -> list[str]:
@@ -58,9 +69,9 @@ def _find(ref: str, engine: str | None) -> Path:
     names = [f"{engine}/{ref}", ref] if engine and "/" not in ref else [ref]
     for folder in recipe_dirs():
         for name in names:
-            for suffix in (".yaml", ".yml"):
-                if (folder / (name + suffix)).is_file():
-                    return folder / (name + suffix)
+            found = yaml_named(folder, name)
+            if found is not None:
+                return found
         if "/" not in ref:  # a bare name: unique across the engine folders?
             hits = sorted(folder.glob(f"*/{ref}.y*ml"))
             if len(hits) == 1:

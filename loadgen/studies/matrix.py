@@ -16,7 +16,6 @@ A plan is a file, or the name of one: $LOADGEN_PLANS, then the plans shipped ins
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from ..engines import DEFAULT_PORTS, ENGINES
 from ..errors import LoadgenError, UsageError
 from ..layout import MatrixFolder, SweepFolder
 from ..servers import Recipe, ServerProcess, load_recipe, render
+from ..servers.recipe import lookup_dirs, yaml_named
 from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_matrix
 from .compare import compare
@@ -83,10 +83,7 @@ def _slug(text: str) -> str:
 
 
 def plan_dirs() -> list[Path]:
-    """Where plans are looked up by name, first match wins: $LOADGEN_PLANS (os.pathsep-separated), the
-    shipped plans, ./servers/plans."""
-    extra = [Path(p) for p in os.environ.get("LOADGEN_PLANS", "").split(os.pathsep) if p]
-    return [*extra, SHIPPED_PLANS, Path("servers") / "plans"]
+    return lookup_dirs("LOADGEN_PLANS", SHIPPED_PLANS, Path("servers") / "plans")
 
 
 def shipped_plans() -> list[str]:
@@ -100,9 +97,9 @@ def find_plan(ref: str | Path) -> Path:
         return path
     if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
         for folder in plan_dirs():
-            for suffix in (".yaml", ".yml"):
-                if (folder / (path.name + suffix)).is_file():
-                    return folder / (path.name + suffix)
+            found = yaml_named(folder, path.name)
+            if found is not None:
+                return found
         raise UsageError(f"no plan named {ref} in {', '.join(map(str, plan_dirs()))}: give a plan file, "
                          "or a name that `loadgen matrix --list` prints")
     raise UsageError(f"plan {ref} does not exist: give a plan file, or a name that `loadgen matrix --list` prints")
