@@ -12,10 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from loadgen.config import parse_slo  # parsing --slo is the config's; kept importable from here
 from loadgen.records import RequestRecord
 
-__all__ = ["SLO_METRICS", "parse_slo", "slo_report"]
+__all__ = ["SLO_METRICS", "slo_report"]
 
 #: metric -> one request's value in seconds (None where it is not defined for it): the one
 #: definition of TTFT, TPOT and E2E per request, used by the report, the SLOs and requests.csv;

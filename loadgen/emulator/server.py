@@ -32,7 +32,6 @@ from .stepper import AcceptanceSampler, Stepper
 __all__ = ["EmulatorConfig", "serve", "PERSONALITIES"]
 
 
-
 def _personality(reference: str) -> type[Personality]:
     """EngineSpec.personality ("loadgen.emulator.vllm:Vllm") -> the class."""
     module, _, name = reference.partition(":")

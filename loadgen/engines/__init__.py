@@ -3,13 +3,13 @@ EngineSpec; registry.py lists them."""
 
 from .base import ChunkFields, EngineAdapter, EngineSpec, SpecCounters
 from .registry import (
-                       DEFAULT_PORTS,
-                       EMULATED_ENGINES,
-                       ENGINES,
-                       FALLBACK_ENGINE,
-                       SERVABLE_ENGINES,
-                       detect_engine,
-                       get_adapter,
+    DEFAULT_PORTS,
+    EMULATED_ENGINES,
+    ENGINES,
+    FALLBACK_ENGINE,
+    SERVABLE_ENGINES,
+    detect_engine,
+    get_adapter,
 )
 from .server_metrics import ServerAcceptance, ServerCollector
 

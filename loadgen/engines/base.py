@@ -122,7 +122,6 @@ class EngineAdapter(Protocol):
         ...
 
 
-
 @dataclass(frozen=True)
 class EngineSpec:
     """Everything loadgen knows about one engine, declared once in the engine's own module.

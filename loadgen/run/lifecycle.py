@@ -15,8 +15,7 @@ from datetime import datetime
 from rich.console import Console
 
 from ..analysis import Report, WorkersInfo, build_report
-from ..analysis.slo import parse_slo
-from ..config import RunConfig
+from ..config import RunConfig, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..engines import EngineAdapter
 from ..errors import ServerError, WorkerLost

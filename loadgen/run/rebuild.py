@@ -9,7 +9,7 @@ import orjson
 from rich.console import Console
 
 from ..analysis import Report, build_report
-from ..analysis.slo import parse_slo
+from ..config import parse_slo
 from ..engines import get_adapter
 from ..errors import UsageError
 from ..layout import RunFolder

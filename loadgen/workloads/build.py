@@ -124,7 +124,6 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
     return prompts
 
 
-
 def _encode_cut(tokenizer: ChatTokenizer, contents: Sequence[str], isl: int) -> list[np.ndarray]:
     """Encode each content, cut first to about the characters `isl` tokens take: SPEED-Bench's
     32k bucket alone is ~50M tokens, so encoding text that would be cut off anyway is the main cost.

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from loadgen.servers.process import free_port
 
 from .make_model import make_model, make_tokenizer
 
@@ -94,12 +95,6 @@ class LlamaServer:
             self._log_file = None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=2) as resp:
@@ -126,7 +121,7 @@ def start_llama_server(binary: Path, models: LlamaModels, log_dir: Path, *, spec
     # llama-server reads every flag from LLAMA_ARG_* too: none may leak in from the caller's shell
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
     for attempt in range(3):  # the free port may be taken between probing and binding
-        port = _free_port()
+        port = free_port()
         args = (str(binary), "-m", str(models.target), *spec, "--host", "127.0.0.1", "--port", str(port),
                 "-c", str(ctx), "-np", str(parallel), "-t", "2", "--metrics", "--no-warmup", *extra_args)
         log = log_dir / f"llama-server-{port}.log"

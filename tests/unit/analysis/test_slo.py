@@ -2,7 +2,8 @@ from array import array
 
 import pytest
 
-from loadgen.analysis.slo import parse_slo, slo_report
+from loadgen.analysis.slo import slo_report
+from loadgen.config import parse_slo
 from loadgen.errors import UsageError
 from loadgen.records import ErrorInfo, RequestRecord
 
