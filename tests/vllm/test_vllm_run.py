@@ -29,7 +29,10 @@ step's counts a moment after it streams it, so loadgen settles its first and las
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -38,6 +41,8 @@ from rich.console import Console
 from loadgen.config import RunConfig
 from loadgen.records import read_journal
 from loadgen.run import run
+
+from .conftest import SERVED_MODEL_NAME, VLLM_CPU_VERSION
 
 K = 3
 NGRAM = {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_max": 4}
@@ -63,6 +68,28 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def delta(before: str, after: str, name: str, **labels: str) -> float:
     return metric(after, name, **labels) - metric(before, name, **labels)
+
+
+def test_probe_tells_what_the_real_vllm_offers(vllm_server):
+    """`loadgen probe` on the n-gram server (first here, so the accounting test below reuses it)."""
+    server = vllm_server(NGRAM)
+    proc = subprocess.run([sys.executable, "-m", "loadgen", "probe", server.url, "--json"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    found = {f["check"]: f for f in json.loads(proc.stdout)["findings"]}
+    print("\n" + "\n".join(f"{c}: {f['finding']} -> {f['consequence']}" for c, f in found.items()))
+    assert found["engine"]["finding"].startswith(f"vllm {VLLM_CPU_VERSION}")
+    assert found["models"]["finding"] == f"{SERVED_MODEL_NAME} (max length 2048)"
+    assert found["token-id prompts"]["finding"].startswith("accepted")
+    assert found["per-chunk token counts"]["consequence"] == "AL from chunks will be exact"
+    assert found["speculative metrics"]["consequence"] == "server AL will be exact over the window"
+    steps = found["steps per chunk"]  # n-gram drafts nothing until the output repeats the context
+    assert steps["finding"].startswith("steps carry several tokens") or "the server counts drafts" in \
+        steps["consequence"]
+    assert found["prefix caching"]["finding"].startswith("vllm:prefix_cache_queries_total")
+    answered = found["endpoints"]["finding"].split(";")[0]
+    for path in ("/health", "/v1/models", "/v1/completions", "/metrics", "/version"):
+        assert path in answered, found["endpoints"]["finding"]
 
 
 @pytest.mark.parametrize("concurrency, requests", [(1, 8), (4, 12)])
