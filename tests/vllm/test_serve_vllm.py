@@ -113,7 +113,9 @@ def test_matrix_of_baseline_ngram_and_draft_model_on_real_vllm(vllm_python, vllm
     assert len(rows) == 6 and all(r["failed"] == 0 for r in rows.values())
     for concurrency in (1, 4):
         baseline = rows[("vllm-cpu-qwen2.5-1.5b-none", concurrency)]
-        assert not baseline["server_acceptance_length"] and baseline["acceptance_length"] == pytest.approx(1.0)
+        # one token per step; a chunk of two is two steps vLLM merged while its API server lagged the engine
+        # (RequestOutputCollector.put; seen once in 247 steps at c = 4 here), so the client AL is 1 or a hair over
+        assert not baseline["server_acceptance_length"] and 1.0 <= baseline["acceptance_length"] < 1.1
         for label in ("vllm-cpu-qwen2.5-1.5b-ngram", "vllm-cpu-qwen2.5-1.5b-draft"):
             row = rows[(label, concurrency)]
             assert row["server_acceptance_length"] > 1 and row["acceptance_length"] > 1
