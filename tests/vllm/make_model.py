@@ -12,12 +12,13 @@ ids mean the same thing to loadgen (`--tokenizer OUT_DIR/target`) and to the ser
                     repeats one token, so even an unrelated draft is accepted almost always
 - draft-perturbed/  the target with noise added to every weight: it agrees with the target on most
                     steps but not all, so acceptance is partial and the per-position rates differ
-- eagle3-head/      an EAGLE-3 head for the target, random weights, in the layout of the published Llama-3
-                    heads (yuhuili/EAGLE3-LLaMA3.1-Instruct-8B): one "midlayer" whose q/k/v take the token's
-                    embedding and the fused target hidden state side by side (2 x 256), "fc" fusing three of
-                    the target's hidden states (3 x 256 -> 256), its own lm_head over a reduced draft vocabulary
-                    with the d2t/t2d maps, no embed_tokens (vLLM shares the target's). Being random it almost
-                    never agrees with the target: it drafts on every step and nearly nothing is accepted
+- eagle3-head/      an EAGLE-3 head for the target, random weights, named as vLLM's loader expects
+                    (vllm/model_executor/models/llama_eagle3.py: "midlayer." -> layers.0, d2t -> its draft-to-
+                    target map, t2d skipped): one "midlayer" whose q/k/v take the token's embedding and the fused
+                    target hidden state side by side (2 x 256), "fc" fusing three of the target's hidden states
+                    (3 x 256 -> 256), its own lm_head over a reduced draft vocabulary, no embed_tokens (vLLM
+                    shares the target's). Being random it almost never agrees with the target: it drafts on
+                    every step and nearly nothing is accepted
 
 Each folder is written under a temporary name and renamed, so an interrupted run leaves none half-made.
 """
@@ -34,8 +35,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 #: noise std relative to each weight matrix's own: 0.2 still agreed with the target's greedy token on 97 % of
 #: steps, 0.3 on 30 %, 0.4 on 6 % (measured on the target's own greedy continuations)
 PERTURBATION = 0.3
-#: the head's draft vocabulary (the published Llama-3 heads use 32000 of 128256); vLLM maps its logits back
-#: through d2t (vllm/model_executor/models/llama_eagle3.py, Eagle3LlamaForCausalLM.compute_logits)
+#: the head's draft vocabulary, smaller than the target's 128256 so that vLLM maps its logits back through d2t
+#: (vllm/model_executor/models/llama_eagle3.py, Eagle3LlamaForCausalLM.compute_logits)
 EAGLE3_DRAFT_VOCAB = 32000
 #: which of the target's hidden states the head fuses: vLLM's default, (2, L // 2, L - 3), is (2, 2, 1) for
 #: 4 layers, which it deduplicates to two (interfaces.py, _set_aux_hidden_state_layers) while the head's fc
