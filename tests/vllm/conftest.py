@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
 
@@ -63,6 +63,7 @@ class VllmModels:
     target: Path
     draft_small: Path
     draft_perturbed: Path
+    eagle3_head: Path
 
 
 @dataclass
@@ -198,16 +199,16 @@ def _models_key(tokenizer: Path) -> str:
 
 @pytest.fixture(scope="session")
 def vllm_models(vllm_python: Path) -> VllmModels:
-    """The target and both drafts, made once (~15 s) and cached in $LOADGEN_VLLM_MODELS_DIR (default
-    ~/.cache/loadgen/vllm-models/<hash of make_model.py and the tokenizer>)."""
+    """The target, both drafts and the EAGLE-3 head, made once (~15 s) and cached in
+    $LOADGEN_VLLM_MODELS_DIR (default ~/.cache/loadgen/vllm-models/<hash of make_model.py and the tokenizer>)."""
     tokenizer = llama3_tokenizer_dir()
     if tokenizer is None:
         _unavailable("the Llama-3 tokenizer folder was not found: set LOADGEN_LLAMA3_TOKENIZER to a folder "
                      "with its tokenizer.json and tokenizer_config.json")
     base = Path(os.environ.get("LOADGEN_VLLM_MODELS_DIR") or Path.home() / ".cache" / "loadgen" / "vllm-models")
     folder = base / _models_key(tokenizer)
-    models = VllmModels(folder / "target", folder / "draft-small", folder / "draft-perturbed")
-    if not all((m / "config.json").is_file() for m in (models.target, models.draft_small, models.draft_perturbed)):
+    models = VllmModels(folder / "target", folder / "draft-small", folder / "draft-perturbed", folder / "eagle3-head")
+    if not all((m / "config.json").is_file() for m in astuple(models)):
         done = subprocess.run([str(vllm_python), str(Path(__file__).with_name("make_model.py")), str(folder),
                                "--tokenizer", str(tokenizer)], capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
@@ -224,7 +225,7 @@ def vllm_server(vllm_python: Path, vllm_models: VllmModels, tmp_path_factory) ->
     first use. One runs at a time (each holds a core of two): asking for another config stops the
     current one, so group a module's tests by config. Its counters carry earlier tests' traffic:
     count by difference. `speculative_config` may name the drafts as "draft-small"/"draft-perturbed"
-    in its "model"; they are resolved to the cached folders."""
+    (or the head as "eagle3-head") in its "model"; they are resolved to the cached folders."""
     log_dir = tmp_path_factory.mktemp("vllm")
     current: dict[str, VllmServer] = {}  # at most one: its config's JSON -> the server
 
@@ -236,7 +237,7 @@ def vllm_server(vllm_python: Path, vllm_models: VllmModels, tmp_path_factory) ->
             server.stop()
         current.clear()
         config = dict(speculative_config) if speculative_config else None
-        if config and config.get("model") in ("draft-small", "draft-perturbed"):
+        if config and config.get("model") in ("draft-small", "draft-perturbed", "eagle3-head"):
             config["model"] = str(getattr(vllm_models, config["model"].replace("-", "_")))
         server = start_vllm_server(vllm_python, vllm_models, config, log_dir)
         current[key] = server

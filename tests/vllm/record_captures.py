@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 1
     root = folders[-1].parent
-    models = VllmModels(root / "target", root / "draft-small", root / "draft-perturbed")
+    models = VllmModels(root / "target", root / "draft-small", root / "draft-perturbed", root / "eagle3-head")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as log_dir:
         for name, config in (("ngram", NGRAM), ("draft", DRAFT)):
