@@ -19,6 +19,8 @@ from loadgen.errors import ServerError
 from loadgen.servers import ServerProcess, load_recipe
 from loadgen.servers.process import group_alive, group_members
 
+from ..serving import wait_ready
+
 
 @pytest.fixture
 def serve_cli():
@@ -45,20 +47,6 @@ def serve_cli():
         proc.stderr.close()
 
 
-def _wait_ready(proc: subprocess.Popen, timeout_s: float = 60) -> tuple[str, list[str]]:
-    """The URL from serve's ready line; all lines read so far."""
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        if line.startswith("ready: "):
-            return line.split()[1], lines
-    raise AssertionError("serve never got ready:\n" + "\n".join(lines))  # serve_cli stops it
-
-
 def _completion(url: str) -> dict:
     body = orjson.dumps({"model": "test/model", "prompt": [1, 2, 3], "max_tokens": 4})
     req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
@@ -72,7 +60,7 @@ def test_serve_starts_the_rendered_command_waits_until_it_serves_and_stops_its_g
         fake_engines, serve_cli, tmp_path, engine, stop_signal):
     recipe = fake_engines.recipe("r", engine=engine, max_model_len="4096", gpu_memory_fraction="0.8")
     proc = serve_cli(str(recipe), "--port", "0", "--gpus", "3", "--log", str(tmp_path / "server.log"), cwd=tmp_path)
-    url, lines = _wait_ready(proc)
+    url, lines = wait_ready(proc)
     # What the engine was given is what --dry-run prints for this recipe (bar the port and temp dir).
     [start] = fake_engines.starts()
     assert start["engine"] == engine and start["cuda_visible_devices"] == "3"

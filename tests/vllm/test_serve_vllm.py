@@ -20,11 +20,11 @@ import uuid
 from pathlib import Path
 
 import orjson
-import pytest
 
 from loadgen.records import read_journal
 from loadgen.servers import load_recipe, render
 
+from ..serving import wait_ready
 from .conftest import VllmModels
 
 RECIPES = {method: f"vllm/cpu-qwen2.5-1.5b-{method}" for method in ("none", "ngram", "draft")}
@@ -140,7 +140,7 @@ def test_a_server_killed_mid_run_leaves_every_request_accounted_for_and_a_partia
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = None
     try:
-        url = _ready(serve, timeout_s=600)
+        url, _ = wait_ready(serve, timeout_s=600)
         out = tmp_path / "run"
         run = subprocess.Popen([sys.executable, "-m", "loadgen", "run", "--url", url, "--output-dir", str(out),
                                 "--num-requests", "200", "--concurrency", "4", "--max-tokens", "48",
@@ -182,22 +182,6 @@ def test_a_server_killed_mid_run_leaves_every_request_accounted_for_and_a_partia
     assert summary["output_tokens"] == sum(r.output_tokens for r in measured)  # partial streams count too
     print(f"\nkilled mid-run: {len(measured)} sent, {len(ok)} completed, {len(failed)} failed "
           f"({sorted({r.error.detail for r in failed if r.error})}), {len(cancelled)} cancelled")
-
-
-def _ready(serve: subprocess.Popen, timeout_s: float) -> str:
-    """The URL from `loadgen serve`'s ready line."""
-    assert serve.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = serve.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        if line.startswith("ready: "):
-            return line.split()[1]
-    raise AssertionError("loadgen serve never got ready:\n" + "\n".join(lines) + (serve.stderr.read()
-                                                                               if serve.poll() is not None else ""))
 
 
 def _lines(path: Path) -> int:
