@@ -99,6 +99,9 @@ def cli() -> None:
               help="Built-in emulator: time per decode step.")
 @click.option("--emulator-accept", default=default_of("emulator_accept"), show_default=True,
               help="Built-in emulator: conditional acceptance per draft position ('' for no speculation).")
+@click.option("--emulator-cost", default=default_of("emulator_cost"),
+              help="Built-in emulator: a step cost model in place of --emulator-step-ms, e.g. "
+                   "base=8,token=0.02,knee=256,compute=0.1,draft=1.5 (see loadgen emulate --cost).")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
 @click.option("--ray", metavar="ADDRESS",
@@ -160,6 +163,58 @@ def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
 # Every other option of `loadgen run` is the sweep's too; its own --concurrency, --request-rate
 # (lists) and --output-dir (the sweep's folder) stand in for run's.
 sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir"))
+
+
+@cli.command()
+@click.option("--draft-lengths", "-k", default="0,1,2,3", show_default=True,
+              help="Comma-separated draft lengths K to measure; 0 (no speculation) is the baseline.")
+@click.option("--concurrency", "-c", "concurrencies", default="1,4,16", show_default=True,
+              help="Comma-separated concurrencies: one run per draft length each.")
+@click.option("--output-dir", type=click.Path(path_type=Path),
+              help="Where the study goes [default: results/tune-TIMESTAMP]; a rerun resumes it.")
+@click.option("--analyse", "analyse_dir", type=click.Path(path_type=Path),
+              help="Only analyse the runs already in this tune folder (kK/cC/); run nothing.")
+def tune(draft_lengths, concurrencies, output_dir, analyse_dir, **options) -> None:
+    """Which draft length to serve at which load: one sweep over the concurrencies per draft length
+    (the built-in emulator, its --emulator-accept cut to K positions), the speedup of each K with a
+    95 % interval, the best K, where speculation stops paying, and a step model fitted to the runs
+    that predicts the points not run. Every other `loadgen run` option applies to each run."""
+    from .analysis.step_model import StepModel
+    from .studies import analyse, run_tune
+
+    console = Console()
+    if analyse_dir is not None:
+        analyse(analyse_dir, console)
+        return
+    lengths = _whole_numbers("--draft-lengths", draft_lengths)
+    loads = _whole_numbers("--concurrency", concurrencies)
+    if not loads or min(loads) < 1:
+        raise click.UsageError("--concurrency takes comma-separated whole numbers >= 1")
+    if 0 not in lengths or len(lengths) < 2:
+        raise click.UsageError("--draft-lengths needs 0 (the baseline, no speculation) and at least one K > 0")
+    if options.get("emulator_cost"):
+        try:
+            StepModel.parse(options["emulator_cost"])
+        except ValueError as exc:
+            raise click.UsageError(f"--emulator-cost: {exc}") from None
+    out = output_dir or Path("results") / datetime.now().strftime("tune-%Y%m%d-%H%M%S")
+    base = _run_config(console, {**options, "output_dir": out})
+    if run_tune(base, lengths, loads, out, console).get("interrupted"):
+        sys.exit(130)
+
+
+def _whole_numbers(flag: str, text: str) -> list[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise click.UsageError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise click.UsageError(f"{flag} takes whole numbers >= 0, got {text!r}")
+    return values
+
+
+# Every other option of `loadgen run` applies to each of tune's runs, as to a sweep's.
+tune.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir", "url"))
 
 
 @cli.command()

@@ -75,6 +75,9 @@ class EmulatorSettings:
     ttft_ms: float = 50.0
     step_ms: float = 20.0
     accept: tuple[float, ...] = (0.8, 0.6, 0.4)
+    #: a step cost model ("base=8,token=0.02,knee=256,compute=0.1,draft=1.5", analysis/step_model.py)
+    #: in place of step_ms: what `loadgen tune` finds the best draft length against
+    cost: str | None = None
     workers: int | None = None  # None: chosen from the concurrency
 
 
@@ -234,7 +237,8 @@ class RunConfig:
 _OFF_SWITCHES = {"insecure": ("verify_tls", False), "no_plots": ("plots", False), "no_progress": ("progress", False),
                  "no_metrics": ("metrics_addr", None)}
 #: the built-in emulator's options -> EmulatorSettings fields
-_EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept"}
+_EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept",
+                     "emulator_cost": "cost"}
 #: the options that set a RunConfig field of their own -> that field: an option drops the field's unit
 #: (--timeout sets timeout_s). Every other field is set through the switches or the emulator's
 #: options, so a field added here is a `loadgen run` flag too (tests/unit/test_config.py holds them equal)

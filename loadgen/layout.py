@@ -7,6 +7,7 @@ resumed sweep or matrix) and the folder rule of `loadgen run` cannot disagree.
     compare/  compare.json, compare.csv, compare.html, speedup.png                       (CompareFolder)
     matrix/   matrix.json, matrix.csv, matrix.html, pareto-<workload>.png;
               <recipe>/server.log, server.json, <workload>/ (a sweep); compare/<workload>/ (MatrixFolder)
+    tune/     tune.json, tune.csv; k0/, k3/: one sweep per draft length                  (TuneFolder)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunFolder", "SweepFolder", "CompareFolder", "MatrixFolder", "point_name"]
+__all__ = ["RunFolder", "SweepFolder", "CompareFolder", "MatrixFolder", "TuneFolder", "point_name"]
 
 
 @dataclass(frozen=True)
@@ -161,3 +162,22 @@ class MatrixFolder:
     def compare(self, workload: str) -> CompareFolder:
         """Every recipe against the baseline, for one workload."""
         return CompareFolder(self.path / "compare" / workload)
+
+
+@dataclass(frozen=True)
+class TuneFolder:
+    """A draft-length study: one sweep per draft length K (k0/ without speculation)."""
+
+    path: Path
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "tune.json"
+
+    @property
+    def csv(self) -> Path:
+        return self.path / "tune.csv"
+
+    def draft_length(self, k: int) -> Path:
+        """The sweep over the concurrencies at draft length K."""
+        return self.path / f"k{k}"

@@ -28,7 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["StepModel", "acceptance_length", "conditional_from_positions", "tpot_ms", "speedup", "oracle_speedup",
-           "fit", "Fit"]
+           "fit", "Fit", "KNEE_GAIN"]
+
+#: a knee is fitted only where it cuts the straight line's squared error by this factor
+KNEE_GAIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,10 @@ class Fit:
 
 
 def fit(points: Sequence[tuple[float, int, float]]) -> Fit:
-    """Least squares over (verified tokens, draft length, measured step ms), the knee chosen among
-    the measured token counts (or none) by the smallest squared relative error. Needs at least as many
-    distinct points as the model has free parameters; costs that come out negative are clamped to 0
-    (the fit says only that they are too small to see)."""
+    """Least squares over (verified tokens, draft length, measured step ms), in relative error. A knee
+    (among the measured token counts) is taken only where it halves the error of the straight line:
+    noise alone would always find one. Costs that come out negative are clamped to 0 (the fit says
+    only that they are too small to see)."""
     if len(points) < 2:
         raise ValueError("fitting step times needs at least two measured points")
     tokens = np.array([p[0] for p in points], dtype=float)
@@ -139,7 +142,7 @@ def fit(points: Sequence[tuple[float, int, float]]) -> Fit:
         model = StepModel(base_ms=float(coef[0]), token_ms=float(coef[1]), draft_ms=float(coef[2]), knee_tokens=knee,
                           compute_token_ms=float(coef[3]) if math.isfinite(knee) else 0.0)
         err = float(np.sum(((design @ coef) - measured) ** 2 * weights ** 2))
-        if best is None or err < best[0] - 1e-12:
+        if best is None or err < best[0] * KNEE_GAIN:
             best = (err, model)
     assert best is not None
     model = best[1]

@@ -43,8 +43,9 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
     """`loadgen emulate` flags for the built-in emulator: one process up to 256 streams, else two."""
     emu = config.emulator
     workers = emu.workers or (1 if (concurrency or config.concurrency) <= 256 else 2)
-    return ["--ttft-ms", str(emu.ttft_ms), "--step-ms", str(emu.step_ms),
-            "--accept", ",".join(map(str, emu.accept)), "--seed", str(config.seed), "--workers", str(workers)]
+    timing = ["--cost", emu.cost] if emu.cost else ["--step-ms", str(emu.step_ms)]
+    return ["--ttft-ms", str(emu.ttft_ms), *timing, "--accept", ",".join(map(str, emu.accept)),
+            "--seed", str(config.seed), "--workers", str(workers)]
 
 
 def run(config: RunConfig, console: Console) -> Report:

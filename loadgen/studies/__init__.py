@@ -6,11 +6,14 @@ hands its rows to `loadgen.sinks` for the console table, the CSV and the page.
     compare.py  runs or sweeps against a baseline: speedups, where speculation stops paying off
     matrix.py   plans of recipes x workloads x loads: serve each recipe, sweep it, compare
 
-Draft-length tuning (the number of speculative tokens to serve with) lands here next.
+    tune.py     one sweep per draft length: the best K per load, where speculation stops paying,
+                a step model fitted to the runs, and the oracle's headroom
 """
 
 from .compare import compare, load_points
 from .matrix import find_plan, load_plan, run_matrix, shipped_plans
 from .sweep import run_sweep
+from .tune import analyse, run_tune
 
-__all__ = ["compare", "find_plan", "load_plan", "load_points", "run_matrix", "run_sweep", "shipped_plans"]
+__all__ = ["analyse", "compare", "find_plan", "load_plan", "load_points", "run_matrix", "run_sweep", "run_tune",
+           "shipped_plans"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def pareto_front(rows: list[dict]) -> list[float]:
     return [r["value"] for r in scored if not any(beats(o, r) for o in scored)]
 
 
-def run_sweep(base: RunConfig, kind: str, values: list[float], out: Path, console: Console, *,
+def run_sweep(base: RunConfig, kind: str, values: Sequence[float], out: Path, console: Console, *,
               find_max: bool = False) -> dict:
     """kind: "concurrency" or "request_rate". Returns the sweep's summary (also sweep.json)."""
     if find_max and not base.slo:
@@ -117,7 +118,7 @@ def finished_report(folder: RunFolder) -> Report | None:
     return None if report.partial else report
 
 
-def _search_max(values: list[float], rows: dict, measure, *, integer: bool) -> float | None:
+def _search_max(values: Sequence[float], rows: dict, measure, *, integer: bool) -> float | None:
     """The highest load meeting every SLO: the sweep's points bracket it (the last that met, the
     first that missed), then bisection narrows the bracket to adjacent integers (concurrency) or
     to within 5 % (rate). None when even the lowest point misses."""

@@ -1,0 +1,321 @@
+"""Draft-length tuning: which K (num_speculative_tokens, draft_max, ...) to serve at which load, and
+from which load to switch speculation off, answered from measured runs and a model fitted to them.
+
+A tune folder holds one sweep per draft length K (`k0/` the baseline, `k3/`, ...), each over the
+same concurrencies (`k3/c16/` a whole run). From those runs, per concurrency:
+
+- speedup(K) = mean TPOT without speculation / mean TPOT at K, with a 95 % bootstrap interval
+  over the requests of both runs;
+- the best K, and whether the runner-up is within noise of it (their intervals overlap): then the
+  smaller K of the two is recommended (less verification work for the same speed);
+- speculation off (K = 0) where no K's interval lies wholly above 1; `off_from` is the lowest
+  concurrency from which that holds at every higher measured one.
+
+The model (analysis/step_model.py) is fitted to the measured iteration times (mean decode step per
+run, against the tokens the batch verifies, c * (K + 1)) and to the acceptance per draft position
+(the server's per-position counters, else the client's conditional acceptance), assuming that the
+acceptance of a position does not depend on K (checked where two K measured it). It predicts AL,
+TPOT, user and output TPS for the (concurrency, K) points not run, and the oracle's speedup: a
+drafter proposing exactly the tokens that will be accepted, under the same step model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from ..analysis import Report
+from ..analysis.step_model import (
+    Fit,
+    acceptance_length,
+    conditional_from_positions,
+    fit,
+    oracle_speedup,
+    tpot_ms,
+)
+from ..config import RunConfig
+from ..errors import UsageError
+from ..layout import RunFolder, TuneFolder
+from ..records import read_journal
+from ..sinks import print_table, write_csv, write_json_atomic
+from .sweep import finished_report, run_sweep
+
+__all__ = ["analyse", "run_tune", "BOOTSTRAP_SAMPLES"]
+
+#: bootstrap resamples per speedup interval (seeded: the same runs give the same intervals)
+BOOTSTRAP_SAMPLES = 2000
+CSV_COLUMNS = ("concurrency", "draft_length", "measured", "tpot_ms", "speedup", "speedup_low", "speedup_high",
+               "acceptance_length", "step_ms", "predicted_tpot_ms", "predicted_speedup", "rejected_share",
+               "oracle_speedup", "best", "recommended")
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One measured run: its draft length and concurrency, and what tune reads from it."""
+
+    draft_length: int
+    concurrency: int
+    tpot_s: np.ndarray  # per successful request
+    step_ms: float  # mean decode iteration: decode time over decode steps, all requests
+    acceptance_length: float | None  # the client's tokens per decode step
+    conditional: list[float] | None  # per draft position
+    rejected_share: float | None  # drafted tokens the target rejected (server counters)
+
+
+def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Sequence[int], out: Path,
+             console: Console) -> dict:
+    """Sweep the concurrencies once per draft length against the built-in emulator (its --accept cut
+    to the first K positions; K = 0 without speculation), then analyse. A rerun resumes."""
+    accept = base.emulator.accept
+    if max(draft_lengths) > len(accept):
+        raise UsageError(f"--draft-lengths goes up to {max(draft_lengths)} but --emulator-accept gives "
+                         f"{len(accept)} positions: give one conditional acceptance per position")
+    folder = TuneFolder(out)
+    for k in draft_lengths:
+        console.rule(f"[bold]draft length {k}")
+        emulator = dataclasses.replace(base.emulator, accept=accept[:k])
+        summary = run_sweep(dataclasses.replace(base, emulator=emulator), "concurrency", concurrencies,
+                            folder.draft_length(k), console)
+        if summary["interrupted"]:
+            return {"interrupted": True}
+    return analyse(out, console)
+
+
+def analyse(out: Path, console: Console) -> dict:
+    """Read every `kK/cC/` run under `out`, write tune.json and tune.csv, print the table."""
+    folder = TuneFolder(out)
+    points = _read_points(folder)
+    lengths = sorted({p.draft_length for p in points})
+    if 0 not in lengths:
+        raise UsageError(f"{out} has no baseline: tune needs k0/ (draft length 0, no speculation) beside the others")
+    if len(lengths) < 2:
+        raise UsageError(f"{out} holds one draft length only ({lengths[0]}): tune compares several, give 0 and more")
+    by_key = {(p.draft_length, p.concurrency): p for p in points}
+    concurrencies = sorted({p.concurrency for p in points})
+    missing = [f"k{k}/c{c}" for k in lengths for c in concurrencies if (k, c) not in by_key]
+    if missing:
+        raise UsageError(f"{out}: every draft length needs the same concurrencies; missing {', '.join(missing)}")
+
+    model_fit = fit([(c * (k + 1), k, by_key[(k, c)].step_ms) for k in lengths for c in concurrencies])
+    conditional, assumption = _acceptance(points)
+    rng = np.random.default_rng(0)
+    rows: list[dict] = []
+    decisions: list[dict] = []
+    for c in concurrencies:
+        baseline = by_key[(0, c)]
+        cells = []
+        for k in lengths:
+            point = by_key[(k, c)]
+            low, mid, high = _speedup_interval(baseline.tpot_s, point.tpot_s, rng)
+            predicted = tpot_ms(model_fit.model, conditional, c, k)
+            cells.append({
+                "concurrency": c, "draft_length": k, "measured": True,
+                "tpot_ms": float(np.mean(point.tpot_s)) * 1e3, "speedup": mid, "speedup_low": low,
+                "speedup_high": high, "acceptance_length": point.acceptance_length, "step_ms": point.step_ms,
+                "predicted_tpot_ms": predicted,
+                "predicted_speedup": tpot_ms(model_fit.model, conditional, c, 0) / predicted,
+                "rejected_share": point.rejected_share,
+                "oracle_speedup": oracle_speedup(model_fit.model, conditional, c, k) if k else None})
+        decisions.append(_decide(c, cells))
+        rows += cells
+    _mark(rows, decisions)
+    predictions = [_predict(model_fit, conditional, c, k, measured=(k, c) in by_key)
+                   for c in _prediction_grid(concurrencies) for k in range(0, max(lengths) + 1)]
+    summary = {
+        "draft_lengths": lengths, "concurrencies": concurrencies, "rows": rows, "decisions": decisions,
+        "off_from": _off_from(decisions), "schedule": _schedule(decisions),
+        "model": {**dataclasses.asdict(model_fit.model), "max_error": model_fit.max_error,
+                  "points": [{"verified_tokens": v, "draft_length": k, "measured_ms": m, "fitted_ms": f}
+                             for v, k, m, f in model_fit.points]},
+        "acceptance": {"conditional": conditional, "assumption": assumption},
+        "predictions": predictions,
+        "files": {"summary": str(folder.summary), "csv": str(folder.csv)},
+    }
+    write_json_atomic(folder.summary, _finite(summary))
+    write_csv(folder.csv, CSV_COLUMNS, rows)
+    _print(console, summary, model_fit)
+    return summary
+
+
+def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measured: bool) -> dict:
+    """The model's figures at (concurrency, K): closed loop, every request always running."""
+    model = model_fit.model
+    tpot = tpot_ms(model, conditional, c, k)
+    return {"concurrency": c, "draft_length": k, "measured": measured,
+            "acceptance_length": acceptance_length(conditional, k), "tpot_ms": tpot, "user_tps": 1e3 / tpot,
+            "output_tps": c * 1e3 / tpot, "speedup": tpot_ms(model, conditional, c, 0) / tpot,
+            "oracle_speedup": oracle_speedup(model, conditional, c, k) if k else None}
+
+
+def _read_points(folder: TuneFolder) -> list[Point]:
+    if not folder.path.is_dir():
+        raise UsageError(f"{folder.path} is no folder: give a tune folder (kK/cC/ runs)")
+    points = []
+    for k_dir in sorted(folder.path.glob("k*")):
+        if not (k_dir.is_dir() and k_dir.name[1:].isdigit()):
+            continue
+        for c_dir in sorted(k_dir.glob("c*")):
+            if c_dir.is_dir() and c_dir.name[1:].isdigit():
+                points.append(_read_point(int(k_dir.name[1:]), int(c_dir.name[1:]), RunFolder(c_dir)))
+    if not points:
+        raise UsageError(f"{folder.path} holds no runs: a tune folder has kK/cC/ run folders "
+                         "(loadgen tune writes them)")
+    return points
+
+
+def _read_point(k: int, c: int, run: RunFolder) -> Point:
+    report = finished_report(run)
+    if report is None:
+        raise UsageError(f"{run.path} has no finished report: rerun `loadgen tune` with the same options to finish it")
+    records = [r for r in read_journal(run.journal) if r.ok and not r.warmup and len(r.chunk_ns) > 1]
+    if not records:
+        raise UsageError(f"{run.path}: no successful request of two or more steps to time")
+    tpot = np.array([(r.last_ns - r.first_ns) / (r.output_tokens - 1) * 1e-9 for r in records if r.output_tokens > 1])
+    decode_ns = sum(r.chunk_ns[-1] - r.chunk_ns[0] for r in records)
+    steps = sum(len(r.chunk_ns) - 1 for r in records)
+    return Point(k, c, tpot, decode_ns / steps * 1e-6, report.speculative.client.acceptance_length,
+                 _conditional(report) if k else None, _rejected_share(report) if k else None)
+
+
+def _conditional(report: Report) -> list[float] | None:
+    """Conditional acceptance per draft position: the server's per-position counters, else the client's."""
+    server = report.speculative.server
+    if server is not None and server.per_position:
+        return conditional_from_positions(server.per_position)
+    client = report.speculative.client.conditional_acceptance  # {"2": P(>= 2 tokens | >= 1), ...}
+    return [client[key] for key in sorted(client, key=int) if int(key) >= 2] or None
+
+
+def _rejected_share(report: Report) -> float | None:
+    server = report.speculative.server
+    if server is None or not server.draft_tokens or server.accepted_tokens is None:
+        return None
+    return 1 - server.accepted_tokens / server.draft_tokens
+
+
+def _acceptance(points: Sequence[Point]) -> tuple[list[float], dict]:
+    """The conditional acceptance per position, averaged over every run that measured the position;
+    and the check of the assumption that it does not depend on K: the largest difference of a
+    position's mean between two draft lengths."""
+    per_k: dict[int, list[list[float]]] = {}
+    for p in points:
+        if p.conditional:
+            per_k.setdefault(p.draft_length, []).append(p.conditional)
+    means = {k: [float(np.mean(col)) for col in zip(*rows, strict=False)] for k, rows in per_k.items()}
+    width = max((len(m) for m in means.values()), default=0)
+    conditional = [float(np.mean([m[i] for m in means.values() if len(m) > i])) for i in range(width)]
+    differences = [abs(a[i] - b[i]) for ka, a in means.items() for kb, b in means.items() if ka < kb
+                   for i in range(min(len(a), len(b)))]
+    assumption = {"per_draft_length": {str(k): m for k, m in sorted(means.items())},
+                  "max_difference": max(differences) if differences else None,
+                  "checked": bool(differences)}
+    return conditional, assumption
+
+
+def _speedup_interval(base: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Mean-TPOT ratio and its 95 % percentile-bootstrap interval (requests resampled in both runs)."""
+    ratio = float(np.mean(base) / np.mean(other))
+    b = rng.choice(base, size=(BOOTSTRAP_SAMPLES, base.size)).mean(axis=1)
+    o = rng.choice(other, size=(BOOTSTRAP_SAMPLES, other.size)).mean(axis=1)
+    low, high = np.percentile(b / o, [2.5, 97.5])
+    return float(low), ratio, float(high)
+
+
+def _decide(c: int, cells: list[dict]) -> dict:
+    """The best K at this concurrency, the runner-up, and the recommendation."""
+    spec = sorted((x for x in cells if x["draft_length"]), key=lambda x: -x["speedup"])
+    best = spec[0]
+    runner_up = spec[1] if len(spec) > 1 else None
+    within_noise = runner_up is not None and runner_up["speedup_high"] >= best["speedup_low"]
+    recommended = best
+    if within_noise and runner_up is not None and runner_up["draft_length"] < best["draft_length"]:
+        recommended = runner_up
+    pays = recommended["speedup_low"] > 1
+    return {"concurrency": c, "best": best["draft_length"], "best_speedup": best["speedup"],
+            "runner_up": runner_up["draft_length"] if runner_up else None, "runner_up_within_noise": within_noise,
+            "recommended": recommended["draft_length"] if pays else 0,
+            "recommended_speedup": recommended["speedup"] if pays else 1.0, "speculation_pays": pays}
+
+
+def _mark(rows: list[dict], decisions: list[dict]) -> None:
+    chosen = {d["concurrency"]: d for d in decisions}
+    for row in rows:
+        decision = chosen[row["concurrency"]]
+        row["best"] = row["draft_length"] == decision["best"]
+        row["recommended"] = row["draft_length"] == decision["recommended"]
+
+
+def _off_from(decisions: list[dict]) -> int | None:
+    """The lowest concurrency from which speculation pays at no higher measured one."""
+    off = None
+    for d in reversed(decisions):
+        if d["speculation_pays"]:
+            break
+        off = d["concurrency"]
+    return off
+
+
+def _schedule(decisions: list[dict]) -> dict:
+    """The recommendation as ranges of concurrency -> draft length (0: speculation off), each range
+    from a measured concurrency up to the next one's (the last open-ended)."""
+    ranges: list[dict] = []
+    for i, d in enumerate(decisions):
+        upper = decisions[i + 1]["concurrency"] - 1 if i + 1 < len(decisions) else None
+        if ranges and ranges[-1]["draft_length"] == d["recommended"]:
+            ranges[-1]["to"] = upper
+        else:
+            ranges.append({"from": d["concurrency"], "to": upper, "draft_length": d["recommended"]})
+    return {"ranges": ranges, "off_from": _off_from(decisions),
+            "note": "measured points only: between them the recommendation is that of the range's lower end"}
+
+
+def _prediction_grid(concurrencies: Sequence[int]) -> list[int]:
+    """The measured concurrencies and the powers of two between the lowest and twice the highest."""
+    low, high = min(concurrencies), 2 * max(concurrencies)
+    powers = [2 ** i for i in range(int(math.log2(high)) + 1) if low <= 2 ** i <= high]
+    return sorted({*concurrencies, *powers})
+
+
+def _finite(value):
+    """JSON has no infinity: a knee at infinity (none found) is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print(console: Console, summary: dict, model_fit: Fit) -> None:
+    lengths = summary["draft_lengths"]
+    by = {(r["concurrency"], r["draft_length"]): r for r in summary["rows"]}
+    rows = []
+    for d in summary["decisions"]:
+        c = d["concurrency"]
+        cells = [str(c)]
+        for k in lengths[1:]:
+            r = by[(c, k)]
+            mark = " *" if r["recommended"] else ("  " if not r["best"] else " b")
+            cells.append(f"{r['speedup']:.2f} [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]{mark}")
+        cells.append(str(d["recommended"]) if d["speculation_pays"] else "off")
+        rows.append(cells)
+    print_table(console, "Speedup of TPOT over no speculation, 95 % interval (* recommended, b best within noise "
+                         "of a smaller K)", ["concurrency", *(f"K={k}" for k in lengths[1:]), "deploy"], rows)
+    model = model_fit.model
+    knee = "none" if not math.isfinite(model.knee_tokens) else f"{model.knee_tokens:g} tokens"
+    console.print(f"Step model: {model.base_ms:.2f} ms + {model.token_ms:.4f} ms/token below the knee ({knee}) "
+                  f"+ {model.compute_token_ms:.4f} ms/token above + {model.draft_ms:.3f} ms per draft position; "
+                  f"fits the {len(model_fit.points)} measured points within {model_fit.max_error:.1%}")
+    assumption = summary["acceptance"]["assumption"]
+    if assumption["checked"]:
+        console.print(f"Acceptance per position differs by at most {assumption['max_difference']:.3f} between draft "
+                      f"lengths (the model assumes it does not depend on K)")
+    if summary["off_from"] is not None:
+        console.print(f"[bold]Speculation stops paying from concurrency {summary['off_from']}[/]")
+    console.print(f"[dim]tune: {summary['files']['summary']}, {summary['files']['csv']}[/]")
