@@ -12,7 +12,7 @@ from rich.console import Console
 from . import __version__
 from .config import DEFAULT_NUM_REQUESTS, RunConfig, default_of, parse_floats
 from .engines import EMULATED_ENGINES, ENGINES, SERVABLE_ENGINES
-from .errors import LoadgenError, RunOptionError
+from .errors import LoadgenError, RunOptionError, UsageError
 
 __all__ = ["cli", "main"]
 
@@ -189,14 +189,14 @@ def tune(draft_lengths, concurrencies, output_dir, analyse_dir, **options) -> No
     lengths = _whole_numbers("--draft-lengths", draft_lengths)
     loads = _whole_numbers("--concurrency", concurrencies)
     if not loads or min(loads) < 1:
-        raise click.UsageError("--concurrency takes comma-separated whole numbers >= 1")
+        raise UsageError("--concurrency takes comma-separated whole numbers >= 1")
     if 0 not in lengths or len(lengths) < 2:
-        raise click.UsageError("--draft-lengths needs 0 (the baseline, no speculation) and at least one K > 0")
+        raise UsageError("--draft-lengths needs 0 (the baseline, no speculation) and at least one K > 0")
     if options.get("emulator_cost"):
         try:
             StepModel.parse(options["emulator_cost"])
         except ValueError as exc:
-            raise click.UsageError(f"--emulator-cost: {exc}") from None
+            raise UsageError(f"--emulator-cost: {exc}") from None
     out = output_dir or Path("results") / datetime.now().strftime("tune-%Y%m%d-%H%M%S")
     base = _run_config(console, {**options, "output_dir": out})
     if run_tune(base, lengths, loads, out, console).get("interrupted"):
@@ -207,9 +207,9 @@ def _whole_numbers(flag: str, text: str) -> list[int]:
     try:
         values = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
-        raise click.UsageError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+        raise UsageError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
     if any(v < 0 for v in values):
-        raise click.UsageError(f"{flag} takes whole numbers >= 0, got {text!r}")
+        raise UsageError(f"{flag} takes whole numbers >= 0, got {text!r}")
     return values
 
 

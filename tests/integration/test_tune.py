@@ -1,0 +1,141 @@
+"""`loadgen tune` against the built-in emulator running a known step cost model: the best draft
+length per concurrency, where speculation stops paying, and the predictions of points not run are
+known in closed form (loadgen/analysis/step_model.py), so tune must find exactly them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from loadgen.analysis.step_model import StepModel, oracle_speedup, speedup, tpot_ms
+
+from .test_bad_input import assert_one_line_error
+
+#: memory-bound to 12 verified tokens per iteration, compute-bound after: at concurrency 1 the longest
+#: draft pays best, at 4 a draft of 2, at 16 none (every K slower than no speculation)
+COST = "base=10,token=0.05,knee=12,compute=1.0,draft=0.3"
+TRUTH = StepModel.parse(COST)
+ACCEPT = [0.9, 0.85, 0.8, 0.75]
+LENGTHS = range(5)
+MEASURED = (1, 4, 16)
+
+
+def _tune(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "loadgen", "tune", *args], capture_output=True, text=True,
+                          timeout=900, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One study for the module: 5 draft lengths x 3 concurrencies, 16 requests of 40 tokens each."""
+    folder = tmp_path_factory.mktemp("tune")
+    proc = _tune("-k", ",".join(map(str, LENGTHS)), "-c", ",".join(map(str, MEASURED)), "--output-dir",
+                 str(folder / "study"), "--num-requests", "16", "--max-tokens", "40", "--workload", "random",
+                 "--input-len", "32", "--emulator-accept", ",".join(map(str, ACCEPT)), "--emulator-cost", COST,
+                 "--emulator-ttft-ms", "20", "--no-plots", "--no-metrics", "--no-progress", cwd=folder)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return folder / "study", proc.stdout
+
+
+def test_the_closed_form_best_draft_length_and_crossover_are_found(tuned):
+    study, stdout = tuned
+    summary = orjson.loads((study / "tune.json").read_bytes())
+    decisions = {d["concurrency"]: d for d in summary["decisions"]}
+    for c in MEASURED:
+        truth = [speedup(TRUTH, ACCEPT, c, k) for k in LENGTHS]
+        best = max(LENGTHS, key=lambda k: truth[k])
+        decision = decisions[c]
+        if truth[best] > 1:
+            assert decision["best"] == best, (c, truth, decision)
+            expected = decision["runner_up"] if decision["runner_up_within_noise"] and \
+                decision["runner_up"] < best else best
+            assert decision["recommended"] == expected and decision["speculation_pays"]
+        else:  # no K pays: the measured speedups' intervals all reach below 1
+            assert decision["recommended"] == 0 and not decision["speculation_pays"]
+    assert summary["off_from"] == 16
+    assert summary["schedule"]["ranges"][-1] == {"from": 16, "to": None, "draft_length": 0}
+    assert "Speculation stops paying from concurrency 16" in stdout
+    # the measured speedups are the closed form's, within what 16 requests resolve
+    rows = {(r["concurrency"], r["draft_length"]): r for r in summary["rows"]}
+    for (c, k), row in rows.items():
+        assert row["speedup"] == pytest.approx(speedup(TRUTH, ACCEPT, c, k), rel=0.06), (c, k)
+        assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
+
+
+def test_the_fitted_model_predicts_points_not_run_within_3_percent(tuned):
+    study, _ = tuned
+    summary = orjson.loads((study / "tune.json").read_bytes())
+    model = summary["model"]
+    assert model["knee_tokens"] == 12  # among the measured batch sizes: found exactly
+    assert model["max_error"] < 0.05
+    assert summary["acceptance"]["conditional"] == pytest.approx(ACCEPT, abs=0.05)
+    assert summary["acceptance"]["assumption"]["checked"]
+    assert summary["acceptance"]["assumption"]["max_difference"] < 0.1
+    unmeasured = [p for p in summary["predictions"] if not p["measured"]]
+    assert {p["concurrency"] for p in unmeasured} >= {2, 8, 32}
+    for p in unmeasured:
+        c, k = p["concurrency"], p["draft_length"]
+        assert p["tpot_ms"] == pytest.approx(tpot_ms(TRUTH, ACCEPT, c, k), rel=0.03), (c, k)
+        if k:
+            assert p["oracle_speedup"] == pytest.approx(oracle_speedup(TRUTH, ACCEPT, c, k), rel=0.03), (c, k)
+            assert p["oracle_speedup"] >= p["speedup"]
+
+
+def test_oracle_headroom_and_rejected_share_per_point(tuned):
+    study, _ = tuned
+    summary = orjson.loads((study / "tune.json").read_bytes())
+    for row in summary["rows"]:
+        k = row["draft_length"]
+        if not k:
+            assert row["rejected_share"] is None and row["oracle_speedup"] is None
+            continue
+        accepted_per_draft = sum(_reach(ACCEPT[:k]))  # expected accepted tokens per draft of k
+        assert row["rejected_share"] == pytest.approx(1 - accepted_per_draft / k, abs=0.06)
+        assert row["oracle_speedup"] >= row["predicted_speedup"]
+    assert (study / "tune.csv").read_text().splitlines()[0].startswith("concurrency,draft_length,measured")
+
+
+def test_analyse_rereads_the_runs_and_refuses_what_it_cannot_compare(tuned, tmp_path):
+    study, _ = tuned
+    again = _tune("--analyse", str(study), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    first = orjson.loads((study / "tune.json").read_bytes())
+    assert orjson.loads((study / "tune.json").read_bytes())["decisions"] == first["decisions"]
+
+    no_baseline = tmp_path / "no-baseline"
+    shutil.copytree(study / "k2", no_baseline / "k2")
+    shutil.copytree(study / "k3", no_baseline / "k3")
+    assert_one_line_error(_tune("--analyse", str(no_baseline), cwd=tmp_path), "has no baseline", "k0/")
+    one = tmp_path / "one"
+    shutil.copytree(study / "k0", one / "k0")
+    assert_one_line_error(_tune("--analyse", str(one), cwd=tmp_path), "one draft length only")
+    uneven = tmp_path / "uneven"
+    shutil.copytree(study / "k0", uneven / "k0")
+    shutil.copytree(study / "k1", uneven / "k1")
+    shutil.rmtree(uneven / "k1" / "c16")
+    assert_one_line_error(_tune("--analyse", str(uneven), cwd=tmp_path), "the same concurrencies", "k1/c16")
+    assert_one_line_error(_tune("--analyse", str(tmp_path / "nothing"), cwd=tmp_path), "is no folder")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-k", "1,2"], "needs 0 (the baseline"),
+    (["-k", "0"], "needs 0 (the baseline"),
+    (["-k", "0,x"], "comma-separated whole numbers"),
+    (["-c", "0,4"], "--concurrency takes comma-separated whole numbers >= 1"),
+    (["-k", "0,5", "--emulator-accept", "0.8,0.6"], "goes up to 5 but --emulator-accept gives 2 positions"),
+    (["--emulator-cost", "base=1,speed=2"], "--emulator-cost: 'speed=2' is not one of"),
+])
+def test_bad_tune_input_is_one_line(tmp_path, args, message):
+    assert_one_line_error(_tune(*args, "--output-dir", str(tmp_path / "t"), cwd=tmp_path), message)
+
+
+def _reach(conditional):
+    """P(position i accepted) for each position: the running products of the conditional rates."""
+    total = 1.0
+    for p in conditional:
+        total *= p
+        yield total
