@@ -311,9 +311,15 @@ def _describe(loaded) -> None:
 @click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--model", default="emulator", show_default=True, help="Served model name.")
 @click.option("--ttft-ms", default=50.0, show_default=True, help="Arrival to first chunk.")
-@click.option("--step-ms", default=20.0, show_default=True, help="Time per decode step (one chunk per step).")
+@click.option("--step-ms", default=20.0, show_default=True,
+              help="Time per decode step (one chunk per step); ignored with --cost.")
 @click.option("--load-step-ms", default=0.0, show_default=True,
               help="Added to every step for each other request running (a batch slows as it grows).")
+@click.option("--cost", metavar="MODEL",
+              help="Step time from a cost model (loadgen/analysis/step_model.py), e.g. "
+                   "base=8,token=0.02,knee=256,compute=0.1,draft=1.5 (only base required): every step takes "
+                   "base + token*min(V,knee) + compute*max(0,V-knee) + draft*K ms, V = requests running x (K+1), "
+                   "K the draft length. Replaces --step-ms (then ignored) and --load-step-ms.")
 @click.option("--accept", default="0.8,0.6,0.4", show_default=True,
               help="CONDITIONAL acceptance per draft position; '' disables speculation.")
 @click.option("--accept-profile", type=click.Path(dir_okay=False),
@@ -339,15 +345,22 @@ def _describe(loaded) -> None:
 @click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, accept_profile, stream_interval,
-            undrafted_start, seed, workers, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset,
-            fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
+def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, accept_profile,
+            stream_interval, undrafted_start, seed, workers, send_timestamps, api_key, fail_status, fail_stream_error,
+            fail_reset, fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
     from .emulator.faults import Faults, parse_fault_flag
     from .emulator.launch import READY_PREFIX
 
+    step_model = None
+    if cost is not None:
+        from .analysis.step_model import StepModel
+        try:
+            step_model = StepModel.parse(cost)
+        except ValueError as exc:
+            raise LoadgenError(f"--cost {cost!r}: {exc}") from None
     try:
         probs = _floats(accept)
         profile = load_accept_profile(accept_profile, fallback=probs) if accept_profile else {}
@@ -355,7 +368,8 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, accept, a
                         reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
                         slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
-                                load_step_ms=load_step_ms, accept=probs, accept_profile=tuple(profile.items()),
+                                load_step_ms=load_step_ms, cost=step_model, accept=probs,
+                                accept_profile=tuple(profile.items()),
                                 stream_interval=stream_interval, undrafted_start=undrafted_start, seed=seed,
                                 workers=workers,
                                 send_timestamps=send_timestamps, api_key=api_key,

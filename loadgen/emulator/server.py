@@ -7,6 +7,7 @@ trtllm.py, llamacpp.py); this module owns timing, acceptance and the sockets.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import random
 import signal
@@ -17,6 +18,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -28,6 +30,9 @@ from .faults import NO_FAULT, FaultPlan, Faults, draw
 from .http import Connection, Request, accept_connections
 from .profile import validate_accept_profile
 from .stepper import AcceptanceSampler, Stepper
+
+if TYPE_CHECKING:  # pragma: no cover - the emulator imports no analysis code at run time
+    from loadgen.analysis.step_model import StepModel
 
 __all__ = ["EmulatorConfig", "serve", "PERSONALITIES"]
 
@@ -56,6 +61,10 @@ class EmulatorConfig:
     ttft_ms: float = 50.0
     step_ms: float = 20.0
     load_step_ms: float = 0.0  # added to every step per other request running (a batch slows with its size)
+    #: the step time from a cost model instead (loadgen/analysis/step_model.py): every step of every
+    #: request takes cost.step_ms(running * (K + 1), K), K = draft_len and `running` the requests
+    #: running in this process; step_ms is then ignored and load_step_ms must stay 0
+    cost: StepModel | None = None
     accept: tuple[float, ...] = (0.8, 0.6, 0.4)
     #: per-category conditional acceptance, ((category, probabilities), ...); see profile.py
     accept_profile: tuple[tuple[str, tuple[float, ...]], ...] = ()
@@ -78,6 +87,14 @@ class EmulatorConfig:
             raise ValueError(f"unknown engine {self.engine!r}; choose one of {', '.join(self.engines)}")
         if self.ttft_ms < 0 or self.step_ms <= 0 or self.load_step_ms < 0:
             raise ValueError("ttft must be >= 0 ms, step > 0 ms and load step >= 0 ms")
+        if self.cost is not None:
+            if self.load_step_ms:
+                raise ValueError("--cost replaces --load-step-ms (its per-token costs slow a step as the batch "
+                                 "grows): give one of them")
+            cost = self.cost
+            if not all(math.isfinite(v) for v in (cost.base_ms, cost.token_ms, cost.compute_token_ms, cost.draft_ms)) \
+                    or math.isnan(cost.knee_tokens):
+                raise ValueError("--cost: every cost must be a finite number (only knee may be inf)")
         if any(not 0.0 <= p <= 1.0 for p in self.accept):
             raise ValueError("acceptance probabilities must lie in [0, 1]")
         if self.accept_profile:
@@ -96,6 +113,21 @@ class EmulatorConfig:
     def draft_len(self) -> int:
         """Draft tokens per verify step: the profile's list length, else --accept's."""
         return len(self.accept_profile[0][1]) if self.accept_profile else len(self.accept)
+
+    @property
+    def nominal_step_ms(self) -> float:
+        """A step of one request running alone: --step-ms, or the cost model's at one request."""
+        if self.cost is None:
+            return self.step_ms
+        return self.cost.step_ms(self.draft_len + 1, self.draft_len)
+
+    def step_ns_at(self, running: int) -> int:
+        """One step's time with `running` requests running in the process: --step-ms plus --load-step-ms
+        per other request, or the cost model's step for a batch of `running` requests."""
+        if self.cost is None:
+            return int(self.step_ms * 1e6) + int(self.load_step_ms * 1e6) * max(0, running - 1)
+        k = self.draft_len
+        return round(self.cost.step_ms(running * (k + 1), k) * 1e6)
 
 
 class Generation:
@@ -132,7 +164,7 @@ class Generation:
     def _next_due(self) -> int:
         """When the next step is due: one step time after this one's due time (never after its
         actual send, so lateness does not accumulate); the step time grows with the requests
-        running when --load-step-ms is set."""
+        running when --load-step-ms or --cost is set."""
         self.due += self.app.step_time_ns()
         return self.due
 
@@ -267,9 +299,10 @@ class App:
         self.default_sampler = AcceptanceSampler(profile.get("default", config.accept), self.rng)
         self.samplers = {category: AcceptanceSampler(probs, self.rng) for category, probs in profile.items()}
         self.ttft_ns = int(config.ttft_ms * 1e6)
-        self.step_ns = int(config.step_ms * 1e6)
-        self.load_step_ns = int(config.load_step_ms * 1e6)
         self.running = 0  # generations in progress in this process
+        #: step time (ns) by the generations running: the hot path looks it up, computes nothing
+        self.step_ns_by_running: list[int] = []
+        self._grow_step_table(64)
         self.send_timestamps = config.send_timestamps
         self.personality = PERSONALITIES[config.engine](config, counters, worker)
         self.stream_interval = config.stream_interval if self.personality.merges_steps else 1
@@ -291,8 +324,12 @@ class App:
         self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     def step_time_ns(self) -> int:
-        """--step-ms, plus --load-step-ms for every other request running in this process."""
-        return self.step_ns + self.load_step_ns * max(0, self.running - 1)
+        """The step time with the requests now running in this process (EmulatorConfig.step_ns_at)."""
+        return self.step_ns_by_running[self.running]
+
+    def _grow_step_table(self, size: int) -> None:
+        table = self.step_ns_by_running
+        table.extend(self.config.step_ns_at(r) for r in range(len(table), size))
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -367,6 +404,8 @@ class App:
         if params.stream:
             conn.begin_stream()
         self.running += 1
+        if self.running >= len(self.step_ns_by_running):
+            self._grow_step_table(2 * self.running)
         self.stepper.schedule(gen.due, gen.step)
 
 

@@ -89,7 +89,7 @@ class Sglang(Personality):
 
     def __init__(self, config, counters, worker) -> None:
         super().__init__(config, counters, worker)
-        self._window_ns = DECODE_LOG_INTERVAL * int(config.step_ms * 1e6)
+        self._window_ns = DECODE_LOG_INTERVAL * int(config.nominal_step_ms * 1e6)
         self._win_start: int | None = None
         self._win_drafts = self._win_accepted = self._win_tokens = 0
 

@@ -121,7 +121,7 @@ class Trtllm(Personality):
         self._pending: deque[tuple] = deque(maxlen=MAX_PENDING_ITERATIONS)
         self._iter = 0
         self._prev_ns = 0
-        self._step_ns = int(config.step_ms * 1e6)
+        self._step_ns = int(config.nominal_step_ms * 1e6)
         self._running_index = counters.index("requests_running")
         self._last_active = 0
         self._last_al = 0.0

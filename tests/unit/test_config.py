@@ -99,7 +99,7 @@ def test_loadgen_emulate_defaults_to_the_emulators_own():
     # its defaults, and this keeps them equal
     defaults = {f.name: f.default for f in dataclasses.fields(EmulatorConfig)}
     no_flags = emulate.make_context("emulate", []).params
-    for name in ("engine", "host", "port", "model", "ttft_ms", "step_ms", "load_step_ms", "accept", "stream_interval",
-                 "seed", "workers", "send_timestamps"):
+    for name in ("engine", "host", "port", "model", "ttft_ms", "step_ms", "load_step_ms", "cost", "accept",
+                 "stream_interval", "seed", "workers", "send_timestamps"):
         expected = defaults[name]
         assert no_flags[name] == (",".join(map(str, expected)) if isinstance(expected, tuple) else expected), name
