@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["StepModel", "acceptance_length", "conditional_from_positions", "tpot_ms", "speedup", "oracle_speedup",
-           "fit", "Fit", "KNEE_GAIN"]
+           "fit", "Fit", "KNEE_GAIN", "KNEE_GRID"]
 
 #: a knee is fitted only where it cuts the straight line's squared error by this factor
 KNEE_GAIN = 0.5
+#: knees tried between the measured token counts (log-spaced), besides the counts themselves
+KNEE_GRID = 96
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class Fit:
 
 def fit(points: Sequence[tuple[float, int, float]]) -> Fit:
     """Least squares over (verified tokens, draft length, measured step ms), in relative error. A knee
-    (among the measured token counts) is taken only where it halves the error of the straight line:
+    (at a measured token count or on a log grid between them) is taken only where it halves the
+    error of the straight line:
     noise alone would always find one. Costs that come out negative are clamped to 0 (the fit says
     only that they are too small to see)."""
     if len(points) < 2:
@@ -133,7 +136,9 @@ def fit(points: Sequence[tuple[float, int, float]]) -> Fit:
     measured = np.array([p[2] for p in points], dtype=float)
     weights = 1.0 / measured  # relative error: a 1 ms miss on a 5 ms step matters more than on 50 ms
     best: tuple[float, StepModel] | None = None
-    for knee in [math.inf, *sorted(set(tokens))[1:-1]]:
+    grid = np.geomspace(tokens.min(), tokens.max(), KNEE_GRID).tolist() if tokens.max() > tokens.min() else []
+    inner = sorted({*tokens.tolist(), *grid})[1:-1]  # a knee at either end is a straight line
+    for knee in [math.inf, *inner]:
         below, above = np.minimum(tokens, knee), np.maximum(0.0, tokens - knee)
         columns = [np.ones_like(tokens), below, drafts] + ([above] if math.isfinite(knee) else [])
         design = np.stack(columns, axis=1)

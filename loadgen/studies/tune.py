@@ -12,9 +12,10 @@ same concurrencies (`k3/c16/` a whole run). From those runs, per concurrency:
   concurrency from which that holds at every higher measured one.
 
 The model (analysis/step_model.py) is fitted to the measured iteration times (mean decode step per
-run, against the tokens the batch verifies, c * (K + 1)) and to the acceptance per draft position
-(the server's per-position counters, else the client's conditional acceptance), assuming that the
-acceptance of a position does not depend on K (checked where two K measured it). It predicts AL,
+run, against the tokens the batch verifies: the requests in flight at its steps times K + 1) and
+to the acceptance per draft position (the server's per-position counters, else the client's
+conditional acceptance), assuming that the acceptance of a position does not depend on K
+(checked where two K measured it). It predicts AL,
 TPOT, user and output TPS for the (concurrency, K) points not run, and the oracle's speedup: a
 drafter proposing exactly the tokens that will be accepted, under the same step model.
 """
@@ -41,7 +42,7 @@ from ..analysis.step_model import (
 from ..config import RunConfig
 from ..errors import UsageError
 from ..layout import RunFolder, TuneFolder
-from ..records import read_journal
+from ..records import RequestRecord, read_journal
 from ..sinks import print_table, write_csv, write_json_atomic
 from .sweep import finished_report, run_sweep
 
@@ -50,7 +51,7 @@ __all__ = ["analyse", "run_tune", "BOOTSTRAP_SAMPLES"]
 #: bootstrap resamples per speedup interval (seeded: the same runs give the same intervals)
 BOOTSTRAP_SAMPLES = 2000
 CSV_COLUMNS = ("concurrency", "draft_length", "measured", "tpot_ms", "speedup", "speedup_low", "speedup_high",
-               "acceptance_length", "step_ms", "predicted_tpot_ms", "predicted_speedup", "rejected_share",
+               "acceptance_length", "step_ms", "mean_batch", "predicted_tpot_ms", "predicted_speedup", "rejected_share",
                "oracle_speedup", "best", "recommended")
 
 
@@ -62,6 +63,7 @@ class Point:
     concurrency: int
     tpot_s: np.ndarray  # per successful request
     step_ms: float  # mean decode iteration: decode time over decode steps, all requests
+    batch: float  # requests in flight at a decode step, on average over the steps (c, less at the run's edges)
     acceptance_length: float | None  # the client's tokens per decode step
     conditional: list[float] | None  # per draft position
     rejected_share: float | None  # drafted tokens the target rejected (server counters)
@@ -101,7 +103,7 @@ def analyse(out: Path, console: Console) -> dict:
     if missing:
         raise UsageError(f"{out}: every draft length needs the same concurrencies; missing {', '.join(missing)}")
 
-    model_fit = fit([(c * (k + 1), k, by_key[(k, c)].step_ms) for k in lengths for c in concurrencies])
+    model_fit = fit([(p.batch * (p.draft_length + 1), p.draft_length, p.step_ms) for p in points])
     conditional, assumption = _acceptance(points)
     rng = np.random.default_rng(0)
     rows: list[dict] = []
@@ -115,7 +117,8 @@ def analyse(out: Path, console: Console) -> dict:
             predicted = tpot_ms(model_fit.model, conditional, c, k)
             cells.append({
                 "concurrency": c, "draft_length": k, "measured": True,
-                "tpot_ms": float(np.mean(point.tpot_s)) * 1e3, "speedup": mid, "speedup_low": low,
+                "tpot_ms": float(np.mean(point.tpot_s)) * 1e3, "mean_batch": point.batch, "speedup": mid,
+                "speedup_low": low,
                 "speedup_high": high, "acceptance_length": point.acceptance_length, "step_ms": point.step_ms,
                 "predicted_tpot_ms": predicted,
                 "predicted_speedup": tpot_ms(model_fit.model, conditional, c, 0) / predicted,
@@ -178,8 +181,22 @@ def _read_point(k: int, c: int, run: RunFolder) -> Point:
     tpot = np.array([(r.last_ns - r.first_ns) / (r.output_tokens - 1) * 1e-9 for r in records if r.output_tokens > 1])
     decode_ns = sum(r.chunk_ns[-1] - r.chunk_ns[0] for r in records)
     steps = sum(len(r.chunk_ns) - 1 for r in records)
-    return Point(k, c, tpot, decode_ns / steps * 1e-6, report.speculative.client.acceptance_length,
-                 _conditional(report) if k else None, _rejected_share(report) if k else None)
+    return Point(k, c, tpot, decode_ns / steps * 1e-6, _mean_batch(records),
+                 report.speculative.client.acceptance_length, _conditional(report) if k else None,
+                 _rejected_share(report) if k else None)
+
+
+def _mean_batch(records: Sequence[RequestRecord]) -> float:
+    """How many requests were in flight (sent, not yet finished) as each decode step began (at the
+    chunk before it: an iteration's batch is set when it starts), averaged over the steps: what the
+    iterations' measured time was paid for. A closed loop holds c, but as its
+    last requests finish (and between one request's end and the next one's send) fewer run, and
+    fitting those cheaper steps to c would read the knee too late."""
+    starts = np.sort(np.array([r.sent_ns for r in records]))
+    ends = np.sort(np.array([r.last_ns for r in records]))
+    times = np.concatenate([np.asarray(r.chunk_ns[:-1]) for r in records])  # each decode step's start
+    in_flight = np.searchsorted(starts, times, side="right") - np.searchsorted(ends, times, side="left")
+    return float(np.mean(in_flight))
 
 
 def _conditional(report: Report) -> list[float] | None:

@@ -70,7 +70,7 @@ def test_the_fitted_model_predicts_points_not_run_within_3_percent(tuned):
     study, _ = tuned
     summary = orjson.loads((study / "tune.json").read_bytes())
     model = summary["model"]
-    assert model["knee_tokens"] == 12  # among the measured batch sizes: found exactly
+    assert model["knee_tokens"] == pytest.approx(12, rel=0.1)  # the batch sizes measured bracket it
     assert model["max_error"] < 0.05
     assert summary["acceptance"]["conditional"] == pytest.approx(ACCEPT, abs=0.05)
     assert summary["acceptance"]["assumption"]["checked"]
