@@ -322,10 +322,11 @@ def _print(console: Console, summary: dict, model_fit: Fit) -> None:
             cells.append(f"{r['speedup']:.2f} [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]{mark}")
         cells.append(str(d["recommended"]) if d["speculation_pays"] else "off")
         rows.append(cells)
-    print_table(console, "Speedup of TPOT over no speculation, 95 % interval (* recommended, b best within noise "
-                         "of a smaller K)", ["concurrency", *(f"K={k}" for k in lengths[1:]), "deploy"], rows)
+    print_table(console, "Speedup of TPOT over no speculation, 95 % interval (* recommended; b the best measured, "
+                         "where a smaller K within noise or no speculation is recommended)",
+                ["concurrency", *(f"K={k}" for k in lengths[1:]), "deploy"], rows)
     model = model_fit.model
-    knee = "none" if not math.isfinite(model.knee_tokens) else f"{model.knee_tokens:g} tokens"
+    knee = "none" if not math.isfinite(model.knee_tokens) else f"{model.knee_tokens:.1f} tokens"
     console.print(f"Step model: {model.base_ms:.2f} ms + {model.token_ms:.4f} ms/token below the knee ({knee}) "
                   f"+ {model.compute_token_ms:.4f} ms/token above + {model.draft_ms:.3f} ms per draft position; "
                   f"fits the {len(model_fit.points)} measured points within {model_fit.max_error:.1%}")
