@@ -7,7 +7,8 @@ resumed sweep or matrix) and the folder rule of `loadgen run` cannot disagree.
     compare/  compare.json, compare.csv, compare.html, speedup.png                       (CompareFolder)
     matrix/   matrix.json, matrix.csv, matrix.html, pareto-<workload>.png;
               <recipe>/server.log, server.json, <workload>/ (a sweep); compare/<workload>/ (MatrixFolder)
-    tune/     tune.json, tune.csv; k0/, k3/: one sweep per draft length                  (TuneFolder)
+    tune/     tune.json, tune.csv, tune.html, heatmap.png, speedup.png; k0/, k3/: one sweep
+              per draft length                                                           (TuneFolder)
 """
 
 from __future__ import annotations
@@ -177,6 +178,18 @@ class TuneFolder:
     @property
     def csv(self) -> Path:
         return self.path / "tune.csv"
+
+    @property
+    def html(self) -> Path:
+        return self.path / "tune.html"
+
+    @property
+    def heatmap(self) -> Path:
+        return self.path / "heatmap.png"
+
+    @property
+    def speedup_plot(self) -> Path:
+        return self.path / "speedup.png"
 
     def draft_length(self, k: int) -> Path:
         """The sweep over the concurrencies at draft length K."""

@@ -16,13 +16,13 @@ import matplotlib
 
 from loadgen.analysis.report_types import HeldLoad, Report
 
-from ..layout import CompareFolder, MatrixFolder, RunFolder, SweepFolder
+from ..layout import CompareFolder, MatrixFolder, RunFolder, SweepFolder, TuneFolder
 from .tables import cell
 
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 
-__all__ = ["render_compare", "render_matrix", "render_run", "render_sweep"]
+__all__ = ["render_compare", "render_matrix", "render_run", "render_sweep", "render_tune"]
 
 _STYLE: dict[str, Any] = {"figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
           "axes.spines.top": False, "axes.spines.right": False}
@@ -237,4 +237,76 @@ def render_matrix(summary: dict, out: Path) -> Path:
                       f"{info.get('engine', '-')} {info.get('engine_version', '')}"]
                      for label, info in summary["recipes"].items()])
     return _page(f"loadgen matrix · baseline {summary['baseline']}", [("Recipes", status), ("Points", table)],
+                 images, files.html)
+
+
+def render_tune(summary: dict, out: Path) -> Path:
+    """heatmap.png (measured speedup per concurrency and K, the recommendation framed),
+    speedup.png (measured speedups with their intervals against load, the model's curves through
+    and beyond them, and the oracle's) and tune.html in `out`."""
+    files = TuneFolder(out)
+    lengths = [k for k in summary["draft_lengths"] if k]
+    loads = summary["concurrencies"]
+    rows = {(r["concurrency"], r["draft_length"]): r for r in summary["rows"]}
+    chosen = {d["concurrency"]: d["recommended"] for d in summary["decisions"]}
+    images = []
+    with matplotlib.style.context({**_STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots()
+        grid = [[rows[(c, k)]["speedup"] for k in lengths] for c in loads]
+        # diverging around 1: red slower than no speculation, blue faster
+        low, high = min(min(r) for r in grid), max(max(r) for r in grid)
+        norm = matplotlib.colors.TwoSlopeNorm(vcenter=1.0, vmin=min(low, 0.99), vmax=max(high, 1.01))
+        image = ax.imshow(grid, cmap="RdBu", norm=norm, aspect="auto")
+        for i, c in enumerate(loads):
+            for j, k in enumerate(lengths):
+                dark = abs(norm(grid[i][j]) - 0.5) > 0.3  # deep red or blue under the number
+                ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+                if chosen[c] == k:
+                    ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2))
+        ax.set_xticks(range(len(lengths)), [str(k) for k in lengths])
+        ax.set_yticks(range(len(loads)), [str(c) for c in loads])
+        ax.set(xlabel="draft length K", ylabel="concurrency",
+               title="TPOT speedup over no speculation (framed: recommended)")
+        fig.colorbar(image, ax=ax)
+        images.append(_save(fig, files.heatmap))
+    with matplotlib.style.context(_STYLE):
+        fig, ax = plt.subplots()
+        predicted = summary["predictions"]
+        grid_loads = sorted({p["concurrency"] for p in predicted})
+        for k in lengths:
+            mine = [rows[(c, k)] for c in loads]
+            line = ax.errorbar(loads, [r["speedup"] for r in mine],
+                               yerr=[[r["speedup"] - r["speedup_low"] for r in mine],
+                                     [r["speedup_high"] - r["speedup"] for r in mine]], fmt="o", capsize=3,
+                               label=f"K={k} measured")
+            ax.plot(grid_loads, [p["speedup"] for c in grid_loads for p in predicted
+                                 if p["concurrency"] == c and p["draft_length"] == k],
+                    "-", color=line[0].get_color(), lw=1, alpha=0.7)
+        oracle = [(c, max(p["oracle_speedup"] for p in predicted if p["concurrency"] == c and p["oracle_speedup"]))
+                  for c in grid_loads]
+        ax.plot([c for c, _ in oracle], [o for _, o in oracle], ":", color="#333333", label="oracle drafter (best K)")
+        ax.axhline(1, color="#c44e52", lw=1, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(grid_loads, [f"{c:g}" for c in grid_loads])
+        ax.set(xlabel="concurrency", ylabel="speedup over no speculation",
+               title="Measured (95 % intervals), the fitted model (lines), the oracle (dotted)")
+        ax.legend(fontsize=7)
+        images.append(_save(fig, files.speedup_plot))
+    decisions = _table(["concurrency", "best K", "recommended", "speedup", "runner-up within noise"],
+                       [[str(d["concurrency"]), str(d["best"]),
+                         str(d["recommended"]) if d["speculation_pays"] else "off", cell(d["recommended_speedup"]),
+                         "yes" if d["runner_up_within_noise"] else "no"] for d in summary["decisions"]])
+    measured = _table(["concurrency", "K", "speedup", "95 % interval", "TPOT ms", "AL", "step ms", "predicted",
+                       "rejected", "oracle"],
+                      [[str(r["concurrency"]), str(r["draft_length"]), cell(r["speedup"]),
+                        f"{r['speedup_low']:.2f}–{r['speedup_high']:.2f}", cell(r["tpot_ms"]),
+                        cell(r["acceptance_length"]), cell(r["step_ms"]), cell(r["predicted_speedup"]),
+                        cell(r["rejected_share"], "{:.0%}"), cell(r["oracle_speedup"])] for r in summary["rows"]])
+    model = summary["model"]
+    fit = (f"<p>step = {model['base_ms']:.2f} ms + {model['token_ms']:.4f} ms/token below the knee "
+           f"({'none' if model['knee_tokens'] is None else format(model['knee_tokens'], '.1f')} tokens) + "
+           f"{model['compute_token_ms']:.4f} ms/token above + {model['draft_ms']:.3f} ms per draft position; "
+           f"largest error on the measured points {model['max_error']:.1%}</p>")
+    return _page("loadgen tune", [("Recommendation", decisions), ("Measured", measured), ("Step model", fit)],
                  images, files.html)

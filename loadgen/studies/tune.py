@@ -26,6 +26,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -44,6 +45,7 @@ from ..errors import UsageError
 from ..layout import RunFolder, TuneFolder
 from ..records import RequestRecord, read_journal
 from ..sinks import print_table, write_csv, write_json_atomic
+from ..sinks.plots import render_tune
 from .sweep import finished_report, run_sweep
 
 __all__ = ["analyse", "run_tune", "BOOTSTRAP_SAMPLES"]
@@ -85,11 +87,12 @@ def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Seque
                             folder.draft_length(k), console)
         if summary["interrupted"]:
             return {"interrupted": True}
-    return analyse(out, console)
+    return analyse(out, console, plots=base.plots)
 
 
-def analyse(out: Path, console: Console) -> dict:
-    """Read every `kK/cC/` run under `out`, write tune.json and tune.csv, print the table."""
+def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
+    """Read every `kK/cC/` run under `out`, write tune.json and tune.csv (and, with `plots`, the
+    pictures and tune.html), print the table."""
     folder = TuneFolder(out)
     points = _read_points(folder)
     lengths = sorted({p.draft_length for p in points})
@@ -129,7 +132,7 @@ def analyse(out: Path, console: Console) -> dict:
     _mark(rows, decisions)
     predictions = [_predict(model_fit, conditional, c, k, measured=(k, c) in by_key)
                    for c in _prediction_grid(concurrencies) for k in range(0, max(lengths) + 1)]
-    summary = {
+    summary: dict[str, Any] = {
         "draft_lengths": lengths, "concurrencies": concurrencies, "rows": rows, "decisions": decisions,
         "off_from": _off_from(decisions), "schedule": _schedule(decisions),
         "model": {**dataclasses.asdict(model_fit.model), "max_error": model_fit.max_error,
@@ -137,8 +140,11 @@ def analyse(out: Path, console: Console) -> dict:
                              for v, k, m, f in model_fit.points]},
         "acceptance": {"conditional": conditional, "assumption": assumption},
         "predictions": predictions,
-        "files": {"summary": str(folder.summary), "csv": str(folder.csv)},
     }
+    files = {"summary": str(folder.summary), "csv": str(folder.csv)}
+    if plots:
+        files["html"] = str(render_tune(_finite(summary), out))
+    summary["files"] = files
     write_json_atomic(folder.summary, _finite(summary))
     write_csv(folder.csv, CSV_COLUMNS, rows)
     _print(console, summary, model_fit)
@@ -336,4 +342,4 @@ def _print(console: Console, summary: dict, model_fit: Fit) -> None:
                       f"lengths (the model assumes it does not depend on K)")
     if summary["off_from"] is not None:
         console.print(f"[bold]Speculation stops paying from concurrency {summary['off_from']}[/]")
-    console.print(f"[dim]tune: {summary['files']['summary']}, {summary['files']['csv']}[/]")
+    console.print(f"[dim]tune: {', '.join(summary['files'].values())}[/]")

@@ -103,6 +103,10 @@ def test_analyse_rereads_the_runs_and_refuses_what_it_cannot_compare(tuned, tmp_
     study, _ = tuned
     again = _tune("--analyse", str(study), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
+    for name in ("heatmap.png", "speedup.png"):  # the pictures, drawn from the runs on disk
+        assert (study / name).read_bytes().startswith(b"\x89PNG")
+    page = (study / "tune.html").read_text()
+    assert "Recommendation" in page and page.count("data:image/png;base64,") == 2
     first = orjson.loads((study / "tune.json").read_bytes())
     assert orjson.loads((study / "tune.json").read_bytes())["decisions"] == first["decisions"]
 
