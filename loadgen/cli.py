@@ -174,7 +174,13 @@ sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "requ
               help="Where the study goes [default: results/tune-TIMESTAMP]; a rerun resumes it.")
 @click.option("--analyse", "analyse_dir", type=click.Path(path_type=Path),
               help="Only analyse the runs already in this tune folder (kK/cC/); run nothing.")
-def tune(draft_lengths, concurrencies, output_dir, analyse_dir, **options) -> None:
+@click.option("--confirm", is_flag=True,
+              help="Then run the model's best K (and the baseline) at concurrencies not measured, and "
+                   "recommend what was measured there.")
+@click.option("--confirm-concurrency", "confirm_concurrencies",
+              help="The concurrencies --confirm runs [default: those the predictions cover between the measured "
+                   "ones]; implies --confirm.")
+def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm_concurrencies, **options) -> None:
     """Which draft length to serve at which load: one sweep over the concurrencies per draft length
     (the built-in emulator, its --emulator-accept cut to K positions), the speedup of each K with a
     95 % interval, the best K, where speculation stops paying, and a step model fitted to the runs
@@ -199,7 +205,11 @@ def tune(draft_lengths, concurrencies, output_dir, analyse_dir, **options) -> No
             raise UsageError(f"--emulator-cost: {exc}") from None
     out = output_dir or Path("results") / datetime.now().strftime("tune-%Y%m%d-%H%M%S")
     base = _run_config(console, {**options, "output_dir": out})
-    if run_tune(base, lengths, loads, out, console).get("interrupted"):
+    checks = _whole_numbers("--confirm-concurrency", confirm_concurrencies) if confirm_concurrencies else []
+    if any(c < 1 for c in checks):
+        raise UsageError("--confirm-concurrency takes comma-separated whole numbers >= 1")
+    if run_tune(base, lengths, loads, out, console,
+                confirm=checks if confirm or confirm_concurrencies else None).get("interrupted"):
         sys.exit(130)
 
 

@@ -194,3 +194,7 @@ class TuneFolder:
     def draft_length(self, k: int) -> Path:
         """The sweep over the concurrencies at draft length K."""
         return self.path / f"k{k}"
+
+    def confirmation(self, k: int) -> Path:
+        """The confirmation runs at draft length K (`loadgen tune --confirm`)."""
+        return self.path / "confirm" / f"k{k}"

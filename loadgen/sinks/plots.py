@@ -308,5 +308,11 @@ def render_tune(summary: dict, out: Path) -> Path:
            f"({'none' if model['knee_tokens'] is None else format(model['knee_tokens'], '.1f')} tokens) + "
            f"{model['compute_token_ms']:.4f} ms/token above + {model['draft_ms']:.3f} ms per draft position; "
            f"largest error on the measured points {model['max_error']:.1%}</p>")
-    return _page("loadgen tune", [("Recommendation", decisions), ("Measured", measured), ("Step model", fit)],
-                 images, files.html)
+    sections = [("Recommendation", decisions), ("Measured", measured), ("Step model", fit)]
+    if summary["confirmations"]:
+        sections.append(("Confirmation runs", _table(
+            ["concurrency", "K", "predicted speedup", "measured", "95 % interval", "recommended"],
+            [[str(c["concurrency"]), str(c["draft_length"]), cell(c["predicted_speedup"]), cell(c["measured_speedup"]),
+              f"{c['speedup_low']:.2f}–{c['speedup_high']:.2f}", str(c["recommended"]) if c["recommended"] else "off"]
+             for c in summary["confirmations"]])))
+    return _page("loadgen tune", sections, images, files.html)

@@ -34,6 +34,7 @@ from rich.console import Console
 from ..analysis import Report
 from ..analysis.step_model import (
     Fit,
+    StepModel,
     acceptance_length,
     conditional_from_positions,
     fit,
@@ -72,22 +73,57 @@ class Point:
 
 
 def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Sequence[int], out: Path,
-             console: Console) -> dict:
+             console: Console, *, confirm: Sequence[int] | None = None) -> dict:
     """Sweep the concurrencies once per draft length against the built-in emulator (its --accept cut
-    to the first K positions; K = 0 without speculation), then analyse. A rerun resumes."""
+    to the first K positions; K = 0 without speculation), then analyse. With `confirm` (concurrencies;
+    empty: those the predictions cover between the measured ones), run the model's best K and the
+    baseline at each and analyse again: the recommendation there is what was measured. A rerun
+    resumes."""
     accept = base.emulator.accept
     if max(draft_lengths) > len(accept):
         raise UsageError(f"--draft-lengths goes up to {max(draft_lengths)} but --emulator-accept gives "
                          f"{len(accept)} positions: give one conditional acceptance per position")
     folder = TuneFolder(out)
-    for k in draft_lengths:
+
+    def sweep(k: int, loads: Sequence[int], where: Path) -> bool:
+        """The sweep at draft length K; False when it was interrupted."""
         console.rule(f"[bold]draft length {k}")
         emulator = dataclasses.replace(base.emulator, accept=accept[:k])
-        summary = run_sweep(dataclasses.replace(base, emulator=emulator), "concurrency", concurrencies,
-                            folder.draft_length(k), console)
-        if summary["interrupted"]:
+        return not run_sweep(dataclasses.replace(base, emulator=emulator), "concurrency", loads, where,
+                             console)["interrupted"]
+
+    for k in draft_lengths:
+        if not sweep(k, concurrencies, folder.draft_length(k)):
+            return {"interrupted": True}
+    summary = analyse(out, console, plots=base.plots)
+    if confirm is None:
+        return summary
+    plan = _confirmation_plan(summary, confirm)
+    for k in sorted({0, *plan.values()}):
+        if not sweep(k, sorted(c for c, best in plan.items() if best == k or k == 0), folder.confirmation(k)):
             return {"interrupted": True}
     return analyse(out, console, plots=base.plots)
+
+
+def _confirmation_plan(summary: dict, confirm: Sequence[int]) -> dict[int, int]:
+    """Concurrency -> the draft length the model predicts best there (0: no speculation pays)."""
+    measured = summary["concurrencies"]
+    loads = list(confirm) or [c for c in _prediction_grid(measured) if min(measured) < c < max(measured)
+                              and c not in measured]
+    if not loads:
+        raise UsageError("no concurrency to confirm: the predictions between the measured ones are all measured; "
+                         "give --confirm-concurrency")
+    lengths = range(max(summary["draft_lengths"]) + 1)
+    return {c: max(lengths, key=lambda k: (_predict_speedup(summary, c, k), -k)) for c in loads}
+
+
+def _predict_speedup(summary: dict, c: int, k: int) -> float:
+    """The fitted model's speedup at (c, K), at any concurrency (not only the prediction grid's)."""
+    model = StepModel(**{key: summary["model"][key] for key in ("base_ms", "token_ms", "compute_token_ms",
+                                                                "draft_ms")},
+                      knee_tokens=summary["model"]["knee_tokens"] or math.inf)
+    conditional = summary["acceptance"]["conditional"]
+    return tpot_ms(model, conditional, c, 0) / tpot_ms(model, conditional, c, k)
 
 
 def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
@@ -130,6 +166,14 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
         decisions.append(_decide(c, cells))
         rows += cells
     _mark(rows, decisions)
+    confirmations = _confirmations(folder, model_fit, conditional, rng)
+    decisions = sorted(decisions + [{"concurrency": c["concurrency"], "best": c["draft_length"],
+                                     "best_speedup": c["measured_speedup"], "runner_up": None,
+                                     "runner_up_within_noise": False, "recommended": c["recommended"],
+                                     "recommended_speedup": c["measured_speedup"] if c["recommended"] else 1.0,
+                                     "speculation_pays": bool(c["recommended"]), "confirmation": True}
+                                    for c in confirmations if c["concurrency"] not in concurrencies],
+                       key=lambda d: d["concurrency"])
     predictions = [_predict(model_fit, conditional, c, k, measured=(k, c) in by_key)
                    for c in _prediction_grid(concurrencies) for k in range(0, max(lengths) + 1)]
     summary: dict[str, Any] = {
@@ -139,7 +183,7 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
                   "points": [{"verified_tokens": v, "draft_length": k, "measured_ms": m, "fitted_ms": f}
                              for v, k, m, f in model_fit.points]},
         "acceptance": {"conditional": conditional, "assumption": assumption},
-        "predictions": predictions,
+        "predictions": predictions, "confirmations": confirmations,
     }
     files = {"summary": str(folder.summary), "csv": str(folder.csv)}
     if plots:
@@ -149,6 +193,25 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
     write_csv(folder.csv, CSV_COLUMNS, rows)
     _print(console, summary, model_fit)
     return summary
+
+
+def _confirmations(folder: TuneFolder, model_fit: Fit, conditional: list[float],
+                   rng: np.random.Generator) -> list[dict]:
+    """The confirmation runs (confirm/kK/cC/: the model's best K and the baseline at a concurrency
+    that had not been measured), each against its prediction. The recommendation there is the
+    measured one: the predicted K where its speedup's interval lies above 1, else no speculation."""
+    points = {(p.draft_length, p.concurrency): p for p in _read_points(folder, confirmations=True)}
+    out = []
+    for (k, c), point in sorted(points.items()):
+        baseline = points.get((0, c))
+        if baseline is None or (k == 0 and any(other != 0 and load == c for other, load in points)):
+            continue  # a baseline is compared with its K; a baseline alone is the prediction "no K pays"
+        low, mid, high = _speedup_interval(baseline.tpot_s, point.tpot_s, rng) if k else (1.0, 1.0, 1.0)
+        predicted = tpot_ms(model_fit.model, conditional, c, 0) / tpot_ms(model_fit.model, conditional, c, k)
+        out.append({"concurrency": c, "draft_length": k, "predicted_speedup": predicted, "measured_speedup": mid,
+                    "speedup_low": low, "speedup_high": high,
+                    "recommended": k if k and low > 1 else 0})
+    return out
 
 
 def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measured: bool) -> dict:
@@ -161,17 +224,18 @@ def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measur
             "oracle_speedup": oracle_speedup(model, conditional, c, k) if k else None}
 
 
-def _read_points(folder: TuneFolder) -> list[Point]:
+def _read_points(folder: TuneFolder, *, confirmations: bool = False) -> list[Point]:
+    """The runs of the study (kK/cC/), or of its confirmations (confirm/kK/cC/, maybe none)."""
     if not folder.path.is_dir():
         raise UsageError(f"{folder.path} is no folder: give a tune folder (kK/cC/ runs)")
     points = []
-    for k_dir in sorted(folder.path.glob("k*")):
+    for k_dir in sorted((folder.confirmation(0).parent if confirmations else folder.path).glob("k*")):
         if not (k_dir.is_dir() and k_dir.name[1:].isdigit()):
             continue
         for c_dir in sorted(k_dir.glob("c*")):
             if c_dir.is_dir() and c_dir.name[1:].isdigit():
                 points.append(_read_point(int(k_dir.name[1:]), int(c_dir.name[1:]), RunFolder(c_dir)))
-    if not points:
+    if not points and not confirmations:
         raise UsageError(f"{folder.path} holds no runs: a tune folder has kK/cC/ run folders "
                          "(loadgen tune writes them)")
     return points
@@ -319,18 +383,24 @@ def _print(console: Console, summary: dict, model_fit: Fit) -> None:
     lengths = summary["draft_lengths"]
     by = {(r["concurrency"], r["draft_length"]): r for r in summary["rows"]}
     rows = []
-    for d in summary["decisions"]:
-        c = d["concurrency"]
+    for c in summary["concurrencies"]:
+        decision = next(d for d in summary["decisions"] if d["concurrency"] == c)
         cells = [str(c)]
         for k in lengths[1:]:
             r = by[(c, k)]
             mark = " *" if r["recommended"] else ("  " if not r["best"] else " b")
             cells.append(f"{r['speedup']:.2f} [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]{mark}")
-        cells.append(str(d["recommended"]) if d["speculation_pays"] else "off")
+        cells.append(str(decision["recommended"]) if decision["speculation_pays"] else "off")
         rows.append(cells)
     print_table(console, "Speedup of TPOT over no speculation, 95 % interval (* recommended; b the best measured, "
                          "where a smaller K within noise or no speculation is recommended)",
                 ["concurrency", *(f"K={k}" for k in lengths[1:]), "deploy"], rows)
+    if summary["confirmations"]:
+        print_table(console, "Confirmation: the model's best K at loads not measured, run against the baseline",
+                    ["concurrency", "K", "predicted speedup", "measured", "95 % interval", "deploy"],
+                    [[str(c["concurrency"]), str(c["draft_length"]), f"{c['predicted_speedup']:.2f}",
+                      f"{c['measured_speedup']:.2f}", f"[{c['speedup_low']:.2f}, {c['speedup_high']:.2f}]",
+                      str(c["recommended"]) if c["recommended"] else "off"] for c in summary["confirmations"]])
     model = model_fit.model
     knee = "none" if not math.isfinite(model.knee_tokens) else f"{model.knee_tokens:.1f} tokens"
     console.print(f"Step model: {model.base_ms:.2f} ms + {model.token_ms:.4f} ms/token below the knee ({knee}) "
