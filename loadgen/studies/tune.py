@@ -40,6 +40,7 @@ from ..analysis.step_model import (
     tpot_ms,
 )
 from ..config import RunConfig
+from ..engines.deploy import engine_schedules
 from ..errors import UsageError
 from ..layout import RunFolder, TuneFolder
 from ..records import RequestRecord, read_journal
@@ -129,7 +130,7 @@ def analyse(out: Path, console: Console) -> dict:
     _mark(rows, decisions)
     predictions = [_predict(model_fit, conditional, c, k, measured=(k, c) in by_key)
                    for c in _prediction_grid(concurrencies) for k in range(0, max(lengths) + 1)]
-    summary = {
+    summary: dict = {
         "draft_lengths": lengths, "concurrencies": concurrencies, "rows": rows, "decisions": decisions,
         "off_from": _off_from(decisions), "schedule": _schedule(decisions),
         "model": {**dataclasses.asdict(model_fit.model), "max_error": model_fit.max_error,
@@ -139,6 +140,7 @@ def analyse(out: Path, console: Console) -> dict:
         "predictions": predictions,
         "files": {"summary": str(folder.summary), "csv": str(folder.csv)},
     }
+    summary["schedule"]["engines"] = engine_schedules(summary["schedule"])
     write_json_atomic(folder.summary, _finite(summary))
     write_csv(folder.csv, CSV_COLUMNS, rows)
     _print(console, summary, model_fit)
