@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from .launch import Launch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server_metrics import Getter
 
-__all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "EngineSpec"]
+__all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "ScheduleSupport", "EngineSpec"]
 
 
 class ChunkFields(NamedTuple):
@@ -123,6 +123,26 @@ class EngineAdapter(Protocol):
 
 
 @dataclass(frozen=True)
+class ScheduleSupport:
+    """What the engine, at the version its recipes pin, accepts for a draft length that follows the
+    load, as found at its source (`source`; servers/SOURCES.md §7): `loadgen tune`'s schedule
+    (tune.json "schedule": concurrency ranges -> K, 0 off) in the engine's own terms
+    (engines/deploy.py).
+
+    accepts: "per_batch_size" (a draft length per range of batch sizes, 0 off), "off_above" (one
+    draft length, speculation off above a batch size) or "none" (one draft length at every load).
+    snippet: tune's schedule -> the text to deploy it in the engine's own format, or None where
+    speculation never pays; None (no function) where the engine accepts nothing.
+    note: what the key does, exactly, and how the snippet reaches a recipe.
+    """
+
+    accepts: Literal["per_batch_size", "off_above", "none"]
+    source: str
+    note: str
+    snippet: Callable[[dict], str | None] | None = None
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     """Everything loadgen knows about one engine, declared once in the engine's own module.
 
@@ -146,3 +166,6 @@ class EngineSpec:
     #: the recipe's model names a Hugging Face tokenizer, so a matrix plan may take token ids from
     #: it; False for llama.cpp, whose GGUF models are not, so its plans must name a tokenizer
     model_is_hf_tokenizer: bool = True
+    #: what the engine accepts for a load-dependent draft length (tune's schedule, deployed); None
+    #: where loadgen knows no pinned version of the engine (plain OpenAI)
+    schedule_support: ScheduleSupport | None = None

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .base import ChunkFields, EngineSpec, Finding, SpecCounters
+from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter, decode_openai_object, load_chunk
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
 
-__all__ = ["LlamacppAdapter", "launch", "SPEC"]
+__all__ = ["LlamacppAdapter", "launch", "SCHEDULE", "SPEC"]
 
 NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
                         draft_tokens="llamacpp:spec_decode_num_draft_tokens_total",
@@ -104,5 +104,17 @@ def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     return Launch(tuple(argv), {}, {})
 
 
+SCHEDULE = ScheduleSupport(
+    accepts="none",
+    source="ggml-org/llama.cpp tools/server/server-context.cpp:453 (server_slot::get_n_draft_max) at 0c1e570, "
+           "vendored in llama-cpp-python 0.3.36",
+    note="llama-server drafts up to --spec-draft-n-max tokens for every generating slot however many slots are "
+         "busy: get_n_draft_max bounds the draft by the slot's context room and remaining tokens only, no flag ties "
+         "speculation to the number of requests, and the per-request speculative.* fields are compiled out "
+         "(tools/server/server-schema.cpp:198-227, #if 0). Deploy one K: the recipe's "
+         "speculative.num_speculative_tokens (--spec-draft-n-max K). The server runs at most -np requests at once "
+         "(the recipe's max_num_seqs), so the load to state is 1 to that.")
+
 SPEC = EngineSpec(name="llamacpp", adapter=LlamacppAdapter, owned_by=("llamacpp",), default_port=8080, launch=launch,
-                  personality="loadgen.emulator.llamacpp:Llamacpp", model_is_hf_tokenizer=False)
+                  personality="loadgen.emulator.llamacpp:Llamacpp", model_is_hf_tokenizer=False,
+                  schedule_support=SCHEDULE)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import EngineSpec, Finding
+from .base import EngineSpec, Finding, ScheduleSupport
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import sample_sums
 from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter, ServerAcceptance, fetch_json, fetch_text
 
-__all__ = ["SglangAdapter", "SglangCollector", "launch", "SPEC"]
+__all__ = ["SglangAdapter", "SglangCollector", "launch", "SCHEDULE", "SPEC"]
 
 #: what SglangCollector reports, and why it cannot be the run's own window
 CUMULATIVE_SERVER_AL = "server AL will be cumulative, not windowed"
@@ -140,5 +140,17 @@ def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     return Launch(tuple(argv), {}, {})
 
 
+SCHEDULE = ScheduleSupport(
+    accepts="none",
+    source="sgl-project/sglang python/sglang/srt/server_args.py at v0.5.9 (--speculative-* flags: one static "
+           "num_steps); its pull requests: #13376 (speculation off above a batch size) closed unmerged, #17749 and "
+           "#22246 (AutoSpec, steps per batch size) closed, #21599 (--speculative-adaptive) opened 2026-03-28, "
+           "after v0.5.9 (in use by 2026-03-07)",
+    note="SGLang 0.5.9 drafts a fixed --speculative-num-steps at every batch size and has no batch size above which "
+         "it stops speculating (--max-running-requests caps the requests it runs, speculating or not). Later "
+         "versions adapt the steps to the measured acceptance (--speculative-adaptive, per batch-size range from "
+         "PR #24055), which is not a schedule one can hand it. Deploy one K: the recipe's "
+         "speculative.num_speculative_tokens, which the launcher renders as SGLang's steps and draft tokens.")
+
 SPEC = EngineSpec(name="sglang", adapter=SglangAdapter, owned_by=("sglang",), default_port=30000, launch=launch,
-                  personality="loadgen.emulator.sglang:Sglang")
+                  personality="loadgen.emulator.sglang:Sglang", schedule_support=SCHEDULE)

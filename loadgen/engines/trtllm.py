@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .base import EngineSpec, Finding, SpecCounters
+from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
@@ -20,7 +20,8 @@ from .server_metrics import (
     fetch_json,
 )
 
-__all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launch", "SPEC"]
+__all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launch", "schedule_snippet", "SCHEDULE",
+           "SPEC"]
 
 #: every field this adapter may send; TRT-LLM's CompletionRequest forbids extras
 REQUEST_FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "stream", "stream_options", "ignore_eos"})
@@ -204,5 +205,37 @@ def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     return Launch(tuple(argv), {}, {options_path: text})
 
 
+def schedule_snippet(schedule: dict) -> str | None:
+    """Tune's schedule as far as TensorRT-LLM 1.2 takes it, as options YAML to merge over the
+    recipe's (its extra_config): speculative_config.max_draft_len, the K of the lowest range where
+    speculation pays, and max_concurrency, one below tune's off_from (TensorRT-LLM speculates while
+    the requests it counts are at most max_concurrency). No max_concurrency where speculation never
+    stops paying; None where it never pays."""
+    import yaml  # only studies and recipes render this; a run never needs PyYAML
+
+    paying = [r for r in schedule["ranges"] if r["draft_length"] > 0]
+    if not paying:
+        return None
+    config = {"max_draft_len": paying[0]["draft_length"]}
+    if schedule["off_from"] is not None:
+        config["max_concurrency"] = schedule["off_from"] - 1
+    return yaml.safe_dump({"speculative_config": config}, sort_keys=False)
+
+
+SCHEDULE = ScheduleSupport(
+    accepts="off_above",
+    source="NVIDIA/TensorRT-LLM tensorrt_llm/_torch/speculative/drafter.py:54 (Drafter.should_use_spec_decode, "
+           "main 83ab45a) and tensorrt_llm/llmapi/llm_args.py (DecodingBaseConfig.max_concurrency): in 1.0's release "
+           "notes and on main, so at 1.2.1",
+    note="Each iteration TensorRT-LLM speculates while min(active requests, max_batch_size, max_num_tokens // "
+         "(1 + max_draft_len)) <= max_concurrency and not above it. Merge the YAML into the recipe's extra_config "
+         "(deep-merged over the options file). The Drafter (two-model) path honours it: NGram, DraftTarget, "
+         "Eagle with eagle3_one_model: false; for one-model Eagle3, the 1.x default the eagle3 recipes run, "
+         "max_concurrency arrived with PR #10860 (main, March 2026): unverified at 1.2.1. 1.2's draft_len_schedule "
+         "(batch size -> K, a 'developer interface') is not rendered: there (stage 1, PR #8194) it shortens only "
+         "the two-model drafters' drafts while the target verifies the padded length, and PR #10860 changed what its "
+         "keys mean.",
+    snippet=schedule_snippet)
+
 SPEC = EngineSpec(name="trtllm", adapter=TrtllmAdapter, owned_by=("tensorrt_llm",), default_port=8000, launch=launch,
-                  personality="loadgen.emulator.trtllm:Trtllm")
+                  personality="loadgen.emulator.trtllm:Trtllm", schedule_support=SCHEDULE)

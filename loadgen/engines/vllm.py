@@ -6,13 +6,13 @@ import json
 import re
 from pathlib import Path
 
-from .base import EngineSpec, Finding, SpecCounters
+from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
 
-__all__ = ["VllmAdapter", "launch", "SPEC"]
+__all__ = ["VllmAdapter", "launch", "schedule_snippet", "SCHEDULE", "SPEC"]
 
 NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
                         draft_tokens="vllm:spec_decode_num_draft_tokens_total",
@@ -84,5 +84,46 @@ def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
     return Launch(tuple(argv), {}, {})
 
 
+#: the last batch size of an open-ended range: vLLM's table needs an end, and its lookup stops at
+#: max_num_seqs, the largest batch it schedules (its docs end theirs at 512 and 4096)
+OPEN_END = 65536
+
+
+def schedule_snippet(schedule: dict) -> str | None:
+    """Tune's schedule as the keys to merge into --speculative-config (the recipe's
+    speculative.options): num_speculative_tokens the largest K (vLLM sizes its buffers by it and
+    clamps every entry to it) and, where K changes with load, num_speculative_tokens_per_batch_size
+    as [first, last, K] per range, both ends inclusive, the first range from batch size 1 (vLLM
+    refuses a table that starts above it), the open-ended last one up to OPEN_END. One K for every
+    range needs no table (a table costs full CUDA graphs under Model Runner V1). None where
+    speculation never pays: serve without --speculative-config."""
+    ranges = schedule["ranges"]
+    lengths = [r["draft_length"] for r in ranges]
+    if max(lengths) == 0:
+        return None
+    config: dict = {"num_speculative_tokens": max(lengths)}
+    if len(set(lengths)) > 1:
+        config["num_speculative_tokens_per_batch_size"] = [
+            [1 if i == 0 else r["from"], max(OPEN_END, r["from"]) if r["to"] is None else r["to"], r["draft_length"]]
+            for i, r in enumerate(ranges)]
+    return json.dumps(config, separators=(",", ":"))
+
+
+SCHEDULE = ScheduleSupport(
+    accepts="per_batch_size",
+    source="vllm-project/vllm vllm/config/speculative.py (SpeculativeConfig.num_speculative_tokens_per_batch_size), "
+           "vllm/v1/spec_decode/dynamic/utils.py (validate_and_normalize_dynamic_sd_schedule), "
+           "docs/features/speculative_decoding/dynamic_speculative_decoding.md: in the v0.24.0 docs and on main, "
+           "so at v0.25.0 and the CPU recipes' 0.32.0 (PR #32374)",
+    note="vLLM picks K at every scheduler step from the number of requests scheduled in it: the entry whose "
+         "inclusive [first, last] holds that number (a number in a gap keeps the previous entry's K), clamped to "
+         "num_speculative_tokens; K 0 drafts nothing. Merge the keys into the recipe's speculative.options, which "
+         "vLLM's launcher renders into --speculative-config. vLLM's docs run the table under Model Runner V1 "
+         "(VLLM_USE_V2_MODEL_RUNNER=0; at 0.24.0 'working on enabling it on MRv2'), and 0.25.0 made V2 the default "
+         "for dense models: set that variable in the recipe's env (whether V2 honours the table at 0.25.0 is "
+         "unverified). Under V1 the table allows only piecewise CUDA graphs; with data parallelism above 1 vLLM "
+         "ignores it and keeps num_speculative_tokens.",
+    snippet=schedule_snippet)
+
 SPEC = EngineSpec(name="vllm", adapter=VllmAdapter, owned_by=("vllm",), default_port=8000, launch=launch,
-                  personality="loadgen.emulator.vllm:Vllm")
+                  personality="loadgen.emulator.vllm:Vllm", schedule_support=SCHEDULE)

@@ -42,6 +42,7 @@ from ..analysis.step_model import (
     tpot_ms,
 )
 from ..config import RunConfig
+from ..engines.deploy import engine_schedules
 from ..errors import UsageError
 from ..layout import RunFolder, TuneFolder
 from ..records import RequestRecord, read_journal
@@ -185,6 +186,7 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
         "acceptance": {"conditional": conditional, "assumption": assumption},
         "predictions": predictions, "confirmations": confirmations,
     }
+    summary["schedule"]["engines"] = engine_schedules(summary["schedule"])
     files = {"summary": str(folder.summary), "csv": str(folder.csv)}
     if plots:
         files["html"] = str(render_tune(_finite(summary), out))
