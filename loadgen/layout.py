@@ -181,3 +181,11 @@ class TuneFolder:
     def draft_length(self, k: int) -> Path:
         """The sweep over the concurrencies at draft length K."""
         return self.path / f"k{k}"
+
+    def server_log(self, k: int) -> Path:
+        """With --recipe: the log of the server that served draft length K."""
+        return self.draft_length(k) / "server.log"
+
+    def server_info(self, k: int) -> Path:
+        """With --recipe: how that server was started (command, model, start-up time)."""
+        return self.draft_length(k) / "server.json"

@@ -18,16 +18,22 @@ conditional acceptance), assuming that the acceptance of a position does not dep
 (checked where two K measured it). It predicts AL,
 TPOT, user and output TPS for the (concurrency, K) points not run, and the oracle's speedup: a
 drafter proposing exactly the tokens that will be accepted, under the same step model.
+
+With a recipe (`--recipe`), each K is a real server: the recipe with K in its engine's own flag
+(`speculative.num_speculative_tokens`), or for K = 0 the same recipe with speculation off, served
+for its sweep (`kK/server.log`, `kK/server.json`) and stopped before the next K starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import orjson
 from rich.console import Console
 
 from ..analysis import Report
@@ -40,13 +46,16 @@ from ..analysis.step_model import (
     tpot_ms,
 )
 from ..config import RunConfig
+from ..engines import DEFAULT_PORTS
 from ..errors import UsageError
-from ..layout import RunFolder, TuneFolder
+from ..layout import RunFolder, SweepFolder, TuneFolder
 from ..records import RequestRecord, read_journal
+from ..servers import Recipe, load_recipe, render
 from ..sinks import print_table, write_csv, write_json_atomic
+from .serving import ServeSettings, recipe_tokenizer, serving
 from .sweep import finished_report, run_sweep
 
-__all__ = ["analyse", "run_tune", "BOOTSTRAP_SAMPLES"]
+__all__ = ["analyse", "recipe_at", "run_tune", "TuneRecipe", "BOOTSTRAP_SAMPLES"]
 
 #: bootstrap resamples per speedup interval (seeded: the same runs give the same intervals)
 BOOTSTRAP_SAMPLES = 2000
@@ -69,10 +78,22 @@ class Point:
     rejected_share: float | None  # drafted tokens the target rejected (server counters)
 
 
+@dataclasses.dataclass(frozen=True)
+class TuneRecipe:
+    """`--recipe` with its `--set` overrides, served at each draft length in place of the emulator."""
+
+    ref: str
+    overrides: tuple[str, ...] = ()
+    serve: ServeSettings = ServeSettings()
+
+
 def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Sequence[int], out: Path,
-             console: Console) -> dict:
+             console: Console, recipe: TuneRecipe | None = None) -> dict:
     """Sweep the concurrencies once per draft length against the built-in emulator (its --accept cut
-    to the first K positions; K = 0 without speculation), then analyse. A rerun resumes."""
+    to the first K positions; K = 0 without speculation), or against RECIPE served at each K, then
+    analyse. A rerun resumes."""
+    if recipe is not None:
+        return _run_served(base, recipe, draft_lengths, concurrencies, out, console)
     accept = base.emulator.accept
     if max(draft_lengths) > len(accept):
         raise UsageError(f"--draft-lengths goes up to {max(draft_lengths)} but --emulator-accept gives "
@@ -83,6 +104,66 @@ def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Seque
         emulator = dataclasses.replace(base.emulator, accept=accept[:k])
         summary = run_sweep(dataclasses.replace(base, emulator=emulator), "concurrency", concurrencies,
                             folder.draft_length(k), console)
+        if summary["interrupted"]:
+            return {"interrupted": True}
+    return analyse(out, console)
+
+
+def recipe_at(ref: str, overrides: Sequence[str], k: int) -> Recipe:
+    """The recipe at draft length K: K > 0 its speculative method drafting K tokens (each engine
+    renders it in its own flag); K = 0 speculation off (method none, no draft model, draft length or
+    speculative options), every other field as it is, so that the comparison is fair."""
+    draft = ([f"speculative.num_speculative_tokens={k}"] if k else
+             ["speculative.method=none", "speculative.draft_model=null", "speculative.num_speculative_tokens=null",
+              "speculative.options={}"])
+    try:
+        return load_recipe(ref, [*overrides, *draft])
+    except UsageError as exc:
+        raise UsageError(f"--recipe at draft length {k}: {exc}") from None
+
+
+def _served_recipes(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[int]) -> dict[int, Recipe]:
+    """Every draft length's recipe, loaded and rendered (so checked) before any server starts."""
+    recipe = load_recipe(source.ref, source.overrides)
+    if recipe.speculative.method == "none":
+        raise UsageError(f"--recipe {recipe.name} serves no speculation (speculative.method none): give a "
+                         "recipe with a speculative method; tune serves it without speculation for K = 0")
+    if base.engine not in ("auto", recipe.engine):
+        raise UsageError(f"--engine {base.engine}: {recipe.name} is a {recipe.engine} recipe (leave --engine out)")
+    if base.model is not None:
+        raise UsageError("--model: with --recipe tune measures the model the recipe serves (set it with "
+                         "--set model=...)")
+    recipes = {k: recipe_at(source.ref, source.overrides, k) for k in draft_lengths}
+    serve = source.serve
+    for k, each in recipes.items():
+        try:
+            render(each, host=serve.host, port=serve.port or DEFAULT_PORTS[each.engine],
+                   workdir=Path(tempfile.gettempdir()) / "loadgen-tune-check", gpus=serve.gpus)
+        except UsageError as exc:
+            raise UsageError(f"--recipe at draft length {k}: {exc}") from None
+    return recipes
+
+
+def _run_served(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[int], concurrencies: Sequence[int],
+                out: Path, console: Console) -> dict:
+    """Per draft length: serve its recipe, sweep the concurrencies against it, stop it. A draft
+    length whose points are all finished is not served again."""
+    recipes = _served_recipes(base, source, draft_lengths)
+    folder = TuneFolder(out)
+    for k in draft_lengths:
+        recipe, sweep = recipes[k], SweepFolder(folder.draft_length(k))
+        console.rule(f"[bold]draft length {k}[/] ({recipe.name}, {recipe.engine} {recipe.engine_version})")
+        if all(finished_report(sweep.point("concurrency", c)) for c in concurrencies):
+            console.print(f"[dim]draft length {k}: every point finished before, kept (not served again)[/]")
+            continue
+        try:
+            with serving(recipe, source.serve, log_path=folder.server_log(k), info_path=folder.server_info(k),
+                         label=f"draft length {k}", console=console) as server:
+                config = dataclasses.replace(base, url=server.url, engine=recipe.engine, model=server.model,
+                                             tokenizer=base.tokenizer or recipe_tokenizer(recipe))
+                summary = run_sweep(config, "concurrency", concurrencies, sweep.path, console)
+        except KeyboardInterrupt:  # the server is stopped on leaving the block
+            return {"interrupted": True}
         if summary["interrupted"]:
             return {"interrupted": True}
     return analyse(out, console)
@@ -137,6 +218,7 @@ def analyse(out: Path, console: Console) -> dict:
                              for v, k, m, f in model_fit.points]},
         "acceptance": {"conditional": conditional, "assumption": assumption},
         "predictions": predictions,
+        "servers": _servers(folder, lengths),
         "files": {"summary": str(folder.summary), "csv": str(folder.csv)},
     }
     write_json_atomic(folder.summary, _finite(summary))
@@ -153,6 +235,17 @@ def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measur
             "acceptance_length": acceptance_length(conditional, k), "tpot_ms": tpot, "user_tps": 1e3 / tpot,
             "output_tps": c * 1e3 / tpot, "speedup": tpot_ms(model, conditional, c, 0) / tpot,
             "oracle_speedup": oracle_speedup(model, conditional, c, k) if k else None}
+
+
+def _servers(folder: TuneFolder, lengths: Sequence[int]) -> dict[str, dict]:
+    """With --recipe: each draft length's server.json (its command, model, start-up time)."""
+    servers = {}
+    for k in lengths:
+        try:
+            servers[str(k)] = orjson.loads(folder.server_info(k).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            continue
+    return servers
 
 
 def _read_points(folder: TuneFolder) -> list[Point]:
