@@ -180,18 +180,35 @@ sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "requ
 @click.option("--confirm-concurrency", "confirm_concurrencies",
               help="The concurrencies --confirm runs [default: those the predictions cover between the measured "
                    "ones]; implies --confirm.")
-def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm_concurrencies, **options) -> None:
+@click.option("--recipe", help="Serve this recipe (a file, or a name `loadgen serve --list` prints) at each draft "
+                               "length instead of the emulator: K as its engine's flag, K = 0 speculation off.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="With --recipe: override a recipe field, e.g. --set model=/models/t.gguf (repeatable).")
+@click.option("--port", type=int, help="With --recipe: port to serve on [default: the engine's own; 0 a free one].")
+@click.option("--startup-timeout", type=float,
+              help="With --recipe: seconds to wait until each server serves [default: the recipe's].")
+@click.option("--url", hidden=True)  # refused: tune cannot set the draft length of a server it did not start
+def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm_concurrencies, recipe, overrides,
+         port, startup_timeout, url, **options) -> None:
     """Which draft length to serve at which load: one sweep over the concurrencies per draft length
-    (the built-in emulator, its --emulator-accept cut to K positions), the speedup of each K with a
-    95 % interval, the best K, where speculation stops paying, and a step model fitted to the runs
-    that predicts the points not run. Every other `loadgen run` option applies to each run."""
+    (the built-in emulator, its --emulator-accept cut to K positions; or --recipe served at each K),
+    the speedup of each K with a 95 % interval, the best K, where speculation stops paying, and a
+    step model fitted to the runs that predicts the points not run. Every other `loadgen run` option
+    applies to each run."""
     from .analysis.step_model import StepModel
     from .studies import analyse, run_tune
+    from .studies.serving import ServeSettings
+    from .studies.tune import TuneRecipe
 
     console = Console()
     if analyse_dir is not None:
         analyse(analyse_dir, console)
         return
+    if url is not None:
+        raise UsageError("tune cannot set the draft length of a server it did not start: give --recipe (served at "
+                         "each K) instead of --url, or neither (the built-in emulator)")
+    if recipe is None and (overrides or port is not None or startup_timeout is not None):
+        raise UsageError("--set, --port and --startup-timeout apply to the server of --recipe: give --recipe")
     lengths = _whole_numbers("--draft-lengths", draft_lengths)
     loads = _whole_numbers("--concurrency", concurrencies)
     if not loads or min(loads) < 1:
@@ -208,7 +225,11 @@ def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm
     checks = _whole_numbers("--confirm-concurrency", confirm_concurrencies) if confirm_concurrencies else []
     if any(c < 1 for c in checks):
         raise UsageError("--confirm-concurrency takes comma-separated whole numbers >= 1")
-    if run_tune(base, lengths, loads, out, console,
+    served = None
+    if recipe is not None:
+        served = TuneRecipe(recipe, tuple(overrides), ServeSettings(port=port, startup_timeout_s=startup_timeout))
+        _interrupt_on_sigterm()
+    if run_tune(base, lengths, loads, out, console, served,
                 confirm=checks if confirm or confirm_concurrencies else None).get("interrupted"):
         sys.exit(130)
 

@@ -198,3 +198,13 @@ class TuneFolder:
     def confirmation(self, k: int) -> Path:
         """The confirmation runs at draft length K (`loadgen tune --confirm`)."""
         return self.path / "confirm" / f"k{k}"
+
+    @staticmethod
+    def server_log(sweep: Path) -> Path:
+        """With --recipe: the log of the server a sweep (kK/ or confirm/kK/) ran against."""
+        return sweep / "server.log"
+
+    @staticmethod
+    def server_info(sweep: Path) -> Path:
+        """With --recipe: how that server was started (command, model, start-up time)."""
+        return sweep / "server.json"

@@ -100,8 +100,31 @@ def launch(recipe: Recipe, *, host: str, port: int, workdir: Path) -> Launch:
         argv += ["--spec-type", SPEC_TYPES[spec.method], "--spec-draft-n-max", str(spec.num_speculative_tokens)]
         if spec.draft_model:
             argv += _model_flags(spec.draft_model, "-md", "-hfd")
-        argv += option_flags(spec.options)
+        argv += option_flags(_synth_rates_for(recipe))
     return Launch(tuple(argv), {}, {})
+
+
+def _synth_rates_for(recipe: Recipe) -> dict:
+    """The speculative options with --spec-synth-rates cut to the draft length. The rates are
+    UNCONDITIONAL per-position acceptance (llama-server accepts position i with probability
+    r_i / r_(i-1), stopping at the first rejection: common/speculative.cpp, common_speculative_init,
+    synth_probs; tools/server/server-context.cpp, server_sample_and_accept_synth), so the first K
+    rates are exactly a K-token draft's; and llama-server refuses a list that is not exactly as long
+    as the draft ("synthetic acceptance rates must contain %d values", common_speculative_synth_rates_resolve).
+    A recipe can so keep one list and be served at any draft length up to its length."""
+    options = dict(recipe.speculative.options)
+    k = recipe.speculative.num_speculative_tokens
+    for key in [key for key in options if key.lstrip("-").replace("-", "_") == "spec_synth_rates"]:
+        value = options[key]
+        if value is None or value is False or not isinstance(k, int):
+            continue
+        rates = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
+        if len(rates) < k:
+            raise UsageError(f"recipe {recipe.name}: speculative.options.{key} gives {len(rates)} rate(s) but "
+                             f"num_speculative_tokens is {k}: llama-server takes one acceptance rate per draft "
+                             "position")
+        options[key] = rates[:k]
+    return options
 
 
 SCHEDULE = ScheduleSupport(

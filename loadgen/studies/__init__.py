@@ -6,8 +6,10 @@ hands its rows to `loadgen.sinks` for the console table, the CSV and the page.
     compare.py  runs or sweeps against a baseline: speedups, where speculation stops paying off
     matrix.py   plans of recipes x workloads x loads: serve each recipe, sweep it, compare
 
-    tune.py     one sweep per draft length: the best K per load, where speculation stops paying,
-                a step model fitted to the runs, and the oracle's headroom
+    tune.py     one sweep per draft length (the emulator, or a recipe served at each K): the best
+                K per load, where speculation stops paying, a step model fitted to the runs, and
+                the oracle's headroom
+    serving.py  a recipe served for a study (matrix, tune): its log, server.json, stopped after
 """
 
 from .compare import compare, load_points

@@ -29,14 +29,15 @@ from rich.console import Console
 
 from .. import servers
 from ..config import RunConfig
-from ..engines import DEFAULT_PORTS, ENGINES
+from ..engines import DEFAULT_PORTS
 from ..errors import LoadgenError, UsageError
 from ..layout import MatrixFolder, SweepFolder
-from ..servers import Recipe, ServerProcess, load_recipe, render
+from ..servers import Recipe, load_recipe, render
 from ..servers.recipe import lookup_dirs, yaml_named
 from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_matrix
 from .compare import compare
+from .serving import ServeSettings, recipe_tokenizer, serving
 from .sweep import finished_report, run_sweep
 
 __all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan", "run_matrix", "shipped_plans"]
@@ -220,21 +221,12 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             status[item.label] = {**_read_json(server_file), "status": "kept"}
             continue
         console.rule(f"[bold]{item.label}[/] ({item.recipe.engine} {item.recipe.engine_version})")
-        server = ServerProcess(item.recipe, log_path=files.server_log(item.label),
-                               host=serve.get("host", "127.0.0.1"), port=serve.get("port"), gpus=serve.get("gpus"),
-                               startup_timeout_s=serve.get("startup_timeout_s"), grace_s=serve.get("grace_s", 30.0),
-                               on_wait=lambda phase: console.print(f"[dim]waiting for {phase}[/]"))
         try:
-            with server:
-                ready = server.ready
-                assert ready is not None and server.launch is not None, "the with block waited until it served"
-                info = {"recipe": item.recipe.name, "engine": item.recipe.engine,
-                        "engine_version": item.recipe.engine_version, "model": ready.model,
-                        "command": list(server.launch.argv), "startup_s": round(ready.startup_s, 3)}
-                write_json_atomic(server_file, info)
-                console.print(f"[green]{item.label} ready[/] at {ready.url} after {ready.startup_s:.1f} s")
+            with serving(item.recipe, ServeSettings(**serve), log_path=files.server_log(item.label),
+                         info_path=server_file, label=item.label, console=console) as server:
+                info = server.info
                 for cell in cells:
-                    options = _cell_options(plan, item, cell.workload, url=ready.url, model=ready.model)
+                    options = _cell_options(plan, item, cell.workload, url=server.url, model=server.model)
                     sweep = run_sweep(make_config(options), plan.kind, list(plan.values), cell.folder(plan).path,
                                       console)
                     if sweep["interrupted"]:
@@ -263,11 +255,9 @@ def _cell_options(plan: Plan, item: PlannedRecipe, workload: PlannedWorkload, *,
 
 def _default_tokenizer(recipe: Recipe, plan: Plan) -> dict:
     """Token ids from the served model's own tokenizer, unless the plan names one or the engine's
-    model is no Hugging Face tokenizer (EngineSpec.model_is_hf_tokenizer: llama.cpp's GGUF; those
-    plans must name one)."""
-    if "tokenizer" in plan.run or not ENGINES[recipe.engine].model_is_hf_tokenizer:
-        return {}
-    return {"tokenizer": recipe.model}
+    model is no Hugging Face tokenizer (llama.cpp's GGUF; those plans must name one)."""
+    tokenizer = None if "tokenizer" in plan.run else recipe_tokenizer(recipe)
+    return {"tokenizer": tokenizer} if tokenizer else {}
 
 
 def _read_json(path: Path) -> dict:

@@ -18,17 +18,23 @@ conditional acceptance), assuming that the acceptance of a position does not dep
 (checked where two K measured it). It predicts AL,
 TPOT, user and output TPS for the (concurrency, K) points not run, and the oracle's speedup: a
 drafter proposing exactly the tokens that will be accepted, under the same step model.
+
+With a recipe (`--recipe`), each K is a real server: the recipe with K in its engine's own flag
+(`speculative.num_speculative_tokens`), or for K = 0 the same recipe with speculation off, served
+for its sweep (`kK/server.log`, `kK/server.json`) and stopped before the next K starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from rich.console import Console
 
 from ..analysis import Report
@@ -42,15 +48,18 @@ from ..analysis.step_model import (
     tpot_ms,
 )
 from ..config import RunConfig
+from ..engines import DEFAULT_PORTS
 from ..engines.deploy import engine_schedules
 from ..errors import UsageError
-from ..layout import RunFolder, TuneFolder
+from ..layout import RunFolder, SweepFolder, TuneFolder
 from ..records import RequestRecord, read_journal
+from ..servers import Recipe, load_recipe, render
 from ..sinks import print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_tune
+from .serving import ServeSettings, recipe_tokenizer, serving
 from .sweep import finished_report, run_sweep
 
-__all__ = ["analyse", "run_tune", "BOOTSTRAP_SAMPLES"]
+__all__ = ["analyse", "recipe_at", "run_tune", "TuneRecipe", "BOOTSTRAP_SAMPLES"]
 
 #: bootstrap resamples per speedup interval (seeded: the same runs give the same intervals)
 BOOTSTRAP_SAMPLES = 2000
@@ -73,26 +82,26 @@ class Point:
     rejected_share: float | None  # drafted tokens the target rejected (server counters)
 
 
+@dataclasses.dataclass(frozen=True)
+class TuneRecipe:
+    """`--recipe` with its `--set` overrides, served at each draft length in place of the emulator."""
+
+    ref: str
+    overrides: tuple[str, ...] = ()
+    serve: ServeSettings = ServeSettings()
+
+
 def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Sequence[int], out: Path,
-             console: Console, *, confirm: Sequence[int] | None = None) -> dict:
+             console: Console, recipe: TuneRecipe | None = None, *,
+             confirm: Sequence[int] | None = None) -> dict:
     """Sweep the concurrencies once per draft length against the built-in emulator (its --accept cut
-    to the first K positions; K = 0 without speculation), then analyse. With `confirm` (concurrencies;
-    empty: those the predictions cover between the measured ones), run the model's best K and the
-    baseline at each and analyse again: the recommendation there is what was measured. A rerun
-    resumes."""
-    accept = base.emulator.accept
-    if max(draft_lengths) > len(accept):
-        raise UsageError(f"--draft-lengths goes up to {max(draft_lengths)} but --emulator-accept gives "
-                         f"{len(accept)} positions: give one conditional acceptance per position")
+    to the first K positions; K = 0 without speculation), or against RECIPE served at each K, then
+    analyse. With `confirm` (concurrencies; empty: those the predictions cover between the measured
+    ones), run the model's best K and the baseline at each and analyse again: the recommendation
+    there is what was measured. A rerun resumes."""
     folder = TuneFolder(out)
-
-    def sweep(k: int, loads: Sequence[int], where: Path) -> bool:
-        """The sweep at draft length K; False when it was interrupted."""
-        console.rule(f"[bold]draft length {k}")
-        emulator = dataclasses.replace(base.emulator, accept=accept[:k])
-        return not run_sweep(dataclasses.replace(base, emulator=emulator), "concurrency", loads, where,
-                             console)["interrupted"]
-
+    sweep = _served_sweeps(base, recipe, draft_lengths, console) if recipe is not None else \
+        _emulator_sweeps(base, draft_lengths, console)
     for k in draft_lengths:
         if not sweep(k, concurrencies, folder.draft_length(k)):
             return {"interrupted": True}
@@ -104,6 +113,26 @@ def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Seque
         if not sweep(k, sorted(c for c, best in plan.items() if best == k or k == 0), folder.confirmation(k)):
             return {"interrupted": True}
     return analyse(out, console, plots=base.plots)
+
+
+#: runs the sweep at draft length K over the concurrencies into a folder; False when interrupted
+Sweep = Callable[[int, Sequence[int], Path], bool]
+
+
+def _emulator_sweeps(base: RunConfig, draft_lengths: Sequence[int], console: Console) -> Sweep:
+    """Sweeps against the built-in emulator, its --emulator-accept cut to the first K positions."""
+    accept = base.emulator.accept
+    if max(draft_lengths) > len(accept):
+        raise UsageError(f"--draft-lengths goes up to {max(draft_lengths)} but --emulator-accept gives "
+                         f"{len(accept)} positions: give one conditional acceptance per position")
+
+    def sweep(k: int, loads: Sequence[int], where: Path) -> bool:
+        console.rule(f"[bold]draft length {k}")
+        emulator = dataclasses.replace(base.emulator, accept=accept[:k])
+        return not run_sweep(dataclasses.replace(base, emulator=emulator), "concurrency", loads, where,
+                             console)["interrupted"]
+
+    return sweep
 
 
 def _confirmation_plan(summary: dict, confirm: Sequence[int]) -> dict[int, int]:
@@ -125,6 +154,60 @@ def _predict_speedup(summary: dict, c: int, k: int) -> float:
                       knee_tokens=summary["model"]["knee_tokens"] or math.inf)
     conditional = summary["acceptance"]["conditional"]
     return tpot_ms(model, conditional, c, 0) / tpot_ms(model, conditional, c, k)
+
+
+def recipe_at(ref: str, overrides: Sequence[str], k: int) -> Recipe:
+    """The recipe at draft length K: K > 0 its speculative method drafting K tokens (each engine
+    renders it in its own flag); K = 0 speculation off (method none, no draft model, draft length or
+    speculative options), every other field as it is, so that the comparison is fair."""
+    draft = ([f"speculative.num_speculative_tokens={k}"] if k else
+             ["speculative.method=none", "speculative.draft_model=null", "speculative.num_speculative_tokens=null",
+              "speculative.options={}"])
+    try:
+        return load_recipe(ref, [*overrides, *draft])
+    except UsageError as exc:
+        raise UsageError(f"--recipe at draft length {k}: {exc}") from None
+
+
+def _served_sweeps(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[int], console: Console) -> Sweep:
+    """Sweeps against the recipe served at each draft length: serve, sweep, stop. Every draft
+    length's recipe is loaded and rendered (so checked) before any server starts, and a sweep whose
+    points are all finished is not served again."""
+    recipe = load_recipe(source.ref, source.overrides)
+    if recipe.speculative.method == "none":
+        raise UsageError(f"--recipe {recipe.name} serves no speculation (speculative.method none): give a "
+                         "recipe with a speculative method; tune serves it without speculation for K = 0")
+    if base.engine not in ("auto", recipe.engine):
+        raise UsageError(f"--engine {base.engine}: {recipe.name} is a {recipe.engine} recipe (leave --engine out)")
+    if base.model is not None:
+        raise UsageError("--model: with --recipe tune measures the model the recipe serves (set it with "
+                         "--set model=...)")
+    serve = source.serve
+    for k in draft_lengths:
+        try:
+            render(recipe_at(source.ref, source.overrides, k), host=serve.host,
+                   port=serve.port or DEFAULT_PORTS[recipe.engine],
+                   workdir=Path(tempfile.gettempdir()) / "loadgen-tune-check", gpus=serve.gpus)
+        except UsageError as exc:
+            raise UsageError(f"--recipe at draft length {k}: {exc}") from None
+
+    def sweep(k: int, loads: Sequence[int], where: Path) -> bool:
+        served = recipe_at(source.ref, source.overrides, k)
+        console.rule(f"[bold]draft length {k}[/] ({served.name}, {served.engine} {served.engine_version})")
+        points = SweepFolder(where)
+        if all(finished_report(points.point("concurrency", c)) for c in loads):
+            console.print(f"[dim]draft length {k}: every point finished before, kept (not served again)[/]")
+            return True
+        try:
+            with serving(served, serve, log_path=TuneFolder.server_log(where), info_path=TuneFolder.server_info(where),
+                         label=f"draft length {k}", console=console) as server:
+                config = dataclasses.replace(base, url=server.url, engine=served.engine, model=server.model,
+                                             tokenizer=base.tokenizer or recipe_tokenizer(served))
+                return not run_sweep(config, "concurrency", loads, where, console)["interrupted"]
+        except KeyboardInterrupt:  # the server is stopped on leaving the block
+            return False
+
+    return sweep
 
 
 def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
@@ -185,6 +268,7 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
                              for v, k, m, f in model_fit.points]},
         "acceptance": {"conditional": conditional, "assumption": assumption},
         "predictions": predictions, "confirmations": confirmations,
+        "servers": _servers(folder, lengths),
     }
     summary["schedule"]["engines"] = engine_schedules(summary["schedule"])
     files = {"summary": str(folder.summary), "csv": str(folder.csv)}
@@ -224,6 +308,17 @@ def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measur
             "acceptance_length": acceptance_length(conditional, k), "tpot_ms": tpot, "user_tps": 1e3 / tpot,
             "output_tps": c * 1e3 / tpot, "speedup": tpot_ms(model, conditional, c, 0) / tpot,
             "oracle_speedup": oracle_speedup(model, conditional, c, k) if k else None}
+
+
+def _servers(folder: TuneFolder, lengths: Sequence[int]) -> dict[str, dict]:
+    """With --recipe: each draft length's server.json (its command, model, start-up time)."""
+    servers = {}
+    for k in lengths:
+        try:
+            servers[str(k)] = orjson.loads(TuneFolder.server_info(folder.draft_length(k)).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            continue
+    return servers
 
 
 def _read_points(folder: TuneFolder, *, confirmations: bool = False) -> list[Point]:

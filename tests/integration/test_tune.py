@@ -160,6 +160,26 @@ def test_bad_tune_input_is_one_line(tmp_path, args, message):
     assert_one_line_error(_tune(*args, "--output-dir", str(tmp_path / "t"), cwd=tmp_path), message)
 
 
+DRAFT = ["--recipe", "llamacpp/llama3.1-8b-draft"]
+
+
+@pytest.mark.parametrize("args, needles", [
+    ([*DRAFT, "--url", "http://127.0.0.1:1"], ["give --recipe (served at each K) instead of --url"]),
+    (["--url", "http://127.0.0.1:1"], ["cannot set the draft length of a server it did not start"]),
+    (["--set", "model=/m.gguf"], ["apply to the server of --recipe: give --recipe"]),
+    (["--recipe", "llamacpp/llama3.1-8b-none"], ["serves no speculation"]),
+    ([*DRAFT, "--set", "speculative.draft_model=null"], ["needs speculative.draft_model"]),
+    ([*DRAFT, "--set", "speculative.method=eagle"], ["at draft length 1", "has no EAGLE-1"]),
+    ([*DRAFT, "--set", "speculative.options.spec_synth_rates=[0.9]", "-k", "0,1,2"],
+     ["at draft length 2", "gives 1 rate(s) but num_speculative_tokens is 2"]),
+    ([*DRAFT, "--engine", "vllm"], ["is a llamacpp recipe"]),
+    (["--recipe", "no-such-recipe"], ["no recipe named no-such-recipe"]),
+])
+def test_bad_recipe_input_is_one_line_before_anything_starts(tmp_path, args, needles):
+    assert_one_line_error(_tune(*args, "--output-dir", str(tmp_path / "t"), cwd=tmp_path), *needles)
+    assert not (tmp_path / "t").exists()
+
+
 def _reach(conditional):
     """P(position i accepted) for each position: the running products of the conditional rates."""
     total = 1.0

@@ -149,11 +149,12 @@ def test_trtllm_decoding_types(tmp_path, spec, expected):
 
 def test_llamacpp_takes_files_or_hub_repos_and_spec_types(tmp_path):
     draft = " ".join(_render(tmp_path, "llamacpp", "{method: draft_model, draft_model: /m/d.gguf, "
-                                                   "num_speculative_tokens: 3, options: {spec_synth_rates: [0.8, 0.6],"
-                                                   " no_warmup: true, flash_attn: false}}",
+                                                   "num_speculative_tokens: 3, options: {spec_synth_rates: "
+                                                   "[0.8, 0.6, 0.4, 0.2], no_warmup: true, flash_attn: false}}",
                              "model=/m/t.gguf").argv)
+    # the synthetic rates cut to the draft length: llama-server takes exactly one per position
     assert draft == ("llama-server -m /m/t.gguf --host 127.0.0.1 --port 9000 -ngl 999 --metrics -c 4096 -np 64 "
-                     "--spec-type draft-simple --spec-draft-n-max 3 -md /m/d.gguf --spec-synth-rates 0.8,0.6 "
+                     "--spec-type draft-simple --spec-draft-n-max 3 -md /m/d.gguf --spec-synth-rates 0.8,0.6,0.4 "
                      "--no-warmup")
     hub = _render(tmp_path, "llamacpp", "{method: ngram, num_speculative_tokens: 4}", "model=org/repo-GGUF:Q8_0").argv
     assert hub[1:3] == ("-hf", "org/repo-GGUF:Q8_0") and "ngram-simple" in hub
@@ -163,6 +164,8 @@ def test_llamacpp_takes_files_or_hub_repos_and_spec_types(tmp_path):
     ("trtllm", "{method: eagle, draft_model: h, num_speculative_tokens: 3}", "no EAGLE-1/2 drafts"),
     ("trtllm", "{method: ngram, num_speculative_tokens: 3}", "needs speculative.options.max_matching_ngram_size"),
     ("llamacpp", "{method: eagle, draft_model: h, num_speculative_tokens: 3}", "has no EAGLE-1"),
+    ("llamacpp", "{method: draft_model, draft_model: d, num_speculative_tokens: 3, "
+                 "options: {spec_synth_rates: '0.9,0.8'}}", "gives 2 rate.s. but num_speculative_tokens is 3"),
 ])
 def test_methods_an_engine_lacks_are_refused(tmp_path, engine, spec, message):
     with pytest.raises(UsageError, match=message):

@@ -1,0 +1,212 @@
+"""`loadgen tune --recipe` against a REAL engine: the shipped llama.cpp draft recipe (only the
+binary, the tiny models, the context and the synthetic acceptance overridden, as in
+test_serve_llamacpp.py) served once per draft length K in {0, 1, 2, 3}, swept over concurrencies
+1 and 2, stopped, and analysed.
+
+What llama-server guarantees is asserted; what a GPU would show is not (on 2 CPU cores, with a
+1-layer draft of a 2-layer target, drafting costs about what it saves: the best K may be any, or
+none). The truth for the acceptance: `--spec-synth-rates r_1,...,r_K` are UNCONDITIONAL per-position
+acceptance rates (llama.cpp as vendored in llama-cpp-python 0.3.36: common/arg.cpp, the flag's help
+"comma-separated unconditional per-position synthetic acceptance probabilities";
+common/speculative.cpp, common_speculative_init, synth_probs = r_i / r_(i-1);
+tools/server/server-context.cpp, server_sample_and_accept_synth, accepts position i with that
+conditional probability and stops at the first rejection), so a full draft of K accepts
+1 + r_1 + ... + r_K tokens per step on average: AL = 1 + sum of the first K rates, NOT the sum of
+their running products. llama-server wants exactly K rates (common_speculative_synth_rates_resolve:
+"must contain %d values"), so the llama.cpp launcher passes the recipe's first K."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from functools import cache
+from pathlib import Path
+
+import orjson
+import pytest
+
+RATES = (0.9, 0.8, 0.7)
+LENGTHS = (0, 1, 2, 3)
+CONCURRENCIES = (1, 2)
+REQUESTS = 24
+MAX_TOKENS = 64
+#: standard errors a measured AL may stray from its expectation: two-sided, about 6e-5 per check
+Z = 4.0
+
+
+def _tune(llama_server_bin, llama_models, out: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+    sets = [f"executable={llama_server_bin}", f"model={llama_models.target}", "max_model_len=8192",
+            f"speculative.draft_model={llama_models.draft}",
+            f"speculative.options.spec_synth_rates=[{','.join(map(str, RATES))}]"]
+    args = ["--recipe", "llamacpp/llama3.1-8b-draft", *(a for s in sets for a in ("--set", s)), "--port", "0",
+            "-k", ",".join(map(str, LENGTHS)), "-c", ",".join(map(str, CONCURRENCIES)), "-n", str(REQUESTS),
+            "--warmup", "2", "--max-tokens", str(MAX_TOKENS), "--workload", "random", "--input-len", "32",
+            "--tokenizer", str(llama_models.tokenizer), "--no-plots", "--no-metrics", "--no-progress",
+            "--output-dir", str(out), *extra]
+    return subprocess.run([sys.executable, "-m", "loadgen", "tune", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def tuned(llama_server_bin, llama_models, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tune-llamacpp")
+    started = time.monotonic()
+    proc = _tune(llama_server_bin, llama_models, folder / "study", cwd=folder)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return folder / "study", proc.stdout, elapsed
+
+
+def expected_server_al(k: int, max_tokens: int) -> tuple[float, float]:
+    """The AL llama-server's counters give (1 + accepted / drafts) for requests of max_tokens with
+    ignore_eos, and the drafts per request. 1 + sum(RATES[:k]) for full drafts, a little less here:
+    llama-server drafts at most the tokens left but one (server-context.cpp, get_n_draft_max:
+    min(n_draft_max, n_remaining - 1)), so a request's last steps draft fewer positions (and none
+    once one token is left). The first token comes from the prompt's step."""
+    @cache
+    def ahead(generated: int) -> tuple[float, float]:  # expected (drafts, accepted) still to come
+        if generated >= max_tokens:
+            return 0.0, 0.0
+        d = min(k, max_tokens - generated - 1)
+        if d <= 0:
+            return ahead(generated + 1)
+        reach = [1.0, *RATES[:d], 0.0]  # P(at least j accepted)
+        drafts, accepted = 1.0, 0.0
+        for j in range(d + 1):
+            p = reach[j] - reach[j + 1]
+            later_drafts, later_accepted = ahead(generated + j + 1)
+            drafts += p * later_drafts
+            accepted += p * (j + later_accepted)
+        return drafts, accepted
+
+    drafts, accepted = ahead(1)
+    return 1 + accepted / drafts, drafts
+
+
+def standard_error(k: int, drafts: float) -> float:
+    """Of the mean accepted tokens per draft over `drafts` independent drafts of K (each request's
+    synthetic draws are seeded from std::random_device, server-context.cpp; full drafts are the most
+    variable): Var = sum (2i - 1) r_i - (sum r_i)^2."""
+    variance = sum((2 * i + 1) * r for i, r in enumerate(RATES[:k])) - sum(RATES[:k]) ** 2
+    return math.sqrt(variance / drafts)
+
+
+def test_every_run_finished_and_the_server_al_is_the_synthetic_rates(tuned, capsys):
+    study, _, _ = tuned
+    lines = []
+    for k in LENGTHS:
+        for c in CONCURRENCIES:
+            report = orjson.loads((study / f"k{k}" / f"c{c}" / "report.json").read_bytes())
+            summary = report["summary"]
+            assert not report["partial"]
+            assert summary["requests_completed"] == REQUESTS and summary["requests_failed"] == 0, (k, c)
+            assert summary["output_tokens"] == REQUESTS * MAX_TOKENS
+            server = report["speculative"]["server"]
+            if not k:
+                assert not server or not server.get("drafts"), server  # no draft model, nothing drafted
+                continue
+            expected, per_request = expected_server_al(k, MAX_TOKENS)
+            tolerance = Z * standard_error(k, server["drafts"])
+            lines.append(f"K={k} c={c}: server AL {server['acceptance_length']:.3f} over {server['drafts']:.0f} "
+                         f"drafts; 1 + sum of the first K rates {1 + sum(RATES[:k]):.3f}, with the shortened last "
+                         f"drafts of {MAX_TOKENS}-token requests {expected:.3f} (+- {tolerance:.3f})")
+            assert server["drafts"] == pytest.approx(REQUESTS * per_request, rel=0.1)
+            assert server["acceptance_length"] == pytest.approx(expected, abs=tolerance), lines[-1]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+
+
+def _running(argv: list[str]) -> list[int]:
+    """Processes whose command line is exactly this one (other tests may run llama-servers of their own)."""
+    wanted = "\0".join(argv).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().rstrip(b"\0") == wanted:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _without(command: list[str], flags: set[str]) -> list[str]:
+    """The command without these flags and their values, its port masked (each server took a free one)."""
+    out, skip = [], False
+    for i, arg in enumerate(command):
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        else:
+            out.append("PORT" if i and command[i - 1] == "--port" else arg)
+    return out
+
+
+SPEC_FLAGS = {"--spec-type", "--spec-draft-n-max", "-md", "--spec-synth-rates"}
+
+
+def test_each_draft_length_reached_llama_server_as_its_flag_and_no_server_is_left(tuned):
+    study, _, _ = tuned
+    servers = orjson.loads((study / "tune.json").read_bytes())["servers"]
+    assert sorted(map(int, servers)) == list(LENGTHS)
+    baseline = servers["0"]["command"]
+    assert not SPEC_FLAGS & set(baseline)  # K = 0: speculation off
+    for k in LENGTHS:
+        info = servers[str(k)]
+        command = info["command"]
+        assert info == orjson.loads((study / f"k{k}" / "server.json").read_bytes())
+        first = (study / f"k{k}" / "server.log").read_text(errors="replace").splitlines()[0]
+        assert first.startswith("# loadgen serve llamacpp/llama3.1-8b-draft: ") and first.endswith(command[-1])
+        if k:
+            assert command[command.index("--spec-draft-n-max") + 1] == str(k)
+            assert f"--spec-draft-n-max {k} " in first
+            assert command[command.index("--spec-synth-rates") + 1] == ",".join(map(str, RATES[:k]))
+            assert command[command.index("--spec-type") + 1] == "draft-simple"
+        # the speculative flags are all that differ between the draft lengths: the comparison is fair
+        assert _without(command, SPEC_FLAGS) == _without(baseline, SPEC_FLAGS)
+        assert info["startup_s"] > 0
+        assert not _running(command), f"the K={k} server is still running"
+
+
+def test_tune_decides_each_concurrency_and_fits_a_model(tuned, capsys):
+    study, stdout, elapsed = tuned
+    summary = orjson.loads((study / "tune.json").read_bytes())
+    assert [d["concurrency"] for d in summary["decisions"]] == list(CONCURRENCIES)
+    assert summary["draft_lengths"] == list(LENGTHS)
+    model = summary["model"]
+    assert len(model["points"]) == len(LENGTHS) * len(CONCURRENCIES) and math.isfinite(model["max_error"])
+    assert summary["acceptance"]["conditional"][0] == pytest.approx(RATES[0], abs=0.05)
+    unmeasured = [p for p in summary["predictions"] if not p["measured"]]
+    assert unmeasured and all(p["tpot_ms"] > 0 for p in unmeasured)
+    assert "Speedup of TPOT over no speculation" in stdout
+    rows = {(r["concurrency"], r["draft_length"]): r for r in summary["rows"]}
+    table = [f"tune --recipe llamacpp/llama3.1-8b-draft, rates {RATES}, {REQUESTS} requests x {MAX_TOKENS} tokens "
+             f"per point, {elapsed:.0f} s",
+             "measured TPOT speedup over K=0 [95 % interval]:"]
+    for d in summary["decisions"]:
+        c = d["concurrency"]
+        cells = ", ".join(f"K={k} {rows[(c, k)]['speedup']:.2f} [{rows[(c, k)]['speedup_low']:.2f}, "
+                          f"{rows[(c, k)]['speedup_high']:.2f}]" for k in LENGTHS[1:])
+        table.append(f"  c={c} (K=0 TPOT {rows[(c, 0)]['tpot_ms']:.2f} ms): {cells}; recommended "
+                     f"{d['recommended'] or 'off'}")
+    table.append(f"fit: {model['base_ms']:.2f} ms + {model['token_ms']:.3f} ms/token + {model['draft_ms']:.3f} ms "
+                 f"per draft position (knee {model['knee_tokens']}), max error {model['max_error']:.1%}")
+    table.append("predicted, not run: " + "; ".join(
+        f"c={p['concurrency']} K={p['draft_length']} TPOT {p['tpot_ms']:.2f} ms speedup {p['speedup']:.2f}"
+        for p in unmeasured))
+    with capsys.disabled():
+        print("\n" + "\n".join(table))
+
+
+def test_a_rerun_serves_nothing_again(tuned, llama_server_bin, llama_models):
+    study, _, _ = tuned
+    logs = {k: (study / f"k{k}" / "server.log").read_bytes() for k in LENGTHS}
+    before = orjson.loads((study / "tune.json").read_bytes())
+    again = _tune(llama_server_bin, llama_models, study, cwd=study.parent)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    assert again.stdout.count("not served again") == len(LENGTHS)
+    assert {k: (study / f"k{k}" / "server.log").read_bytes() for k in LENGTHS} == logs
+    assert orjson.loads((study / "tune.json").read_bytes())["decisions"] == before["decisions"]
