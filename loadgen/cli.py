@@ -353,6 +353,11 @@ def _describe(loaded) -> None:
                    "K the draft length. Replaces --step-ms (then ignored) and --load-step-ms.")
 @click.option("--accept", default="0.8,0.6,0.4", show_default=True,
               help="CONDITIONAL acceptance per draft position; '' disables speculation.")
+@click.option("--draft-schedule", metavar="RANGES",
+              help="Draft length by the requests running, as vLLM's num_speculative_tokens_per_batch_size: "
+                   "FIRST-LAST:K ranges (inclusive, the first from 1, LAST left out for no end; K 0 drafts "
+                   "nothing; K at most --accept's positions), e.g. 1-7:3,8-:0. Each step drafts the K of the "
+                   "requests running in its process then; --cost prices that K.")
 @click.option("--accept-profile", type=click.Path(dir_okay=False),
               help="JSON {category: [conditional acceptance, ...], \"default\": [...]} chosen per request by "
                    "the X-Loadgen-Category header; categories it lacks use \"default\", else --accept.")
@@ -376,7 +381,7 @@ def _describe(loaded) -> None:
 @click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, accept_profile,
+def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
             stream_interval, undrafted_start, seed, workers, send_timestamps, api_key, fail_status, fail_stream_error,
             fail_reset, fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
@@ -384,6 +389,7 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
     from .emulator import EmulatorConfig, load_accept_profile, serve
     from .emulator.faults import Faults, parse_fault_flag
     from .emulator.launch import READY_PREFIX
+    from .emulator.schedule import parse_draft_schedule
 
     step_model = None
     if cost is not None:
@@ -395,11 +401,13 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
     try:
         probs = _floats(accept)
         profile = load_accept_profile(accept_profile, fallback=probs) if accept_profile else {}
+        positions = len(next(iter(profile.values()))) if profile else len(probs)
+        schedule = parse_draft_schedule(draft_schedule, positions) if draft_schedule is not None else ()
         faults = Faults(status_rates=tuple(parse_fault_flag(f) for f in fail_status), stream_error=fail_stream_error,
                         reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
                         slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
         config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
-                                load_step_ms=load_step_ms, cost=step_model, accept=probs,
+                                load_step_ms=load_step_ms, cost=step_model, accept=probs, draft_schedule=schedule,
                                 accept_profile=tuple(profile.items()),
                                 stream_interval=stream_interval, undrafted_start=undrafted_start, seed=seed,
                                 workers=workers,

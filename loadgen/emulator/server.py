@@ -29,6 +29,7 @@ from .engine import BatchStats, GenerationParams, Personality, RequestRejected
 from .faults import NO_FAULT, FaultPlan, Faults, draw
 from .http import Connection, Request, accept_connections
 from .profile import validate_accept_profile
+from .schedule import DraftSchedule, draft_length_at
 from .stepper import AcceptanceSampler, Stepper
 
 if TYPE_CHECKING:  # pragma: no cover - the emulator imports no analysis code at run time
@@ -66,6 +67,9 @@ class EmulatorConfig:
     #: running in this process; step_ms is then ignored and load_step_ms must stay 0
     cost: StepModel | None = None
     accept: tuple[float, ...] = (0.8, 0.6, 0.4)
+    #: K by the requests running, as vLLM's num_speculative_tokens_per_batch_size (schedule.py):
+    #: each step drafts this step's K (at most the profile's positions); () drafts every position
+    draft_schedule: DraftSchedule = ()
     #: per-category conditional acceptance, ((category, probabilities), ...); see profile.py
     accept_profile: tuple[tuple[str, tuple[float, ...]], ...] = ()
     #: decode steps merged into one chunk (the prefill chunk stays on its own)
@@ -97,6 +101,8 @@ class EmulatorConfig:
                 raise ValueError("--cost: every cost must be a finite number (only knee may be inf)")
         if any(not 0.0 <= p <= 1.0 for p in self.accept):
             raise ValueError("acceptance probabilities must lie in [0, 1]")
+        if any(k > self.draft_len for _, _, k in self.draft_schedule):
+            raise ValueError(f"--draft-schedule: a K is above the {self.draft_len} draft positions --accept gives")
         if self.accept_profile:
             validate_accept_profile({c: list(p) for c, p in self.accept_profile}, "accept profile", self.accept)
         if self.stream_interval < 1:
@@ -119,14 +125,20 @@ class EmulatorConfig:
         """A step of one request running alone: --step-ms, or the cost model's at one request."""
         if self.cost is None:
             return self.step_ms
-        return self.cost.step_ms(self.draft_len + 1, self.draft_len)
+        k = self.draft_len_at(1)
+        return self.cost.step_ms(k + 1, k)
+
+    def draft_len_at(self, running: int) -> int:
+        """A step's draft length with `running` requests running in the process: the schedule's K,
+        else every position."""
+        return draft_length_at(self.draft_schedule, running) if self.draft_schedule else self.draft_len
 
     def step_ns_at(self, running: int) -> int:
         """One step's time with `running` requests running in the process: --step-ms plus --load-step-ms
-        per other request, or the cost model's step for a batch of `running` requests."""
+        per other request, or the cost model's step for a batch of `running` requests at that step's K."""
         if self.cost is None:
             return int(self.step_ms * 1e6) + int(self.load_step_ms * 1e6) * max(0, running - 1)
-        k = self.draft_len
+        k = self.draft_len_at(running)
         return round(self.cost.step_ms(running * (k + 1), k) * 1e6)
 
 
@@ -183,11 +195,13 @@ class Generation:
         if step:
             sampler = self.sampler
             k = sampler.draft_len if step > app.undrafted_start else 0
+            if k and app.scheduled_k:
+                k = min(k, app.draft_len_by_running[app.running])  # --draft-schedule: this step's K
             if k and app.caps_drafts and params.max_tokens - self.emitted - 1 < k:
                 k = params.max_tokens - self.emitted - 1  # 0: no room left for a draft
                 accepted = sampler.draw_upto(k) if k > 0 else 0
             elif k:
-                accepted = sampler.draw()
+                accepted = sampler.draw() if k == sampler.draft_len else sampler.draw_upto(k)
             if k > 0:
                 # 1 + accepted drafts; the server counters see the draw even where max_tokens cuts it
                 n += accepted
@@ -302,6 +316,9 @@ class App:
         self.running = 0  # generations in progress in this process
         #: step time (ns) by the generations running: the hot path looks it up, computes nothing
         self.step_ns_by_running: list[int] = []
+        #: --draft-schedule: K by the generations running, looked up as the step time is
+        self.scheduled_k = bool(config.draft_schedule)
+        self.draft_len_by_running: list[int] = []
         self._grow_step_table(64)
         self.send_timestamps = config.send_timestamps
         self.personality = PERSONALITIES[config.engine](config, counters, worker)
@@ -330,6 +347,8 @@ class App:
     def _grow_step_table(self, size: int) -> None:
         table = self.step_ns_by_running
         table.extend(self.config.step_ns_at(r) for r in range(len(table), size))
+        ks = self.draft_len_by_running
+        ks.extend(self.config.draft_len_at(r) for r in range(len(ks), size))
 
     def next_id(self) -> int:
         return next(self._ids)
