@@ -61,6 +61,10 @@ def cli() -> None:
 @click.option("--num-requests", "-n", type=int,
               help=f"Measured requests [default: {DEFAULT_NUM_REQUESTS} unless --duration is given].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
+@click.option("--concurrency-levels", metavar="C1,C2,...",
+              help="Closed loop stepping through these concurrencies in order (up or down), each for "
+                   "--level-duration seconds, with figures per level (replaces -c, -n, --duration, --request-rate).")
+@click.option("--level-duration", type=float, help="Seconds each of --concurrency-levels runs.")
 @click.option("--warmup", default=default_of("warmup"), show_default=True,
               help="Requests sent first and left out of the figures.")
 @click.option("--max-tokens", default=default_of("max_tokens"), show_default=True,
@@ -162,7 +166,8 @@ def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
 
 # Every other option of `loadgen run` is the sweep's too; its own --concurrency, --request-rate
 # (lists) and --output-dir (the sweep's folder) stand in for run's.
-sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir"))
+sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir",
+                                                          "concurrency_levels", "level_duration"))
 
 
 @cli.command()
@@ -245,7 +250,8 @@ def _whole_numbers(flag: str, text: str) -> list[int]:
 
 
 # Every other option of `loadgen run` applies to each of tune's runs, as to a sweep's.
-tune.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir", "url"))
+tune.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir", "url",
+                                                         "concurrency_levels", "level_duration"))
 
 
 @cli.command()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .errors import RunOptionError, UsageError
 
-__all__ = ["EmulatorSettings", "RunConfig", "RUN_OPTIONS", "default_of", "parse_addr", "parse_floats", "parse_slo",
+__all__ = ["EmulatorSettings", "RunConfig", "RUN_OPTIONS", "default_of", "parse_addr", "parse_floats", "parse_levels",
+           "parse_slo",
            "DEFAULT_METRICS_ADDR", "DEFAULT_NUM_REQUESTS", "SLO_METRIC_NAMES"]
 
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
@@ -47,6 +48,17 @@ def parse_floats(text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    """'1,4,16,64' -> (1, 4, 16, 64): --concurrency-levels, in the order given; a bad one is a UsageError."""
+    try:
+        levels = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        levels = ()
+    if not levels or min(levels) < 1:
+        raise UsageError(f"--concurrency-levels takes comma-separated whole numbers >= 1, e.g. 1,4,16,64; got {text!r}")
+    return levels
 
 
 def parse_slo(text: str) -> tuple[tuple[str, float, float], ...]:
@@ -101,6 +113,10 @@ class RunConfig:
     ramp_up_s: float = 0.0  # the rate rises linearly from 0 over this long
     num_requests: int | None = None
     duration_s: float | None = None
+    #: closed loop stepping through these concurrencies ("1,4,16,64"), each for level_duration_s;
+    #: concurrency is then the highest of them (what workers and the emulator are sized for)
+    concurrency_levels: str | None = None
+    level_duration_s: float | None = None
     warmup: int = 0
     max_tokens: int = 128
     ignore_eos: bool = True
@@ -127,13 +143,17 @@ class RunConfig:
     replace: bool = False  # a run's files already in output_dir are deleted first; else the run refuses it
 
     def __post_init__(self) -> None:
+        if self.concurrency_levels is not None:
+            self._check_levels()
+        elif self.level_duration_s is not None:
+            raise UsageError("--level-duration is the time per level of --concurrency-levels: give both")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.num_requests is not None and self.num_requests < 1:
             raise UsageError(f"--num-requests must be at least 1, got {self.num_requests}")
         if self.duration_s is not None and self.duration_s <= 0:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
-        if self.num_requests is None and self.duration_s is None:
+        if self.num_requests is None and self.duration_s is None and self.concurrency_levels is None:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
         if self.slo is not None:
             parse_slo(self.slo)
@@ -179,6 +199,29 @@ class RunConfig:
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
 
+    def _check_levels(self) -> None:
+        """--concurrency-levels: whole numbers, with --level-duration and without the other ends of a
+        run; concurrency becomes the highest level."""
+        levels = parse_levels(self.concurrency_levels or "")
+        if self.request_rate is not None or self.num_requests is not None or self.duration_s is not None:
+            raise UsageError("--concurrency-levels runs each level for --level-duration seconds: it excludes "
+                             "--request-rate, --num-requests and --duration")
+        if self.level_duration_s is None or not self.level_duration_s > 0:
+            raise UsageError("--concurrency-levels needs --level-duration, the seconds each level runs (> 0)")
+        object.__setattr__(self, "concurrency", max(levels))  # frozen: set once, here
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """--concurrency-levels in order; () for a run at one load."""
+        return parse_levels(self.concurrency_levels) if self.concurrency_levels is not None else ()
+
+    @property
+    def measured_s(self) -> float | None:
+        """How long the measured phase sends: --duration, or every level's time; None: until -n are sent."""
+        if self.level_duration_s is not None and self.concurrency_levels is not None:
+            return self.level_duration_s * len(self.levels)
+        return self.duration_s
+
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> RunConfig:
         """`loadgen run`'s options by their long names, as its flags and a plan's `run:` mapping give
@@ -201,7 +244,7 @@ class RunConfig:
         for option, (name, off) in _OFF_SWITCHES.items():
             if values[option]:
                 settings[name] = off
-        if settings["num_requests"] is None and settings["duration_s"] is None:
+        if settings["num_requests"] is None and settings["duration_s"] is None and settings["concurrency_levels"] is None:
             settings["num_requests"] = DEFAULT_NUM_REQUESTS
         if settings["output_dir"] is None:
             settings["output_dir"] = Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
@@ -222,7 +265,8 @@ class RunConfig:
             "arrival": self.arrival if self.request_rate else None,
             "burstiness": self.burstiness if self.request_rate else None,
             "ramp_up_s": self.ramp_up_s if self.request_rate else None, "num_requests": self.num_requests,
-            "duration_s": self.duration_s,
+            "duration_s": self.duration_s, "concurrency_levels": list(self.levels) or None,
+            "level_duration_s": self.level_duration_s,
             "warmup": self.warmup, "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos,
             "temperature": self.temperature, "timeout_s": self.timeout_s, "connect_timeout_s": self.connect_timeout_s,
             "first_token_timeout_s": self.first_token_timeout_s, "idle_timeout_s": self.idle_timeout_s,

@@ -95,6 +95,9 @@ class RunSettings(_JsonForm):
     workload_info: dict
     loadgen_version: str
     started_at: str
+    #: --concurrency-levels and --level-duration; absent before version 4 and in runs at one load
+    concurrency_levels: list[int] | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    level_duration_s: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)

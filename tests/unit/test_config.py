@@ -62,7 +62,8 @@ def test_a_plans_run_options_make_the_run_its_flags_make():
 
 
 def test_a_sweep_takes_every_other_run_option():
-    own = {"concurrency", "request_rate", "output_dir"}
+    # a sweep is one run per load: stepping levels within a run is loadgen run's alone
+    own = {"concurrency", "request_rate", "output_dir", "concurrency_levels", "level_duration"}
     assert {p.name for p in sweep.params} == {"concurrencies", "rates", "find_max", "output_dir"} | \
         (set(RUN_OPTIONS) - own)
 
@@ -103,3 +104,46 @@ def test_loadgen_emulate_defaults_to_the_emulators_own():
                  "stream_interval", "seed", "workers", "send_timestamps"):
         expected = defaults[name]
         assert no_flags[name] == (",".join(map(str, expected)) if isinstance(expected, tuple) else expected), name
+
+
+def test_concurrency_levels_set_the_run_by_level():
+    config = _from_flags("--concurrency-levels", "1,16,4", "--level-duration", "30")
+    assert config.levels == (1, 16, 4) and config.level_duration_s == 30.0
+    assert (config.num_requests, config.duration_s, config.measured_s) == (None, None, 90.0)
+    assert config.concurrency == 16  # the highest level: workers and the emulator are sized for it
+    assert config.public()["concurrency_levels"] == [1, 16, 4]
+    assert _from_flags().public()["concurrency_levels"] is None and _from_flags().levels == ()
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--concurrency-levels", "1,4", "--level-duration", "5", "--duration", "60"],
+     "--concurrency-levels runs each level for --level-duration seconds: it excludes --request-rate, "
+     "--num-requests and --duration"),
+    (["--concurrency-levels", "1,4", "--level-duration", "5", "-n", "100"], "it excludes --request-rate"),
+    (["--concurrency-levels", "1,4", "--level-duration", "5", "--request-rate", "3"], "it excludes --request-rate"),
+    (["--concurrency-levels", "1,4"], "--concurrency-levels needs --level-duration"),
+    (["--concurrency-levels", "1,4", "--level-duration", "0"], "--concurrency-levels needs --level-duration"),
+    (["--concurrency-levels", "1,x", "--level-duration", "5"],
+     "--concurrency-levels takes comma-separated whole numbers >= 1, e.g. 1,4,16,64; got '1,x'"),
+    (["--concurrency-levels", "0,4", "--level-duration", "5"], "takes comma-separated whole numbers >= 1"),
+    (["--concurrency-levels", "", "--level-duration", "5"], "takes comma-separated whole numbers >= 1"),
+    (["--level-duration", "5"], "--level-duration is the time per level of --concurrency-levels: give both"),
+])
+def test_concurrency_levels_refuse_what_does_not_fit_in_one_line(flags, line):
+    with pytest.raises(UsageError) as caught:
+        _from_flags(*flags)
+    assert line in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bad_level_flag_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from loadgen.cli import main
+    monkeypatch.setattr(sys, "argv", ["loadgen", "run", "--output-dir", str(tmp_path / "r"), "--concurrency-levels",
+                                      "1,4", "--level-duration", "5", "--duration", "9"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --concurrency-levels runs each level for --level-duration seconds: it excludes "
+                   "--request-rate, --num-requests and --duration"]
