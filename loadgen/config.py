@@ -244,7 +244,7 @@ class RunConfig:
         for option, (name, off) in _OFF_SWITCHES.items():
             if values[option]:
                 settings[name] = off
-        if settings["num_requests"] is None and settings["duration_s"] is None and settings["concurrency_levels"] is None:
+        if all(settings[name] is None for name in ("num_requests", "duration_s", "concurrency_levels")):
             settings["num_requests"] = DEFAULT_NUM_REQUESTS
         if settings["output_dir"] is None:
             settings["output_dir"] = Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
