@@ -35,7 +35,7 @@ from .config import RunConfig
 from .engines import EngineAdapter, get_adapter
 from .errors import LoadgenError, WorkerLost
 from .records import ErrorInfo, RequestRecord
-from .scheduler import closed_loop, open_loop
+from .scheduler import closed_loop, open_loop, stepped_closed_loop
 from .sender import Sender
 from .transport import HttpClient, ReadLag
 from .wiring import http_client, workload_spec
@@ -59,8 +59,8 @@ from .worker_messages import (
 )
 from .workloads import ChatTokenizer, Prompt, load_tokenizer, load_workload
 
-__all__ = ["LocalShare", "WorkerPool", "Worker", "Plan", "split", "split_arrivals", "auto_workers", "serve_worker",
-           "run_worker", "send_setup", "STREAMS_PER_WORKER"]
+__all__ = ["LocalShare", "WorkerPool", "Worker", "Plan", "split", "split_arrivals", "split_levels", "auto_workers",
+           "serve_worker", "run_worker", "send_setup", "STREAMS_PER_WORKER"]
 
 OnRecord = Callable[[RequestRecord, bool], None]
 #: Sender's arguments between the client and on_record: adapter, model, config, tokenizer
@@ -95,6 +95,8 @@ class Plan:
     #: open loop (--request-rate): each prompt's send time, ns from the phase's start; None: closed loop
     warmup_offsets: Sequence[int] | None = None
     measured_offsets: Sequence[int] | None = None
+    #: --concurrency-levels: this share's slots in each level (the measured phase); None: one level
+    levels: Sequence[int] | None = None
 
 
 def split(workers: int, concurrency: int, warmup: Sequence[int], measured: Sequence[int], cycle: bool) -> list[Plan]:
@@ -111,6 +113,21 @@ def split(workers: int, concurrency: int, warmup: Sequence[int], measured: Seque
 
     return [Plan(i, workers, c, w, m, cycle) for i, (c, w, m) in
             enumerate(zip(shares, portions(warmup, False), portions(measured, cycle), strict=True))]
+
+
+def split_levels(workers: int, levels: Sequence[int], warmup: Sequence[int], measured: Sequence[int]) -> list[Plan]:
+    """--concurrency-levels: every level's concurrency split as `split` splits one (a share may
+    have no slot in a small level), each share cycling its own slice of the prompts; the warm-up
+    split by the first level's concurrency, at which it runs."""
+    n = max(1, min(workers, max(levels)))
+
+    def share(concurrency: int, i: int) -> int:
+        return concurrency // n + (i < concurrency % n)
+
+    first = [share(levels[0], i) for i in range(n)]
+    bounds = [0, *(len(warmup) * upto // levels[0] for upto in itertools.accumulate(first))]
+    return [Plan(i, n, first[i], warmup[bounds[i]:bounds[i + 1]], measured[i::n] or measured, True,
+                 levels=tuple(share(c, i) for c in levels)) for i in range(n)]
 
 
 def split_arrivals(workers: int, warmup: Sequence[int], measured: Sequence[int], warmup_offsets: Sequence[int],
@@ -133,6 +150,8 @@ class LocalShare:
         self._measured = [prompts[i] for i in plan.measured]
         self.sender = Sender(client, *sender_args, on_record, first_id=plan.index, id_step=plan.workers,
                              on_begin=on_begin)
+        level_s = sender_args[2].level_duration_s
+        self._level_ns = int(level_s * 1e9) if level_s else 0
         self._stopping = False
         self._task: asyncio.Future | None = None
 
@@ -143,10 +162,11 @@ class LocalShare:
     async def prepare(self) -> None:
         """Request bodies serialized and connections opened before the clock starts."""
         self.sender.prepare(self._warmup + self._measured)
-        await self.client.open_connections(self.plan.concurrency, "/v1/models")
+        await self.client.open_connections(max(self.plan.concurrency, *(self.plan.levels or ())), "/v1/models")
 
     async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
-        """One phase: closed loop, or open loop (the plan has send times) from start_ns (else now)."""
+        """One phase: closed loop, or open loop (the plan has send times) from start_ns (else now),
+        or the measured phase stepping through the plan's levels from start_ns (else now)."""
         prompts = self._warmup if warmup else self._measured
         if not prompts:
             return
@@ -155,7 +175,10 @@ class LocalShare:
             await self.sender.send(prompt, scheduled_ns, warmup)
 
         offsets = self.plan.warmup_offsets if warmup else self.plan.measured_offsets
-        if offsets is not None:
+        if self.plan.levels is not None and not warmup:
+            loop = stepped_closed_loop(itertools.cycle(prompts), self.plan.levels, self._level_ns,
+                                       start_ns or time.monotonic_ns(), send, stopping=lambda: self._stopping)
+        elif offsets is not None:
             loop = open_loop(iter(prompts), offsets, start_ns or time.monotonic_ns(), send,
                              stopping=lambda: self._stopping)
         else:

@@ -10,6 +10,7 @@ import numpy as np
 from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
+from .levels import find_collapse, level_figures
 from .load import held_load, held_rate
 from .report_types import (
     SCHEMA_VERSION,
@@ -22,6 +23,9 @@ from .report_types import (
     HeldLoad,
     HeldRate,
     Latency,
+    LevelCollapse,
+    LevelFigures,
+    LoadLevels,
     MeanStd,
     ReadLag,
     Report,
@@ -217,7 +221,19 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         stop_reason=stop_reason,
         workers=workers,
         rebuilt_from_journal=rebuilt_from_journal,
+        levels=_levels(records, config),
     )
+
+
+def _levels(records: Sequence[RequestRecord], config: dict) -> LoadLevels | None:
+    """--concurrency-levels (the run's settings name them): figures per level and the collapse."""
+    levels, level_s = config.get("concurrency_levels"), config.get("level_duration_s")
+    if not levels or not level_s:
+        return None
+    rows = level_figures(records, levels, level_s)
+    collapse = find_collapse(rows)
+    return LoadLevels(level_duration_s=level_s, levels=[LevelFigures.from_json(row) for row in rows],
+                      collapse=LevelCollapse.from_json(collapse) if collapse else None)
 
 
 def _server_per_request(records: Sequence[RequestRecord]) -> dict[str, ServerPerRequest] | None:

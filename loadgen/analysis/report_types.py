@@ -20,17 +20,19 @@ from . import codec
 
 __all__ = [
     "READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "CategoryFigures", "ClientAcceptance", "ClientFigures", "CrossCheck",
-    "DraftCoverage", "Distribution", "HeldLoad", "HeldRate", "Latency", "LostWorker", "MeanStd", "ReadLag", "Report",
+    "DraftCoverage", "Distribution", "HeldLoad", "HeldRate", "Latency", "LevelCollapse", "LevelFigures", "LoadLevels",
+    "LostWorker", "MeanStd", "ReadLag", "Report",
     "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
     "ServerPerRequest", "report_schema", "shipped_schema",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
 #: their hash per version, so a schema change without a new version fails.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
-#: version 3 added speculative.coverage, which older reports lack (read as None)
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+#: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
+#: levels section and config.concurrency_levels / level_duration_s (absent: None)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 
 #: where the generated schemas ship inside the package
 SCHEMA_PACKAGE = "loadgen.schemas"
@@ -310,6 +312,52 @@ class TimeSeriesRow(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class LevelFigures(_JsonForm):
+    """One level of --concurrency-levels (analysis/levels.py): its window (s from the first
+    request's scheduled time), the requests scheduled in it and their p50/p99 latencies; output
+    TPS and client AL over the chunks that arrived in the window."""
+
+    concurrency: int
+    start_s: float
+    end_s: float
+    requests: int
+    completed: int
+    output_tokens: int
+    output_tps: float
+    ttft_p50_s: float | None
+    tpot_p50_s: float | None
+    tpot_p99_s: float | None
+    user_tps_p50: float | None
+    acceptance_length: float | None
+    steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class LevelCollapse(_JsonForm):
+    """The first level whose client AL (metric acceptance_length; else its TPOT p50, tpot_p50_s)
+    changed by more than `threshold` (a share) against the level before."""
+
+    concurrency: int
+    previous_concurrency: int
+    metric: str
+    previous: float
+    value: float
+    change: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLevels(_JsonForm):
+    """--concurrency-levels: figures per level, and the collapse (null: none beyond the threshold).
+    No server AL per level: the server's counters are sampled about once a second on their own
+    clock, not at the level boundaries."""
+
+    level_duration_s: float
+    levels: list[LevelFigures]
+    collapse: LevelCollapse | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerClock(_JsonForm):
     """A worker's clock offset from the parent's (ns) and the offset's error bound (null: same clock)."""
 
@@ -364,6 +412,8 @@ class Report(_JsonForm):
     workers: WorkersInfo | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     #: only in a report `loadgen report DIR` rebuilt from the journal of a killed run
     rebuilt_from_journal: bool = field(default=False, metadata=codec.OMIT_DEFAULT)
+    #: only in a run with --concurrency-levels (version 4 on)
+    levels: LoadLevels | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

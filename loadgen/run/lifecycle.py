@@ -159,7 +159,7 @@ class _Run:
         config = self.config
         limit = config.warmup if warmup else config.num_requests
         deadline = None if warmup or config.duration_s is None else time.monotonic_ns() + int(config.duration_s * 1e9)
-        total = limit if limit else config.duration_s
+        total = limit if limit else config.measured_s
         label = "warm-up" if warmup else ("requests" if limit else "seconds")
         with (RunProgress(self.console, total, label) if config.progress else contextlib.nullcontext()) as progress:
             self.tally.start_phase(progress)

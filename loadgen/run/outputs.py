@@ -51,10 +51,11 @@ def write_run_info(folder: RunFolder, config: RunConfig, public: dict) -> tuple[
     """run.json, before the first request: what `loadgen report DIR` needs to rebuild the report from
     the journal of a killed run. Returns the run's public settings (the report's config section,
     stamped with this loadgen's version and the start time) and its target concurrency (None for
-    an open loop)."""
+    an open loop, or concurrency levels)."""
     public = public | {"loadgen_version": __version__,
                        "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    target = None if config.request_rate else min(config.concurrency, config.num_requests or config.concurrency)
+    target = None if config.request_rate or config.levels else \
+        min(config.concurrency, config.num_requests or config.concurrency)
     write_json_atomic(folder.run_info, {"config": public, "target_concurrency": target,
                                         "target_rate": config.request_rate})
     return public, target

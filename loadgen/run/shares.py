@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..records import RequestRecord
 from ..scheduler import arrival_offsets
 from ..transport import HttpClient, ReadLag
-from ..workers import LocalShare, Plan, WorkerPool, auto_workers, split, split_arrivals
+from ..workers import LocalShare, Plan, WorkerPool, auto_workers, split, split_arrivals, split_levels
 from ..workloads import Workload, load_tokenizer, round_robin
 from .handshake import Served
 
@@ -73,8 +73,8 @@ class Placement:
 
 
 def plan_shares(config: RunConfig, workload: Workload, workers: int) -> list[Plan]:
-    """The run's order, round-robin over categories (a duration-bound run cycles one full pass),
-    split among the workers; open loop: with every send time computed now (a duration-bound run
+    """The run's order, round-robin over categories (a duration-bound or stepped run cycles one full
+    pass), split among the workers; open loop: with every send time computed now (a duration-bound run
     has as many as fit)."""
     position = {id(p): i for i, p in enumerate(workload.prompts)}
 
@@ -82,6 +82,8 @@ def plan_shares(config: RunConfig, workload: Workload, workers: int) -> list[Pla
         return [position[id(p)] for p in round_robin(workload.prompts, count, seed)]
 
     warmup_order = order_of(config.warmup, config.seed + 1) if config.warmup else []
+    if config.levels:  # cycled as a duration-bound run's
+        return split_levels(workers, config.levels, warmup_order, order_of(None, config.seed))
     rate = config.request_rate
     if rate:
         measured_offsets = _arrivals(config, rate, config.num_requests, config.duration_s, config.seed)

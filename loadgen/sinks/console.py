@@ -6,11 +6,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadgen.analysis.report_types import HeldLoad, HeldRate, Report, WorkersInfo
+from loadgen.analysis.report_types import HeldLoad, HeldRate, LoadLevels, Report, WorkersInfo
 
 from .tables import cell
 
-__all__ = ["RunProgress", "print_summary", "print_workers"]
+__all__ = ["RunProgress", "collapse_line", "print_levels", "print_summary", "print_workers"]
 
 
 class RunProgress:
@@ -41,8 +41,9 @@ def print_summary(console: Console, report: Report) -> None:
     cfg, summary, lat = report.config, report.summary, report.latency
     spec = report.speculative
     client = spec.client
-    load_label = (f"{cfg.request_rate:g} req/s ({cfg.arrival})" if cfg.request_rate
-                  else f"concurrency {cfg.concurrency}")
+    load_label = (f"{cfg.request_rate:g} req/s ({cfg.arrival})" if cfg.request_rate else
+                  f"concurrency levels {','.join(map(str, cfg.concurrency_levels))} x {cfg.level_duration_s:g} s"
+                  if cfg.concurrency_levels else f"concurrency {cfg.concurrency}")
     title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload} · {load_label}"
     if report.partial:
         title += " · PARTIAL"
@@ -154,6 +155,8 @@ def print_summary(console: Console, report: Report) -> None:
                        cell(None if al_row is None else al_row.std, "{:.3f}"), _ms(row.ttft_p50_s),
                        _ms(row.tpot_p50_s), cell(row.user_tps_p50, "{:.1f}"))
         console.print(ct)
+    if report.levels is not None:
+        print_levels(console, report.levels)
     if report.errors:
         et = Table(title="Errors", title_justify="left")
         et.add_column("kind")
@@ -163,6 +166,33 @@ def print_summary(console: Console, report: Report) -> None:
             example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)
+
+
+def print_levels(console: Console, levels: LoadLevels) -> None:
+    """The "Per load level" table of a --concurrency-levels run, and the collapse line under it."""
+    table = Table(title=f"Per load level ({levels.level_duration_s:g} s each)", title_justify="left")
+    for col in ("concurrency", "window (s)", "requests", "ok", "output TPS", "TTFT p50 (ms)", "TPOT p50 (ms)",
+                "TPOT p99 (ms)", "user TPS p50", "client AL"):
+        table.add_column(col, justify="right")
+    for row in levels.levels:
+        table.add_row(str(row.concurrency), f"{row.start_s:g}-{row.end_s:g}", str(row.requests), str(row.completed),
+                      f"{row.output_tps:.1f}", _ms(row.ttft_p50_s), _ms(row.tpot_p50_s), _ms(row.tpot_p99_s),
+                      cell(row.user_tps_p50, "{:.1f}"), cell(row.acceptance_length, "{:.3f}"))
+    console.print(table)
+    console.print(collapse_line(levels))
+
+
+def collapse_line(levels: LoadLevels) -> str:
+    """'collapse at concurrency 8: client AL 2.466 -> 1.000 (-59.4%, beyond ±10%) against concurrency 4',
+    or the line saying no level crossed the threshold."""
+    c = levels.collapse
+    if c is None:
+        return "no collapse: client AL (or TPOT where there is none) stays within its threshold level to level"
+    name, fmt = (("client AL", "{:.3f}") if c.metric == "acceptance_length" else ("TPOT p50 (ms)", "{:.2f}"))
+    scale = 1.0 if c.metric == "acceptance_length" else 1e3
+    return (f"collapse at concurrency {c.concurrency}: {name} {fmt.format(c.previous * scale)} -> "
+            f"{fmt.format(c.value * scale)} ({c.change:+.1%}, beyond ±{c.threshold:.0%}) against concurrency "
+            f"{c.previous_concurrency}")
 
 
 def print_workers(console: Console, workers: WorkersInfo) -> None:

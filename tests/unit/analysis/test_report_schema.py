@@ -21,6 +21,7 @@ from loadgen.records import ERROR_KINDS, ErrorInfo, RequestRecord
 SCHEMA_HASHES = {
     2: "a2bc9cdae28be38e4831b0154ee4a060d7110836f53ebb56b73739081b7b0946",
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
+    4: "c67d61244078638f5514cf2fcb932c9588d29701b5e2612e32ea8763841e81ab",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
@@ -92,6 +93,21 @@ def test_a_version_2_report_without_coverage_reads_back_unchanged():
     old = _with(_without(data, ("speculative", "coverage")), ("schema_version",), 2)
     report = Report.from_json(old)
     assert report.speculative.coverage is None and report.to_json() == old
+
+
+def test_a_stepped_run_has_its_levels_and_a_version_3_report_reads_back_without():
+    public = _report().to_json()["config"] | {"concurrency_levels": [1, 4], "level_duration_s": 0.3}
+    stepped = _report(config=public, target_concurrency=None)
+    data = stepped.to_json()
+    jsonschema.validate(data, shipped_schema("report"))
+    assert [row["concurrency"] for row in data["levels"]["levels"]] == [1, 4]
+    assert sum(row["requests"] for row in data["levels"]["levels"]) == data["summary"]["requests_sent"]
+    assert Report.from_json(json.loads(json.dumps(data))) == stepped
+    plain = _report().to_json()
+    assert "levels" not in plain and "concurrency_levels" not in plain["config"]  # written only where they apply
+    old = _with(plain, ("schema_version",), 3)
+    report = Report.from_json(old)
+    assert report.levels is None and report.config.concurrency_levels is None and report.to_json() == old
 
 
 def test_open_loop_and_rebuilt_reports_validate():
