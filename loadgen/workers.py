@@ -162,7 +162,7 @@ class LocalShare:
     async def prepare(self) -> None:
         """Request bodies serialized and connections opened before the clock starts."""
         self.sender.prepare(self._warmup + self._measured)
-        await self.client.open_connections(max(self.plan.concurrency, *(self.plan.levels or ())), "/v1/models")
+        await self.client.open_connections(max((self.plan.concurrency, *(self.plan.levels or ()))), "/v1/models")
 
     async def phase(self, warmup: bool, deadline_ns: int | None, start_ns: int | None = None) -> None:
         """One phase: closed loop, or open loop (the plan has send times) from start_ns (else now),
