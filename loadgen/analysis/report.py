@@ -192,6 +192,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
             request_throughput=completed / window_s if window_s > 0 else None,
             # the input lengths actually sent (every request, multi-turn follow-ups included)
             isl=Distribution.from_json(distribution([r.prompt_tokens for r in records])),
+            requests_in_one_burst=sum(1 for r in records if r.ok and r.output_tokens > 1 and r.chunk_ns
+                                      and r.last_ns == r.first_ns),
         ),
         latency=Latency(**{name: Distribution.from_json(distribution(values, reorder=True))
                            for name, values in samples.items()}),

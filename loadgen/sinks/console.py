@@ -81,6 +81,11 @@ def print_summary(console: Console, report: Report) -> None:
         console.print(f"[bold red]Stopped early: {report.stop_reason}[/]")
     if report.error_details:
         console.print("errors: " + ", ".join(f"{k} {n}" for k, n in sorted(report.error_details.items())))
+    bursts = report.summary.requests_in_one_burst
+    if bursts:
+        console.print(f"[bold yellow]{bursts} of {report.summary.requests_completed} requests delivered every token at "
+                      "one instant: their TPOT and user TPS are undefined and left out (the server buffered the "
+                      "stream, or this client read it late: see the read lag)[/]")
     if load and not load.held:
         what = ("schedule: requests left late or too few were sent" if isinstance(load, HeldRate) else
                 f"load: {load.achieved_ratio:.1%} of the target concurrency on average")

@@ -3,6 +3,7 @@
 import io
 from array import array
 
+import pytest
 from rich.console import Console
 
 from loadgen.analysis import build_report
@@ -13,15 +14,17 @@ from loadgen.sinks import print_summary
 from loadgen.sinks.plots import render_run
 
 
-def _report():
-    """4 vLLM requests: the prefill token, 2 undrafted steps, 8 drafted ones of 4 and 3 tokens."""
+def _report(bursts: int = 0):
+    """4 vLLM requests: the prefill token, 2 undrafted steps, 8 drafted ones of 4 and 3 tokens; the
+    first `bursts` of them delivered at one instant (every chunk stamped alike)."""
     records = []
     for i in range(4):
         r = RequestRecord(i, "chat", 0, 100, 64, scheduled_ns=10**12 + i * 10**8)
         r.sent_ns = r.scheduled_ns + 1000
         tokens = [1, 1, 1, *[4, 3] * 4]
         r.first_ns = r.sent_ns + 50_000_000
-        r.chunk_ns = array("q", [r.first_ns + k * 20_000_000 for k in range(len(tokens))])
+        step_ns = 0 if i < bursts else 20_000_000
+        r.chunk_ns = array("q", [r.first_ns + k * step_ns for k in range(len(tokens))])
         r.chunk_tokens = array("i", tokens)
         r.last_ns = r.end_ns = r.chunk_ns[-1]
         r.output_tokens, r.finish_reason = sum(tokens), "length"
@@ -47,3 +50,16 @@ def test_console_shows_the_draft_coverage_beside_both_acceptance_lengths():
 def test_html_page_shows_the_draft_coverage(tmp_path):
     html = render_run(_report(), tmp_path).read_text()
     assert "draft coverage (drafted / decode steps)" in html and "80.0% (32 / 40)" in html
+
+
+def test_requests_delivered_in_one_burst_are_counted_and_left_out_of_tpot():
+    """What a starved real vLLM did: a whole stream at one instant. TPOT is undefined for those."""
+    report = _report(bursts=3)
+    assert report.summary.requests_in_one_burst == 3
+    assert report.latency.tpot_s.p50 == pytest.approx(20e-3 * 10 / 30)  # the one streamed: 10 gaps of 20 ms, 31 tokens
+    out = io.StringIO()
+    print_summary(Console(file=out, width=400), report)
+    assert "3 of 4 requests delivered every token at one instant: their TPOT and user TPS are undefined" in \
+        out.getvalue()
+    assert _report().summary.requests_in_one_burst == 0
+    assert "requests_in_one_burst" not in _report().to_json()["summary"]  # 0 is left out: earlier reports read alike
