@@ -97,8 +97,10 @@ def test_draft_lengths_expand_into_recipes_tuned_per_workload_and_resume(fake_en
         assert tuned["servers"]["3"] == orjson.loads((matrix / "eagle3-k3" / "server.json").read_bytes())
         rows = {(r["concurrency"], r["draft_length"]): r for r in tuned["rows"]}
         for c in (1, 4):
-            # the emulator's step time does not depend on K: the speedup is the acceptance length
+            # the emulator's step time does not depend on K: the speedup is the acceptance length,
+            # the run's own, and the emulated one within sampling (12 requests of 32 tokens)
             for k in (1, 3):
+                assert rows[(c, k)]["speedup"] == pytest.approx(rows[(c, k)]["acceptance_length"], rel=0.05)
                 assert rows[(c, k)]["speedup"] == pytest.approx(_al(k), rel=0.15), (workload, c, k)
                 assert rows[(c, k)]["speedup_low"] <= rows[(c, k)]["speedup"] <= rows[(c, k)]["speedup_high"]
             decision = next(d for d in entry["decisions"] if d["concurrency"] == c)
