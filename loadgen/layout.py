@@ -6,7 +6,8 @@ resumed sweep or matrix) and the folder rule of `loadgen run` cannot disagree.
     sweep/    sweep.json, points.csv, sweep.html, pareto.png; c16/, r2.5/: one run each  (SweepFolder)
     compare/  compare.json, compare.csv, compare.html, speedup.png                       (CompareFolder)
     matrix/   matrix.json, matrix.csv, matrix.html, pareto-<workload>.png;
-              <recipe>/server.log, server.json, <workload>/ (a sweep); compare/<workload>/ (MatrixFolder)
+              <recipe>/server.log, server.json, <workload>/ (a sweep); compare/<workload>/;
+              tune/<label>/<workload>/ (a plan's draft_lengths, tuned: tune.json ...)  (MatrixFolder)
     tune/     tune.json, tune.csv, tune.html, heatmap.png, speedup.png; k0/, k3/: one sweep
               per draft length                                                           (TuneFolder)
 """
@@ -163,6 +164,10 @@ class MatrixFolder:
     def compare(self, workload: str) -> CompareFolder:
         """Every recipe against the baseline, for one workload."""
         return CompareFolder(self.path / "compare" / workload)
+
+    def tune(self, label: str, workload: str) -> TuneFolder:
+        """A recipe entry's draft lengths (its LABEL-kK recipes) tuned, for one workload: tune.json, ..."""
+        return TuneFolder(self.path / "tune" / label / workload)
 
 
 @dataclass(frozen=True)

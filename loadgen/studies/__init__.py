@@ -4,7 +4,8 @@ hands its rows to `loadgen.sinks` for the console table, the CSV and the page.
 
     sweep.py    one server, one run per load point: the Pareto front, the highest load meeting SLOs
     compare.py  runs or sweeps against a baseline: speedups, where speculation stops paying off
-    matrix.py   plans of recipes x workloads x loads: serve each recipe, sweep it, compare
+    matrix.py   plans of recipes x workloads x loads: serve each recipe, sweep it, compare; a
+                recipe over draft lengths (LABEL-kK) analysed as tune.py does, per workload
 
     tune.py     one sweep per draft length (the emulator, or a recipe served at each K): the best
                 K per load, where speculation stops paying, a step model fitted to the runs, and

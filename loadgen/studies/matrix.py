@@ -5,7 +5,14 @@ against the plan's baseline, per workload, and draw the recipes' Pareto curves s
     out/<recipe>/server.log, server.json       the server's log and start-up time
     out/<recipe>/<workload>/sweep.json, c16/    one sweep per workload (each point a whole run)
     out/compare/<workload>/compare.json, .png   every recipe against the baseline
+    out/tune/<label>/<workload>/tune.json       a recipe entry's draft_lengths, tuned (loadgen tune's analysis)
     out/matrix.json, matrix.csv, matrix.html    the summary
+
+A recipe entry with `draft_lengths: [0, 1, 2, 4]` becomes one recipe per K, labelled LABEL-kK:
+tune's recipe_at, so K is rendered in the engine's own flag and K = 0 is the same recipe with
+speculation off. After the matrix, tune's analysis runs over each such entry's sweeps, per
+workload (the speedup of every K over K = 0 per concurrency, with its 95 % interval, the best K,
+where speculation stops paying).
 
 Resumable: a recipe whose cells all hold finished reports is not started again, and a started
 recipe skips its finished points (the sweep's own resume).
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +47,7 @@ from ..sinks.plots import render_matrix
 from .compare import compare
 from .serving import ServeSettings, recipe_tokenizer, serving
 from .sweep import finished_report, run_sweep
+from .tune import analyse, recipe_at
 
 __all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan", "run_matrix", "shipped_plans"]
 
@@ -48,6 +57,9 @@ SHIPPED_PLANS = Path(servers.__file__).resolve().parent / "plans"
 PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
              "output_dir")
 SERVE_KEYS = ("host", "port", "gpus", "startup_timeout_s", "grace_s")
+RECIPE_ENTRY_KEYS = ("recipe", "label", "set", "run", "draft_lengths")
+#: folders of the matrix's own beside the recipes' (a recipe may not take their names as labels)
+OWN_FOLDERS = ("compare", "tune")
 #: run options a plan may not set: the matrix decides them per cell
 RESERVED_RUN_KEYS = ("url", "output_dir", "concurrency", "request_rate", "engine", "model")
 
@@ -57,6 +69,9 @@ class PlannedRecipe:
     label: str
     recipe: Recipe
     run: dict = field(default_factory=dict)
+    #: of a recipe entry with draft_lengths: the entry's label and this recipe's K (label LABEL-kK)
+    tune_group: str | None = None
+    draft_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,14 @@ class Plan:
     run: dict
     serve: dict
     output_dir: Path
+
+    def tune_groups(self) -> dict[str, dict[int, PlannedRecipe]]:
+        """The recipe entries with draft_lengths: their label -> {K: the recipe at K}."""
+        groups: dict[str, dict[int, PlannedRecipe]] = {}
+        for item in self.recipes:
+            if item.tune_group is not None and item.draft_length is not None:
+                groups.setdefault(item.tune_group, {})[item.draft_length] = item
+        return groups
 
 
 def _slug(text: str) -> str:
@@ -129,23 +152,48 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
         bad("run and serve must be mappings")
     if set(serve) - set(SERVE_KEYS):
         bad(f"serve takes {', '.join(SERVE_KEYS)}")
-    recipes = []
+    recipes: list[PlannedRecipe] = []
     for entry in data.get("recipes") or bad("recipes is required: a list of recipe names or files"):
         if isinstance(entry, str):
             entry = {"recipe": entry}
-        if not isinstance(entry, dict) or "recipe" not in entry or set(entry) - {"recipe", "label", "set", "run"}:
-            bad(f"a recipe entry is a name, or a mapping of recipe, label, set, run; got {entry!r}")
+        if not isinstance(entry, dict) or "recipe" not in entry or set(entry) - set(RECIPE_ENTRY_KEYS):
+            bad(f"a recipe entry is a name, or a mapping of {', '.join(RECIPE_ENTRY_KEYS)}; got {entry!r}")
         sets = entry.get("set") or {}
         overrides = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
                      for k, v in sets.items()] if isinstance(sets, dict) else list(sets)
-        recipe = load_recipe(_relative(path, entry["recipe"]), overrides)
+        ref = _relative(path, entry["recipe"])
+        recipe = load_recipe(ref, overrides)
         label = _slug(str(entry.get("label") or recipe.name.replace("/", "-")))
-        recipes.append(PlannedRecipe(label, recipe, dict(entry.get("run") or {})))
+        run_options = dict(entry.get("run") or {})
+        if "draft_lengths" not in entry:
+            recipes.append(PlannedRecipe(label, recipe, run_options))
+            continue
+        lengths = _draft_lengths(entry["draft_lengths"])
+        if lengths is None:
+            bad(f"recipe {label}: draft_lengths takes a list of whole numbers >= 0 with 0 (the baseline, "
+                f"speculation off) and at least one K > 0, e.g. [0, 1, 2, 4]; got {entry['draft_lengths']!r}")
+        if recipe.speculative.method == "none":
+            bad(f"recipe {label}: draft_lengths needs a recipe with a speculative method ({recipe.name} serves "
+                "none); K = 0 is that recipe with speculation off")
+        for k in lengths:
+            try:
+                at_k = recipe_at(ref, overrides, k)
+                render(at_k, host=serve.get("host", "127.0.0.1"), port=serve.get("port") or DEFAULT_PORTS[at_k.engine],
+                       workdir=Path(tempfile.gettempdir()) / "loadgen-matrix-check", gpus=serve.get("gpus"))
+            except UsageError as exc:
+                bad(f"recipe {label} {exc}" if str(exc).startswith("at draft length") else
+                    f"recipe {label} at draft length {k}: {exc}")
+            recipes.append(PlannedRecipe(f"{label}-k{k}", at_k, run_options, tune_group=label, draft_length=k))
     labels = [r.label for r in recipes]
     if len(set(labels)) != len(labels):
         bad(f"two recipes share a label ({', '.join(labels)}): give each a label")
+    own = sorted(set(labels) & set(OWN_FOLDERS))
+    if own:
+        bad(f"a recipe may not be labelled {', '.join(own)}: the matrix's own folder of that name lies beside the "
+            "recipes'")
     baseline = data.get("baseline")
-    by_name = {r.recipe.name: r.label for r in recipes} | {r.label: r.label for r in recipes}
+    # a recipe expanded over draft lengths is named by its LABEL-kK only (its recipe name is every K's)
+    by_name = {r.recipe.name: r.label for r in recipes if r.tune_group is None} | {r.label: r.label for r in recipes}
     if baseline is None or str(baseline) not in by_name:
         bad(f"baseline must name one of the plan's recipes ({', '.join(labels)}); got {baseline!r}")
     workloads = []
@@ -164,6 +212,8 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
                                for v in data["concurrencies" if kind == "concurrency" else "request_rates"]}))
     except (TypeError, ValueError):
         bad(f"{'concurrencies' if kind == 'concurrency' else 'request_rates'} must be a list of numbers")
+    if kind != "concurrency" and any(r.tune_group for r in recipes):
+        bad("draft_lengths needs concurrencies: tune's analysis compares the draft lengths per concurrency")
     for options in [run, *(w.run for w in workloads), *(r.run for r in recipes)]:
         reserved = sorted(set(options) & set(RESERVED_RUN_KEYS))
         if reserved:
@@ -171,6 +221,15 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
     out = output_dir or Path(data.get("output_dir") or Path("results") / f"matrix-{path.stem}")
     return Plan(Path(path), str(data.get("description", "")), tuple(recipes), by_name[str(baseline)],
                 tuple(workloads), kind, values, dict(run), dict(serve), Path(out))
+
+
+def _draft_lengths(value: Any) -> list[int] | None:
+    """A recipe entry's draft_lengths, sorted; None where they are no list of whole numbers >= 0
+    holding 0 and at least one K > 0."""
+    if not isinstance(value, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in value):
+        return None
+    lengths = sorted(set(value))
+    return lengths if lengths and lengths[0] == 0 and len(lengths) > 1 else None
 
 
 def _relative(plan_path: Path, ref: str) -> str:
@@ -206,9 +265,14 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             launch = render(item.recipe, host=serve.get("host", "127.0.0.1"),
                             port=serve.get("port") or DEFAULT_PORTS[item.recipe.engine],
                             workdir=files.recipe(item.label), gpus=serve.get("gpus"))
-            console.print(f"[bold]{item.label}[/] ({item.recipe.name}): {shlex.join(launch.argv)}", soft_wrap=True)
+            at_k = "" if item.draft_length is None else f", draft length {item.draft_length}"
+            console.print(f"[bold]{item.label}[/] ({item.recipe.name}{at_k}): {shlex.join(launch.argv)}",
+                          soft_wrap=True)
             console.print(f"  workloads {', '.join(w.label for w in plan.workloads)} × {plan.kind.replace('_', ' ')} "
                           f"{', '.join(f'{v:g}' for v in plan.values)} → {files.recipe(item.label)}")
+        for group, members in plan.tune_groups().items():
+            console.print(f"[bold]tune {group}[/]: draft lengths {', '.join(map(str, members))} (K = 0 the baseline) "
+                          f"per workload → {files.path / 'tune' / group}")
         return {}
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, dict] = {}
@@ -291,11 +355,42 @@ def _summarize(plan: Plan, status: dict, console: Console) -> dict:
                                user_tps_speedup=point["user_tps_speedup"])
     summary = {"plan": str(plan.path), "description": plan.description, "baseline": plan.baseline,
                "kind": plan.kind, "values": list(plan.values), "workloads": [w.label for w in plan.workloads],
-               "recipes": status, "rows": rows, "compare": comparisons}
+               "recipes": status, "rows": rows, "compare": comparisons, "tune": _tune(plan, console)}
     write_csv(files.csv, CSV_COLUMNS, rows)
     console.print(f"[dim]matrix: {files.summary} · {render_matrix(summary, files.path)}[/]")
     _print(console, summary)
     return summary
+
+
+def _tune(plan: Plan, console: Console) -> dict:
+    """Tune's analysis over each draft_lengths entry's sweeps, per workload, into tune/LABEL/WORKLOAD/:
+    {label: {workload: the decisions, off_from and schedule, or why it was not tuned}}."""
+    files = MatrixFolder(plan.output_dir)
+    result: dict[str, dict] = {}
+    for group, members in plan.tune_groups().items():
+        for workload in plan.workloads:
+            target = files.tune(group, workload.label)
+            unfinished = [item.label for item in members.values()
+                          if not Cell(item, workload).done(plan)]
+            entry: dict[str, Any] = {"folder": str(target.path), "draft_lengths": list(members),
+                                     "recipes": {str(k): item.label for k, item in members.items()}}
+            if unfinished:
+                entry["error"] = f"not every draft length was measured: {', '.join(unfinished)} unfinished"
+                result.setdefault(group, {})[workload.label] = entry
+                continue
+            options = {**plan.run, **workload.run, **members[0].run}
+            console.rule(f"[bold]tune {group}[/] · {workload.label}: draft lengths {', '.join(map(str, members))}")
+            try:
+                tuned = analyse(target.path, console, plots=not options.get("no_plots"),
+                                sweeps={k: files.cell(item.label, workload.label).path for k, item in members.items()},
+                                servers={k: files.server_info(item.label) for k, item in members.items()})
+            except UsageError as exc:
+                entry["error"] = str(exc).splitlines()[0]
+            else:
+                entry.update(decisions=tuned["decisions"], off_from=tuned["off_from"],
+                             schedule=tuned["schedule"]["ranges"])
+            result.setdefault(group, {})[workload.label] = entry
+    return result
 
 
 CSV_COLUMNS = ("recipe", "workload", "value", "output_tps", "user_tps_p50", "ttft_p50_s", "tpot_p50_s",
@@ -310,6 +405,15 @@ def _print(console: Console, summary: dict) -> None:
                       cell(row["user_tps_p50"], "{:.1f}"), cell(row["acceptance_length"]),
                       cell(row.get("output_tps_speedup")), cell(row.get("user_tps_speedup"))]
                      for row in summary["rows"] if row["workload"] == workload), left={"recipe"})
+    for group, per_workload in summary.get("tune", {}).items():
+        for workload, entry in per_workload.items():
+            if "error" in entry:
+                console.print(f"[yellow]tune {group} · {workload}: not tuned[/] ({entry['error']})")
+                continue
+            loads = "; ".join(f"c{d['concurrency']} K={d['recommended']} ({d['recommended_speedup']:.2f}×)"
+                              if d["speculation_pays"] else f"c{d['concurrency']} off" for d in entry["decisions"])
+            off = f", speculation off from concurrency {entry['off_from']}" if entry["off_from"] is not None else ""
+            console.print(f"[bold]tune {group} · {workload}[/]: {loads}{off} → {entry['folder']}")
     for label, info in summary["recipes"].items():
         if info.get("status") == "failed":
             console.print(f"[bold red]{label}: not measured[/] ({info['error']})")

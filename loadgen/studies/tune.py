@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ def recipe_at(ref: str, overrides: Sequence[str], k: int) -> Recipe:
     try:
         return load_recipe(ref, [*overrides, *draft])
     except UsageError as exc:
-        raise UsageError(f"--recipe at draft length {k}: {exc}") from None
+        raise UsageError(f"at draft length {k}: {exc}") from None
 
 
 def _served_sweeps(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[int], console: Console) -> Sweep:
@@ -185,7 +185,11 @@ def _served_sweeps(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[
     serve = source.serve
     for k in draft_lengths:
         try:
-            render(recipe_at(source.ref, source.overrides, k), host=serve.host,
+            at_k = recipe_at(source.ref, source.overrides, k)
+        except UsageError as exc:
+            raise UsageError(f"--recipe {exc}") from None
+        try:
+            render(at_k, host=serve.host,
                    port=serve.port or DEFAULT_PORTS[recipe.engine],
                    workdir=Path(tempfile.gettempdir()) / "loadgen-tune-check", gpus=serve.gpus)
         except UsageError as exc:
@@ -210,11 +214,17 @@ def _served_sweeps(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[
     return sweep
 
 
-def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
-    """Read every `kK/cC/` run under `out`, write tune.json and tune.csv (and, with `plots`, the
-    pictures and tune.html), print the table."""
+def analyse(out: Path, console: Console, *, plots: bool = True, sweeps: Mapping[int, Path] | None = None,
+            servers: Mapping[int, Path] | None = None) -> dict:
+    """Read the runs (`cC/`) of one sweep per draft length, write tune.json and tune.csv (and, with
+    `plots`, the pictures and tune.html) in `out`, print the table. The sweeps are `out`'s own
+    `kK/` folders (a tune folder), or, given `sweeps`, {K: sweep folder} anywhere (a matrix's
+    recipe at each K); `servers` {K: server.json} defaults to each sweep's own (`kK/server.json`).
+    Confirmation runs are read from `out/confirm/kK/` where there are any."""
     folder = TuneFolder(out)
-    points = _read_points(folder)
+    if sweeps is None:
+        sweeps = _tune_sweeps(folder)
+    points = _read_points(sweeps, where=out)
     lengths = sorted({p.draft_length for p in points})
     if 0 not in lengths:
         raise UsageError(f"{out} has no baseline: tune needs k0/ (draft length 0, no speculation) beside the others")
@@ -222,7 +232,7 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
         raise UsageError(f"{out} holds one draft length only ({lengths[0]}): tune compares several, give 0 and more")
     by_key = {(p.draft_length, p.concurrency): p for p in points}
     concurrencies = sorted({p.concurrency for p in points})
-    missing = [f"k{k}/c{c}" for k in lengths for c in concurrencies if (k, c) not in by_key]
+    missing = [f"{_shown(sweeps[k], out)}/c{c}" for k in lengths for c in concurrencies if (k, c) not in by_key]
     if missing:
         raise UsageError(f"{out}: every draft length needs the same concurrencies; missing {', '.join(missing)}")
 
@@ -268,9 +278,10 @@ def analyse(out: Path, console: Console, *, plots: bool = True) -> dict:
                              for v, k, m, f in model_fit.points]},
         "acceptance": {"conditional": conditional, "assumption": assumption},
         "predictions": predictions, "confirmations": confirmations,
-        "servers": _servers(folder, lengths),
+        "servers": _servers(servers or {k: TuneFolder.server_info(sweeps[k]) for k in lengths}),
     }
     summary["schedule"]["engines"] = engine_schedules(summary["schedule"])
+    out.mkdir(parents=True, exist_ok=True)
     files = {"summary": str(folder.summary), "csv": str(folder.csv)}
     if plots:
         files["html"] = str(render_tune(_finite(summary), out))
@@ -286,7 +297,8 @@ def _confirmations(folder: TuneFolder, model_fit: Fit, conditional: list[float],
     """The confirmation runs (confirm/kK/cC/: the model's best K and the baseline at a concurrency
     that had not been measured), each against its prediction. The recommendation there is the
     measured one: the predicted K where its speedup's interval lies above 1, else no speculation."""
-    points = {(p.draft_length, p.concurrency): p for p in _read_points(folder, confirmations=True)}
+    confirm = _tune_sweeps(folder, confirmations=True) if folder.path.is_dir() else {}
+    points = {(p.draft_length, p.concurrency): p for p in _read_points(confirm, where=folder.path, confirmations=True)}
     out = []
     for (k, c), point in sorted(points.items()):
         baseline = points.get((0, c))
@@ -310,30 +322,40 @@ def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measur
             "oracle_speedup": oracle_speedup(model, conditional, c, k) if k else None}
 
 
-def _servers(folder: TuneFolder, lengths: Sequence[int]) -> dict[str, dict]:
-    """With --recipe: each draft length's server.json (its command, model, start-up time)."""
+def _shown(path: Path, out: Path) -> str:
+    """A sweep's folder as the user knows it: kK where it lies in the tune folder, else whole."""
+    return str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+
+
+def _servers(infos: Mapping[int, Path]) -> dict[str, dict]:
+    """With a recipe served: each draft length's server.json (its command, model, start-up time)."""
     servers = {}
-    for k in lengths:
+    for k, path in sorted(infos.items()):
         try:
-            servers[str(k)] = orjson.loads(TuneFolder.server_info(folder.draft_length(k)).read_bytes())
+            servers[str(k)] = orjson.loads(path.read_bytes())
         except (FileNotFoundError, orjson.JSONDecodeError):
             continue
     return servers
 
 
-def _read_points(folder: TuneFolder, *, confirmations: bool = False) -> list[Point]:
-    """The runs of the study (kK/cC/), or of its confirmations (confirm/kK/cC/, maybe none)."""
+def _tune_sweeps(folder: TuneFolder, *, confirmations: bool = False) -> dict[int, Path]:
+    """A tune folder's sweeps {K: kK/} (or its confirmations' {K: confirm/kK/}, maybe none)."""
     if not folder.path.is_dir():
         raise UsageError(f"{folder.path} is no folder: give a tune folder (kK/cC/ runs)")
+    root = folder.confirmation(0).parent if confirmations else folder.path
+    return {int(k_dir.name[1:]): k_dir for k_dir in sorted(root.glob("k*"))
+            if k_dir.is_dir() and k_dir.name[1:].isdigit()}
+
+
+def _read_points(sweeps: Mapping[int, Path], *, where: Path, confirmations: bool = False) -> list[Point]:
+    """The runs (cC/) of every sweep {K: folder}: the study's, or its confirmations' (maybe none)."""
     points = []
-    for k_dir in sorted((folder.confirmation(0).parent if confirmations else folder.path).glob("k*")):
-        if not (k_dir.is_dir() and k_dir.name[1:].isdigit()):
-            continue
-        for c_dir in sorted(k_dir.glob("c*")):
+    for k, sweep in sorted(sweeps.items()):
+        for c_dir in sorted(sweep.glob("c*")):
             if c_dir.is_dir() and c_dir.name[1:].isdigit():
-                points.append(_read_point(int(k_dir.name[1:]), int(c_dir.name[1:]), RunFolder(c_dir)))
+                points.append(_read_point(k, int(c_dir.name[1:]), RunFolder(c_dir)))
     if not points and not confirmations:
-        raise UsageError(f"{folder.path} holds no runs: a tune folder has kK/cC/ run folders "
+        raise UsageError(f"{where} holds no runs: a tune folder has kK/cC/ run folders "
                          "(loadgen tune writes them)")
     return points
 
