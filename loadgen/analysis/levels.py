@@ -18,6 +18,7 @@ import numpy as np
 from loadgen.records import RequestRecord
 
 from .slo import SLO_METRICS
+from .timeseries import chunk_sums
 
 __all__ = ["COLLAPSE_AL_CHANGE", "COLLAPSE_TPOT_CHANGE", "level_figures", "find_collapse"]
 
@@ -47,20 +48,7 @@ def level_figures(records: Sequence[RequestRecord], levels: Sequence[int], level
     members: list[list[RequestRecord]] = [[] for _ in range(n)]
     for r in scheduled:
         members[min(max(0, (r.scheduled_ns - start) // width), n - 1)].append(r)
-    tokens = np.zeros(n)
-    step_tokens = np.zeros(n)
-    steps = np.zeros(n)
-    for r in scheduled:
-        if not r.chunk_ns:
-            continue
-        at = (np.frombuffer(r.chunk_ns, dtype=np.int64) - start) // width
-        counts = np.frombuffer(r.chunk_tokens, dtype=np.int32).astype(np.float64)
-        inside = (at >= 0) & (at < n)
-        np.add.at(tokens, at[inside], counts[inside])
-        if r.ok:  # the client AL: successful requests' chunks after their first, as the report's
-            later = inside[1:]
-            np.add.at(steps, at[1:][later], 1.0)
-            np.add.at(step_tokens, at[1:][later], counts[1:][later])
+    tokens, steps, step_tokens = chunk_sums(scheduled, start, width, n, clamp=False)
     rows = []
     ttft_of, tpot_of = SLO_METRICS["ttft"], SLO_METRICS["tpot"]
     for j, (concurrency, group) in enumerate(zip(levels, members, strict=True)):

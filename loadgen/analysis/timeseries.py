@@ -11,7 +11,7 @@ from loadgen.records import RequestRecord
 
 from .load import in_flight_area
 
-__all__ = ["time_series"]
+__all__ = ["chunk_sums", "time_series"]
 
 
 def time_series(records: Sequence[RequestRecord], interval_s: float = 1.0) -> list[dict]:
@@ -26,17 +26,7 @@ def time_series(records: Sequence[RequestRecord], interval_s: float = 1.0) -> li
     width = int(interval_s * 1e9)
     end = max(max(r.end_ns, r.last_ns) for r in sent)
     n = max(1, -(-(end - start) // width))
-    tokens = np.zeros(n)
-    steps = np.zeros(n)
-    step_tokens = np.zeros(n)
-    for r in sent:
-        if not r.chunk_ns:
-            continue
-        slot = (np.frombuffer(r.chunk_ns, dtype=np.int64) - start) // width
-        counts = np.frombuffer(r.chunk_tokens, dtype=np.int32).astype(np.float64)
-        np.add.at(tokens, np.minimum(slot, n - 1), counts)
-        np.add.at(steps, np.minimum(slot[1:], n - 1), 1.0)
-        np.add.at(step_tokens, np.minimum(slot[1:], n - 1), counts[1:])
+    tokens, steps, step_tokens = chunk_sums(sent, start, width, n, clamp=True)
     ended = [r for r in sent if r.end_ns]
     done = np.zeros(n)
     failed = np.zeros(n)
@@ -51,3 +41,27 @@ def time_series(records: Sequence[RequestRecord], interval_s: float = 1.0) -> li
              "in_flight": float(in_flight[i]),
              "acceptance_length": float(step_tokens[i] / steps[i]) if steps[i] else None,
              "completed": int(done[i]), "failed": int(failed[i])} for i in range(n)]
+
+
+def chunk_sums(records: Sequence[RequestRecord], start_ns: int, width_ns: int, n: int, *,
+               clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window j = [start + j * width, start + (j + 1) * width), j < n: the tokens of the chunks
+    that arrived in it, and the decode steps (each successful request's chunks after its first, as
+    the report's client AL counts them) and their tokens. clamp: chunks past the last window count
+    in it (the time series' last interval runs to the end); else chunks outside the windows are left
+    out (a stepped run's drain after its last level)."""
+    tokens, steps, step_tokens = np.zeros(n), np.zeros(n), np.zeros(n)
+    for r in records:
+        if not r.chunk_ns:
+            continue
+        at = (np.frombuffer(r.chunk_ns, dtype=np.int64) - start_ns) // width_ns
+        counts = np.frombuffer(r.chunk_tokens, dtype=np.int32).astype(np.float64)
+        if clamp:
+            at = np.minimum(at, n - 1)
+        inside = (at >= 0) & (at < n)
+        np.add.at(tokens, at[inside], counts[inside])
+        if r.ok:
+            later = inside[1:]
+            np.add.at(steps, at[1:][later], 1.0)
+            np.add.at(step_tokens, at[1:][later], counts[1:][later])
+    return tokens, steps, step_tokens
