@@ -16,6 +16,7 @@ import pytest
 
 from loadgen.servers.process import group_alive
 
+from .argv import draft_length, without
 from .conftest import dedent
 from .fakes.fake_engine import ACCEPT
 
@@ -46,17 +47,6 @@ def _matrix(plan: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=plan.parent)
 
 
-def _draft_length(argv: list[str]) -> int:
-    """What the fake vLLM was told: num_speculative_tokens of --speculative-config, 0 without one."""
-    if "--speculative-config" not in argv:
-        return 0
-    return json.loads(argv[argv.index("--speculative-config") + 1])["num_speculative_tokens"]
-
-
-def _without(argv: list[str], flags: set[str]) -> list[str]:
-    return [a for i, a in enumerate(argv) if a not in flags and not (i and argv[i - 1] in flags)]
-
-
 def _al(k: int) -> float:
     """The emulated acceptance length at K: 1 + p1 + p1·p2 + ... (conditional rates)."""
     total, reach = 1.0, 1.0
@@ -72,12 +62,12 @@ def test_draft_lengths_expand_into_recipes_tuned_per_workload_and_resume(fake_en
     out = _matrix(plan)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     starts = fake_engines.starts()
-    assert [_draft_length(s["argv"]) for s in starts] == [0, 1, 3]  # K in vLLM's own flag
+    assert [draft_length(s["argv"]) for s in starts] == [0, 1, 3]  # K in vLLM's own flag
     assert all(not group_alive(s["pid"]) for s in starts)
     spec = json.loads(starts[2]["argv"][starts[2]["argv"].index("--speculative-config") + 1])
     assert spec == {"method": "eagle3", "num_speculative_tokens": 3, "model": "test/draft"}
     # K = 0 has no speculative config at all; all else is the same command (but the free port)
-    same = [_without(s["argv"], {"--speculative-config", "--port"}) for s in starts]
+    same = [without(s["argv"], {"--speculative-config", "--port"}) for s in starts]
     assert same[0] == same[1] == same[2]
 
     matrix = tmp_path / "matrix"

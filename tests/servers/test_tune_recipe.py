@@ -16,6 +16,8 @@ import orjson
 
 from loadgen.servers.process import group_alive
 
+from .argv import draft_length, without
+
 RUN = ["--num-requests", "8", "--max-tokens", "16", "--workload", "random", "--input-len", "16", "--no-plots",
        "--no-metrics", "--no-progress"]
 
@@ -25,30 +27,18 @@ def _tune(recipe: Path, out: Path, *args: str, cwd: Path) -> subprocess.Complete
                            "--output-dir", str(out), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-def _draft_length(argv: list[str]) -> int:
-    """What the fake vLLM was told: num_speculative_tokens of --speculative-config, 0 without one."""
-    if "--speculative-config" not in argv:
-        return 0
-    return json.loads(argv[argv.index("--speculative-config") + 1])["num_speculative_tokens"]
-
-
-def _without(argv: list[str], flags: set[str]) -> list[str]:
-    """ARGV without these flags and their values."""
-    return [a for i, a in enumerate(argv) if a not in flags and not (i and argv[i - 1] in flags)]
-
-
 def test_tune_serves_the_recipe_at_each_draft_length_then_resumes(fake_engines, tmp_path):
     recipe = fake_engines.recipe("eagle3", max_num_seqs="8")
     out = tmp_path / "study"
     proc = _tune(recipe, out, "-k", "0,1,2", "-c", "1,2", *RUN, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     starts = fake_engines.starts()
-    assert [_draft_length(s["argv"]) for s in starts] == [0, 1, 2]
+    assert [draft_length(s["argv"]) for s in starts] == [0, 1, 2]
     assert all(not group_alive(s["pid"]) for s in starts)
     spec = json.loads(starts[2]["argv"][starts[2]["argv"].index("--speculative-config") + 1])
     assert spec == {"method": "eagle3", "num_speculative_tokens": 2, "model": "test/draft"}
     # all else identical: the same command but for the speculative config and the (free) port
-    same = [_without(s["argv"], {"--speculative-config", "--port"}) for s in starts]
+    same = [without(s["argv"], {"--speculative-config", "--port"}) for s in starts]
     assert same[0] == same[1] == same[2] and "--max-num-seqs" in same[0]
 
     summary = orjson.loads((out / "tune.json").read_bytes())
@@ -68,7 +58,7 @@ def test_tune_serves_the_recipe_at_each_draft_length_then_resumes(fake_engines, 
     assert len(fake_engines.starts()) == 3 and again.stdout.count("not served again") == 3
     more = _tune(recipe, out, "-k", "0,1,2,3", "-c", "1,2", *RUN, cwd=tmp_path)  # a new K: only it is served
     assert more.returncode == 0, more.stderr
-    assert [_draft_length(s["argv"]) for s in fake_engines.starts()] == [0, 1, 2, 3]
+    assert [draft_length(s["argv"]) for s in fake_engines.starts()] == [0, 1, 2, 3]
 
 
 def test_interrupting_tune_stops_its_server_and_exits_130(fake_engines, tmp_path):

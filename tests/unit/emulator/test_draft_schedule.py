@@ -4,13 +4,11 @@ num_speculative_tokens_per_batch_size; parsed strictly, priced by --cost, drawn 
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import orjson
 import pytest
 
 from loadgen.analysis.step_model import StepModel
-from loadgen.cli import main
 from loadgen.emulator import EmulatorConfig
 from loadgen.emulator.counters import Counters
 from loadgen.emulator.http import Request
@@ -85,16 +83,3 @@ def test_each_step_drafts_the_k_of_the_requests_running():
     tokens, drafted = asyncio.run(scenario())
     assert tokens == [4, 3, 1, 1, 3, 4]
     assert drafted == 3 + 2 + 2 + 3
-
-
-@pytest.mark.parametrize(("flags", "line"), [
-    (["--draft-schedule", "2-:1"], "error: --draft-schedule: the first range must start at 1"),
-    (["--draft-schedule", "1-:5"], "error: --draft-schedule: K 5 in '1-:5' is above the 3 draft positions"),
-])
-def test_a_bad_schedule_is_one_error_line_and_exit_2(flags, line, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["loadgen", "emulate", "--port", "0", *flags])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(line), err
