@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["StepModel", "acceptance_length", "conditional_from_positions", "tpot_ms", "speedup", "oracle_speedup",
-           "fit", "Fit", "KNEE_GAIN", "KNEE_GRID"]
+           "oracle_speedup_at", "fit", "Fit", "KNEE_GAIN", "KNEE_GRID"]
 
 #: a knee is fitted only where it cuts the straight line's squared error by this factor
 KNEE_GAIN = 0.5
@@ -104,9 +104,13 @@ def speedup(model: StepModel, conditional: Sequence[float], concurrency: int, dr
 
 def oracle_speedup(model: StepModel, conditional: Sequence[float], concurrency: int, draft_len: int) -> float:
     """The speedup of a drafter that proposes exactly what K drafts would have had accepted."""
-    al = acceptance_length(conditional, draft_len)
-    oracle_ms = model.step_ms(concurrency * al, al - 1) / al
-    return tpot_ms(model, conditional, concurrency, 0) / oracle_ms
+    return oracle_speedup_at(model, acceptance_length(conditional, draft_len), concurrency)
+
+
+def oracle_speedup_at(model: StepModel, al: float, concurrency: int) -> float:
+    """The oracle's speedup where the drafts gain `al` tokens per iteration (say, one category's
+    measured AL): it verifies those AL tokens and drafts AL - 1 positions per request."""
+    return model.step_ms(concurrency, 0) / (model.step_ms(concurrency * al, al - 1) / al)
 
 
 @dataclass(frozen=True)

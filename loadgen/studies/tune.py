@@ -45,6 +45,7 @@ from ..analysis.step_model import (
     conditional_from_positions,
     fit,
     oracle_speedup,
+    oracle_speedup_at,
     tpot_ms,
 )
 from ..config import RunConfig
@@ -80,6 +81,8 @@ class Point:
     acceptance_length: float | None  # the client's tokens per decode step
     conditional: list[float] | None  # per draft position
     rejected_share: float | None  # drafted tokens the target rejected (server counters)
+    #: the client's AL per workload category (tokens per decode step of its successful requests)
+    al_by_category: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,14 +139,15 @@ def _emulator_sweeps(base: RunConfig, draft_lengths: Sequence[int], console: Con
 
 
 def _confirmation_plan(summary: dict, confirm: Sequence[int]) -> dict[int, int]:
-    """Concurrency -> the draft length the model predicts best there (0: no speculation pays)."""
+    """Concurrency -> the drafting K the model predicts best there: run against the baseline, it
+    confirms the prediction either way (it pays, or, where the model says no K pays, not even it)."""
     measured = summary["concurrencies"]
     loads = list(confirm) or [c for c in _prediction_grid(measured) if min(measured) < c < max(measured)
                               and c not in measured]
     if not loads:
         raise UsageError("no concurrency to confirm: the predictions between the measured ones are all measured; "
                          "give --confirm-concurrency")
-    lengths = range(max(summary["draft_lengths"]) + 1)
+    lengths = range(1, max(summary["draft_lengths"]) + 1)
     return {c: max(lengths, key=lambda k: (_predict_speedup(summary, c, k), -k)) for c in loads}
 
 
@@ -256,7 +260,8 @@ def analyse(out: Path, console: Console, *, plots: bool = True, sweeps: Mapping[
                 "predicted_tpot_ms": predicted,
                 "predicted_speedup": tpot_ms(model_fit.model, conditional, c, 0) / predicted,
                 "rejected_share": point.rejected_share,
-                "oracle_speedup": oracle_speedup(model_fit.model, conditional, c, k) if k else None})
+                "oracle_speedup": oracle_speedup(model_fit.model, conditional, c, k) if k else None,
+                "by_category": _by_category(model_fit, point) if k else {}})
         decisions.append(_decide(c, cells))
         rows += cells
     _mark(rows, decisions)
@@ -302,14 +307,24 @@ def _confirmations(folder: TuneFolder, model_fit: Fit, conditional: list[float],
     out = []
     for (k, c), point in sorted(points.items()):
         baseline = points.get((0, c))
-        if baseline is None or (k == 0 and any(other != 0 and load == c for other, load in points)):
-            continue  # a baseline is compared with its K; a baseline alone is the prediction "no K pays"
-        low, mid, high = _speedup_interval(baseline.tpot_s, point.tpot_s, rng) if k else (1.0, 1.0, 1.0)
+        if not k or baseline is None:
+            continue  # a baseline is what its K is measured against
+        low, mid, high = _speedup_interval(baseline.tpot_s, point.tpot_s, rng)
         predicted = tpot_ms(model_fit.model, conditional, c, 0) / tpot_ms(model_fit.model, conditional, c, k)
         out.append({"concurrency": c, "draft_length": k, "predicted_speedup": predicted, "measured_speedup": mid,
                     "speedup_low": low, "speedup_high": high,
-                    "recommended": k if k and low > 1 else 0})
+                    "recommended": k if low > 1 else 0})
     return out
+
+
+def _by_category(model_fit: Fit, point: Point) -> dict[str, dict]:
+    """Per workload category at a drafting point: its client AL, the share of its drafted tokens
+    rejected (from that AL: each step drafted K and kept AL - 1, so 1 - (AL - 1) / K; exact where
+    every decode step drafts) and the oracle's speedup at that AL under the fitted model."""
+    k = point.draft_length
+    return {category: {"acceptance_length": al, "rejected_share": max(0.0, 1 - (al - 1) / k),
+                       "oracle_speedup": oracle_speedup_at(model_fit.model, al, point.concurrency)}
+            for category, al in sorted(point.al_by_category.items())}
 
 
 def _predict(model_fit: Fit, conditional: list[float], c: int, k: int, *, measured: bool) -> dict:
@@ -372,7 +387,7 @@ def _read_point(k: int, c: int, run: RunFolder) -> Point:
     steps = sum(len(r.chunk_ns) - 1 for r in records)
     return Point(k, c, tpot, decode_ns / steps * 1e-6, _mean_batch(records),
                  report.speculative.client.acceptance_length, _conditional(report) if k else None,
-                 _rejected_share(report) if k else None)
+                 _rejected_share(report) if k else None, dict(report.speculative.client.by_category))
 
 
 def _mean_batch(records: Sequence[RequestRecord]) -> float:

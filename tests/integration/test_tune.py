@@ -119,6 +119,13 @@ def test_oracle_headroom_and_rejected_share_per_point(tuned):
         accepted_per_draft = sum(_reach(ACCEPT[:k]))  # expected accepted tokens per draft of k
         assert row["rejected_share"] == pytest.approx(1 - accepted_per_draft / k, abs=0.06)
         assert row["oracle_speedup"] >= row["predicted_speedup"]
+        # per category (here one: random), from its client AL under the fitted model
+        category = row["by_category"]["random"]
+        # the category's AL is its requests' mean AL, the row's the pooled tokens per step: close, not equal
+        assert category["acceptance_length"] == pytest.approx(row["acceptance_length"], rel=0.03)
+        assert category["oracle_speedup"] == pytest.approx(oracle_speedup(TRUTH, ACCEPT, row["concurrency"], k),
+                                                           rel=MEASURED_TOLERANCE)
+        assert category["rejected_share"] == pytest.approx(1 - accepted_per_draft / k, abs=0.06)
     assert (study / "tune.csv").read_text().splitlines()[0].startswith("concurrency,draft_length,measured")
 
 

@@ -30,6 +30,7 @@ import pytest
 RATES = (0.9, 0.8, 0.7)
 LENGTHS = (0, 1, 2, 3)
 CONCURRENCIES = (1, 2)
+CONFIRM = 4  # not measured: the model's best drafting K is run there against the baseline
 REQUESTS = 24
 MAX_TOKENS = 64
 #: standard errors a measured AL may stray from its expectation: two-sided, about 6e-5 per check
@@ -53,7 +54,7 @@ def _tune(llama_server_bin, llama_models, out: Path, *extra: str, cwd: Path) -> 
 def tuned(llama_server_bin, llama_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tune-llamacpp")
     started = time.monotonic()
-    proc = _tune(llama_server_bin, llama_models, folder / "study", cwd=folder)
+    proc = _tune(llama_server_bin, llama_models, folder / "study", "--confirm-concurrency", str(CONFIRM), cwd=folder)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
     return folder / "study", proc.stdout, elapsed
@@ -174,7 +175,8 @@ def test_each_draft_length_reached_llama_server_as_its_flag_and_no_server_is_lef
 def test_tune_decides_each_concurrency_and_fits_a_model(tuned, capsys):
     study, stdout, elapsed = tuned
     summary = orjson.loads((study / "tune.json").read_bytes())
-    assert [d["concurrency"] for d in summary["decisions"]] == list(CONCURRENCIES)
+    assert [d["concurrency"] for d in summary["decisions"]] == sorted([*CONCURRENCIES, CONFIRM])
+    assert [d["concurrency"] for d in summary["decisions"] if d.get("confirmation")] == [CONFIRM]
     assert summary["draft_lengths"] == list(LENGTHS)
     model = summary["model"]
     assert len(model["points"]) == len(LENGTHS) * len(CONCURRENCIES) and math.isfinite(model["max_error"])
@@ -187,6 +189,8 @@ def test_tune_decides_each_concurrency_and_fits_a_model(tuned, capsys):
              f"per point, {elapsed:.0f} s",
              "measured TPOT speedup over K=0 [95 % interval]:"]
     for d in summary["decisions"]:
+        if d.get("confirmation"):
+            continue  # printed by the confirmation's own test
         c = d["concurrency"]
         cells = ", ".join(f"K={k} {rows[(c, k)]['speedup']:.2f} [{rows[(c, k)]['speedup_low']:.2f}, "
                           f"{rows[(c, k)]['speedup_high']:.2f}]" for k in LENGTHS[1:])
@@ -199,6 +203,25 @@ def test_tune_decides_each_concurrency_and_fits_a_model(tuned, capsys):
         for p in unmeasured))
     with capsys.disabled():
         print("\n" + "\n".join(table))
+
+
+def test_the_confirmation_runs_the_predicted_best_k_where_nothing_was_measured(tuned, capsys):
+    study, stdout, _ = tuned
+    summary = orjson.loads((study / "tune.json").read_bytes())
+    [row] = summary["confirmations"]
+    predicted = {p["draft_length"]: p["speedup"] for p in summary["predictions"] if p["concurrency"] == CONFIRM}
+    assert row["concurrency"] == CONFIRM and row["draft_length"] == max(LENGTHS[1:], key=lambda k: predicted[k])
+    assert row["predicted_speedup"] == pytest.approx(predicted[row["draft_length"]])
+    assert row["speedup_low"] <= row["measured_speedup"] <= row["speedup_high"]
+    assert row["recommended"] == (row["draft_length"] if row["speedup_low"] > 1 else 0)  # what was measured
+    for k in (0, row["draft_length"]):  # each served, swept at 4 and stopped
+        assert (study / "confirm" / f"k{k}" / f"c{CONFIRM}" / "report.json").is_file()
+        assert (study / "confirm" / f"k{k}" / "server.log").is_file()
+    assert "Confirmation: the model's best K" in stdout
+    with capsys.disabled():
+        print(f"\nconfirmation at c={CONFIRM}: K={row['draft_length']} predicted speedup "
+              f"{row['predicted_speedup']:.2f}, measured {row['measured_speedup']:.2f} "
+              f"[{row['speedup_low']:.2f}, {row['speedup_high']:.2f}], recommended {row['recommended'] or 'off'}")
 
 
 def test_a_rerun_serves_nothing_again(tuned, llama_server_bin, llama_models):
