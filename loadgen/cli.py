@@ -179,6 +179,8 @@ sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "requ
               help="Where the study goes [default: results/tune-TIMESTAMP]; a rerun resumes it.")
 @click.option("--analyse", "analyse_dir", type=click.Path(path_type=Path),
               help="Only analyse the runs already in this tune folder (kK/cC/); run nothing.")
+@click.option("--deploy-load", help="The concurrencies the deployment will see, LOW-HIGH (or LOW- open-ended): an "
+                                    "engine that runs one draft length is given the K tune recommends for it.")
 @click.option("--confirm", is_flag=True,
               help="Then run the model's best K (and the baseline) at concurrencies not measured, and "
                    "recommend what was measured there.")
@@ -193,8 +195,8 @@ sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "requ
 @click.option("--startup-timeout", type=float,
               help="With --recipe: seconds to wait until each server serves [default: the recipe's].")
 @click.option("--url", hidden=True)  # refused: tune cannot set the draft length of a server it did not start
-def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm_concurrencies, recipe, overrides,
-         port, startup_timeout, url, **options) -> None:
+def tune(draft_lengths, concurrencies, output_dir, analyse_dir, deploy_load, confirm, confirm_concurrencies, recipe,
+         overrides, port, startup_timeout, url, **options) -> None:
     """Which draft length to serve at which load: one sweep over the concurrencies per draft length
     (the built-in emulator, its --emulator-accept cut to K positions; or --recipe served at each K),
     the speedup of each K with a 95 % interval, the best K, where speculation stops paying, and a
@@ -206,8 +208,9 @@ def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm
     from .studies.tune import TuneRecipe
 
     console = Console()
+    load = _load_range(deploy_load) if deploy_load else None
     if analyse_dir is not None:
-        analyse(analyse_dir, console)
+        analyse(analyse_dir, console, plots=not options.get("no_plots"), deploy_load=load)
         return
     if url is not None:
         raise UsageError("tune cannot set the draft length of a server it did not start: give --recipe (served at "
@@ -234,9 +237,22 @@ def tune(draft_lengths, concurrencies, output_dir, analyse_dir, confirm, confirm
     if recipe is not None:
         served = TuneRecipe(recipe, tuple(overrides), ServeSettings(port=port, startup_timeout_s=startup_timeout))
         _interrupt_on_sigterm()
-    if run_tune(base, lengths, loads, out, console, served,
-                confirm=checks if confirm or confirm_concurrencies else None).get("interrupted"):
+    confirming = checks if confirm or confirm_concurrencies else None
+    if run_tune(base, lengths, loads, out, console, served, confirm=confirming, deploy_load=load).get("interrupted"):
         sys.exit(130)
+
+
+def _load_range(text: str) -> tuple[int, int | None]:
+    """--deploy-load LOW-HIGH, or LOW- for open-ended."""
+    low, sep, high = text.partition("-")
+    try:
+        load = (int(low), int(high) if high.strip() else None)
+    except ValueError:
+        load = (0, None)
+    if not sep or load[0] < 1 or (load[1] is not None and load[1] < load[0]):
+        raise UsageError(f"--deploy-load takes LOW-HIGH concurrencies (or LOW- for no upper bound), "
+                         f"1 <= LOW <= HIGH, got {text!r}")
+    return load
 
 
 def _whole_numbers(flag: str, text: str) -> list[int]:

@@ -83,6 +83,8 @@ class Point:
     rejected_share: float | None  # drafted tokens the target rejected (server counters)
     #: the client's AL per workload category (tokens per decode step of its successful requests)
     al_by_category: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: what was sent: workload, input length and max tokens (runs compared must share it)
+    workload: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +98,7 @@ class TuneRecipe:
 
 def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Sequence[int], out: Path,
              console: Console, recipe: TuneRecipe | None = None, *,
-             confirm: Sequence[int] | None = None) -> dict:
+             confirm: Sequence[int] | None = None, deploy_load: tuple[int, int | None] | None = None) -> dict:
     """Sweep the concurrencies once per draft length against the built-in emulator (its --accept cut
     to the first K positions; K = 0 without speculation), or against RECIPE served at each K, then
     analyse. With `confirm` (concurrencies; empty: those the predictions cover between the measured
@@ -108,14 +110,14 @@ def run_tune(base: RunConfig, draft_lengths: Sequence[int], concurrencies: Seque
     for k in draft_lengths:
         if not sweep(k, concurrencies, folder.draft_length(k)):
             return {"interrupted": True}
-    summary = analyse(out, console, plots=base.plots)
+    summary = analyse(out, console, plots=base.plots, deploy_load=deploy_load)
     if confirm is None:
         return summary
     plan = _confirmation_plan(summary, confirm)
     for k in sorted({0, *plan.values()}):
         if not sweep(k, sorted(c for c, best in plan.items() if best == k or k == 0), folder.confirmation(k)):
             return {"interrupted": True}
-    return analyse(out, console, plots=base.plots)
+    return analyse(out, console, plots=base.plots, deploy_load=deploy_load)
 
 
 #: runs the sweep at draft length K over the concurrencies into a folder; False when interrupted
@@ -219,12 +221,14 @@ def _served_sweeps(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[
 
 
 def analyse(out: Path, console: Console, *, plots: bool = True, sweeps: Mapping[int, Path] | None = None,
-            servers: Mapping[int, Path] | None = None) -> dict:
+            servers: Mapping[int, Path] | None = None, deploy_load: tuple[int, int | None] | None = None) -> dict:
     """Read the runs (`cC/`) of one sweep per draft length, write tune.json and tune.csv (and, with
     `plots`, the pictures and tune.html) in `out`, print the table. The sweeps are `out`'s own
     `kK/` folders (a tune folder), or, given `sweeps`, {K: sweep folder} anywhere (a matrix's
     recipe at each K); `servers` {K: server.json} defaults to each sweep's own (`kK/server.json`).
-    Confirmation runs are read from `out/confirm/kK/` where there are any."""
+    Confirmation runs are read from `out/confirm/kK/` where there are any. `deploy_load` (lowest,
+    highest concurrency; highest None: open-ended) is the load an engine that runs one K is given
+    its K for."""
     folder = TuneFolder(out)
     if sweeps is None:
         sweeps = _tune_sweeps(folder)
@@ -239,6 +243,7 @@ def analyse(out: Path, console: Console, *, plots: bool = True, sweeps: Mapping[
     missing = [f"{_shown(sweeps[k], out)}/c{c}" for k in lengths for c in concurrencies if (k, c) not in by_key]
     if missing:
         raise UsageError(f"{out}: every draft length needs the same concurrencies; missing {', '.join(missing)}")
+    _check_one_workload(points, out)
 
     model_fit = fit([(p.batch * (p.draft_length + 1), p.draft_length, p.step_ms) for p in points])
     conditional, assumption = _acceptance(points)
@@ -285,7 +290,7 @@ def analyse(out: Path, console: Console, *, plots: bool = True, sweeps: Mapping[
         "predictions": predictions, "confirmations": confirmations,
         "servers": _servers(servers or {k: TuneFolder.server_info(sweeps[k]) for k in lengths}),
     }
-    summary["schedule"]["engines"] = engine_schedules(summary["schedule"])
+    summary["schedule"]["engines"] = engine_schedules(summary["schedule"], deploy_load)
     out.mkdir(parents=True, exist_ok=True)
     files = {"summary": str(folder.summary), "csv": str(folder.csv)}
     if plots:
@@ -353,6 +358,19 @@ def _servers(infos: Mapping[int, Path]) -> dict[str, dict]:
     return servers
 
 
+def _check_one_workload(points: Sequence[Point], out: Path) -> None:
+    """Draft lengths are compared on the same prompts: runs that sent another workload, input length
+    or max_tokens are refused."""
+    seen: dict[str, Point] = {}
+    for p in points:
+        seen.setdefault(p.workload, p)
+    if len(seen) > 1:
+        (a, first), (b, other) = list(seen.items())[:2]
+        raise UsageError(f"{out}: the runs do not share a workload ({a} at K={first.draft_length} "
+                         f"c={first.concurrency}, {b} at K={other.draft_length} c={other.concurrency}): tune compares "
+                         "draft lengths on the same prompts, input lengths and max_tokens")
+
+
 def _tune_sweeps(folder: TuneFolder, *, confirmations: bool = False) -> dict[int, Path]:
     """A tune folder's sweeps {K: kK/} (or its confirmations' {K: confirm/kK/}, maybe none)."""
     if not folder.path.is_dir():
@@ -387,7 +405,15 @@ def _read_point(k: int, c: int, run: RunFolder) -> Point:
     steps = sum(len(r.chunk_ns) - 1 for r in records)
     return Point(k, c, tpot, decode_ns / steps * 1e-6, _mean_batch(records),
                  report.speculative.client.acceptance_length, _conditional(report) if k else None,
-                 _rejected_share(report) if k else None, dict(report.speculative.client.by_category))
+                 _rejected_share(report) if k else None, dict(report.speculative.client.by_category),
+                 _workload(report))
+
+
+def _workload(report: Report) -> str:
+    """The prompts a run sent, as far as a fair comparison needs them alike."""
+    config = report.config
+    length = f", isl {config.isl}" if config.isl else (f", input {config.input_len}" if config.input_len else "")
+    return f"{config.workload}{length}, max_tokens {config.max_tokens}"
 
 
 def _mean_batch(records: Sequence[RequestRecord]) -> float:

@@ -153,6 +153,26 @@ def test_analyse_rereads_the_runs_and_refuses_what_it_cannot_compare(tuned, tmp_
     shutil.rmtree(uneven / "k1" / "c16")
     assert_one_line_error(_tune("--analyse", str(uneven), cwd=tmp_path), "the same concurrencies", "k1/c16")
     assert_one_line_error(_tune("--analyse", str(tmp_path / "nothing"), cwd=tmp_path), "is no folder")
+    other = tmp_path / "other-workload"  # a run that sent other max_tokens cannot be compared with the rest
+    shutil.copytree(study / "k0", other / "k0")
+    shutil.copytree(study / "k1", other / "k1")
+    report = orjson.loads((other / "k1" / "c4" / "report.json").read_bytes())
+    report["config"]["max_tokens"] = 64
+    (other / "k1" / "c4" / "report.json").write_bytes(orjson.dumps(report))
+    assert_one_line_error(_tune("--analyse", str(other), cwd=tmp_path), "the runs do not share a workload",
+                          "max_tokens 64 at K=1 c=4")
+
+
+def test_an_engine_that_runs_one_k_is_given_the_k_for_the_stated_load(tuned, tmp_path):
+    study, _ = tuned
+    decisions = {d["concurrency"]: d for d in orjson.loads((study / "tune.json").read_bytes())["decisions"]}
+    for load, top in (("1-1", 1), ("3-4", 4)):
+        assert _tune("--analyse", str(study), "--deploy-load", load, "--no-plots", cwd=tmp_path).returncode == 0
+        engines = {e["engine"]: e for e in orjson.loads((study / "tune.json").read_bytes())["schedule"]["engines"]}
+        assert engines["sglang"]["single_draft_length"] == decisions[top]["recommended"], load
+        assert engines["vllm"]["accepts"] == "per_batch_size"  # vLLM takes the whole table whatever the load
+    assert_one_line_error(_tune("--analyse", str(study), "--deploy-load", "4-2", cwd=tmp_path),
+                          "--deploy-load takes LOW-HIGH")
 
 
 @pytest.mark.parametrize("args, message", [
