@@ -37,6 +37,8 @@ __all__ = ["ServerProcess", "Ready", "free_port", "log_tail", "group_alive", "gr
 POLL_S = 0.25
 #: lines of the server's log an error shows
 TAIL_LINES = 20
+#: after SIGKILL, how long stop() waits for the group's last processes to be gone
+KILL_WAIT_S = 5.0
 #: no proxy for the readiness probes: the server is this machine's
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -248,6 +250,10 @@ class ServerProcess:
                 except ProcessLookupError:
                     pass
             proc.wait()
+            # SIGKILL is delivered, not awaited: an orphaned worker may still be running for a moment
+            deadline = time.monotonic() + KILL_WAIT_S
+            while group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
