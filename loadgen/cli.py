@@ -58,8 +58,15 @@ def cli() -> None:
               help="Open loop, gamma arrivals: the shape (1 = poisson; below 1 burstier, above more regular).")
 @click.option("--ramp-up", default=default_of("ramp_up"), show_default=True,
               help="Open loop: seconds over which the rate rises from 0.")
+@click.option("--trace", type=click.Path(path_type=Path),
+              help="Replay this trace open loop: its arrival times, input and output lengths (mooncake-style .jsonl "
+                   "or .csv timestamp,input_tokens,output_tokens), prompts from --workload's text (instead of -c, "
+                   "--request-rate, --isl, --max-tokens).")
+@click.option("--trace-speed", default=default_of("trace_speed"), show_default=True,
+              help="Divide the trace's timestamps by this (2 replays it twice as fast).")
 @click.option("--num-requests", "-n", type=int,
-              help=f"Measured requests [default: {DEFAULT_NUM_REQUESTS} unless --duration is given].")
+              help=f"Measured requests [default: {DEFAULT_NUM_REQUESTS} unless --duration is given; with --trace "
+                   "its first rows].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
 @click.option("--concurrency-levels", metavar="C1,C2,...",
               help="Closed loop stepping through these concurrencies in order (up or down), each for "
@@ -165,9 +172,10 @@ def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
 
 
 # Every other option of `loadgen run` is the sweep's too; its own --concurrency, --request-rate
-# (lists) and --output-dir (the sweep's folder) stand in for run's.
+# (lists) and --output-dir (the sweep's folder) stand in for run's. A trace sets its own load.
 sweep.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir",
-                                                          "concurrency_levels", "level_duration"))
+                                                          "concurrency_levels", "level_duration", "trace",
+                                                          "trace_speed"))
 
 
 @cli.command()
@@ -267,7 +275,8 @@ def _whole_numbers(flag: str, text: str) -> list[int]:
 
 # Every other option of `loadgen run` applies to each of tune's runs, as to a sweep's.
 tune.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir", "url",
-                                                         "concurrency_levels", "level_duration"))
+                                                         "concurrency_levels", "level_duration", "trace",
+                                                         "trace_speed"))
 
 
 @cli.command()

@@ -141,8 +141,12 @@ class RunConfig:
     metrics_addr: str | None = None  # HOST:PORT for live Prometheus metrics; None: none
     pushgateway: str | None = None  # push the final metrics there
     replace: bool = False  # a run's files already in output_dir are deleted first; else the run refuses it
+    #: replay this trace's arrivals and lengths (workloads/trace.py: mooncake-style JSONL or CSV), open loop
+    trace: Path | None = None
+    trace_speed: float = 1.0  # the trace's time divided by this: 2 replays it twice as fast
 
     def __post_init__(self) -> None:
+        self._check_trace()
         if self.concurrency_levels is not None:
             self._check_levels()
         elif self.level_duration_s is not None:
@@ -153,7 +157,8 @@ class RunConfig:
             raise UsageError(f"--num-requests must be at least 1, got {self.num_requests}")
         if self.duration_s is not None and self.duration_s <= 0:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
-        if self.num_requests is None and self.duration_s is None and self.concurrency_levels is None:
+        if self.num_requests is None and self.duration_s is None and self.concurrency_levels is None \
+                and self.trace is None:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
         if self.slo is not None:
             parse_slo(self.slo)
@@ -198,6 +203,20 @@ class RunConfig:
             raise UsageError(f"--isl must be at least 1, got {self.isl}")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
+
+    def _check_trace(self) -> None:
+        """--trace sets the arrivals and every prompt's input and output length itself."""
+        if self.trace is None:
+            if self.trace_speed != 1.0:
+                raise UsageError("--trace-speed scales the timestamps of --trace: give --trace too")
+            return
+        if self.request_rate is not None or self.concurrency_levels is not None:
+            raise UsageError("--trace replays the trace's own arrivals: leave out --request-rate and "
+                             "--concurrency-levels")
+        if self.isl is not None:
+            raise UsageError("--trace gives every prompt its input length: leave out --isl")
+        if not self.trace_speed > 0:
+            raise UsageError(f"--trace-speed must be positive (2 replays twice as fast), got {self.trace_speed}")
 
     def _check_levels(self) -> None:
         """--concurrency-levels: whole numbers, with --level-duration and without the other ends of a
@@ -244,7 +263,7 @@ class RunConfig:
         for option, (name, off) in _OFF_SWITCHES.items():
             if values[option]:
                 settings[name] = off
-        if all(settings[name] is None for name in ("num_requests", "duration_s", "concurrency_levels")):
+        if all(settings[name] is None for name in ("num_requests", "duration_s", "concurrency_levels", "trace")):
             settings["num_requests"] = DEFAULT_NUM_REQUESTS
         if settings["output_dir"] is None:
             settings["output_dir"] = Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
@@ -261,7 +280,8 @@ class RunConfig:
             "tokenizer": self.tokenizer or "builtin:phi3", "chat_template": self.chat_template,
             "system_prompt": self.system_prompt, "isl": self.isl,
             "input_len": self.input_len if self.workload in ("random", "synthetic") else None,
-            "concurrency": None if self.request_rate else self.concurrency, "request_rate": self.request_rate,
+            "concurrency": None if self.request_rate or self.trace else self.concurrency,
+            "request_rate": self.request_rate,
             "arrival": self.arrival if self.request_rate else None,
             "burstiness": self.burstiness if self.request_rate else None,
             "ramp_up_s": self.ramp_up_s if self.request_rate else None, "num_requests": self.num_requests,

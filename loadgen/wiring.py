@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .config import RunConfig
 from .transport import HttpClient
-from .workloads import BuildOptions, WorkloadSpec
+from .workloads import BuildOptions, WorkloadSpec, read_trace
 
 __all__ = ["http_client", "workload_spec"]
 
@@ -19,7 +19,9 @@ def http_client(config: RunConfig, url: str) -> HttpClient:
 
 
 def workload_spec(config: RunConfig) -> WorkloadSpec:
-    """What the workload registry needs of the settings."""
+    """What the workload registry needs of the settings; with --trace, the rows the run replays."""
+    window = None if config.trace is None else read_trace(config.trace).window(
+        warmup=config.warmup, count=config.num_requests, duration_s=config.duration_s, speed=config.trace_speed)
     return WorkloadSpec(config.workload, config.workload_path, config.tokenizer,
                         BuildOptions(config.chat_template, config.system_prompt, config.isl), config.input_len,
-                        config.seed)
+                        config.seed, window)

@@ -430,9 +430,12 @@ class Report(_JsonForm):
 
     @property
     def load_value(self) -> float:
-        """The load the run was measured at: its request rate (open loop), else its concurrency."""
+        """The load the run was measured at: its request rate (open loop; a trace's mean rate), else its
+        concurrency."""
         if self.config.request_rate:
             return self.config.request_rate
+        if isinstance(self.load, HeldRate):
+            return self.load.target_rate
         assert self.config.concurrency is not None, "a run without a request rate records its concurrency"
         return self.config.concurrency
 

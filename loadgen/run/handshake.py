@@ -32,6 +32,8 @@ class Served:
     model: str
     engine: str
     adapter: EngineAdapter
+    #: the longest prompt + output the server takes, where /v1/models says (EngineAdapter.context_length)
+    context_length: int | None = None
 
 
 async def until_serving(client: HttpClient, config: RunConfig, url: str, first_prompt: Prompt,
@@ -44,11 +46,11 @@ async def until_serving(client: HttpClient, config: RunConfig, url: str, first_p
     delay = 0.5
     while True:
         try:
-            model, engine = await _discover(client, config, url)
+            model, engine, entry = await _discover(client, config, url)
             adapter = get_adapter(engine)
             await _preflight(client, config, url, adapter, model, first_prompt)
             print_figure_warnings(console, await run_findings(client, adapter))
-            return Served(model, engine, adapter)
+            return Served(model, engine, adapter, adapter.context_length(entry))
         except ServerNotReady as exc:
             if time.monotonic() + delay > deadline:
                 raise ServerError(f"{exc}; the server was not ready within {config.startup_wait_s:g} s "
@@ -58,7 +60,8 @@ async def until_serving(client: HttpClient, config: RunConfig, url: str, first_p
             delay = min(delay * 2, 5.0)
 
 
-async def _discover(client: HttpClient, config: RunConfig, url: str) -> tuple[str, str]:
+async def _discover(client: HttpClient, config: RunConfig, url: str) -> tuple[str, str, dict]:
+    """The model to request, the engine, and the model's /v1/models entry."""
     models, ids = await served_models(client, url)
     model = config.model or ids[0]
     if config.model and config.model not in ids:
@@ -68,7 +71,7 @@ async def _discover(client: HttpClient, config: RunConfig, url: str) -> tuple[st
         engine = detect_engine(models)
     elif engine not in ENGINES:
         raise UsageError(f"unknown --engine {engine!r}; choose auto or one of {', '.join(ENGINES)}")
-    return model, engine
+    return model, engine, models["data"][ids.index(model)]
 
 
 async def _preflight(client: HttpClient, config: RunConfig, url: str, adapter: EngineAdapter, model: str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import secrets
 import time
@@ -21,7 +22,7 @@ from ..engines import EngineAdapter
 from ..errors import ServerError, WorkerLost
 from ..layout import RunFolder
 from ..records import Journal
-from ..sinks import RunProgress, print_workers
+from ..sinks import RunProgress, print_trace, print_workers
 from ..transport import HttpClient
 from ..wiring import http_client, workload_spec
 from ..workloads import Workload, load_workload
@@ -52,6 +53,10 @@ def run(config: RunConfig, console: Console) -> Report:
     """Run one benchmark and return its report; writes requests.jsonl and report.json."""
     folder = claim_run_folder(config.output_dir, replace=config.replace)
     workload = load_workload(workload_spec(config))
+    if workload.schedule is not None:
+        if config.num_requests is None and config.duration_s is None:  # the whole trace
+            config = dataclasses.replace(config, num_requests=workload.schedule.measured)
+        print_trace(console, workload.info["trace"])
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:
@@ -86,11 +91,13 @@ class _Run:
     async def _execute(self, client: HttpClient) -> Report:
         config = self.config
         served = await until_serving(client, config, self.url, self.workload.prompts[0], self.console)
+        if self.workload.schedule is not None:
+            self.workload.schedule.check_context(served.context_length)
         placement = Placement.choose(config, self.run_id)
         public = config.public() | {"run_id": self.run_id, "engine": served.engine, "model": served.model,
                                     "emulator": None if config.url else emulator_args(config),
                                     "workers": placement.workers, "workload_info": self.workload.info}
-        public, target = write_run_info(self.folder, config, public)
+        public, target = write_run_info(self.folder, config, public, self._target_rate)
         plans = plan_shares(config, self.workload, placement.workers)
         loop = asyncio.get_running_loop()
         journal = Journal(self.folder.journal, loop)
@@ -133,6 +140,12 @@ class _Run:
             push_metrics(metrics, config.pushgateway, report.config.run_id, self.console)
         return report
 
+    @property
+    def _target_rate(self) -> float | None:
+        """The open loop's rate: --request-rate, or the trace's mean over the measured rows."""
+        schedule = self.workload.schedule
+        return self.config.request_rate or (schedule.rate if schedule is not None else None)
+
     def _in_flight(self) -> int:
         return 0 if self.share is None else self.share.in_flight
 
@@ -143,7 +156,7 @@ class _Run:
         workers = share.workers_summary()
         report = build_report(config=public, records=[r for r in records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
-                              target_concurrency=target, target_rate=config.request_rate,
+                              target_concurrency=target, target_rate=self._target_rate,
                               slo=parse_slo(config.slo) if config.slo else (), stop_reason=self.tally.stop_reason,
                               workers=None if workers is None else WorkersInfo.from_json(workers))
         write_report(self.folder, report, records, self.console, plots=config.plots)

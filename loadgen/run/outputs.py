@@ -47,17 +47,18 @@ def claim_run_folder(path: Path, *, replace: bool) -> RunFolder:
     return folder
 
 
-def write_run_info(folder: RunFolder, config: RunConfig, public: dict) -> tuple[dict, int | None]:
+def write_run_info(folder: RunFolder, config: RunConfig, public: dict,
+                   target_rate: float | None) -> tuple[dict, int | None]:
     """run.json, before the first request: what `loadgen report DIR` needs to rebuild the report from
     the journal of a killed run. Returns the run's public settings (the report's config section,
     stamped with this loadgen's version and the start time) and its target concurrency (None for
-    an open loop, or concurrency levels)."""
+    an open loop, a trace, or concurrency levels). target_rate: the open loop's or the trace's."""
     public = public | {"loadgen_version": __version__,
                        "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    target = None if config.request_rate or config.levels else \
+    target = None if config.request_rate or config.levels or config.trace else \
         min(config.concurrency, config.num_requests or config.concurrency)
     write_json_atomic(folder.run_info, {"config": public, "target_concurrency": target,
-                                        "target_rate": config.request_rate})
+                                        "target_rate": target_rate})
     return public, target
 
 

@@ -75,12 +75,17 @@ class Placement:
 def plan_shares(config: RunConfig, workload: Workload, workers: int) -> list[Plan]:
     """The run's order, round-robin over categories (a duration-bound or stepped run cycles one full
     pass), split among the workers; open loop: with every send time computed now (a duration-bound run
-    has as many as fit)."""
+    has as many as fit); a trace: its rows at its own send times."""
     position = {id(p): i for i, p in enumerate(workload.prompts)}
 
     def order_of(count: int | None, seed: int) -> list[int]:
         return [position[id(p)] for p in round_robin(workload.prompts, count, seed)]
 
+    schedule = workload.schedule
+    if schedule is not None:  # --trace: the prompts are the replayed rows, in order
+        rows = list(range(len(schedule.rows)))
+        return split_arrivals(workers, rows[:schedule.warmup], rows[schedule.warmup:], schedule.warmup_offsets_ns,
+                              schedule.measured_offsets_ns)
     warmup_order = order_of(config.warmup, config.seed + 1) if config.warmup else []
     if config.levels:  # cycled as a duration-bound run's
         return split_levels(workers, config.levels, warmup_order, order_of(None, config.seed))
@@ -107,7 +112,8 @@ def make_share(config: RunConfig, url: str, served: Served, workload: Workload, 
                placement: Placement, client: HttpClient,
                on_record: Callable[[RequestRecord, bool], None]) -> LoadShare:
     """One plan on this machine runs in this process; else worker processes run the plans. Ray
-    workers get their prompts shipped (other nodes have no workload cache) and their clocks measured."""
+    workers get their prompts shipped (other nodes have no workload cache) and their clocks measured;
+    so do a trace's workers (its prompts are built per run, not cached)."""
     launcher = placement.launcher
     if len(plans) == 1 and launcher is None:
         tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
@@ -115,4 +121,5 @@ def make_share(config: RunConfig, url: str, served: Served, workload: Workload, 
                           on_record)
     return WorkerPool(config, url, served.model, served.engine, plans, on_record,
                       start=launcher.start if launcher else None, measure_clocks=launcher is not None,
-                      ship=workload.prompts if launcher else None, on_loss=config.on_worker_loss)
+                      ship=workload.prompts if launcher or workload.schedule else None,
+                      on_loss=config.on_worker_loss)

@@ -20,8 +20,9 @@ def start_live_metrics(config: RunConfig, public: dict, in_flight: Callable[[], 
     """The run's metrics, served at --metrics-addr if given; None when neither serving nor pushing."""
     if config.metrics_addr is None and config.pushgateway is None:
         return None
+    open_loop = config.request_rate or config.trace
     metrics = LiveMetrics(run_id=public["run_id"], engine=public["engine"], model=public["model"],
-                          workload=config.workload, target_concurrency=0 if config.request_rate else config.concurrency,
+                          workload=config.workload, target_concurrency=0 if open_loop else config.concurrency,
                           in_flight=in_flight, version=__version__)
     if config.metrics_addr is not None:
         console.print(f"[dim]live metrics: {metrics.serve(config.metrics_addr)}[/]")

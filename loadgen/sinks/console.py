@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -10,7 +12,7 @@ from loadgen.analysis.report_types import HeldLoad, HeldRate, LoadLevels, Report
 
 from .tables import cell
 
-__all__ = ["RunProgress", "collapse_line", "print_levels", "print_summary", "print_workers"]
+__all__ = ["RunProgress", "collapse_line", "print_levels", "print_summary", "print_trace", "print_workers"]
 
 
 class RunProgress:
@@ -41,7 +43,9 @@ def print_summary(console: Console, report: Report) -> None:
     cfg, summary, lat = report.config, report.summary, report.latency
     spec = report.speculative
     client = spec.client
+    trace = cfg.workload_info.get("trace")
     load_label = (f"{cfg.request_rate:g} req/s ({cfg.arrival})" if cfg.request_rate else
+                  f"trace {Path(trace['file']).name} x{trace['speed']:g}" if trace else
                   f"concurrency levels {','.join(map(str, cfg.concurrency_levels))} x {cfg.level_duration_s:g} s"
                   if cfg.concurrency_levels else f"concurrency {cfg.concurrency}")
     title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload} · {load_label}"
@@ -198,6 +202,16 @@ def collapse_line(levels: LoadLevels) -> str:
     return (f"collapse at concurrency {c.concurrency}: {name} {fmt.format(c.previous * scale)} -> "
             f"{fmt.format(c.value * scale)} ({c.change:+.1%}, beyond ±{c.threshold:.0%}) against concurrency "
             f"{c.previous_concurrency}")
+
+
+def print_trace(console: Console, trace: dict) -> None:
+    """Before a trace replay: what is replayed, and how fast (`trace`: TraceWindow.info())."""
+    rate = f"{trace['scheduled_rate']:.2f} req/s" if trace["scheduled_rate"] else "all at once"
+    warmup = f" after {trace['warmup_rows']} warm-up rows" if trace["warmup_rows"] else ""
+    console.print(f"[dim]trace {trace['file']} ({trace['format']}): {trace['measured_rows']} of "
+                  f"{trace['rows_in_file']} rows{warmup}, {trace['trace_span_s']:.1f} s of trace at speed "
+                  f"{trace['speed']:g} -> {trace['replay_span_s']:.1f} s ({rate}); {trace['input_tokens']} input "
+                  f"tokens ({trace['shared_prefix_tokens']} in shared prefixes), {trace['output_tokens']} output[/]")
 
 
 def print_workers(console: Console, workers: WorkersInfo) -> None:

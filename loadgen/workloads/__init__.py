@@ -6,7 +6,8 @@ from .registry import SAMPLE_PATH, SPEED_CONFIGS, WORKLOAD_NAMES, Workload, Work
 from .sampling import round_robin
 from .synthetic import random_prompts
 from .tokenizer import ChatTokenizer, load_tokenizer
+from .trace import Trace, TraceWindow, read_trace
 
 __all__ = ["BuildOptions", "ChatTokenizer", "Conversation", "Prompt", "SAMPLE_PATH", "SPEED_CONFIGS", "WORKLOAD_NAMES",
            "Workload", "WorkloadSpec", "build_prompts", "load_tokenizer", "load_workload", "prepare_speed",
-           "random_prompts", "render_messages", "round_robin"]
+           "random_prompts", "read_trace", "render_messages", "round_robin", "Trace", "TraceWindow"]

@@ -12,7 +12,7 @@ from loadgen.errors import UsageError
 from .prompt import Conversation, Prompt
 from .tokenizer import ChatTokenizer
 
-__all__ = ["BuildOptions", "build_prompts", "render_messages"]
+__all__ = ["BuildOptions", "build_prompts", "natural_text", "render_messages", "template_frame"]
 
 _SEPARATOR = "\n\n"
 _SENTINEL = "LOADGENCONTENTSENTINEL"
@@ -85,17 +85,13 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
     isl = options.isl
     assert isl is not None, "build_prompts calls this only with --isl"
     contents = [row.turns[0] for row in rows]
-    # The template's text before and after the content, found by rendering around a sentinel
-    # (templates may trim or escape the content itself, so searching for it is unreliable).
     frames: list[tuple[list[int], list[int]]] = []
     frame_cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
     for row in rows:
-        text = render_messages(tokenizer, _messages(row, options, _SENTINEL), options.chat_template)
-        prefix, _, suffix = text.rpartition(_SENTINEL)
-        if (prefix, suffix) not in frame_cache:
-            frame_cache[(prefix, suffix)] = (tokenizer.encode(prefix) if prefix else [],
-                                             tokenizer.encode(suffix) if suffix else [])
-        frames.append(frame_cache[(prefix, suffix)])
+        texts = _frame_texts(tokenizer, row, options)
+        if texts not in frame_cache:
+            frame_cache[texts] = _encode_frame(tokenizer, texts)
+        frames.append(frame_cache[texts])
     content_ids = _encode_cut(tokenizer, contents, isl)
     separator = np.asarray(tokenizer.encode(_SEPARATOR), np.int32)
     filler: np.ndarray | None = None
@@ -122,6 +118,41 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
         assert out.size == isl
         prompts.append(Prompt(row.row_id, out, row.category, row.sub_category, row.max_tokens))
     return prompts
+
+
+def _frame_texts(tokenizer: ChatTokenizer, row: Conversation, options: BuildOptions) -> tuple[str, str]:
+    """The template's text before and after the row's first turn, found by rendering around a sentinel
+    (templates may trim or escape the content itself, so searching for it is unreliable)."""
+    text = render_messages(tokenizer, _messages(row, options, _SENTINEL), options.chat_template)
+    prefix, _, suffix = text.rpartition(_SENTINEL)
+    return prefix, suffix
+
+
+def _encode_frame(tokenizer: ChatTokenizer, texts: tuple[str, str]) -> tuple[list[int], list[int]]:
+    prefix, suffix = texts
+    return tokenizer.encode(prefix) if prefix else [], tokenizer.encode(suffix) if suffix else []
+
+
+def template_frame(tokenizer: ChatTokenizer, options: BuildOptions) -> tuple[list[int], list[int]]:
+    """The ids the chat template (with --system-prompt) puts before and after one user message's
+    content: what a prompt of an exact length leaves to its text."""
+    return _encode_frame(tokenizer, _frame_texts(tokenizer, Conversation("frame", "frame"), options))
+
+
+def natural_text(tokenizer: ChatTokenizer, contents: Sequence[str], need: int) -> np.ndarray:
+    """`need` ids of the contents' text in order, each content followed by a blank line; fewer where
+    all of them hold less. Contents are encoded a batch at a time (each cut to what is still needed),
+    so a large dataset is encoded only as far as it is read."""
+    separator = np.asarray(tokenizer.encode(_SEPARATOR), np.int32)
+    parts: list[np.ndarray] = []
+    have = 0
+    for at in range(0, len(contents), _BATCH_ROWS):
+        if have >= need:
+            break
+        for ids in _encode_cut(tokenizer, contents[at:at + _BATCH_ROWS], need - have):
+            parts += [ids, separator]
+            have += ids.size + separator.size
+    return np.concatenate(parts)[:need] if parts else np.empty(0, np.int32)
 
 
 def _encode_cut(tokenizer: ChatTokenizer, contents: Sequence[str], isl: int) -> list[np.ndarray]:

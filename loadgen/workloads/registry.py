@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,11 +11,12 @@ from pathlib import Path
 from loadgen.errors import UsageError
 
 from . import cache
-from .build import BuildOptions, build_prompts
+from .build import BuildOptions, build_prompts, natural_text, template_frame
 from .prompt import Conversation, Prompt
 from .sources import read_custom_jsonl, read_sharegpt, read_specbench, read_speed
-from .synthetic import random_prompts
+from .synthetic import random_ids, random_prompts
 from .tokenizer import load_tokenizer, tokenizer_dir, tokenizer_fingerprint
+from .trace import TraceWindow, text_needed, trace_prompts
 
 __all__ = ["WorkloadSpec", "Workload", "load_workload", "prepare_speed", "SAMPLE_PATH", "SPEED_CONFIGS",
            "WORKLOAD_NAMES"]
@@ -38,6 +40,8 @@ class WorkloadSpec:
     options: BuildOptions = field(default_factory=BuildOptions)
     input_len: int = 128  # random ids only, unless options.isl is set
     seed: int = 0
+    #: --trace: the rows replayed, whose lengths the prompts take (the workload gives their text)
+    trace: TraceWindow | None = None
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Workload:
     prompts: list[Prompt]
     info: dict
     tokenizer: str | None  # what multi-turn rows need again during the run
+    #: --trace: the send times of the prompts, which are the window's rows in order
+    schedule: TraceWindow | None = None
 
     @property
     def multi_turn(self) -> bool:
@@ -101,6 +107,8 @@ def _speed_files(config: str, path: Path | None) -> list[Path]:
 
 def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload:
     """All prompts of the workload, tokenized (from the cache when it was prepared before)."""
+    if spec.trace is not None:
+        return _trace_workload(spec, spec.trace)
     if spec.name in ("random", "synthetic"):
         length = spec.options.isl or spec.input_len
         if length < 1:
@@ -128,6 +136,38 @@ def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload
             "prepare_s": round(time.perf_counter() - started, 3)}
     cache.save_prompts(spec.name, key, prompts, info)
     return Workload(spec.name, prompts, info | {"cached": False}, spec.tokenizer)
+
+
+def _trace_workload(spec: WorkloadSpec, window: TraceWindow) -> Workload:
+    """The trace's rows as prompts of their exact lengths, from the workload's text (its rows' turns
+    in an order shuffled with the seed) or, for --workload random, from seeded random ids. Built
+    at each run, not cached: they depend on the trace's window as well as on the workload."""
+    started = time.perf_counter()
+    if spec.name in ("random", "synthetic"):
+        head: list[int] = []
+        tail: list[int] = []
+        need = text_needed(window, 0)
+        text, source, tokenizer_name = random_ids(need, spec.seed), "random ids", None
+    else:
+        read, files, _ = _reader(spec)
+        rows = read()
+        if any(r.prompt_token_ids is not None for r in rows):
+            raise UsageError("--trace draws each prompt's text from the workload, but this one is pre-tokenized "
+                             "(prompt_token_ids); choose a text workload")
+        tokenizer = load_tokenizer(spec.tokenizer)
+        head, tail = template_frame(tokenizer, spec.options)
+        contents = [turn for row in rows for turn in row.turns]
+        random.Random(spec.seed).shuffle(contents)
+        need = text_needed(window, len(head) + len(tail))
+        text = natural_text(tokenizer, contents, need)
+        source, tokenizer_name = f"the text of --workload {spec.name}", tokenizer.name
+    prompts = trace_prompts(window, text, head, tail, source)
+    info = {"source": "trace", "workload": spec.name, "tokenizer": tokenizer_name,
+            "options": spec.options.key() if tokenizer_name else None, "text_tokens": int(text.size),
+            "text_reread": bool(need > text.size),  # the trace needs more text than the workload holds
+            "template_tokens": len(head) + len(tail), "prepare_s": round(time.perf_counter() - started, 3),
+            "cached": False, "trace": window.info()}
+    return Workload(spec.name, prompts, info, spec.tokenizer, window)
 
 
 def prepare_speed(config: str) -> Path:

@@ -10,12 +10,16 @@ import numpy as np
 
 from .prompt import Prompt
 
-__all__ = ["random_prompts"]
+__all__ = ["random_ids", "random_prompts"]
 
 _LOW_ID, _HIGH_ID = 1000, 30000  # clear of special tokens in common vocabularies
 
 
+def random_ids(size: int, seed: int = 0) -> np.ndarray:
+    """`size` seeded random ids, the same for the same seed."""
+    return np.random.default_rng(seed).integers(_LOW_ID, _HIGH_ID, size=size, dtype=np.int32)
+
+
 def random_prompts(count: int, input_len: int, seed: int = 0) -> list[Prompt]:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(_LOW_ID, _HIGH_ID, size=(count, input_len), dtype=np.int32)
+    ids = random_ids(count * input_len, seed).reshape(count, input_len)
     return [Prompt(f"random-{i}", ids[i], "random") for i in range(count)]
