@@ -150,3 +150,38 @@ def test_tls_failure_is_one_line_and_insecure_skips_verification(self_signed_tls
     proc = loadgen("run", "--url", self_signed_tls_server, "-n", "1", "--no-metrics", "--insecure",
                    "--output-dir", str(tmp_path / "b"))
     assert_one_line_error(proc, "is not an OpenAI-compatible server")
+
+
+_ROW = '{{"timestamp": {}, "input_length": {}, "output_length": 4}}\n'
+
+
+@pytest.mark.parametrize("name, text, flags, needles", [
+    ("t.jsonl", _ROW.format(0, 50) + _ROW.format(900, 50) + _ROW.format(300, 50), [],
+     ["t.jsonl:3", "before the previous row's", "time order"]),
+    ("t.jsonl", _ROW.format(0, 50) + '{"timestamp": 10, "output_length": 4}\n', [],
+     ["t.jsonl:2", "missing field 'input_length'"]),
+    ("t.csv", "", [], ["is empty"]),
+    ("t.dat", "0;50;4\n", [], ["cannot tell the format"]),
+    ("t.jsonl", _ROW.format(0, 3), ["--workload", "sample"], ["t.jsonl:1", "chat template's own"]),
+    ("t.jsonl", _ROW.format(0, 50), ["--request-rate", "5"], ["--trace", "--request-rate"]),
+    ("t.jsonl", _ROW.format(0, 50), ["--concurrency-levels", "1,2", "--level-duration", "1"],
+     ["--trace", "--concurrency-levels"]),
+    ("t.jsonl", _ROW.format(0, 50), ["--isl", "64"], ["--trace", "--isl"]),
+])
+def test_bad_traces_are_one_line(tmp_path: Path, name, text, flags, needles):
+    trace = tmp_path / name
+    trace.write_text(text)
+    assert_one_line_error(loadgen("run", "--trace", str(trace), *flags, "--output-dir", str(tmp_path / "o")), *needles)
+
+
+def test_trace_speed_needs_a_trace(tmp_path):
+    assert_one_line_error(loadgen("run", "--trace-speed", "2", "--output-dir", str(tmp_path)),
+                          "--trace-speed", "give --trace")
+
+
+def test_a_trace_row_beyond_the_servers_context_is_named(emulator, tmp_path: Path):
+    emu = emulator("--ttft-ms", "1", "--step-ms", "1")  # /v1/models: max_model_len 131072
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(_ROW.format(0, 50) + _ROW.format(5, 131070))
+    assert_one_line_error(loadgen("run", "--url", emu.url, "--trace", str(trace), "--output-dir", str(tmp_path / "o")),
+                          "t.jsonl:2", "input 131070 + output 4 tokens exceed the server's context length 131072")

@@ -62,8 +62,8 @@ def test_a_plans_run_options_make_the_run_its_flags_make():
 
 
 def test_a_sweep_takes_every_other_run_option():
-    # a sweep is one run per load: stepping levels within a run is loadgen run's alone
-    own = {"concurrency", "request_rate", "output_dir", "concurrency_levels", "level_duration"}
+    # a sweep is one run per load: stepping levels within a run, or a trace's own load, is loadgen run's alone
+    own = {"concurrency", "request_rate", "output_dir", "concurrency_levels", "level_duration", "trace", "trace_speed"}
     assert {p.name for p in sweep.params} == {"concurrencies", "rates", "find_max", "output_dir"} | \
         (set(RUN_OPTIONS) - own)
 
@@ -147,3 +147,14 @@ def test_a_bad_level_flag_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --concurrency-levels runs each level for --level-duration seconds: it excludes "
                    "--request-rate, --num-requests and --duration"]
+
+
+def test_a_trace_sets_its_own_load_and_length():
+    config = RunConfig.from_options({"trace": "t.jsonl", "trace_speed": "2", "output_dir": OUT})
+    assert config.trace == Path("t.jsonl") and config.trace_speed == 2.0
+    assert config.num_requests is None and config.duration_s is None  # the whole trace, not 200 requests
+    assert config.public()["concurrency"] is None
+    for options, line in [({"request_rate": 4}, "leave out --request-rate"), ({"isl": 64}, "leave out --isl"),
+                          ({"trace_speed": 0}, "--trace-speed must be positive")]:
+        with pytest.raises(UsageError, match=line):
+            RunConfig.from_options({"trace": "t.jsonl", "output_dir": OUT, **options})
