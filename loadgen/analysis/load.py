@@ -89,5 +89,6 @@ def held_rate(records: Sequence[RequestRecord], target_rate: float) -> dict:
         "late_p50_s": float(np.median(late)) if late.size else None,
         "late_p99_s": p99,
         "late_max_s": float(late.max()) if late.size else None,
-        "held": (ratio is None or ratio >= HOLD_THRESHOLD) and (p99 is None or p99 <= LATE_P99_S),
+        # bool(): the ratio is a numpy float, and a numpy bool is no JSON boolean for the report
+        "held": bool((ratio is None or ratio >= HOLD_THRESHOLD) and (p99 is None or p99 <= LATE_P99_S)),
     }

@@ -56,7 +56,7 @@ def run(config: RunConfig, console: Console) -> Report:
     if workload.schedule is not None:
         if config.num_requests is None and config.duration_s is None:  # the whole trace
             config = dataclasses.replace(config, num_requests=workload.schedule.measured)
-        print_trace(console, workload.info["trace"])
+        print_trace(console, workload.info)
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:

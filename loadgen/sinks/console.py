@@ -204,14 +204,20 @@ def collapse_line(levels: LoadLevels) -> str:
             f"{c.previous_concurrency}")
 
 
-def print_trace(console: Console, trace: dict) -> None:
-    """Before a trace replay: what is replayed, and how fast (`trace`: TraceWindow.info())."""
+def print_trace(console: Console, info: dict) -> None:
+    """Before a trace replay: what is replayed, and how fast (`info`: the trace workload's info, its
+    "trace" TraceWindow.info()); a warning where the workload's text is too short to stay unshared."""
+    trace = info["trace"]
     rate = f"{trace['scheduled_rate']:.2f} req/s" if trace["scheduled_rate"] else "all at once"
     warmup = f" after {trace['warmup_rows']} warm-up rows" if trace["warmup_rows"] else ""
     console.print(f"[dim]trace {trace['file']} ({trace['format']}): {trace['measured_rows']} of "
                   f"{trace['rows_in_file']} rows{warmup}, {trace['trace_span_s']:.1f} s of trace at speed "
                   f"{trace['speed']:g} -> {trace['replay_span_s']:.1f} s ({rate}); {trace['input_tokens']} input "
                   f"tokens ({trace['shared_prefix_tokens']} in shared prefixes), {trace['output_tokens']} output[/]")
+    if info["text_reread"]:
+        console.print(f"[bold yellow]the trace needs {info['text_needed']} tokens of text, --workload "
+                      f"{info['workload']} holds {info['text_tokens']}: its text is reused, so a prefix cache may "
+                      "find shared prefixes the trace does not have; choose a larger workload[/]")
 
 
 def print_workers(console: Console, workers: WorkersInfo) -> None:

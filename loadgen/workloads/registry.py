@@ -163,8 +163,8 @@ def _trace_workload(spec: WorkloadSpec, window: TraceWindow) -> Workload:
         source, tokenizer_name = f"the text of --workload {spec.name}", tokenizer.name
     prompts = trace_prompts(window, text, head, tail, source)
     info = {"source": "trace", "workload": spec.name, "tokenizer": tokenizer_name,
-            "options": spec.options.key() if tokenizer_name else None, "text_tokens": int(text.size),
-            "text_reread": bool(need > text.size),  # the trace needs more text than the workload holds
+            "options": spec.options.key() if tokenizer_name else None, "text_needed": need,
+            "text_tokens": int(text.size), "text_reread": bool(need > text.size),
             "template_tokens": len(head) + len(tail), "prepare_s": round(time.perf_counter() - started, 3),
             "cached": False, "trace": window.info()}
     return Workload(spec.name, prompts, info, spec.tokenizer, window)

@@ -1,4 +1,5 @@
 from loadgen.analysis import held_load
+from loadgen.analysis.load import held_rate
 from loadgen.records import RequestRecord
 
 T0 = 10**12  # monotonic times; 0 means "never sent"
@@ -41,3 +42,11 @@ def test_follow_up_turns_after_the_last_new_conversation_are_drain():
     follow_up.turn = 1  # its slot has nothing new to start: the run is draining
     load = held_load([*records, follow_up], target=2)
     assert load["mean_in_flight"] == 2.0 and load["held"]
+
+
+def test_a_rate_not_held_is_a_plain_false():
+    # two requests scheduled 10 ms apart, the second sent 5 ms late: the achieved rate falls short
+    records = [RequestRecord(0, "c", 0, 1, 1, scheduled_ns=T0, sent_ns=T0),
+               RequestRecord(1, "c", 0, 1, 1, scheduled_ns=T0 + 10_000_000, sent_ns=T0 + 15_000_000)]
+    held = held_rate(records, 100.0)
+    assert held["achieved_ratio"] < 0.98 and held["held"] is False
