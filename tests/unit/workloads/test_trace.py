@@ -192,3 +192,12 @@ def test_rows_beyond_the_servers_context_length_are_named():
     with pytest.raises(UsageError, match="example_trace.jsonl:13: input 2100 \\+ output 16 tokens exceed the "
                                          "server's context length 2048"):
         window.check_context(2048)
+
+
+def test_a_trace_needing_more_text_than_the_workload_holds_reuses_it_and_says_so(tmp_path):
+    rows = "timestamp,input_tokens,output_tokens\n" + "".join(f"{i},5000,2\n" for i in range(3))
+    workload = trace_workload(write(tmp_path, "t.csv", rows))
+    assert [p.token_ids.size for p in workload.prompts] == [5000] * 3
+    info = workload.info
+    assert info["text_reread"] and info["text_needed"] > info["text_tokens"]
+    assert not trace_workload(JSONL).info["text_reread"]
