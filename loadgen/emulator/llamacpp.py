@@ -105,7 +105,6 @@ class Llamacpp(Personality):
     name = "llamacpp"
     owned_by = "llamacpp"
     id_prefix = "chatcmpl-"
-    per_token_chunks = True
     merges_steps = False  # llama-server has no stream interval: one event per token anyway
 
     _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
