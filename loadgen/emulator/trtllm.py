@@ -19,6 +19,7 @@ openai_server.py, postprocess_handlers.py, metrics/collector.py, executor/types.
   apply_reasoning_parser returns "" without a parser); `finish_reason` on the last, and
   `avg_decoded_tokens_per_iter` when speculating; usage (continuous or the final, fully dumped
   `choices: []` chunk) has `prompt_tokens_details` and no reasoning count. Ids are `chatcmpl-<n>`.
+  openai_server.py openai_chat: the stream ends with [DONE]; the non-streaming body is model_dump().
 """
 
 from __future__ import annotations
