@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GenerationParams", "RequestRejected", "Personality", "BatchStats", "Handler",
            "sse", "prometheus_family", "go_float", "emulator_lag_lines", "CATEGORY_HEADER", "error_type",
-           "chat_prompt_token_count", "split_reasoning", "reasoning_count"]
+           "chat_prompt_token_count", "chat_chunk_head", "split_reasoning", "reasoning_count"]
 
 Handler = Callable[["Connection", "Request"], None]
 
@@ -134,6 +134,13 @@ def chat_prompt_token_count(messages: object) -> int | None:
             words += sum(len(part["text"].split()) for part in content
                          if isinstance(part, dict) and isinstance(part.get("text"), str))
     return max(1, words)
+
+
+def chat_chunk_head(rid: str, created: int, model: str) -> bytes:
+    """The start of a `chat.completion.chunk` as the FastAPI engines (vLLM, SGLang, TRT-LLM) write it,
+    up to the first choice's delta: `{"id", "object", "created", "model", "choices": [{"index": 0, "delta": `."""
+    return (b'{"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":' % created
+            + orjson.dumps(model) + b',"choices":[{"index":0,"delta":')
 
 
 def split_reasoning(texts: list[str], completion_tokens: int, reasoning_tokens: int) -> tuple[str, str]:

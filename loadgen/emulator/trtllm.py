@@ -35,6 +35,7 @@ from .engine import (
     GenerationParams,
     Personality,
     RequestRejected,
+    chat_chunk_head,
     chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
@@ -152,8 +153,7 @@ class ChatStreamEncoder:
     per_token = True
 
     def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
-        self._head = (b'data: {"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
-                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
+        self._head = b"data: " + chat_chunk_head(rid, created, params.model)
         self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
                        b'"prompt_tokens_details":{"cached_tokens":0}}' % params.prompt_tokens
                        if params.continuous_usage else None)

@@ -27,6 +27,7 @@ from .engine import (
     GenerationParams,
     Personality,
     RequestRejected,
+    chat_chunk_head,
     chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
@@ -65,51 +66,52 @@ def error_body(status: int, message: str) -> dict:
 
 def parse_completion_request(body: object, served_model: str,
                              headers: dict[str, str] | None = None) -> GenerationParams:
-    if not isinstance(body, dict):
-        raise RequestRejected(400, "request body must be a JSON object")
-    model = body.get("model", served_model)
-    if model != served_model:
-        raise RequestRejected(404, f"The model `{model}` does not exist.")
-    prompt_tokens = prompt_token_count(body.get("prompt"))
+    request, model = _served_request(body, served_model)
+    prompt_tokens = prompt_token_count(request.get("prompt"))
     if prompt_tokens is None:
         raise RequestRejected(400, "prompt must be a non-empty string or list of token ids")
-    max_tokens = max_tokens_of(body)
-    options = body.get("stream_options") or {}
-    return GenerationParams(
-        model=model,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        stream=bool(body.get("stream", False)),
-        include_usage=bool(options.get("include_usage", False)),
-        continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
-        return_token_ids=bool(body.get("return_token_ids", False)),
-        ignore_eos=bool(body.get("ignore_eos", False)),
-        category=(headers or {}).get(CATEGORY_HEADER),
-    )
+    return _generation_params(request, model, prompt_tokens, headers, chat=False, reasoning_tokens=0)
 
 
 def parse_chat_request(body: object, served_model: str, reasoning_tokens: int,
                        headers: dict[str, str] | None = None) -> GenerationParams:
     """A ChatCompletionRequest: `messages` instead of `prompt`, max_completion_tokens before the
     deprecated max_tokens (protocol.py); the rest as on /v1/completions."""
+    request, model = _served_request(body, served_model)
+    prompt_tokens = chat_prompt_token_count(request.get("messages"))
+    if prompt_tokens is None:
+        raise RequestRejected(400, "messages must be a non-empty list of message objects")
+    if request.get("max_completion_tokens") is not None:
+        request = {**request, "max_tokens": request["max_completion_tokens"]}
+    return _generation_params(request, model, prompt_tokens, headers, chat=True, reasoning_tokens=reasoning_tokens)
+
+
+def _served_request(body: object, served_model: str) -> tuple[dict, str]:
+    """The request object and its model, which must be the one served."""
     if not isinstance(body, dict):
         raise RequestRejected(400, "request body must be a JSON object")
     model = body.get("model", served_model)
     if model != served_model:
         raise RequestRejected(404, f"The model `{model}` does not exist.")
-    prompt_tokens = chat_prompt_token_count(body.get("messages"))
-    if prompt_tokens is None:
-        raise RequestRejected(400, "messages must be a non-empty list of message objects")
-    if body.get("max_completion_tokens") is not None:
-        body = {**body, "max_tokens": body["max_completion_tokens"]}
+    return body, model
+
+
+def _generation_params(body: dict, model: str, prompt_tokens: int, headers: dict[str, str] | None, chat: bool,
+                       reasoning_tokens: int) -> GenerationParams:
     options = body.get("stream_options") or {}
     return GenerationParams(
-        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens_of(body),
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens_of(body),
         stream=bool(body.get("stream", False)),
         include_usage=bool(options.get("include_usage", False)),
         continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
-        return_token_ids=bool(body.get("return_token_ids", False)), ignore_eos=bool(body.get("ignore_eos", False)),
-        category=(headers or {}).get(CATEGORY_HEADER), chat=True, reasoning_tokens=reasoning_tokens)
+        return_token_ids=bool(body.get("return_token_ids", False)),
+        ignore_eos=bool(body.get("ignore_eos", False)),
+        category=(headers or {}).get(CATEGORY_HEADER),
+        chat=chat,
+        reasoning_tokens=reasoning_tokens,
+    )
 
 
 def _completion_details(params: GenerationParams, completion_tokens: int) -> dict | None:
@@ -132,8 +134,7 @@ class ChatStreamEncoder:
     per_token = True
 
     def __init__(self, rid: str, created: int, params: GenerationParams, fingerprint: str) -> None:
-        self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
-                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
+        self._head = chat_chunk_head(rid, created, params.model)
         p = params.prompt_tokens
         details = b'{"reasoning_tokens":%d}' if params.reasoning_tokens else b"null"
         self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
