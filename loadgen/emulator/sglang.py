@@ -20,7 +20,10 @@ managers/scheduler_metrics_mixin.py, metrics/collector.py):
   `{"role":"assistant","content":""}`; per step a `reasoning_content` chunk (with --reasoning-parser;
   here --reasoning-tokens) and/or a `content` chunk, both with finish_reason null; then a separate
   chunk with an empty delta and the finish reason; then, with include_usage, a pydantic-dumped
-  `choices: []` chunk whose usage has `reasoning_tokens`; then [DONE].
+  `choices: []` chunk whose usage has `reasoning_tokens`; then [DONE]. The non-streaming body and
+  the usage chunk follow protocol.py's ChatCompletionResponse (id, object, created, model, choices,
+  usage, metadata), ChatMessage (role, content, reasoning_content, tool_calls) and
+  ChatCompletionStreamResponse (sglext dropped when None).
 """
 
 from __future__ import annotations
