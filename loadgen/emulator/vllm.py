@@ -12,7 +12,11 @@ chunk follows, `system_fingerprint`. Continuous usage (include_usage + continuou
 rides on every chunk with `completion_tokens_details`. Reasoning (the server's --reasoning-parser;
 here --reasoning-tokens) streams in `delta.reasoning` (0.32 no longer sends `reasoning_content`:
 protocol.py renames an incoming one), and usage then carries `completion_tokens_details:
-{"reasoning_tokens": N}` (serving.py _include_reasoning_tokens_details = bool(reasoning_parser))."""
+{"reasoning_tokens": N}` (serving.py _include_reasoning_tokens_details = bool(reasoning_parser));
+all of it checked against a capture with `--reasoning-parser deepseek_r1` (chat-reasoning-*). vLLM
+counts only the output tokens between a <think> and a </think> token (reasoning/basic_parsers.py
+count_reasoning_tokens), so a model whose template opens <think> in the prompt reports 0, as the
+capture does; the emulator reports its N reasoning tokens, as for a model that writes the markers."""
 
 from __future__ import annotations
 
