@@ -33,10 +33,10 @@ import orjson
 from .engine import (
     CATEGORY_HEADER,
     BatchStats,
+    ChatEncoderState,
     GenerationParams,
     Personality,
     RequestRejected,
-    chat_chunk_head,
     chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
@@ -95,22 +95,13 @@ class StreamEncoder:
         return out + b"data: [DONE]\n\n"
 
 
-class ChatStreamEncoder:
-    """One chat request's chunks (build_sse_content), the constant parts pre-encoded; takes a chunk's
-    text as one string per token, to split reasoning from answer."""
+class ChatStreamEncoder(ChatEncoderState):
+    """One chat request's chunks (build_sse_content), the constant parts pre-encoded."""
 
-    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_reasoning")
-
-    per_token = True
+    __slots__ = ()
 
     def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
-        self._head = b"data: " + chat_chunk_head(rid, created, params.model)
-        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
-                       b'"prompt_tokens_details":null,"reasoning_tokens":%%d}' % params.prompt_tokens
-                       if params.continuous_usage else None)
-        self._params, self._rid, self._created = params, rid, created
-        self._first = True
-        self._reasoning = params.reasoning_tokens
+        super().__init__(rid, created, params, b'"prompt_tokens_details":null,"reasoning_tokens":%d}', sse_prefix=True)
 
     def _chunk(self, delta: bytes, usage: bytes, extra: bytes) -> bytes:
         return (self._head + delta + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' + usage + extra

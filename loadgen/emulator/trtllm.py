@@ -32,10 +32,10 @@ import orjson
 from .engine import (
     CATEGORY_HEADER,
     BatchStats,
+    ChatEncoderState,
     GenerationParams,
     Personality,
     RequestRejected,
-    chat_chunk_head,
     chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
@@ -144,23 +144,14 @@ class StreamEncoder:
         return _tail("text_completion", self._rid, self._created, self._params, gen.emitted)
 
 
-class ChatStreamEncoder:
-    """chat_stream_post_processor's chunks, constant parts pre-encoded; takes a chunk's text as one
-    string per token, to split reasoning from answer."""
+class ChatStreamEncoder(ChatEncoderState):
+    """chat_stream_post_processor's chunks, constant parts pre-encoded."""
 
-    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_avg", "_reasoning")
-
-    per_token = True
+    __slots__ = ("_avg",)
 
     def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
-        self._head = b"data: " + chat_chunk_head(rid, created, params.model)
-        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
-                       b'"prompt_tokens_details":{"cached_tokens":0}}' % params.prompt_tokens
-                       if params.continuous_usage else None)
-        self._params, self._rid, self._created = params, rid, created
-        self._first = True
+        super().__init__(rid, created, params, b'"prompt_tokens_details":{"cached_tokens":0}}', sse_prefix=True)
         self._avg = speculative
-        self._reasoning = params.reasoning_tokens
 
     def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
                steps: int, extra: bytes = b"") -> bytes:

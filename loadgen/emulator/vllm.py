@@ -28,10 +28,10 @@ import orjson
 
 from .engine import (
     CATEGORY_HEADER,
+    ChatEncoderState,
     GenerationParams,
     Personality,
     RequestRejected,
-    chat_chunk_head,
     chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
@@ -129,25 +129,16 @@ def _placeholder_prompt_ids(params: GenerationParams) -> list[int]:
     return [0] * params.prompt_tokens
 
 
-class ChatStreamEncoder:
-    """One chat request's chunks as bytes, the constant parts pre-encoded; takes a chunk's text as
-    one string per token, to split reasoning from answer (split_reasoning)."""
+class ChatStreamEncoder(ChatEncoderState):
+    """One chat request's chunks as bytes, the constant parts pre-encoded."""
 
-    __slots__ = ("_head", "_usage", "_ids", "_first", "_params", "_rid", "_created", "_fingerprint", "_reasoning")
-
-    per_token = True
+    __slots__ = ("_ids", "_fingerprint")
 
     def __init__(self, rid: str, created: int, params: GenerationParams, fingerprint: str) -> None:
-        self._head = chat_chunk_head(rid, created, params.model)
-        p = params.prompt_tokens
         details = b'{"reasoning_tokens":%d}' if params.reasoning_tokens else b"null"
-        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
-                       b'"completion_tokens_details":' % p + details + b"}"
-                       if params.continuous_usage else None)
+        super().__init__(rid, created, params, b'"completion_tokens_details":' + details + b"}", sse_prefix=False)
         self._ids = params.return_token_ids
-        self._first = True
-        self._params, self._rid, self._created, self._fingerprint = params, rid, created, fingerprint
-        self._reasoning = params.reasoning_tokens
+        self._fingerprint = fingerprint
 
     def _usage_of(self, completion_tokens: int) -> bytes:
         if self._usage is None:
