@@ -141,6 +141,9 @@ class RunConfig:
     metrics_addr: str | None = None  # HOST:PORT for live Prometheus metrics; None: none
     pushgateway: str | None = None  # push the final metrics there
     replace: bool = False  # a run's files already in output_dir are deleted first; else the run refuses it
+    #: HTTP proxy to the server (http://[USER:PASS@]HOST:PORT); None: the proxy environment variables
+    #: (NO_PROXY honoured), "": none at all. Never in reports as given: it may hold credentials
+    proxy: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency_levels is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import secrets
 import time
@@ -58,6 +59,8 @@ def run(config: RunConfig, console: Console) -> Report:
             emulator = stack.enter_context(EmulatorProcess(emulator_args(config)))
             url = emulator.url
             console.print(f"[dim]no --url: running against the built-in emulator at {url}[/]")
+            if config.proxy is None:  # the proxy environment is for remote servers, not loadgen's own
+                config = dataclasses.replace(config, proxy="")
         return _run_loop(_Run(config, url, workload, folder, console).execute())
 
 
@@ -87,7 +90,11 @@ class _Run:
         config = self.config
         served = await until_serving(client, config, self.url, self.workload.prompts[0], self.console)
         placement = Placement.choose(config, self.run_id)
+        if client.proxy is not None:
+            self.console.print(f"[dim]through proxy {client.proxy.shown} (from {client.proxy.source}): its delay is "
+                               "part of every figure[/]")
         public = config.public() | {"run_id": self.run_id, "engine": served.engine, "model": served.model,
+                                    "proxy": client.proxy.shown if client.proxy else None,
                                     "emulator": None if config.url else emulator_args(config),
                                     "workers": placement.workers, "workload_info": self.workload.info}
         public, target = write_run_info(self.folder, config, public)

@@ -2,6 +2,7 @@
 
 from .client import ExchangeError, HttpClient, TransportError
 from .lag import ReadLag
+from .proxy import ProxyError
 from .sse import SSEError, SSEParser
 
-__all__ = ["ExchangeError", "HttpClient", "ReadLag", "SSEError", "SSEParser", "TransportError"]
+__all__ = ["ExchangeError", "HttpClient", "ProxyError", "ReadLag", "SSEError", "SSEParser", "TransportError"]

@@ -22,6 +22,7 @@ SCHEMA_HASHES = {
     2: "a2bc9cdae28be38e4831b0154ee4a060d7110836f53ebb56b73739081b7b0946",
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
+    5: "6aeb7ee5b872a9cc92fba22d2c77fad29bb5c018d98bc107fd28b18bf53863a5",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
