@@ -26,7 +26,7 @@ from .lag import ReadLag
 from .proxy import Proxy, proxy_for
 from .sse import SSEError, SSEParser
 
-__all__ = ["HttpClient", "TransportError", "ExchangeError"]
+__all__ = ["HttpClient", "TransportError", "ExchangeError", "ProxyUnusable"]
 
 _DONE = b"[DONE]"
 #: how often open exchanges are checked: socket errors, first-token and idle timeouts
@@ -44,6 +44,11 @@ class TransportError(Exception):
 
 class ExchangeError(TransportError):
     """How a streaming exchange failed (same kinds as TransportError)."""
+
+
+class ProxyUnusable(TransportError):
+    """The proxy could not be reached, or refused the request or its tunnel: the server was never
+    asked (kind connect; the message names the proxy, never its credentials)."""
 
 
 class _Exchange:
@@ -299,10 +304,13 @@ class _Pool:
             raise
         return sock
 
-    def _proxy_unreachable(self, exc: OSError) -> TransportError:
+    def _proxy_unreachable(self, exc: OSError) -> ProxyUnusable:
         assert self.proxy is not None
-        return TransportError("connect", f"cannot connect to proxy {self.proxy.shown} (from {self.proxy.source}): "
-                                         f"{exc.strerror or exc}")
+        # uvloop's refusal says "Connect call failed (...)": the errno says what failed; a DNS
+        # failure's errno is the resolver's (negative), its strerror the words
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        return ProxyUnusable("connect", f"cannot connect to proxy {self.proxy.shown} (from {self.proxy.source}): "
+                                        f"{reason}")
 
     def release(self, conn: _Connection) -> None:
         if not conn.closed:
@@ -492,7 +500,7 @@ class HttpClient:
             return TransportError("http_status", f"the server redirected {method} {self._prefix}{path} "
                                                  f"(HTTP {status}) to {target}: {advice}", status)
         if status == 407 and self.proxy is not None:
-            return TransportError("connect", _proxy_wants_credentials(self.proxy), status)
+            return ProxyUnusable("connect", _proxy_wants_credentials(self.proxy), status)
         return None
 
 
@@ -513,17 +521,17 @@ async def _open_tunnel(loop: asyncio.AbstractEventLoop, sock: socket.socket, pro
     while not parser.head_done:
         data = await loop.sock_recv(sock, 4096)
         if not data:
-            raise TransportError("connect", f"proxy {proxy.shown} (from {proxy.source}) closed the connection "
+            raise ProxyUnusable("connect", f"proxy {proxy.shown} (from {proxy.source}) closed the connection "
                                             f"on CONNECT {authority}")
         try:
             parser.feed(data)
         except HttpProtocolError as exc:
-            raise TransportError("connect", f"proxy {proxy.shown} (from {proxy.source}) answered CONNECT "
+            raise ProxyUnusable("connect", f"proxy {proxy.shown} (from {proxy.source}) answered CONNECT "
                                             f"{authority} with {exc}") from None
     if parser.status == 407:
-        raise TransportError("connect", _proxy_wants_credentials(proxy), parser.status)
+        raise ProxyUnusable("connect", _proxy_wants_credentials(proxy), parser.status)
     if not 200 <= parser.status < 300:
-        raise TransportError("connect", f"proxy {proxy.shown} (from {proxy.source}) refused CONNECT {authority}: "
+        raise ProxyUnusable("connect", f"proxy {proxy.shown} (from {proxy.source}) refused CONNECT {authority}: "
                                         f"HTTP {parser.status}; it may not allow tunnels to port {port}",
                              parser.status)
 
