@@ -298,6 +298,14 @@ RUN_OPTIONS = (*_FIELD_OPTIONS, *_OFF_SWITCHES, *_EMULATOR_OPTIONS)
 _COMMAND_LINE_DEFAULTS = {"metrics_addr": DEFAULT_METRICS_ADDR}
 
 
+def own_server_proxy(setting: str | None) -> str:
+    """--proxy for a server loadgen started on this machine (the built-in emulator, the engines of
+    tune and matrix): the one given, else none. The proxy environment variables are for the servers
+    a user names; with them set, loadgen's own loopback servers would otherwise be reached through
+    that proxy."""
+    return "" if setting is None else setting
+
+
 def default_of(option: str) -> object:
     """`loadgen run`'s default for OPTION (a long name), as its flag takes it: the click options'
     default= and RunConfig.from_options both read it, so it is the field's default, written once.

@@ -16,7 +16,7 @@ from datetime import datetime
 from rich.console import Console
 
 from ..analysis import Report, WorkersInfo, build_report
-from ..config import RunConfig, parse_slo
+from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..engines import EngineAdapter
 from ..errors import ServerError, WorkerLost
@@ -59,8 +59,7 @@ def run(config: RunConfig, console: Console) -> Report:
             emulator = stack.enter_context(EmulatorProcess(emulator_args(config)))
             url = emulator.url
             console.print(f"[dim]no --url: running against the built-in emulator at {url}[/]")
-            if config.proxy is None:  # the proxy environment is for remote servers, not loadgen's own
-                config = dataclasses.replace(config, proxy="")
+            config = dataclasses.replace(config, proxy=own_server_proxy(config.proxy))
         return _run_loop(_Run(config, url, workload, folder, console).execute())
 
 

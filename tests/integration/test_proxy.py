@@ -153,6 +153,18 @@ def test_no_proxy_sends_the_server_direct(emulator, tinyproxy, tmp_path):
     assert proxy.requests() == []
 
 
+def test_the_built_in_emulator_ignores_the_proxy_environment(tmp_path):
+    """No --url: loadgen's own server on loopback is never reached through the environment's proxy
+    (here one that does not exist)."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "loadgen", "run", "--workload", "random", "-n", "4", "-c", "2",
+                           "--max-tokens", "8", "--no-metrics", "--no-plots", "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=180,
+                          env=os.environ | {"HTTP_PROXY": f"http://127.0.0.1:{free_port()}"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert orjson.loads((out / "report.json").read_bytes())["summary"]["requests_completed"] == 4
+
+
 class _TlsFront:
     """TLS in front of a plain-HTTP server: each connection's bytes piped both ways."""
 
