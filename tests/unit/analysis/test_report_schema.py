@@ -60,7 +60,7 @@ def _report(**overrides) -> Report:
     records.append(_record(9, [], error=ErrorInfo("http_status", "HTTP 500", status=500)))
     public = RunConfig(url=None, output_dir=Path("out"), num_requests=7).public() | {
         "run_id": "r", "engine": "vllm", "model": "m", "emulator": None, "workers": 1, "workload_info": {},
-        "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00"}
+        "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00", "proxy": "http://proxy.corp:3128"}
     server = ServerAcceptance("vllm /metrics", 2.4, drafts=10.0, draft_tokens=30.0, accepted_tokens=14.0,
                               acceptance_rate=0.47, per_position=[0.8, 0.4, 0.2], time_series=[{"t_s": 1.0}])
     kwargs = dict(config=public, records=records, adapter=get_adapter("vllm"), server=[server],
