@@ -4,7 +4,10 @@ import base64
 
 import pytest
 
+from loadgen.config import RunConfig
+from loadgen.errors import UsageError
 from loadgen.transport.proxy import ProxyError, bypasses_proxy, parse_proxy, proxy_for
+from loadgen.wiring import http_client
 
 
 def test_the_scheme_own_variable_lower_case_first_then_all_proxy():
@@ -78,3 +81,15 @@ def test_unusable_proxy_urls_are_one_clear_error_without_credentials(url, messag
     with pytest.raises(ProxyError) as info:
         parse_proxy(url, "--proxy")
     assert str(info.value).startswith(message) and "pw" not in str(info.value)
+
+
+def test_a_run_config_off_switch_and_bad_proxy_through_the_wiring(monkeypatch):
+    """`--proxy ''` (as loadgen run's options give it) turns the environment's proxy off; a proxy
+    URL that cannot be used is the one-line UsageError of bad input."""
+    monkeypatch.setenv("HTTP_PROXY", "http://env-proxy:3128")
+    options = {"url": "http://gpu-host:8000"}
+    assert http_client(RunConfig.from_options(options), "http://gpu-host:8000").proxy.source == "HTTP_PROXY"
+    assert http_client(RunConfig.from_options(options | {"proxy": ""}), "http://gpu-host:8000").proxy is None
+    monkeypatch.setenv("HTTP_PROXY", "ftp://env-proxy")
+    with pytest.raises(UsageError, match="HTTP_PROXY uses a ftp:// proxy"):
+        http_client(RunConfig.from_options(options), "http://gpu-host:8000")
