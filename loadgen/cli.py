@@ -16,6 +16,9 @@ from .errors import LoadgenError, RunOptionError, UsageError
 
 __all__ = ["cli", "main"]
 
+PROXY_HELP = ("HTTP proxy to the server, http://[USER:PASS@]HOST:PORT (CONNECT tunnel for https); '' for none. "
+              "[default: HTTPS_PROXY/HTTP_PROXY/ALL_PROXY, NO_PROXY honoured]")
+
 
 def _floats(value: str) -> tuple[float, ...]:
     try:
@@ -86,6 +89,7 @@ def cli() -> None:
 @click.option("--api-key", envvar=["LOADGEN_API_KEY", "OPENAI_API_KEY"],
               help="Bearer token (or LOADGEN_API_KEY, else OPENAI_API_KEY); never written out.")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
+@click.option("--proxy", metavar="URL", help=PROXY_HELP)
 @click.option("--timeout", default=default_of("timeout"), show_default=True,
               help="Seconds one request may take in all.")
 @click.option("--connect-timeout", default=default_of("connect_timeout"), show_default=True,
@@ -608,15 +612,16 @@ def report(output_dir: Path, rebuild: bool) -> None:
 @click.option("--api-key", envvar=["LOADGEN_API_KEY", "OPENAI_API_KEY"],
               help="Bearer token (or LOADGEN_API_KEY, else OPENAI_API_KEY); never written out.")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
+@click.option("--proxy", metavar="URL", help=PROXY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def probe(url, model, api_key, insecure, as_json) -> None:
+def probe(url, model, api_key, insecure, proxy, as_json) -> None:
     """Before a run: what the server at URL offers (engine, models, token counts, steps, speculative
     metrics, prefix caching, endpoints) and what each means for the figures. Sends one tiny
     streamed completion and one chat request."""
     from .run import probe as probe_server
     from .sinks import print_findings, print_findings_json
 
-    findings = probe_server(url, model=model, api_key=api_key, verify_tls=not insecure)
+    findings = probe_server(url, model=model, api_key=api_key, verify_tls=not insecure, proxy=proxy)
     if as_json:
         print_findings_json(url, findings)
     else:

@@ -144,6 +144,9 @@ class RunConfig:
     #: replay this trace's arrivals and lengths (workloads/trace.py: mooncake-style JSONL or CSV), open loop
     trace: Path | None = None
     trace_speed: float = 1.0  # the trace's time divided by this: 2 replays it twice as fast
+    #: HTTP proxy to the server (http://[USER:PASS@]HOST:PORT); None: the proxy environment variables
+    #: (NO_PROXY honoured), "": none at all. Never in reports as given: it may hold credentials
+    proxy: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._check_trace()
@@ -313,6 +316,14 @@ RUN_OPTIONS = (*_FIELD_OPTIONS, *_OFF_SWITCHES, *_EMULATOR_OPTIONS)
 #: options whose default on the command line is not their field's: a RunConfig made in code serves
 #: no live metrics (tests run side by side), `loadgen run` serves them unless --no-metrics
 _COMMAND_LINE_DEFAULTS = {"metrics_addr": DEFAULT_METRICS_ADDR}
+
+
+def own_server_proxy(setting: str | None) -> str:
+    """--proxy for a server loadgen started on this machine (the built-in emulator, the engines of
+    tune and matrix): the one given, else none. The proxy environment variables are for the servers
+    a user names; with them set, loadgen's own loopback servers would otherwise be reached through
+    that proxy."""
+    return "" if setting is None else setting
 
 
 def default_of(option: str) -> object:

@@ -5,17 +5,23 @@ config.py, the bottom layer, cannot import those stages."""
 from __future__ import annotations
 
 from .config import RunConfig
-from .transport import HttpClient
+from .errors import UsageError
+from .transport import HttpClient, ProxyError
 from .workloads import BuildOptions, WorkloadSpec, read_trace
 
 __all__ = ["http_client", "workload_spec"]
 
 
 def http_client(config: RunConfig, url: str) -> HttpClient:
-    """The HTTP client the settings describe (one per process)."""
-    return HttpClient(url, api_key=config.api_key, timeout_s=config.timeout_s,
-                      connect_timeout_s=config.connect_timeout_s, first_token_timeout_s=config.first_token_timeout_s,
-                      idle_timeout_s=config.idle_timeout_s, verify_tls=config.verify_tls)
+    """The HTTP client the settings describe (one per process); UsageError for a proxy URL, from
+    --proxy or the environment, that cannot be used."""
+    try:
+        return HttpClient(url, api_key=config.api_key, timeout_s=config.timeout_s,
+                          connect_timeout_s=config.connect_timeout_s,
+                          first_token_timeout_s=config.first_token_timeout_s, idle_timeout_s=config.idle_timeout_s,
+                          verify_tls=config.verify_tls, proxy=config.proxy)
+    except ProxyError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def workload_spec(config: RunConfig) -> WorkloadSpec:

@@ -34,6 +34,19 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LOADGEN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+#: the variables loadgen takes a proxy from (transport/proxy.py)
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
+                   "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_environment(monkeypatch):
+    """The tests talk to servers on loopback: a proxy set in the developer's environment would put
+    itself between them (loadgen honours it); the proxy tests set their own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 _REPORT_SCHEMA = jsonschema.Draft202012Validator(shipped_schema("report"))
 _JOURNAL_SCHEMA = jsonschema.Draft202012Validator(shipped_schema("requests"))
 

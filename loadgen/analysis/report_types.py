@@ -28,11 +28,12 @@ __all__ = [
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
 #: their hash per version, so a schema change without a new version fails.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
-#: levels section and config.concurrency_levels / level_duration_s (absent: None)
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
+#: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
+#: config.proxy (absent: None)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 
 #: where the generated schemas ship inside the package
 SCHEMA_PACKAGE = "loadgen.schemas"
@@ -100,6 +101,9 @@ class RunSettings(_JsonForm):
     #: --concurrency-levels and --level-duration; absent before version 4 and in runs at one load
     concurrency_levels: list[int] | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     level_duration_s: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: the HTTP proxy the requests went through (http://HOST:PORT, never its credentials): its own delay
+    #: is part of every figure; absent before version 5 and in runs with direct connections
+    proxy: str | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from ..errors import ServerError, ServerNotReady
-from ..transport import HttpClient, TransportError
+from ..transport import HttpClient, ProxyUnusable, TransportError
 
 __all__ = ["served_models"]
 
@@ -15,10 +15,15 @@ async def served_models(client: HttpClient, url: str) -> tuple[dict, list[str]]:
     bad key, not an OpenAI-compatible server, no model); ServerNotReady on 429 or 5xx (loading)."""
     try:
         status, body = await client.get("/v1/models")
+    except ProxyUnusable as exc:
+        raise ServerError(f"{exc}; check --proxy (or HTTP_PROXY, HTTPS_PROXY and NO_PROXY)") from exc
     except TransportError as exc:
         raise ServerError(f"{exc}; check --url and that the server is up") from exc
     if status in (401, 403):
-        raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY)")
+        # tinyproxy answers wrong proxy credentials with 401, not 407: through a proxy it may be either's
+        proxy = f", or the credentials of proxy {client.proxy.shown} (from {client.proxy.source})" \
+            if client.proxy is not None and client.proxy.auth_header else ""
+        raise ServerError(f"GET /v1/models: HTTP {status}; check --api-key (or LOADGEN_API_KEY){proxy}")
     if status == 429 or status >= 500:
         raise ServerNotReady(f"GET /v1/models: HTTP {status}")
     try:

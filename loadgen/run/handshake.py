@@ -84,7 +84,8 @@ async def _preflight(client: HttpClient, config: RunConfig, url: str, adapter: E
     try:
         await client.stream(COMPLETIONS, body, recorder.on_event, lambda t: None)
     except ExchangeError as exc:
-        if exc.kind != "connect" and not (exc.status and 400 <= exc.status < 500 and exc.status != 429):
+        refused = exc.status is not None and (300 <= exc.status < 400 or 400 <= exc.status < 500 and exc.status != 429)
+        if exc.kind != "connect" and not refused:
             raise ServerNotReady(f"the first request failed: {exc}") from None
         hint = {404: f"is --url the server root? POST {url}{COMPLETIONS} was not found",
                 401: "check --api-key (or LOADGEN_API_KEY)", 403: "check --api-key (or LOADGEN_API_KEY)"}

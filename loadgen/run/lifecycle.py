@@ -16,7 +16,7 @@ from datetime import datetime
 from rich.console import Console
 
 from ..analysis import Report, WorkersInfo, build_report
-from ..config import RunConfig, parse_slo
+from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..engines import EngineAdapter
 from ..errors import ServerError, WorkerLost
@@ -63,6 +63,7 @@ def run(config: RunConfig, console: Console) -> Report:
             emulator = stack.enter_context(EmulatorProcess(emulator_args(config)))
             url = emulator.url
             console.print(f"[dim]no --url: running against the built-in emulator at {url}[/]")
+            config = dataclasses.replace(config, proxy=own_server_proxy(config.proxy))
         return _run_loop(_Run(config, url, workload, folder, console).execute())
 
 
@@ -94,7 +95,11 @@ class _Run:
         if self.workload.schedule is not None:
             self.workload.schedule.check_context(served.context_length)
         placement = Placement.choose(config, self.run_id)
+        if client.proxy is not None:
+            self.console.print(f"[dim]through proxy {client.proxy.shown} (from {client.proxy.source}): its delay is "
+                               "part of every figure[/]")
         public = config.public() | {"run_id": self.run_id, "engine": served.engine, "model": served.model,
+                                    "proxy": client.proxy.shown if client.proxy else None,
                                     "emulator": None if config.url else emulator_args(config),
                                     "workers": placement.workers, "workload_info": self.workload.info}
         public, target = write_run_info(self.folder, config, public, self._target_rate)

@@ -21,7 +21,7 @@ from ..engines.prometheus_text import sample_sums
 from ..engines.server_metrics import NO_SERVER_AL, fetch_json, fetch_text
 from ..errors import UsageError
 from ..sender import COMPLETIONS
-from ..transport import ExchangeError, HttpClient, TransportError
+from ..transport import ExchangeError, HttpClient, ProxyError, TransportError
 from .discovery import served_models
 
 __all__ = ["probe", "probe_findings", "run_findings"]
@@ -49,12 +49,16 @@ class StreamSeen:
     error: str | None = None
 
 
-def probe(url: str, *, model: str | None, api_key: str | None, verify_tls: bool) -> list[Finding]:
-    """Every check against the server at URL; ServerError when it cannot be reached or is not an
-    OpenAI-compatible server, UsageError for a bad URL or a model it does not serve."""
+def probe(url: str, *, model: str | None, api_key: str | None, verify_tls: bool,
+          proxy: str | None = None) -> list[Finding]:
+    """Every check against the server at URL (through `proxy`, as HttpClient takes it); ServerError
+    when it cannot be reached or is not an OpenAI-compatible server, UsageError for a bad URL or
+    proxy URL, or a model it does not serve."""
     try:
         client = HttpClient(url, api_key=api_key, timeout_s=60.0, connect_timeout_s=5.0, first_token_timeout_s=30.0,
-                            idle_timeout_s=30.0, verify_tls=verify_tls)
+                            idle_timeout_s=30.0, verify_tls=verify_tls, proxy=proxy)
+    except ProxyError as exc:
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"{exc}; give the server root, e.g. http://127.0.0.1:8000") from None
 

@@ -36,7 +36,7 @@ import yaml
 from rich.console import Console
 
 from .. import servers
-from ..config import RunConfig
+from ..config import RunConfig, own_server_proxy
 from ..engines import DEFAULT_PORTS
 from ..errors import LoadgenError, UsageError
 from ..layout import MatrixFolder, SweepFolder
@@ -312,9 +312,10 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
 
 
 def _cell_options(plan: Plan, item: PlannedRecipe, workload: PlannedWorkload, *, url: str, model: str) -> dict:
-    """A cell's `loadgen run` options: the plan's, then the workload's, then the recipe's own."""
-    return {**_default_tokenizer(item.recipe, plan), **plan.run, **workload.run, **item.run, "url": url,
-            "engine": item.recipe.engine, "model": model}
+    """A cell's `loadgen run` options: the plan's, then the workload's, then the recipe's own; no
+    proxy unless one of them names one (config.own_server_proxy)."""
+    return {"proxy": own_server_proxy(None), **_default_tokenizer(item.recipe, plan), **plan.run, **workload.run,
+            **item.run, "url": url, "engine": item.recipe.engine, "model": model}
 
 
 def _default_tokenizer(recipe: Recipe, plan: Plan) -> dict:

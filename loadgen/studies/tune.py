@@ -48,7 +48,7 @@ from ..analysis.step_model import (
     oracle_speedup_at,
     tpot_ms,
 )
-from ..config import RunConfig
+from ..config import RunConfig, own_server_proxy
 from ..engines import DEFAULT_PORTS
 from ..engines.deploy import engine_schedules
 from ..errors import UsageError
@@ -212,7 +212,8 @@ def _served_sweeps(base: RunConfig, source: TuneRecipe, draft_lengths: Sequence[
             with serving(served, serve, log_path=TuneFolder.server_log(where), info_path=TuneFolder.server_info(where),
                          label=f"draft length {k}", console=console) as server:
                 config = dataclasses.replace(base, url=server.url, engine=served.engine, model=server.model,
-                                             tokenizer=base.tokenizer or recipe_tokenizer(served))
+                                             tokenizer=base.tokenizer or recipe_tokenizer(served),
+                                             proxy=own_server_proxy(base.proxy))
                 return not run_sweep(config, "concurrency", loads, where, console)["interrupted"]
         except KeyboardInterrupt:  # the server is stopped on leaving the block
             return False

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -23,9 +23,10 @@ from loadgen.stamped_socket import StampedSocket, enable_receive_timestamps
 
 from .http1 import HttpProtocolError, ResponseParser
 from .lag import ReadLag
+from .proxy import Proxy, proxy_for
 from .sse import SSEError, SSEParser
 
-__all__ = ["HttpClient", "TransportError", "ExchangeError"]
+__all__ = ["HttpClient", "TransportError", "ExchangeError", "ProxyUnusable"]
 
 _DONE = b"[DONE]"
 #: how often open exchanges are checked: socket errors, first-token and idle timeouts
@@ -43,6 +44,11 @@ class TransportError(Exception):
 
 class ExchangeError(TransportError):
     """How a streaming exchange failed (same kinds as TransportError)."""
+
+
+class ProxyUnusable(TransportError):
+    """The proxy could not be reached, or refused the request or its tunnel: the server was never
+    asked (kind connect; the message names the proxy, never its credentials)."""
 
 
 class _Exchange:
@@ -222,11 +228,13 @@ class _TlsConnection(_Connection, asyncio.Protocol):
 
 
 class _Pool:
-    """Idle keep-alive connections to one server."""
+    """Idle keep-alive connections to one server, direct or through an HTTP proxy."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, connect_timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, connect_timeout_s: float,
+                 proxy: Proxy | None) -> None:
         self.host, self.port, self.ssl = host, port, ssl_context
         self.connect_timeout_s = connect_timeout_s
+        self.proxy = proxy
         self.idle: list[_Connection] = []
         self.all: set[_Connection] = set()
         self._address: tuple | None = None
@@ -241,7 +249,8 @@ class _Pool:
         try:
             conn = await asyncio.wait_for(self._connect(), self.connect_timeout_s)
         except TimeoutError:
-            raise TransportError("timeout", f"connecting to {self.host}:{self.port} timed out",
+            through = f" through proxy {self.proxy.shown}" if self.proxy else ""
+            raise TransportError("timeout", f"connecting to {self.host}:{self.port}{through} timed out",
                                  phase="connect") from None
         except ssl.SSLError as exc:
             raise TransportError("connect", f"TLS handshake with {self.host}:{self.port} failed: "
@@ -254,24 +263,54 @@ class _Pool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        if self.ssl is not None:
+        if self.ssl is not None and self.proxy is None:
             _, conn = await loop.create_connection(lambda: _TlsConnection(self), self.host, self.port,
                                                    ssl=self.ssl, server_hostname=self.host)
             return conn
-        if self._address is None:
-            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            self._address = infos[0]
-        family, kind, proto, _, address = self._address
-        sock = socket.socket(family, kind, proto)
+        sock = await self._open_socket(loop)
+        if self.ssl is None:  # direct, or to an HTTP proxy that forwards each request
+            return _SocketConnection(self, sock, loop)
+        try:  # https through the proxy: a CONNECT tunnel, then TLS with the server inside it
+            assert self.proxy is not None
+            await _open_tunnel(loop, sock, self.proxy, self.host, self.port)
+            _, conn = await loop.create_connection(lambda: _TlsConnection(self), sock=sock, ssl=self.ssl,
+                                                   server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
+    async def _open_socket(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """A connected TCP socket to the server, or to the proxy; reads kernel-stamped. A proxy
+        that cannot be reached is named (without its credentials) in the TransportError."""
+        host, port = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
+        try:
+            if self._address is None:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                self._address = infos[0]
+            family, kind, proto, _, address = self._address
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise self._proxy_unreachable(exc) if self.proxy else exc from None
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             enable_receive_timestamps(sock)
             await loop.sock_connect(sock, address)
-        except BaseException:
+        except BaseException as exc:
             sock.close()
+            if self.proxy and isinstance(exc, OSError):
+                raise self._proxy_unreachable(exc) from None
             raise
-        return _SocketConnection(self, sock, loop)
+        return sock
+
+    def _proxy_unreachable(self, exc: OSError) -> ProxyUnusable:
+        assert self.proxy is not None
+        # uvloop's refusal says "Connect call failed (...)": the errno says what failed; a DNS
+        # failure's errno is the resolver's (negative), its strerror the words
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        return ProxyUnusable("connect", f"cannot connect to proxy {self.proxy.shown} (from {self.proxy.source}): "
+                                        f"{reason}")
 
     def release(self, conn: _Connection) -> None:
         if not conn.closed:
@@ -288,26 +327,39 @@ class _Pool:
 
 class HttpClient:
     """GET and streaming POST against one server root (http:// or https://, TLS verified unless
-    verify_tls is False)."""
+    verify_tls is False), direct or through an HTTP proxy.
+
+    `proxy` is --proxy: None takes the proxy environment variables (NO_PROXY honoured), "" is no
+    proxy; see transport/proxy.py for the rules. Through a proxy, an http:// server gets each request
+    with an absolute-form target (`POST http://host:port/v1/completions`) on a plain connection to the
+    proxy, read kernel-stamped like a direct one; an https:// server is reached through a CONNECT
+    tunnel, with the server's certificate and name verified inside it. ValueError for a URL, or a
+    proxy URL, that cannot be used."""
 
     def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float, connect_timeout_s: float = 10.0,
                  first_token_timeout_s: float | None = None, idle_timeout_s: float | None = None,
-                 verify_tls: bool = True) -> None:
+                 verify_tls: bool = True, proxy: str | None = None) -> None:
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        self._prefix = parts.path
+        #: the proxy every request goes through, None for direct connections
+        self.proxy = proxy_for(self.base_url, proxy)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         ssl_context = ssl.create_default_context() if parts.scheme == "https" else None
         if ssl_context is not None and not verify_tls:  # --insecure: an explicit choice, never the default
             ssl_context.check_hostname = False
             ssl_context.verify_mode = ssl.CERT_NONE
-        self._pool = _Pool(parts.hostname, port, ssl_context, connect_timeout_s)
+        self._pool = _Pool(parts.hostname, port, ssl_context, connect_timeout_s, self.proxy)
         host_header = parts.netloc.rsplit("@", 1)[-1]
+        self._prefix = parts.path
+        forwarded = self.proxy is not None and ssl_context is None  # the proxy forwards each request
+        #: what precedes a path in the request line: absolute-form when a proxy forwards it
+        self._target = f"http://{host_header}{parts.path}" if forwarded else parts.path
         self._api_key = api_key
         auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
-        self._common = f"Host: {host_header}\r\n{auth}User-Agent: loadgen\r\n"
+        proxy_auth = self.proxy.auth_header if forwarded and self.proxy is not None else ""
+        self._common = f"Host: {host_header}\r\n{auth}{proxy_auth}User-Agent: loadgen\r\n"
         self._timeout_s = timeout_s
         # Checked by one sweep every SWEEP_S over the open streams, not a timer per chunk.
         self._first_token_ns = int(first_token_timeout_s * 1e9) if first_token_timeout_s else None
@@ -357,8 +409,8 @@ class HttpClient:
 
     def _request_bytes(self, method: str, path: str, body: bytes | None, headers: str = "") -> bytes:
         if body is None:
-            return f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._common}Accept: */*\r\n\r\n".encode()
-        return (f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._common}{headers}Content-Type: application/json\r\n"
+            return f"{method} {self._target}{path} HTTP/1.1\r\n{self._common}Accept: */*\r\n\r\n".encode()
+        return (f"{method} {self._target}{path} HTTP/1.1\r\n{self._common}{headers}Content-Type: application/json\r\n"
                 f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
     async def _exchange(self, request: bytes, on_event, on_sent: Callable[[int], None] | None) -> _Exchange:
@@ -401,7 +453,12 @@ class HttpClient:
         await asyncio.gather(*(self.get(path) for _ in range(count)), return_exceptions=True)
 
     async def get(self, path: str) -> tuple[int, bytes]:
+        """(status, body) of GET `path`; TransportError for a redirect or a proxy that wants credentials,
+        neither of which is an answer from the server at `path`."""
         exchange = await self._exchange(self._request_bytes("GET", path, None), None, None)
+        refusal = self._not_an_answer("GET", path, exchange.parser)
+        if refusal is not None:
+            raise refusal
         return exchange.parser.status, b"".join(exchange.body)
 
     async def stream(self, path: str, body: bytes, on_event: Callable[[int, bytes], None],
@@ -418,11 +475,65 @@ class HttpClient:
             raise ExchangeError(exc.kind, self._scrub(str(exc)), exc.status, exc.phase) from None
         status = exchange.parser.status
         if status != 200:
+            refusal = self._not_an_answer("POST", path, exchange.parser)
+            if refusal is not None:
+                raise ExchangeError(refusal.kind, self._scrub(str(refusal)), status)
             raise ExchangeError("http_status", self._scrub(_error_message(b"".join(exchange.body), status)), status)
         if not exchange.saw_done:
             tail = exchange.sse.close() if exchange.sse else []
             if _DONE not in tail:
                 raise ExchangeError("disconnect", "stream ended without [DONE]")
+
+
+    def _not_an_answer(self, method: str, path: str, parser: ResponseParser) -> TransportError | None:
+        """A redirect (one clear error naming where it points: loadgen never follows one, a redirected
+        POST would change what is measured) or a proxy asking for credentials; None for any other status."""
+        status = parser.status
+        if 300 <= status < 400 and status != 304:
+            location = parser.headers.get("location")
+            if not location:
+                return TransportError("http_status", f"the server redirected {method} {self._prefix}{path} "
+                                                     f"(HTTP {status}) without saying where", status)
+            target = urljoin(f"{self.base_url}{path}", location)
+            advice = (f"use {target.removesuffix(path)} as --url" if target.endswith(path)
+                      else "use the server it points to as --url")
+            return TransportError("http_status", f"the server redirected {method} {self._prefix}{path} "
+                                                 f"(HTTP {status}) to {target}: {advice}", status)
+        if status == 407 and self.proxy is not None:
+            return ProxyUnusable("connect", _proxy_wants_credentials(self.proxy), status)
+        return None
+
+
+def _proxy_wants_credentials(proxy: Proxy) -> str:
+    given = "refused the credentials in" if proxy.auth_header else "needs credentials: put them in"
+    return f"proxy {proxy.shown} (from {proxy.source}) {given} the proxy URL, http://USER:PASS@HOST:PORT (HTTP 407)"
+
+
+async def _open_tunnel(loop: asyncio.AbstractEventLoop, sock: socket.socket, proxy: Proxy, host: str,
+                       port: int) -> None:
+    """CONNECT host:port through the proxy on `sock`; returns once the proxy says the tunnel is open,
+    TransportError (naming the proxy) when it refuses. Nothing follows the proxy's answer until the
+    TLS handshake starts, so reading it cannot take a byte of the server's."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    await loop.sock_sendall(sock, (f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{proxy.auth_header}"
+                                   "User-Agent: loadgen\r\n\r\n").encode("latin-1"))
+    parser = ResponseParser(head_only=True)
+    while not parser.head_done:
+        data = await loop.sock_recv(sock, 4096)
+        if not data:
+            raise ProxyUnusable("connect", f"proxy {proxy.shown} (from {proxy.source}) closed the connection "
+                                            f"on CONNECT {authority}")
+        try:
+            parser.feed(data)
+        except HttpProtocolError as exc:
+            raise ProxyUnusable("connect", f"proxy {proxy.shown} (from {proxy.source}) answered CONNECT "
+                                            f"{authority} with {exc}") from None
+    if parser.status == 407:
+        raise ProxyUnusable("connect", _proxy_wants_credentials(proxy), parser.status)
+    if not 200 <= parser.status < 300:
+        raise ProxyUnusable("connect", f"proxy {proxy.shown} (from {proxy.source}) refused CONNECT {authority}: "
+                                        f"HTTP {parser.status}; it may not allow tunnels to port {port}",
+                             parser.status)
 
 
 def _header_safe(value: str) -> str:

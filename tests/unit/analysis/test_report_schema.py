@@ -22,6 +22,7 @@ SCHEMA_HASHES = {
     2: "a2bc9cdae28be38e4831b0154ee4a060d7110836f53ebb56b73739081b7b0946",
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
+    5: "6aeb7ee5b872a9cc92fba22d2c77fad29bb5c018d98bc107fd28b18bf53863a5",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
@@ -59,7 +60,7 @@ def _report(**overrides) -> Report:
     records.append(_record(9, [], error=ErrorInfo("http_status", "HTTP 500", status=500)))
     public = RunConfig(url=None, output_dir=Path("out"), num_requests=7).public() | {
         "run_id": "r", "engine": "vllm", "model": "m", "emulator": None, "workers": 1, "workload_info": {},
-        "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00"}
+        "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00", "proxy": "http://proxy.corp:3128"}
     server = ServerAcceptance("vllm /metrics", 2.4, drafts=10.0, draft_tokens=30.0, accepted_tokens=14.0,
                               acceptance_rate=0.47, per_position=[0.8, 0.4, 0.2], time_series=[{"t_s": 1.0}])
     kwargs = dict(config=public, records=records, adapter=get_adapter("vllm"), server=[server],

@@ -223,3 +223,118 @@ def test_an_echoed_api_key_never_reaches_the_error_message():
     refuse = answers(b"401 Unauthorized", b'{"error": {"message": "invalid key sk-secret-9"}}')
     error, _ = stream_error(refuse, api_key="sk-secret-9")
     assert error.status == 401 and "sk-secret-9" not in str(error) and "invalid key ***" in str(error)
+
+
+def redirect(status_line: bytes, location: bytes):
+    """A server script that answers every request with a redirect to `location`."""
+
+    async def script(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 %b\r\nLocation: %b\r\nContent-Length: 0\r\n\r\n" % (status_line, location))
+        await writer.drain()
+
+    return script
+
+
+@pytest.mark.parametrize(("location", "where"), [
+    (b"https://gateway.example:8443/v1/completions", "https://gateway.example:8443/v1/completions: use "
+                                                     "https://gateway.example:8443 as --url"),
+    (b"/api/v1/completions", "/api/v1/completions: use http://127.0.0.1:"),  # relative: resolved on --url
+    (b"https://login.example/sso", "https://login.example/sso: use the server it points to as --url"),
+])
+def test_a_redirected_stream_is_one_http_status_error_naming_where_it_points(location, where):
+    error, _ = stream_error(redirect(b"307 Temporary Redirect", location))
+    assert error.kind == "http_status" and error.status == 307
+    assert str(error).startswith("the server redirected POST /v1/completions (HTTP 307) to ")
+    assert where.split(": use ")[0] in str(error) and where.split(": use ")[1] in str(error), str(error)
+
+
+def test_a_redirected_get_raises_instead_of_returning_the_redirect():
+    async def main():
+        server, url = await serve(redirect(b"301 Moved Permanently", b"https://new.example/v1/models"))
+        client = HttpClient(url, api_key=None, timeout_s=5, proxy="")
+        with pytest.raises(TransportError) as info:
+            await client.get("/v1/models")
+        await client.close()
+        server.close()
+        return info.value
+
+    error = run(main())
+    assert error.kind == "http_status" and error.status == 301
+    assert "redirected GET /v1/models (HTTP 301) to https://new.example/v1/models: use https://new.example as --url" \
+        in str(error)
+
+
+def recording_proxy(requests: list[bytes], answer: bytes):
+    """A server script standing in for a proxy: keeps each request's head, answers `answer`."""
+
+    async def script(reader, writer):
+        requests.append(await read_request(reader))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    return script
+
+
+def test_through_a_proxy_http_requests_go_in_absolute_form_with_the_proxy_credentials():
+    requests: list[bytes] = []
+    body = b'{"data": []}'
+
+    async def main():
+        proxy, proxy_url = await serve(recording_proxy(
+            requests, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body)))
+        client = HttpClient("http://gpu-host:8000/base", api_key="sk-1", timeout_s=5,
+                            proxy=proxy_url.replace("http://", "http://us%40er:p%3Ass@"))
+        assert (await client.get("/v1/models")) == (200, body)
+        await client.close()
+        proxy.close()
+
+    run(main())
+    head = requests[0].decode()
+    assert head.startswith("GET http://gpu-host:8000/base/v1/models HTTP/1.1\r\n")
+    assert "Host: gpu-host:8000\r\n" in head and "Authorization: Bearer sk-1\r\n" in head
+    assert "Proxy-Authorization: Basic dXNAZXI6cDpzcw==\r\n" in head  # base64 of us@er:p:ss
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+     "(from --proxy) needs credentials: put them in the proxy URL"),
+    (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+     "(from --proxy) refused CONNECT gpu-host:8443: HTTP 403; it may not allow tunnels to port 8443"),
+    (b"", "(from --proxy) closed the connection on CONNECT gpu-host:8443"),
+])
+def test_a_refused_connect_tunnel_is_a_connect_error_naming_the_proxy(answer, message):
+    requests: list[bytes] = []
+
+    async def main():
+        proxy, proxy_url = await serve(recording_proxy(requests, answer))
+        client = HttpClient("https://gpu-host:8443", api_key=None, timeout_s=5, proxy=proxy_url)
+        with pytest.raises(TransportError) as info:
+            await client.get("/v1/models")
+        await client.close()
+        proxy.close()
+        return info.value, proxy_url
+
+    error, proxy_url = run(main())
+    assert requests[0].startswith(b"CONNECT gpu-host:8443 HTTP/1.1\r\nHost: gpu-host:8443\r\n")
+    assert error.kind == "connect" and str(error).startswith(f"proxy {proxy_url} {message}"), str(error)
+
+
+def test_an_unreachable_proxy_is_named_without_its_credentials():
+    async def main():
+        server, url = await serve(answers(b"200 OK", b"{}"))
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()  # nothing listens there now
+        client = HttpClient("http://gpu-host:8000", api_key=None, timeout_s=5,
+                            proxy=f"http://user:hunter2@127.0.0.1:{port}")
+        with pytest.raises(TransportError) as info:
+            await client.get("/v1/models")
+        await client.close()
+        return info.value, port
+
+    error, port = run(main())
+    assert error.kind == "connect"
+    assert str(error).startswith(f"cannot connect to proxy http://127.0.0.1:{port} (from --proxy): ")
+    assert "hunter2" not in str(error) and "user" not in str(error)
