@@ -390,6 +390,9 @@ def _describe(loaded) -> None:
                    "match yet (vLLM's n-gram: about 4).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
+@click.option("--prefix-cache", is_flag=True,
+              help="Emulate a prefix cache (an LRU of prompt blocks per worker): hits shorten the time to first "
+                   "token by the prompt's cached share and are reported as the engine reports them.")
 @click.option("--send-timestamps", is_flag=True,
               help="Add the send time (CLOCK_MONOTONIC ns) to each chunk, to measure client receive lag.")
 @click.option("--api-key", envvar="LOADGEN_EMULATOR_API_KEY", help="Require this Bearer token on /v1/*.")
@@ -404,8 +407,9 @@ def _describe(loaded) -> None:
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
-            stream_interval, undrafted_start, seed, workers, send_timestamps, api_key, fail_status, fail_stream_error,
-            fail_reset, fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
+            stream_interval, undrafted_start, seed, workers, prefix_cache, send_timestamps, api_key, fail_status,
+            fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s,
+            restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -434,7 +438,7 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                 stream_interval=stream_interval, undrafted_start=undrafted_start, seed=seed,
                                 workers=workers,
                                 send_timestamps=send_timestamps, api_key=api_key,
-                                faults=faults)
+                                faults=faults, prefix_cache=prefix_cache)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:
