@@ -106,6 +106,15 @@ def cli() -> None:
 @click.option("--emulator-cost", default=default_of("emulator_cost"),
               help="Built-in emulator: a step cost model in place of --emulator-step-ms, e.g. "
                    "base=8,token=0.02,knee=256,compute=0.1,draft=1.5 (see loadgen emulate --cost).")
+@click.option("--emulator-prefix-cache", is_flag=True,
+              help="Built-in emulator: emulate a prefix cache whose hits shorten the prefill (loadgen emulate "
+                   "--prefix-cache).")
+@click.option("--cache-isolation", is_flag=True,
+              help="Keep every request out of the server's prefix cache with the engine's own field (vLLM, SGLang: "
+                   "a cache_salt per request; llama.cpp: cache_prompt false). Other engines: use --unique-prefix.")
+@click.option("--unique-prefix", is_flag=True,
+              help="Start every conversation's prompt (after any BOS) with a short text of its own, so no two "
+                   "share a cached prefix: for engines without --cache-isolation.")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
 @click.option("--ray", metavar="ADDRESS",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from .base import ChunkFields, EngineSpec, Finding
+from .prefix_cache import PrefixCacheReading
 from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter
 
 __all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
@@ -28,6 +29,8 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         return ChunkFields(None, None, False, None, str(message), None)
     usage = obj.get("usage")
     completion_tokens = usage.get("completion_tokens") if usage else None
+    details = usage.get("prompt_tokens_details") if usage else None
+    cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
     choices = obj.get("choices")
     tokens = None
     finish = None
@@ -39,7 +42,8 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
+    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
+                       cached_tokens=cached_tokens)
 
 
 class OpenAIAdapter:
@@ -68,9 +72,13 @@ class OpenAIAdapter:
     own_endpoints: tuple[str, ...] = ()
     metrics_path: str | None = None
     prefix_cache_metrics: tuple[str, ...] = ()
+    cache_isolation_field: tuple[str, bool] | None = None
 
     def collectors(self) -> list:
         return []
+
+    def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
+        return None
 
     def context_length(self, model: dict) -> int | None:
         """vLLM's and SGLang's max_model_len; a server that does not give it has no known limit."""

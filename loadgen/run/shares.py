@@ -110,7 +110,7 @@ def make_share(config: RunConfig, url: str, served: Served, workload: Workload, 
     workers get their prompts shipped (other nodes have no workload cache) and their clocks measured."""
     launcher = placement.launcher
     if len(plans) == 1 and launcher is None:
-        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
+        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn or config.unique_prefix else None
         return LocalShare(client, (served.adapter, served.model, config, tokenizer), workload.prompts, plans[0],
                           on_record)
     return WorkerPool(config, url, served.model, served.engine, plans, on_record,
