@@ -54,15 +54,19 @@ def cached_tokens_of(sent: Mapping[str, int], prompt_ids: Mapping[str, np.ndarra
 
 def prefix_cache_figures(records: Sequence[RequestRecord], prompt_ids: Mapping[str, np.ndarray],
                          server: ServerPrefixCache | None, *, block_size: int | None, isolation: str | None,
-                         unique_prefix: bool) -> PrefixCacheFigures:
+                         unique_prefix: bool, zero_omitted: bool = False) -> PrefixCacheFigures:
     """RECORDS: every request of the run, warm-up included, each naming its workload prompt
     (prompt_id, found in PROMPT_IDS). BLOCK_SIZE: the engine's cache block where known (else every
-    shared token counts). ISOLATION: the request field --cache-isolation set, if it did."""
+    shared token counts). ISOLATION: the request field --cache-isolation set, if it did.
+    ZERO_OMITTED: the engine's usage says nothing where nothing was cached, so once one request of
+    the run said how many, every completed one that did not had none."""
     sent = sorted((r for r in records if r.sent_ns), key=lambda r: (not r.warmup, r.sent_ns))
     measured = [r for r in sent if not r.warmup]
     block = block_size or 1
     expected = _expected_hit_rate(sent, prompt_ids, block, isolated=isolation is not None or unique_prefix)
     reported = [r for r in measured if r.cached_tokens is not None]
+    if zero_omitted and reported:
+        reported = [r for r in measured if r.cached_tokens is not None or r.ok]
     reported_prompt = sum(r.prompt_tokens for r in reported)
     reported_cached = sum(r.cached_tokens or 0 for r in reported)
     if server is not None and server.exact and server.hit_rate is not None:

@@ -117,6 +117,8 @@ class EngineAdapter(Protocol):
     #: --cache-isolation: the request field that keeps one request out of the prefix cache, and whether
     #: its value is a salt of the request's own (True) or false (an opt-out); None where the engine has none
     cache_isolation_field: tuple[str, bool] | None
+    #: usage leaves prompt_tokens_details out where nothing was cached (SGLang), rather than saying 0
+    cached_tokens_zero_omitted: bool
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """The engine's prefix-cache figures in one scrape of metrics_path (engines.prefix_cache);

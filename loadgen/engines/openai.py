@@ -73,6 +73,7 @@ class OpenAIAdapter:
     metrics_path: str | None = None
     prefix_cache_metrics: tuple[str, ...] = ()
     cache_isolation_field: tuple[str, bool] | None = None
+    cached_tokens_zero_omitted = False
 
     def collectors(self) -> list:
         return []

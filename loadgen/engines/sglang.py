@@ -41,6 +41,9 @@ class SglangAdapter(OpenAIAdapter):
     #: CompletionRequest.cache_salt is passed on to the cache (sgl-project/sglang
     #: python/sglang/srt/entrypoints/openai/serving_completions.py, _convert_to_internal_request)
     cache_isolation_field: tuple[str, bool] | None = ("cache_salt", True)
+    #: --enable-cache-report gives prompt_tokens_details only where cached_tokens > 0 (sgl-project/sglang
+    #: python/sglang/srt/entrypoints/openai/usage_processor.py, UsageProcessor._details_if_cached)
+    cached_tokens_zero_omitted = True
 
     def collectors(self) -> list:
         return [SglangCollector()]

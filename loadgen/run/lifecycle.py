@@ -152,7 +152,7 @@ class _Run:
             records, {p.prompt_id: p.token_ids for p in self.workload.prompts}, self.server_prefix_cache,
             block_size=self.server_prefix_cache.block_size if self.server_prefix_cache else None,
             isolation=None if field is None else f"{field[0]} per request" if field[1] else f"{field[0]}: false",
-            unique_prefix=config.unique_prefix)
+            unique_prefix=config.unique_prefix, zero_omitted=adapter.cached_tokens_zero_omitted)
         report = build_report(config=public, records=[r for r in records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=config.request_rate,
