@@ -84,9 +84,10 @@ def test_cache_isolation_leaves_nothing_to_hit(emulator, run_loadgen, workload, 
 
 def test_unique_prefix_leaves_nothing_to_hit(emulator, run_loadgen, workload, tmp_path):
     emu = emulator("--engine", "vllm", "--prefix-cache", "--ttft-ms", "5", "--step-ms", "2", "--accept", "")
-    report, _ = run_against(run_loadgen, emu.url, workload, tmp_path / "out", unique_prefix=True)
+    report, _ = run_against(run_loadgen, emu.url, workload, tmp_path / "out", unique_prefix=True, plots=True)
     figures = report["prefix_cache"]
     assert figures["isolation"] == "unique prefix"
+    assert "<h2>Prefix cache</h2>" in (tmp_path / "out" / "report.html").read_text()
     assert figures["hit_rate"] == 0 and figures["expected_hit_rate"] == 0
     records = list(read_journal(tmp_path / "out" / "requests.jsonl"))
     assert all(r.prompt_tokens > SHARED + OWN for r in records)  # each prompt carries its own prefix
