@@ -29,8 +29,6 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         return ChunkFields(None, None, False, None, str(message), None)
     usage = obj.get("usage")
     completion_tokens = usage.get("completion_tokens") if usage else None
-    details = usage.get("prompt_tokens_details") if usage else None
-    cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
     choices = obj.get("choices")
     tokens = None
     finish = None
@@ -42,8 +40,12 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
-                       cached_tokens=cached_tokens)
+    fields = ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
+    if usage and (finish is not None or not choices):  # the final usage: where engines put prompt_tokens_details
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens") is not None:
+            return fields._replace(cached_tokens=details["cached_tokens"])
+    return fields
 
 
 class OpenAIAdapter:
