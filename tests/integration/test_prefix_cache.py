@@ -1,16 +1,15 @@
 """Prefix-cache hygiene end to end against `loadgen emulate --prefix-cache` over loopback: the
 emulator's cache is the truth, and its workload is built so that the expected hits are known."""
 
-import orjson
 import pytest
 
 from loadgen.records import read_journal
 
+from ..shared_prefixes import shared_prefix_workload
 from .test_bad_input import assert_one_line_error, loadgen
 
 #: 4 prompts of 60 ids: the first 40 shared by all, the last 20 each its own
 SHARED, OWN = 40, 20
-PROMPTS = [[1000 + i for i in range(SHARED)] + [5000 + 100 * p + i for i in range(OWN)] for p in range(4)]
 #: each prompt sent 3 times (round robin), one at a time
 SENT = 12
 
@@ -26,10 +25,7 @@ def expected_rate(block: int) -> float:
 
 @pytest.fixture
 def workload(tmp_path):
-    path = tmp_path / "shared.jsonl"
-    path.write_bytes(b"".join(orjson.dumps({"id": f"p{i}", "prompt_token_ids": ids}) + b"\n"
-                              for i, ids in enumerate(PROMPTS)))
-    return path
+    return shared_prefix_workload(tmp_path, shared=SHARED, own=OWN)
 
 
 def run_against(run_loadgen, url, workload, out, **kwargs):

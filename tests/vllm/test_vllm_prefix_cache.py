@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import io
 
-import orjson
 import pytest
 from rich.console import Console
 
 from loadgen.config import RunConfig
 from loadgen.run import run
 
+from ..shared_prefixes import shared_prefix_workload
+
 BLOCK = 128  # the CPU build's default, as its cache_config_info says
 #: 4 prompts of 300 ids: the first 200 shared, the last 100 each its own; each sent 3 times, one at a time
 SHARED, OWN, SENT = 200, 100, 12
-PROMPTS = [[1000 + i for i in range(SHARED)] + [20000 + 1000 * p + i for i in range(OWN)] for p in range(4)]
 #: after the first prompt each distinct one hits the shared whole block; each repeat all but its last block
 EXPECTED = ((3 * (SHARED // BLOCK * BLOCK) + (SENT - 4) * ((SHARED + OWN - 1) // BLOCK * BLOCK))
             / (SENT * (SHARED + OWN)))  # 2432 / 3600
@@ -25,10 +25,7 @@ EXPECTED = ((3 * (SHARED // BLOCK * BLOCK) + (SENT - 4) * ((SHARED + OWN - 1) //
 
 @pytest.fixture
 def workload(tmp_path):
-    path = tmp_path / "shared.jsonl"
-    path.write_bytes(b"".join(orjson.dumps({"id": f"p{i}", "prompt_token_ids": ids}) + b"\n"
-                              for i, ids in enumerate(PROMPTS)))
-    return path
+    return shared_prefix_workload(tmp_path, shared=SHARED, own=OWN)
 
 
 def run_against(server, vllm_models, workload, out, **kwargs) -> dict:
