@@ -3,6 +3,7 @@ emulator's cache is the truth, and its workload is built so that the expected hi
 
 import pytest
 
+from loadgen.config import EmulatorSettings
 from loadgen.records import read_journal
 
 from ..shared_prefixes import shared_prefix_workload
@@ -105,3 +106,11 @@ def test_cache_isolation_on_an_engine_without_one_is_one_line(emulator, tmp_path
     proc = loadgen("run", "--url", emu.url, "-n", "2", "--cache-isolation", "--no-metrics", "--no-progress",
                    "--output-dir", str(tmp_path / "out"))
     assert_one_line_error(proc, "--cache-isolation", "trtllm", "--unique-prefix")
+
+
+def test_the_built_in_emulator_takes_the_prefix_cache_flag(run_loadgen, workload, tmp_path):
+    report, _ = run_loadgen(url=None, workload="jsonl", workload_path=workload, num_requests=SENT, concurrency=1,
+                            warmup=0, max_tokens=4,
+                            emulator=EmulatorSettings(ttft_ms=5, step_ms=2, accept=(), prefix_cache=True))
+    assert report["config"]["emulator"][-1] == "--prefix-cache"
+    assert report["prefix_cache"]["hit_rate"] == pytest.approx(expected_rate(16))
