@@ -73,6 +73,9 @@ class Sender:
         else:  # --unique-prefix: this conversation's own ids, serialized now (once per request, not per chunk)
             ids = unique.insert(prompt.token_ids, conversation)
             body, prompt_tokens = self._body(ids, max_tokens), ids.size
+        isolate = self._isolation
+        if isolate is not None:  # --cache-isolation: the conversation's turns share a salt, nobody else does
+            body = isolate(body, conversation)
         messages = list(prompt.messages)
         for turn in range(1 + len(prompt.followups)):
             last = turn == len(prompt.followups)
@@ -112,6 +115,8 @@ class Sender:
                 ids = unique.insert(ids, conversation)
             prompt_tokens = ids.size
             body = self._body(ids, record.max_tokens)
+            if isolate is not None:
+                body = isolate(body, conversation)
             scheduled_ns = self._clock.now_ns()  # the next turn is due as soon as the reply is in
 
     async def _pace_refusals(self, record: RequestRecord) -> None:
@@ -131,8 +136,6 @@ class Sender:
 
     async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
         error = None
-        if self._isolation is not None:
-            body = self._isolation(body, record.request_id)
         self.in_flight += 1
         try:
             await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
@@ -149,18 +152,19 @@ class Sender:
 
 
 def _isolation_splice(adapter: EngineAdapter, config: RunConfig) -> Callable[[bytes, int], bytes] | None:
-    """--cache-isolation: body, request id -> the body with the engine's isolating field added as its
-    last member (a JSON object's closing brace replaced): a salt of the run and the request, or the opt-out."""
+    """--cache-isolation: body, conversation -> the body with the engine's isolating field added as its
+    last member (a JSON object's closing brace replaced): a salt of the run and the conversation (its
+    turns may share what they cached, as a conversation does; no other request can), or the opt-out."""
     field = adapter.cache_isolation_field
     if not config.cache_isolation or field is None:
         return None
     name, salted = field
     if not salted:
         member = b',"%s":false}' % name.encode()
-        return lambda body, request_id: body[:-1] + member
+        return lambda body, conversation: body[:-1] + member
     run = secrets.token_hex(4).encode()  # a salt no earlier run used: its cached blocks are never hit
     head = b',"%s":"loadgen-%s-' % (name.encode(), run)
-    return lambda body, request_id: body[:-1] + head + b"%d\"}" % request_id
+    return lambda body, conversation: body[:-1] + head + b"%d\"}" % conversation
 
 
 class _UniquePrefix:

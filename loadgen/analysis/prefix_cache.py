@@ -53,17 +53,19 @@ def cached_tokens_of(sent: Mapping[str, int], prompt_ids: Mapping[str, np.ndarra
 
 
 def prefix_cache_figures(records: Sequence[RequestRecord], prompt_ids: Mapping[str, np.ndarray],
-                         server: ServerPrefixCache | None, *, block_size: int | None, isolation: str | None,
-                         unique_prefix: bool, zero_omitted: bool = False) -> PrefixCacheFigures:
+                         server: ServerPrefixCache | None, *, block_size: int | None, isolation: str | None = None,
+                         cache_off: bool = False, zero_omitted: bool = False) -> PrefixCacheFigures:
     """RECORDS: every request of the run, warm-up included, each naming its workload prompt
     (prompt_id, found in PROMPT_IDS). BLOCK_SIZE: the engine's cache block where known (else every
-    shared token counts). ISOLATION: the request field --cache-isolation set, if it did.
+    shared token counts). ISOLATION: how the run kept its conversations apart (--cache-isolation's
+    field, or --unique-prefix), if it did: each conversation then shares nothing but its own turns;
+    CACHE_OFF: every request opted out of the cache (llama.cpp's cache_prompt false), not even those.
     ZERO_OMITTED: the engine's usage says nothing where nothing was cached, so once one request of
     the run said how many, every completed one that did not had none."""
     sent = sorted((r for r in records if r.sent_ns), key=lambda r: (not r.warmup, r.sent_ns))
     measured = [r for r in sent if not r.warmup]
     block = block_size or 1
-    expected = _expected_hit_rate(sent, prompt_ids, block, isolated=isolation is not None or unique_prefix)
+    expected = _expected_hit_rate(sent, prompt_ids, block, isolated=isolation is not None, cache_off=cache_off)
     reported = [r for r in measured if r.cached_tokens is not None]
     if zero_omitted and reported:
         reported = [r for r in measured if r.cached_tokens is not None or r.ok]
@@ -84,28 +86,30 @@ def prefix_cache_figures(records: Sequence[RequestRecord], prompt_ids: Mapping[s
         requests_reporting_cached_tokens=len(reported), cached_tokens=reported_cached if reported else None,
         expected_hit_rate=expected, block_size=block,
         block_size_source="the server's" if block_size else "unknown: every shared token counts",
-        isolation=isolation or ("unique prefix" if unique_prefix else None),
+        isolation=isolation,
         repeated_prompts=repeats, warmup_prompts_measured=warmup_repeats, warnings=[])
     return dataclasses.replace(figures, warnings=_warnings(figures))
 
 
 def _expected_hit_rate(sent: Sequence[RequestRecord], prompt_ids: Mapping[str, np.ndarray], block: int, *,
-                       isolated: bool) -> float | None:
+                       isolated: bool, cache_off: bool) -> float | None:
     """Expected cached / prompt tokens of the measured requests (None: none measured). A first turn
     is its workload prompt; a later turn extends its conversation's previous turn (the latest one
     sent before it with its prompt_id) by that turn's reply, and an engine that caches generated
     tokens (vLLM's blocks, llama.cpp's slot) holds both: the expected hit counts both, an upper
-    bound where the reply is re-tokenized differently, as the warning needs. Isolated requests (a
-    salt each, the cache off, or a prefix of their own) share nothing."""
+    bound where the reply is re-tokenized differently, as the warning needs. Isolated first turns
+    (a salt or prefix per conversation) share nothing; with the cache off no request does."""
     measured_tokens = sum(r.prompt_tokens for r in sent if not r.warmup)
     if not measured_tokens:
         return None
-    if isolated:
+    if cache_off:
         return 0.0
-    first_turns = [r for r in sent if r.turn == 0 and r.prompt_id in prompt_ids]
-    warmup = Counter(r.prompt_id for r in first_turns if r.warmup)
-    everything = Counter(r.prompt_id for r in first_turns)
-    expected = cached_tokens_of(everything, prompt_ids, block) - cached_tokens_of(warmup, prompt_ids, block)
+    expected = 0
+    if not isolated:
+        first_turns = [r for r in sent if r.turn == 0 and r.prompt_id in prompt_ids]
+        warmup = Counter(r.prompt_id for r in first_turns if r.warmup)
+        everything = Counter(r.prompt_id for r in first_turns)
+        expected = cached_tokens_of(everything, prompt_ids, block) - cached_tokens_of(warmup, prompt_ids, block)
     previous: dict[tuple[str, int], RequestRecord] = {}
     for r in sent:
         earlier = previous.get((r.prompt_id, r.turn - 1)) if r.turn else None

@@ -148,11 +148,14 @@ class _Run:
         config, records = self.config, self.tally.records
         workers = share.workers_summary()
         field = adapter.cache_isolation_field if config.cache_isolation else None
+        isolation = (f"{field[0]} per conversation" if field[1] else f"{field[0]}: false") if field else None
+        if config.unique_prefix:
+            isolation = f"{isolation} + unique prefix" if isolation else "unique prefix"
         prefix_cache = prefix_cache_figures(
             records, {p.prompt_id: p.token_ids for p in self.workload.prompts}, self.server_prefix_cache,
             block_size=self.server_prefix_cache.block_size if self.server_prefix_cache else None,
-            isolation=None if field is None else f"{field[0]} per request" if field[1] else f"{field[0]}: false",
-            unique_prefix=config.unique_prefix, zero_omitted=adapter.cached_tokens_zero_omitted)
+            isolation=isolation, cache_off=field is not None and not field[1],
+            zero_omitted=adapter.cached_tokens_zero_omitted)
         report = build_report(config=public, records=[r for r in records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=config.request_rate,

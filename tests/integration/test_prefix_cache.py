@@ -66,9 +66,9 @@ def test_measured_hit_rate_is_the_emulators_and_a_warm_cache_warns(emulator, run
     assert "was warm" in text
 
 
-@pytest.mark.parametrize(("engine", "isolation"), [("vllm", "cache_salt per request"),
+@pytest.mark.parametrize(("engine", "isolation"), [("vllm", "cache_salt per conversation"),
                                                    ("llamacpp", "cache_prompt: false"),
-                                                   ("sglang", "cache_salt per request")])
+                                                   ("sglang", "cache_salt per conversation")])
 def test_cache_isolation_leaves_nothing_to_hit(emulator, run_loadgen, workload, tmp_path, engine, isolation):
     emu = emulator("--engine", engine, "--prefix-cache", "--ttft-ms", "5", "--step-ms", "2", "--accept", "")
     run_against(run_loadgen, emu.url, workload, tmp_path / "first")  # a warm cache: isolation must not hit it

@@ -37,7 +37,7 @@ def run_against(server, vllm_models, workload, out, **kwargs) -> dict:
 def test_hit_rate_against_the_prompts_isolation_and_a_warm_cache(vllm_server, vllm_models, workload, tmp_path):
     server = vllm_server(None)
     isolated = run_against(server, vllm_models, workload, tmp_path / "isolated", cache_isolation=True)
-    assert isolated["isolation"] == "cache_salt per request" and isolated["server_hits"] == 0
+    assert isolated["isolation"] == "cache_salt per conversation" and isolated["server_hits"] == 0
     unique = run_against(server, vllm_models, workload, tmp_path / "unique", unique_prefix=True)
     assert unique["isolation"] == "unique prefix" and unique["server_hits"] == 0
     # None of those left a block the plain prompts can hit (salted, or behind another prefix).

@@ -76,7 +76,7 @@ def test_figures_from_counters_against_the_expected_rate_and_the_repeats():
     records = [record(0, "a", 64, warmup=True), record(1, "a", 64), record(2, "b", 64), record(3, "b", 64)]
     # a after its warm-up: 48 of 64 (16-token blocks, the last token never); b shares a's first 32; b again 48
     server = ServerPrefixCache("vllm /metrics counters", 128 / 192, True, hits=128, queries=192, block_size=16)
-    figures = prefix_cache_figures(records, PROMPTS, server, block_size=16, isolation=None, unique_prefix=False)
+    figures = prefix_cache_figures(records, PROMPTS, server, block_size=16)
     assert figures.expected_hit_rate == pytest.approx((48 + 32 + 48) / 192)
     assert figures.hit_rate == pytest.approx(128 / 192) and figures.source.startswith("vllm /metrics counters")
     assert (figures.warmup_prompts_measured, figures.repeated_prompts) == (1, 1)
@@ -86,34 +86,41 @@ def test_figures_from_counters_against_the_expected_rate_and_the_repeats():
 
 def test_a_rate_above_the_expected_one_warns_of_a_warm_cache():
     records = [record(1, "a", 64, cached=48), record(2, "b", 64, cached=48)]
-    figures = prefix_cache_figures(records, PROMPTS, None, block_size=16, isolation=None, unique_prefix=False)
+    figures = prefix_cache_figures(records, PROMPTS, None, block_size=16)
     assert figures.source == "per-request usage (cached_tokens)" and figures.hit_rate == pytest.approx(96 / 128)
     assert figures.expected_hit_rate == pytest.approx(32 / 128)
     assert [w for w in figures.warnings if "was warm" in w]
     close = [record(1, "a", 64, cached=0), record(2, "b", 64, cached=32 + 4)]  # within the margin: no warning
-    assert not prefix_cache_figures(close, PROMPTS, None, block_size=16, isolation=None, unique_prefix=False).warnings
+    assert not prefix_cache_figures(close, PROMPTS, None, block_size=16).warnings
 
 
 def test_later_turns_expect_their_previous_turn_and_its_reply():
     records = [record(1, "a", 64), record(2, "a", 100, turn=1)]
-    figures = prefix_cache_figures(records, PROMPTS, None, block_size=16, isolation=None, unique_prefix=False)
+    figures = prefix_cache_figures(records, PROMPTS, None, block_size=16)
     assert figures.expected_hit_rate == pytest.approx((64 + 4) // 16 * 16 / 164)
 
 
 def test_an_engine_that_leaves_zero_out_counts_the_silent_requests_as_none_cached():
     records = [record(1, "a", 64), record(2, "b", 64, cached=32)]
-    alone = prefix_cache_figures(records, PROMPTS, None, block_size=1, isolation=None, unique_prefix=False)
+    alone = prefix_cache_figures(records, PROMPTS, None, block_size=1)
     assert alone.hit_rate == pytest.approx(0.5)  # only the request that said
-    omitted = prefix_cache_figures(records, PROMPTS, None, block_size=1, isolation=None, unique_prefix=False,
+    omitted = prefix_cache_figures(records, PROMPTS, None, block_size=1,
                                    zero_omitted=True)
     assert omitted.hit_rate == pytest.approx(32 / 128) and omitted.requests_reporting_cached_tokens == 2
 
 
 def test_isolated_runs_expect_nothing_and_say_how():
     records = [record(1, "a", 64, cached=0), record(2, "a", 64, cached=0)]
-    figures = prefix_cache_figures(records, PROMPTS, None, block_size=16, isolation="cache_salt per request",
-                                   unique_prefix=False)
-    assert figures.expected_hit_rate == 0 and figures.isolation == "cache_salt per request"
+    figures = prefix_cache_figures(records, PROMPTS, None, block_size=16, isolation="cache_salt per conversation")
+    assert figures.expected_hit_rate == 0 and figures.isolation == "cache_salt per conversation"
     assert figures.warnings == ["the same prompt was sent more than once: 1 measured requests repeat an earlier "
                                 "measured prompt (-n above the workload's size cycles it) (--cache-isolation/"
                                 "--unique-prefix keeps them from the cache)"]
+
+
+def test_isolated_conversations_still_share_their_own_turns_unless_the_cache_is_off():
+    records = [record(1, "a", 64), record(2, "a", 100, turn=1), record(3, "a", 64), record(4, "b", 64)]
+    own = prefix_cache_figures(records, PROMPTS, None, block_size=16, isolation="unique prefix")
+    assert own.expected_hit_rate == pytest.approx(64 / 292)  # the later turn: its first turn and reply, whole blocks
+    off = prefix_cache_figures(records, PROMPTS, None, block_size=16, isolation="cache_prompt: false", cache_off=True)
+    assert off.expected_hit_rate == 0
