@@ -168,17 +168,18 @@ def _isolation_splice(adapter: EngineAdapter, config: RunConfig) -> Callable[[by
 
 
 class _UniquePrefix:
-    """--unique-prefix: a conversation's number in hexadecimal, then a newline, as token ids put after
-    the prompt's BOS (or first, where it has none). The ids of each character are found once, so a
-    request's prefix costs no tokenizer call; they decode to that text, which no other conversation's
-    prompt starts with."""
+    """--unique-prefix: a token of this sender's own (random: no earlier run, no other worker has it)
+    and the conversation's number, in hexadecimal, then a newline, as token ids put after the
+    prompt's BOS (or first, where it has none). Each character is encoded alone, once, so a
+    request's prefix costs no tokenizer call, and no other conversation's prompt starts with it."""
 
     def __init__(self, tokenizer: ChatTokenizer) -> None:
         self._ids = {c: tokenizer.encode(c) for c in "0123456789abcdef\n"}
         self._bos = tokenizer.bos_token_id
+        self._run = secrets.token_hex(4)
 
     def insert(self, token_ids: np.ndarray, conversation: int) -> np.ndarray:
-        marker = [i for c in f"{conversation:x}\n" for i in self._ids[c]]
+        marker = [i for c in f"{self._run}{conversation:x}\n" for i in self._ids[c]]
         at = 1 if token_ids.size and self._bos is not None and token_ids[0] == self._bos else 0
         return np.concatenate([token_ids[:at], np.asarray(marker, dtype=token_ids.dtype), token_ids[at:]])
 
