@@ -117,6 +117,15 @@ def cli() -> None:
 @click.option("--emulator-cost", default=default_of("emulator_cost"),
               help="Built-in emulator: a step cost model in place of --emulator-step-ms, e.g. "
                    "base=8,token=0.02,knee=256,compute=0.1,draft=1.5 (see loadgen emulate --cost).")
+@click.option("--emulator-prefix-cache", is_flag=True,
+              help="Built-in emulator: emulate a prefix cache whose hits shorten the prefill (loadgen emulate "
+                   "--prefix-cache).")
+@click.option("--cache-isolation", is_flag=True,
+              help="Keep every request out of the server's prefix cache with the engine's own field (vLLM, SGLang: "
+                   "a cache_salt per request; llama.cpp: cache_prompt false). Other engines: use --unique-prefix.")
+@click.option("--unique-prefix", is_flag=True,
+              help="Start every conversation's prompt (after any BOS) with a short text of its own, so no two "
+                   "share a cached prefix: for engines without --cache-isolation.")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
 @click.option("--ray", metavar="ADDRESS",
@@ -413,6 +422,9 @@ def _describe(loaded) -> None:
                    "itself), to test text prompts.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
+@click.option("--prefix-cache", is_flag=True,
+              help="Emulate a prefix cache (an LRU of prompt blocks per worker): hits shorten the time to first "
+                   "token by the prompt's cached share and are reported as the engine reports them.")
 @click.option("--send-timestamps", is_flag=True,
               help="Add the send time (CLOCK_MONOTONIC ns) to each chunk, to measure client receive lag.")
 @click.option("--api-key", envvar="LOADGEN_EMULATOR_API_KEY", help="Require this Bearer token on /v1/*.")
@@ -428,8 +440,8 @@ def _describe(loaded) -> None:
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
             stream_interval, undrafted_start, reasoning_tokens, endpoints, text_prompts_only, seed, workers,
-            send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
-            slow_start_s, restart_after_s, restart_down_s) -> None:
+            prefix_cache, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s,
+            fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -460,7 +472,7 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                 send_timestamps=send_timestamps, api_key=api_key,
                                 faults=faults, reasoning_tokens=reasoning_tokens,
                                 endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()),
-                                text_prompts_only=text_prompts_only)
+                                text_prompts_only=text_prompts_only, prefix_cache=prefix_cache)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:

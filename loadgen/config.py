@@ -91,6 +91,7 @@ class EmulatorSettings:
     #: in place of step_ms: what `loadgen tune` finds the best draft length against
     cost: str | None = None
     workers: int | None = None  # None: chosen from the concurrency
+    prefix_cache: bool = False  # `loadgen emulate --prefix-cache`: an LRU of prompt blocks whose hits count
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,12 @@ class RunConfig:
     #: HTTP proxy to the server (http://[USER:PASS@]HOST:PORT); None: the proxy environment variables
     #: (NO_PROXY honoured), "": none at all. Never in reports as given: it may hold credentials
     proxy: str | None = field(default=None, repr=False)
+    #: every request kept out of the server's prefix cache by the engine's own field (vLLM and SGLang
+    #: a cache_salt per request, llama.cpp cache_prompt false); refused where the engine has none
+    cache_isolation: bool = False
+    #: every conversation's prompt starts with a short text of its own (after any BOS), so no two share a
+    #: prefix the server could have cached: for engines without --cache-isolation
+    unique_prefix: bool = False
 
     def __post_init__(self) -> None:
         self._check_trace()
@@ -305,7 +312,7 @@ _OFF_SWITCHES = {"insecure": ("verify_tls", False), "no_plots": ("plots", False)
                  "no_metrics": ("metrics_addr", None)}
 #: the built-in emulator's options -> EmulatorSettings fields
 _EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept",
-                     "emulator_cost": "cost"}
+                     "emulator_cost": "cost", "emulator_prefix_cache": "prefix_cache"}
 #: the options that set a RunConfig field of their own -> that field: an option drops the field's unit
 #: (--timeout sets timeout_s). Every other field is set through the switches or the emulator's
 #: options, so a field added here is a `loadgen run` flag too (tests/unit/test_config.py holds them equal)

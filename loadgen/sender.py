@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import secrets
 from collections.abc import Callable
 
 import numpy as np
@@ -47,6 +48,8 @@ class Sender:
         self._jitter = random.Random(config.seed * 31 + first_id)
         self._refused = 0  # connections refused in a row (see _pace_refusals)
         self.in_flight = 0
+        self._isolation = _isolation_splice(adapter, config)
+        self._unique = _UniquePrefix(tokenizer) if config.unique_prefix and tokenizer is not None else None
 
     def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
         body = self._adapter.request_body(model=self._model, prompt=token_ids, max_tokens=max_tokens,
@@ -54,23 +57,35 @@ class Sender:
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def prepare(self, prompts) -> None:
+        if self._unique is not None:
+            return  # --unique-prefix: every request's body is its own
         for prompt in prompts:
             if prompt not in self._bodies:
                 self._bodies[prompt] = self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
 
     async def send(self, prompt: Prompt, scheduled_ns: int, warmup: bool) -> None:
-        body = self._bodies.get(prompt) or self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
+        unique = self._unique
+        conversation = next(self._ids)
+        max_tokens = prompt.max_tokens or self._config.max_tokens
+        if unique is None:
+            body = self._bodies.get(prompt) or self._body(prompt.token_ids, max_tokens)
+            prompt_tokens = prompt.token_ids.size
+        else:  # --unique-prefix: this conversation's own ids, serialized now (once per request, not per chunk)
+            ids = unique.insert(prompt.token_ids, conversation)
+            body, prompt_tokens = self._body(ids, max_tokens), ids.size
+        isolate = self._isolation
+        if isolate is not None:  # --cache-isolation: the conversation's turns share a salt, nobody else does
+            body = isolate(body, conversation)
         messages = list(prompt.messages)
-        prompt_tokens = prompt.token_ids.size
         for turn in range(1 + len(prompt.followups)):
             last = turn == len(prompt.followups)
-            request_id = next(self._ids)
+            request_id = conversation if turn == 0 else next(self._ids)
             retried: list[str] = []
             done = True  # unless this turn is followed by another
             while True:
                 record = RequestRecord(request_id, prompt.category, turn, prompt_tokens,
                                        prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
-                                       sub_category=prompt.sub_category, retried=retried)
+                                       sub_category=prompt.sub_category, retried=retried, prompt_id=prompt.prompt_id)
                 recorder = StreamRecorder(record, self._adapter, keep_text=not last)
                 if self._on_begin is not None:
                     self._on_begin(record)
@@ -96,8 +111,12 @@ class Sender:
             assert tokenizer is not None, "prompts with later turns are text, so the run loaded a tokenizer"
             ids = np.asarray(tokenizer.encode(render_messages(tokenizer, messages, self._config.chat_template)),
                              dtype=np.int32)
+            if unique is not None:  # the conversation keeps its own prefix: its turns share it, nobody else does
+                ids = unique.insert(ids, conversation)
             prompt_tokens = ids.size
             body = self._body(ids, record.max_tokens)
+            if isolate is not None:
+                body = isolate(body, conversation)
             scheduled_ns = self._clock.now_ns()  # the next turn is due as soon as the reply is in
 
     async def _pace_refusals(self, record: RequestRecord) -> None:
@@ -130,6 +149,39 @@ class Sender:
             record.end_ns = self._clock.now_ns()
             self.in_flight -= 1
             recorder.finish(error)
+
+
+def _isolation_splice(adapter: EngineAdapter, config: RunConfig) -> Callable[[bytes, int], bytes] | None:
+    """--cache-isolation: body, conversation -> the body with the engine's isolating field added as its
+    last member (a JSON object's closing brace replaced): a salt of the run and the conversation (its
+    turns may share what they cached, as a conversation does; no other request can), or the opt-out."""
+    field = adapter.cache_isolation_field
+    if not config.cache_isolation or field is None:
+        return None
+    name, salted = field
+    if not salted:
+        member = b',"%s":false}' % name.encode()
+        return lambda body, conversation: body[:-1] + member
+    run = secrets.token_hex(4).encode()  # a salt no earlier run used: its cached blocks are never hit
+    head = b',"%s":"loadgen-%s-' % (name.encode(), run)
+    return lambda body, conversation: body[:-1] + head + b"%d\"}" % conversation
+
+
+class _UniquePrefix:
+    """--unique-prefix: a token of this sender's own (random: no earlier run, no other worker has it)
+    and the conversation's number, in hexadecimal, then a newline, as token ids put after the
+    prompt's BOS (or first, where it has none). Each character is encoded alone, once, so a
+    request's prefix costs no tokenizer call, and no other conversation's prompt starts with it."""
+
+    def __init__(self, tokenizer: ChatTokenizer) -> None:
+        self._ids = {c: tokenizer.encode(c) for c in "0123456789abcdef\n"}
+        self._bos = tokenizer.bos_token_id
+        self._run = secrets.token_hex(4)
+
+    def insert(self, token_ids: np.ndarray, conversation: int) -> np.ndarray:
+        marker = [i for c in f"{self._run}{conversation:x}\n" for i in self._ids[c]]
+        at = 1 if token_ids.size and self._bos is not None and token_ids[0] == self._bos else 0
+        return np.concatenate([token_ids[:at], np.asarray(marker, dtype=token_ids.dtype), token_ids[at:]])
 
 
 def _retryable(record: RequestRecord) -> bool:

@@ -435,7 +435,7 @@ async def serve_worker(sock: socket.socket) -> None:
         # the prompts the parent shipped (another machine), else the parent's spec: the same cached prompts
         prompts = setup.prompts if setup.prompts is not None else load_workload(workload_spec(config)).prompts
         multi_turn = any(p.followups for p in (prompts.values() if isinstance(prompts, dict) else prompts))
-        tokenizer = load_tokenizer(config.tokenizer) if multi_turn else None
+        tokenizer = load_tokenizer(config.tokenizer) if multi_turn or config.unique_prefix else None
     except LoadgenError as exc:
         send(Failed(str(exc)))
         await writer.drain()

@@ -27,6 +27,7 @@ from .report_types import (
     LevelFigures,
     LoadLevels,
     MeanStd,
+    PrefixCacheFigures,
     ReadLag,
     Report,
     RunSettings,
@@ -146,7 +147,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
                  server: Sequence[ServerAcceptance], partial: bool = False, client_read_lag: dict | None = None,
                  target_concurrency: int | None = None, target_rate: float | None = None,
                  slo: Sequence[tuple[str, float, float]] = (), stop_reason: str | None = None,
-                 workers: WorkersInfo | None = None, rebuilt_from_journal: bool = False) -> Report:
+                 workers: WorkersInfo | None = None, rebuilt_from_journal: bool = False,
+                 prefix_cache: PrefixCacheFigures | None = None) -> Report:
     """The report of one measured window. `records` excludes warm-up requests; `server` holds what
     the engine's collectors found over that window, best source first. `config` is the run's
     public settings (RunSettings' keys); the metric functions' dicts are read into their types
@@ -224,6 +226,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         workers=workers,
         rebuilt_from_journal=rebuilt_from_journal,
         levels=_levels(records, config),
+        prefix_cache=prefix_cache,
     )
 
 

@@ -21,7 +21,7 @@ from . import codec
 __all__ = [
     "READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "CategoryFigures", "ClientAcceptance", "ClientFigures", "CrossCheck",
     "DraftCoverage", "Distribution", "HeldLoad", "HeldRate", "Latency", "LevelCollapse", "LevelFigures", "LoadLevels",
-    "LostWorker", "MeanStd", "ReadLag", "Report",
+    "LostWorker", "MeanStd", "PrefixCacheFigures", "ReadLag", "Report",
     "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
     "ServerPerRequest", "report_schema", "shipped_schema",
 ]
@@ -32,7 +32,8 @@ SCHEMA_VERSION = 5
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
-#: config.proxy (absent: None)
+#: config.proxy, the prefix_cache section and requests.jsonl's cached_tokens / prompt_id (absent:
+#: None, "")
 READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 
 #: where the generated schemas ship inside the package
@@ -397,6 +398,32 @@ class WorkersInfo(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixCacheFigures(_JsonForm):
+    """The server's prefix cache over the window (analysis/prefix_cache.py): its hit rate (cached /
+    prompt tokens) and where it comes from (server counters, per-request usage, or a gauge), against
+    the hit rate the run's own shared prefixes explain; the prompts sent more than once; warnings."""
+
+    hit_rate: float | None
+    source: str | None
+    #: the server's counters over the window (prompt tokens found cached, and looked up), where it counts
+    server_hits: float | None
+    server_queries: float | None
+    #: measured requests whose stream said how many of their prompt tokens were cached, and those tokens
+    requests_reporting_cached_tokens: int
+    cached_tokens: int | None
+    expected_hit_rate: float | None
+    #: the cache block the expected hits are rounded down to, and where it was found
+    block_size: int
+    block_size_source: str
+    #: how requests were kept from the cache: the request field of --cache-isolation, or "unique prefix"
+    isolation: str | None
+    #: measured first turns whose prompt an earlier measured request sent, and those the warm-up sent
+    repeated_prompts: int
+    warmup_prompts_measured: int
+    warnings: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Report(_JsonForm):
     """The report of one run's measured window (warm-up excluded): report.json."""
 
@@ -422,6 +449,8 @@ class Report(_JsonForm):
     rebuilt_from_journal: bool = field(default=False, metadata=codec.OMIT_DEFAULT)
     #: only in a run with --concurrency-levels (version 4 on)
     levels: LoadLevels | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: the prefix cache's figures (version 5 on; absent from a report rebuilt from the journal)
+    prefix_cache: PrefixCacheFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

@@ -20,6 +20,7 @@ BASE_COUNTERS = (
     "requests_finished_stop",
     "requests_aborted",
     "prompt_tokens",
+    "prefix_cache_hits",  # --prefix-cache: prompt tokens found in the cache
     "generation_tokens",
     "spec_drafts",
     "spec_draft_tokens",

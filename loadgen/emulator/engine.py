@@ -72,6 +72,8 @@ class GenerationParams:
     chat: bool = False           # a /v1/chat/completions request (deltas, a role chunk; see chat encoders)
     #: chat only: the first this many output tokens stream as reasoning (--reasoning-tokens), the rest as answer
     reasoning_tokens: int = 0
+    #: --prefix-cache: the prompt units the cache already held (None: no prefix cache emulated)
+    cached_tokens: int | None = None
 
 
 class BatchStats:
@@ -250,6 +252,14 @@ class Personality:
     # -- requests ------------------------------------------------------------------------------
     def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
         raise NotImplementedError
+
+    #: --prefix-cache: the engine's cache block, in tokens (vLLM's default 16; 1 where it matches by token)
+    cache_block_tokens = 16
+
+    def cache_identity(self, body: dict) -> tuple[str | None] | None:
+        """--prefix-cache: (salt,) that keys this request's cache lookup, or None where the request
+        opts out of the cache. Engines without a per-request salt or opt-out: (None,)."""
+        return (None,)
 
     def bad_json(self) -> RequestRejected:
         return RequestRejected(400, "request body is not valid JSON")

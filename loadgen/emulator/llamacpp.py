@@ -60,7 +60,8 @@ def cpp_double(value: float) -> str:
 
 def _usage(params: GenerationParams, completion_tokens: int) -> dict:
     return {"completion_tokens": completion_tokens, "prompt_tokens": params.prompt_tokens,
-            "total_tokens": completion_tokens + params.prompt_tokens, "prompt_tokens_details": {"cached_tokens": 0}}
+            "total_tokens": completion_tokens + params.prompt_tokens,
+            "prompt_tokens_details": {"cached_tokens": params.cached_tokens or 0}}
 
 
 def timings(gen, now_ns: int) -> dict:
@@ -70,10 +71,12 @@ def timings(gen, now_ns: int) -> dict:
     first = gen.first_ns or now_ns
     prompt_ms = (first - gen.start_ns) / 1e6
     predicted_ms = (now_ns - first) / 1e6
-    out = {"cache_n": 0,
-           "prompt_n": params.prompt_tokens, "prompt_ms": prompt_ms,
-           "prompt_per_token_ms": prompt_ms / params.prompt_tokens,
-           "prompt_per_second": 1e3 * params.prompt_tokens / prompt_ms if prompt_ms > 0 else 0.0,
+    cached = params.cached_tokens or 0
+    processed = params.prompt_tokens - cached  # llama-server's prompt_n leaves the cached tokens out
+    out = {"cache_n": cached,
+           "prompt_n": processed, "prompt_ms": prompt_ms,
+           "prompt_per_token_ms": prompt_ms / processed,
+           "prompt_per_second": 1e3 * processed / prompt_ms if prompt_ms > 0 else 0.0,
            "predicted_n": gen.emitted, "predicted_ms": predicted_ms,
            "predicted_per_token_ms": predicted_ms / gen.emitted if gen.emitted else 0.0,
            "predicted_per_second": 1e3 * gen.emitted / predicted_ms if predicted_ms > 0 else 0.0}
@@ -265,6 +268,16 @@ class Llamacpp(Personality):
     def _health(self, conn, request) -> None:
         conn.respond(200, b'{"status":"ok"}')
 
+    #: a slot reuses the longest common prefix, token by token (tools/server/server-context.cpp,
+    #: `n_past = slot.prompt.tokens.get_common_prefix(input_tokens)`)
+    cache_block_tokens = 1
+
+    def cache_identity(self, body: dict) -> tuple[str | None] | None:
+        """`cache_prompt: false` skips the reuse (tools/server/server-context.cpp: reuse only
+        `if (slot.task->params.cache_prompt ...)`; server-schema.cpp, field_bool("cache_prompt"),
+        true by default)."""
+        return None if body.get("cache_prompt") is False else (None,)
+
     def metrics_text(self) -> str:
         """server_task_result_metrics::to_metrics(): counters, then gauges, then accepted tokens per
         draft position. n_decode_total counts step-timer firings that stepped a request (one
@@ -273,8 +286,9 @@ class Llamacpp(Personality):
         steps = t["batch_steps"]
         prompt_s, predicted_s = t["prompt_ns"] / 1e9, t["predicted_ns"] / 1e9
         counters = [
-            ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", t["prompt_tokens"]),
-            ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", 0),
+            ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens",
+             t["prompt_tokens"] - t["prefix_cache_hits"]),
+            ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", t["prefix_cache_hits"]),
             ("prompt_seconds_total", "Total time spent processing prompts", prompt_s),
             ("tokens_predicted_total", "Number of generation tokens processed", t["generation_tokens"]),
             ("tokens_predicted_seconds_total", "Total time spent generating tokens", predicted_s),

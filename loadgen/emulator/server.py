@@ -28,6 +28,7 @@ from .counters import Counters
 from .engine import BatchStats, GenerationParams, Personality, RequestRejected
 from .faults import NO_FAULT, FaultPlan, Faults, draw
 from .http import Connection, Request, accept_connections
+from .prefix_cache import PrefixCache, prompt_units
 from .profile import validate_accept_profile
 from .schedule import DraftSchedule, draft_length_at
 from .stepper import AcceptanceSampler, Stepper
@@ -86,6 +87,8 @@ class EmulatorConfig:
     faults: Faults = field(default_factory=Faults)
     max_model_len: int = 131072
     early_ms: float = 0.5  # see Stepper: centres the millisecond timer grid on the schedule
+    #: an LRU of prompt blocks per worker (prefix_cache.py): hits shorten the prefill and are counted
+    prefix_cache: bool = False
     engines: tuple[str, ...] = field(default=tuple(PERSONALITIES), repr=False)
     #: on /v1/chat/completions, the first this many output tokens of each request stream as reasoning
     #: deltas in the engine's own field (vLLM `reasoning`, the others `reasoning_content`)
@@ -181,7 +184,10 @@ class Generation:
         self.draft_tokens = 0  # tokens drafted (llama.cpp's timings.draft_n)
         self.accepted = 0   # accepted draft tokens (timings.draft_n_accepted)
         self.start_ns = start_ns
-        self.due = start_ns + app.ttft_ns  # the current step's due time (step 0: the prefill)
+        # the current step's due time (step 0: the prefill, shortened by the prompt's cached share)
+        cached = params.cached_tokens
+        self.due = start_ns + (app.ttft_ns if not cached else app.ttft_ns * (params.prompt_tokens - cached)
+                               // params.prompt_tokens)
         self.first_ns = 0   # when the first chunk went out
         self.texts: list[str] = []
         self.ids: list[int] = []
@@ -360,6 +366,7 @@ class App:
         self.fault_rng = random.Random(config.seed * 7919 + worker + 1)
         self.started_ns = time.monotonic_ns()
         self.connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.prefix_cache = PrefixCache(self.personality.cache_block_tokens) if config.prefix_cache else None
 
     def step_time_ns(self) -> int:
         """The step time with the requests now running in this process (EmulatorConfig.step_ns_at)."""
@@ -438,6 +445,8 @@ class App:
         except RequestRejected as exc:
             personality.respond_error(conn, exc.status, str(exc), exc.body)
             return
+        if self.prefix_cache is not None:
+            self._look_up_prefix(body, params)
         fault = draw(self.faults, self.fault_rng, params.max_tokens) if self.faults.any_per_request else NO_FAULT
         if fault.status is not None:
             personality.respond_error(conn, fault.status, f"injected fault: HTTP {fault.status}")
@@ -453,6 +462,14 @@ class App:
         if self.running >= len(self.step_ns_by_running):
             self._grow_step_table(2 * self.running)
         self.stepper.schedule(gen.due, gen.step)
+
+    def _look_up_prefix(self, body: dict, params: GenerationParams) -> None:
+        """--prefix-cache: the request's cached tokens (0 where it opts out), counted server-wide."""
+        assert self.prefix_cache is not None, "called only with --prefix-cache"
+        identity = self.personality.cache_identity(body)
+        units = prompt_units(body) if identity is not None else None
+        params.cached_tokens = 0 if identity is None or units is None else self.prefix_cache.admit(units, *identity)
+        self.counters.array[self.idx["prefix_cache_hits"]] += params.cached_tokens
 
 
 async def _serve_worker(config: EmulatorConfig, counters: Counters, worker: int, sock: socket.socket,

@@ -56,10 +56,16 @@ DEFAULT_MODEL_NAME = "default"  # what SGLang's CompletionRequest.model defaults
 VERSION = "0.0.0+loadgen.emulator"
 
 
-def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict:
-    # UsageInfo field order: prompt_tokens, total_tokens, completion_tokens, prompt_tokens_details, reasoning_tokens
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0,
+           cached_tokens: int | None = None) -> dict:
+    """UsageInfo field order: prompt_tokens, total_tokens, completion_tokens, prompt_tokens_details,
+    reasoning_tokens. With --prefix-cache, as a server started with --enable-cache-report answers:
+    prompt_tokens_details {cached_tokens} only where some were cached (sgl-project/sglang
+    python/sglang/srt/entrypoints/openai/usage_processor.py, UsageProcessor._details_if_cached)."""
+    details = {"cached_tokens": cached_tokens} if cached_tokens else None
     return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens, "prompt_tokens_details": None, "reasoning_tokens": reasoning_tokens}
+            "completion_tokens": completion_tokens, "prompt_tokens_details": details,
+            "reasoning_tokens": reasoning_tokens}
 
 
 class StreamEncoder:
@@ -88,8 +94,9 @@ class StreamEncoder:
     def tail(self, gen, now_ns: int) -> bytes:
         out = b""
         if self._params.include_usage:
-            usage = _usage(self._params.prompt_tokens, gen.emitted)
-            del usage["prompt_tokens_details"]  # the final usage chunk is dumped with exclude_none
+            usage = _usage(self._params.prompt_tokens, gen.emitted, cached_tokens=self._params.cached_tokens)
+            if usage["prompt_tokens_details"] is None:
+                del usage["prompt_tokens_details"]  # the final usage chunk is dumped with exclude_none
             out = b"data: " + orjson.dumps({"id": self._rid, "object": "text_completion", "created": self._created,
                                             "model": self._params.model, "choices": [], "usage": usage}) + b"\n\n"
         return out + b"data: [DONE]\n\n"
@@ -198,7 +205,8 @@ class Sglang(Personality):
         return {"id": gen.rid, "object": "text_completion", "created": gen.created, "model": params.model,
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish,
                              "matched_stop": None}],
-                "usage": _usage(params.prompt_tokens, gen.emitted), "metadata": {"weight_version": "default"}}
+                "usage": _usage(params.prompt_tokens, gen.emitted, cached_tokens=params.cached_tokens),
+                "metadata": {"weight_version": "default"}}
 
     def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams) -> ChatStreamEncoder:
         return ChatStreamEncoder(rid, created, params)
@@ -264,6 +272,16 @@ class Sglang(Personality):
     def _labels(self, row: int) -> str:
         dp = f'dp_rank="{row}",' if self.counters.workers > 1 else ""
         return f'{dp}engine_type="unified",model_name="{self.config.model}",moe_ep_rank="0",pp_rank="0",tp_rank="0"'
+
+    #: the radix tree matches token by token (page size 1 assumed: not checked at SGLang's source)
+    cache_block_tokens = 1
+
+    def cache_identity(self, body: dict) -> tuple[str | None] | None:
+        """SGLang passes the request's cache_salt on to its cache key (sgl-project/sglang
+        python/sglang/srt/entrypoints/openai/serving_completions.py, _convert_to_internal_request:
+        GenerateReqInput(..., cache_salt=request.cache_salt))."""
+        salt = body.get("cache_salt")
+        return (salt if isinstance(salt, str) else None,)
 
     def metrics_text(self) -> str:
         counters = self.counters

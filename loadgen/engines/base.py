@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 from .launch import Launch
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .prefix_cache import PrefixCacheReading
     from .server_metrics import Getter
 
 __all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "ScheduleSupport", "EngineSpec"]
@@ -33,6 +34,8 @@ class ChunkFields(NamedTuple):
     #: the engine's own per-request draft figures on the final chunk (llama.cpp timings), if any
     draft_tokens: int | None = None
     accepted_tokens: int | None = None
+    #: the prompt tokens the server's prefix cache held (usage.prompt_tokens_details.cached_tokens), if it says
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,16 @@ class EngineAdapter(Protocol):
     metrics_path: str | None
     #: `loadgen probe`: metrics (on the Prometheus endpoint) whose presence means a prefix cache
     prefix_cache_metrics: tuple[str, ...]
+    #: --cache-isolation: the request field that keeps one request out of the prefix cache, and whether
+    #: its value is a salt of the request's own (True) or false (an opt-out); None where the engine has none
+    cache_isolation_field: tuple[str, bool] | None
+    #: usage leaves prompt_tokens_details out where nothing was cached (SGLang), rather than saying 0
+    cached_tokens_zero_omitted: bool
+
+    def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
+        """The engine's prefix-cache figures in one scrape of metrics_path (engines.prefix_cache);
+        None where it has none."""
+        ...
 
     def context_length(self, model: dict) -> int | None:
         """The longest prompt + output a /v1/models entry allows, where the engine says so."""

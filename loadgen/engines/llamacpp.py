@@ -11,7 +11,8 @@ from ..errors import UsageError
 from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter, decode_openai_object, load_chunk
-from .prometheus_text import SpecMetricNames, spec_counters
+from .prefix_cache import PrefixCacheReading
+from .prometheus_text import SpecMetricNames, sample_sums, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
 
 __all__ = ["LlamacppAdapter", "launch", "SCHEDULE", "SPEC"]
@@ -21,6 +22,9 @@ NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
                         accepted="llamacpp:spec_decode_num_accepted_tokens_total",
                         accepted_per_position="llamacpp:spec_decode_num_accepted_tokens_per_pos_total",
                         position_label="position")
+
+
+PROMPT_CACHED, PROMPT_PROCESSED = "llamacpp:prompt_tokens_cached_total", "llamacpp:prompt_tokens_total"
 
 
 class LlamacppAdapter(OpenAIAdapter):
@@ -58,9 +62,24 @@ class LlamacppAdapter(OpenAIAdapter):
     metrics_path: str | None = "/metrics"
     #: each slot keeps its last prompt's KV cache (cache_prompt, on by default); this counter counts its reuse
     prefix_cache_metrics: tuple[str, ...] = ("llamacpp:prompt_tokens_cached_total",)
+    #: cache_prompt false: the slot reuses nothing of its last prompt (tools/server/server-schema.cpp,
+    #: field_bool("cache_prompt"); server-context.cpp reuses the common prefix only if cache_prompt)
+    cache_isolation_field: tuple[str, bool] | None = ("cache_prompt", False)
 
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "llama.cpp /metrics counters")]
+
+    def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
+        """llamacpp:prompt_tokens_cached_total counts prompt tokens reused from a slot's cache and
+        llamacpp:prompt_tokens_total those processed, "excluding cached tokens" (tools/server/
+        server-task.cpp, server_task_result_metrics::to_json metrics list), so queries are their sum.
+        A slot reuses its last prompt's common prefix token by token (server-context.cpp,
+        get_common_prefix): a block of 1."""
+        sums = sample_sums(metrics_text, {PROMPT_CACHED, PROMPT_PROCESSED})
+        if PROMPT_CACHED not in sums or PROMPT_PROCESSED not in sums:
+            return None
+        cached = sums[PROMPT_CACHED][""]
+        return PrefixCacheReading(queries=cached + sums[PROMPT_PROCESSED][""], hits=cached, block_size=1)
 
     def context_length(self, model: dict) -> int | None:
         """/v1/models' meta.n_ctx where given: the context the server was started with (-c, shared by

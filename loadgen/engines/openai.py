@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from .base import ChunkFields, EngineSpec, Finding
+from .prefix_cache import PrefixCacheReading
 from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter
 
 __all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
@@ -39,7 +40,12 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
+    fields = ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
+    if usage and (finish is not None or not choices):  # the final usage: where engines put prompt_tokens_details
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens") is not None:
+            return fields._replace(cached_tokens=details["cached_tokens"])
+    return fields
 
 
 class OpenAIAdapter:
@@ -68,9 +74,14 @@ class OpenAIAdapter:
     own_endpoints: tuple[str, ...] = ()
     metrics_path: str | None = None
     prefix_cache_metrics: tuple[str, ...] = ()
+    cache_isolation_field: tuple[str, bool] | None = None
+    cached_tokens_zero_omitted = False
 
     def collectors(self) -> list:
         return []
+
+    def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
+        return None
 
     def context_length(self, model: dict) -> int | None:
         """vLLM's and SGLang's max_model_len; a server that does not give it has no known limit."""

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .base import SpecCounters
 
-__all__ = ["sample_sums", "SpecMetricNames", "spec_counters"]
+__all__ = ["sample_sums", "label_value", "SpecMetricNames", "spec_counters"]
 
 
 def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict[str, dict[str, float]]:
@@ -24,6 +24,16 @@ def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict
                 key = sample.labels.get(by_label, "") if by_label else ""
                 out[sample.name][key] += sample.value
     return out
+
+
+def label_value(text: str, name: str, label: str) -> str | None:
+    """The value of LABEL on the first sample of NAME (an info gauge such as vLLM's
+    cache_config_info), or None where there is none."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and label in sample.labels:
+                return sample.labels[label]
+    return None
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import orjson
 
 from .base import Finding, SpecCounters
 
 __all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
-           "window_acceptance",
+           "window_acceptance", "settled_read",
            "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "counter_finding"]
 
 Getter = Callable[[str], Awaitable[tuple[int, bytes]]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -117,6 +118,21 @@ SETTLE_S = 0.05
 SETTLE_READS = 20
 
 
+async def settled_read(read: Callable[[], Awaitable[T | None]]) -> T | None:
+    """read() again until two reads SETTLE_S apart agree (at most SETTLE_READS more): the value
+    the engine settles on once the steps just streamed are counted; None where a read fails."""
+    value = await read()
+    for _ in range(SETTLE_READS):
+        if value is None:
+            break
+        await asyncio.sleep(SETTLE_S)
+        again = await read()
+        if again == value:
+            break
+        value = again
+    return value
+
+
 class CounterCollector:
     """Cumulative counters: exact over the window (its first and last reads settled: SETTLE_S);
     sampled during it for a time series."""
@@ -138,20 +154,8 @@ class CounterCollector:
             self._missing = f"{self.path} has no speculative-decoding counters (no speculation configured?)"
         return counters
 
-    async def _settled_read(self, get: Getter) -> SpecCounters | None:
-        counters = await self._read(get)
-        for _ in range(SETTLE_READS):
-            if counters is None:
-                break
-            await asyncio.sleep(SETTLE_S)
-            again = await self._read(get)
-            if again == counters:
-                break
-            counters = again
-        return counters
-
     async def begin(self, get: Getter) -> None:
-        self._before = self._last = await self._settled_read(get)
+        self._before = self._last = await settled_read(lambda: self._read(get))
 
     async def poll(self, get: Getter, t_s: float) -> None:
         now = await self._read(get)
@@ -162,7 +166,7 @@ class CounterCollector:
             self._last = now
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
-        after = await self._settled_read(get)
+        after = await settled_read(lambda: self._read(get))
         if self._before is None or after is None:
             return ServerAcceptance(self.source, None, exact=False, note=self._missing) if self._missing else None
         result = window_acceptance(self._before, after, self.source)

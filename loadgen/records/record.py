@@ -62,6 +62,12 @@ class RequestRecord:
     server_accepted_tokens: int | None = None
     #: --retries: the failures of earlier attempts of this request (ErrorInfo.detail each)
     retried: list[str] = field(default_factory=list)
+    #: the prompt tokens the server's prefix cache held for this request (its usage'
+    #: prompt_tokens_details.cached_tokens), where the server says
+    cached_tokens: int | None = None
+    #: the workload prompt this request's conversation started from (Prompt.prompt_id): the run's
+    #: expected prefix-cache hit rate and its repeated prompts are counted from it
+    prompt_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -97,6 +103,10 @@ class RequestRecord:
             obj["receive_lag_ns"] = self.receive_lag_ns.tolist()
         if self.retried:
             obj["retried"] = self.retried
+        if self.cached_tokens is not None:
+            obj["cached_tokens"] = self.cached_tokens
+        if self.prompt_id:
+            obj["prompt_id"] = self.prompt_id
         return obj
 
     @classmethod
@@ -114,4 +124,6 @@ class RequestRecord:
             server_draft_tokens=obj.get("server_draft_tokens"),
             server_accepted_tokens=obj.get("server_accepted_tokens"),
             retried=obj.get("retried", []),
+            cached_tokens=obj.get("cached_tokens"),
+            prompt_id=obj.get("prompt_id", ""),
         )

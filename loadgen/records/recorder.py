@@ -57,6 +57,8 @@ class StreamRecorder:
             self._counted += tokens
         if fields.finish_reason is not None:
             record.finish_reason = fields.finish_reason
+        if fields.cached_tokens is not None:
+            record.cached_tokens = fields.cached_tokens
         if fields.draft_tokens is not None:
             record.server_draft_tokens = fields.draft_tokens
             record.server_accepted_tokens = fields.accepted_tokens

@@ -15,11 +15,12 @@ from datetime import datetime
 
 from rich.console import Console
 
-from ..analysis import Report, WorkersInfo, build_report
+from ..analysis import Report, WorkersInfo, build_report, prefix_cache_figures
 from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..engines import EngineAdapter
-from ..errors import ServerError, WorkerLost
+from ..engines.prefix_cache import ServerPrefixCache
+from ..errors import ServerError, UsageError, WorkerLost
 from ..layout import RunFolder
 from ..records import Journal
 from ..sinks import RunProgress, print_trace, print_workers
@@ -46,7 +47,7 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
     workers = emu.workers or (1 if (concurrency or config.concurrency) <= 256 else 2)
     timing = ["--cost", emu.cost] if emu.cost else ["--step-ms", str(emu.step_ms)]
     return ["--ttft-ms", str(emu.ttft_ms), *timing, "--accept", ",".join(map(str, emu.accept)),
-            "--seed", str(config.seed), "--workers", str(workers)]
+            "--seed", str(config.seed), "--workers", str(workers), *(["--prefix-cache"] if emu.prefix_cache else [])]
 
 
 def run(config: RunConfig, console: Console) -> Report:
@@ -81,6 +82,7 @@ class _Run:
         self.interrupted = False
         self.share: LoadShare | None = None
         self.run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        self.server_prefix_cache: ServerPrefixCache | None = None
 
     async def execute(self) -> Report:
         client = http_client(self.config, self.url)
@@ -94,6 +96,9 @@ class _Run:
         served = await until_serving(client, config, self.url, self.workload.prompts[0], self.console)
         if self.workload.schedule is not None:
             self.workload.schedule.check_context(served.context_length)
+        if config.cache_isolation and served.adapter.cache_isolation_field is None:
+            raise UsageError(f"--cache-isolation: {served.engine} has no per-request prefix-cache isolation that "
+                             "loadgen knows of; use --unique-prefix (a prefix of its own for every prompt)")
         placement = Placement.choose(config, self.run_id)
         if client.proxy is not None:
             self.console.print(f"[dim]through proxy {client.proxy.shown} (from {client.proxy.source}): its delay is "
@@ -128,6 +133,7 @@ class _Run:
             except WorkerLost as exc:
                 lost, self.interrupted = exc, True  # report what finished, marked partial; then the error
             server = await polling.finish()
+            self.server_prefix_cache = polling.prefix_cache
         finally:
             polling.cancel()  # also when the run fails: no sampler outlives it
             await share.close()
@@ -159,11 +165,21 @@ class _Run:
         """The run's report: built from the measured records, written, drawn and printed."""
         config, records = self.config, self.tally.records
         workers = share.workers_summary()
+        field = adapter.cache_isolation_field if config.cache_isolation else None
+        isolation = (f"{field[0]} per conversation" if field[1] else f"{field[0]}: false") if field else None
+        if config.unique_prefix:
+            isolation = f"{isolation} + unique prefix" if isolation else "unique prefix"
+        prefix_cache = prefix_cache_figures(
+            records, {p.prompt_id: p.token_ids for p in self.workload.prompts}, self.server_prefix_cache,
+            block_size=self.server_prefix_cache.block_size if self.server_prefix_cache else None,
+            isolation=isolation, cache_off=field is not None and not field[1],
+            zero_omitted=adapter.cached_tokens_zero_omitted)
         report = build_report(config=public, records=[r for r in records if not r.warmup], adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=self._target_rate,
                               slo=parse_slo(config.slo) if config.slo else (), stop_reason=self.tally.stop_reason,
-                              workers=None if workers is None else WorkersInfo.from_json(workers))
+                              workers=None if workers is None else WorkersInfo.from_json(workers),
+                              prefix_cache=prefix_cache)
         write_report(self.folder, report, records, self.console, plots=config.plots)
         if report.workers is not None:
             print_workers(self.console, report.workers)

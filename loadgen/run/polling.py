@@ -8,6 +8,7 @@ import asyncio
 import time
 
 from ..engines import EngineAdapter
+from ..engines.prefix_cache import PrefixCacheWindow, ServerPrefixCache
 from ..sinks import LiveMetrics
 from ..transport import HttpClient
 
@@ -24,6 +25,9 @@ class ServerPolling:
     def __init__(self, adapter: EngineAdapter, client: HttpClient, metrics: LiveMetrics | None) -> None:
         self._collectors = adapter.collectors()
         self._client, self._metrics = client, metrics
+        self._prefix_cache = PrefixCacheWindow(adapter)
+        #: the server's prefix-cache figure over the window, once finish() has read it (None: it has none)
+        self.prefix_cache: ServerPrefixCache | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Future | None = None
 
@@ -31,6 +35,7 @@ class ServerPolling:
         """Every collector's starting values."""
         for collector in self._collectors:
             await collector.begin(self._client.get)
+        await self._prefix_cache.begin(self._client.get)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._poll(time.monotonic()))
@@ -40,6 +45,7 @@ class ServerPolling:
         self._stop.set()
         assert self._task is not None, "finish() follows start()"
         await self._task  # not cancelled: a poll in flight may hold iterations TRT-LLM has already drained
+        self.prefix_cache = await self._prefix_cache.end(self._client.get)
         return [r for r in [await c.end(self._client.get) for c in self._collectors] if r is not None]
 
     def cancel(self) -> None:

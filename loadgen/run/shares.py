@@ -116,7 +116,7 @@ def make_share(config: RunConfig, url: str, served: Served, workload: Workload, 
     so do a trace's workers (its prompts are built per run, not cached)."""
     launcher = placement.launcher
     if len(plans) == 1 and launcher is None:
-        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn else None
+        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn or config.unique_prefix else None
         return LocalShare(client, (served.adapter, served.model, config, tokenizer), workload.prompts, plans[0],
                           on_record)
     return WorkerPool(config, url, served.model, served.engine, plans, on_record,

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadgen.analysis.report_types import HeldLoad, HeldRate, LoadLevels, Report, WorkersInfo
+from loadgen.analysis.report_types import HeldLoad, HeldRate, LoadLevels, PrefixCacheFigures, Report, WorkersInfo
 
 from .tables import cell
 
@@ -166,6 +166,8 @@ def print_summary(console: Console, report: Report) -> None:
         console.print(ct)
     if report.levels is not None:
         print_levels(console, report.levels)
+    if report.prefix_cache is not None:
+        print_prefix_cache(console, report.prefix_cache)
     if report.errors:
         et = Table(title="Errors", title_justify="left")
         et.add_column("kind")
@@ -175,6 +177,17 @@ def print_summary(console: Console, report: Report) -> None:
             example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)
+
+
+def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:
+    """One line of the server's prefix-cache hit rate against the expected one, then its warnings."""
+    measured = "not reported" if figures.hit_rate is None else f"{figures.hit_rate:.1%} ({figures.source})"
+    expected = ("" if figures.expected_hit_rate is None
+                else f"; expected from shared prefixes {figures.expected_hit_rate:.1%}")
+    isolation = f"; isolation: {figures.isolation}" if figures.isolation else ""
+    console.print(f"Prefix cache: hit rate {measured}{expected}{isolation}")
+    for warning in figures.warnings:
+        console.print(f"[bold yellow]{warning}[/]")
 
 
 def print_levels(console: Console, levels: LoadLevels) -> None:

@@ -149,7 +149,14 @@ def render_run(report: Report, out: Path) -> Path:
         for name, d in (("TTFT", report.latency.ttft_s), ("TPOT", report.latency.tpot_s),
                         ("step / ICL", report.latency.icl_s), ("E2E", report.latency.e2e_s))])
     title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload}" + (" · partial" if report.partial else "")
-    return _page(title, [("Summary", overview), ("Latency", latency)], images, files.html)
+    sections = [("Summary", overview), ("Latency", latency)]
+    cache = report.prefix_cache
+    if cache is not None:
+        sections.append(("Prefix cache", _table(["figure", "value"], [
+            ["hit rate", cell(cache.hit_rate, "{:.1%}")], ["source", cache.source or "-"],
+            ["expected from shared prefixes", cell(cache.expected_hit_rate, "{:.1%}")],
+            ["isolation", cache.isolation or "-"], *[["warning", w] for w in cache.warnings]])))
+    return _page(title, sections, images, files.html)
 
 
 def render_sweep(summary: dict, out: Path) -> Path:
