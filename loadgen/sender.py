@@ -13,13 +13,21 @@ import orjson
 from .clock import MONOTONIC_CLOCK, Clock
 from .config import RunConfig
 from .engines import EngineAdapter
-from .records import ErrorInfo, RequestRecord, StreamRecorder
+from .records import ErrorInfo, EstimatedChatRecorder, RequestRecord, StreamRecorder
 from .transport import ExchangeError, HttpClient
 from .workloads import ChatTokenizer, Prompt, render_messages
 
-__all__ = ["Sender", "COMPLETIONS"]
+__all__ = ["Sender", "COMPLETIONS", "needs_tokenizer"]
 
 COMPLETIONS = "/v1/completions"
+
+
+def needs_tokenizer(config: RunConfig, adapter: EngineAdapter, multi_turn: bool) -> bool:
+    """Whether a Sender needs the run's tokenizer: later turns are templated during the run, text
+    prompts are rendered from their messages, and chat replies from a server that gives no counts
+    are tokenized to estimate them."""
+    return multi_turn or config.prompt_format == "text" or (
+        config.endpoint == "chat" and adapter.chat_token_counts == "estimated")
 
 
 class Sender:
@@ -48,18 +56,41 @@ class Sender:
         self._refused = 0  # connections refused in a row (see _pace_refusals)
         self.in_flight = 0
 
-    def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
-        body = self._adapter.request_body(model=self._model, prompt=token_ids, max_tokens=max_tokens,
-                                          temperature=self._config.temperature, ignore_eos=self._config.ignore_eos)
+    def _body(self, token_ids: np.ndarray, messages: list[dict], max_tokens: int) -> bytes:
+        """The request as --endpoint and --prompt-format say: the messages (chat), their rendered
+        text (text) or the token ids."""
+        config, adapter = self._config, self._adapter
+        if config.endpoint == "chat":
+            body = adapter.chat_body(model=self._model, messages=messages, max_tokens=max_tokens,
+                                     temperature=config.temperature, ignore_eos=config.ignore_eos)
+        else:
+            prompt: np.ndarray | str = token_ids
+            if config.prompt_format == "text":
+                assert self._tokenizer is not None, "needs_tokenizer: text prompts load the run's tokenizer"
+                prompt = render_messages(self._tokenizer, messages, config.chat_template)
+            body = adapter.request_body(model=self._model, prompt=prompt, max_tokens=max_tokens,
+                                        temperature=config.temperature, ignore_eos=config.ignore_eos)
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _first_body(self, prompt: Prompt) -> bytes:
+        return self._body(prompt.token_ids, list(prompt.messages), prompt.max_tokens or self._config.max_tokens)
+
+    def _recorder(self, record: RequestRecord, keep_text: bool) -> StreamRecorder | EstimatedChatRecorder:
+        """The chat stream's recorder where the engine gives no counts on chat (estimated), else the
+        usual one, reading the stream of the route requests go to."""
+        chat = self._config.endpoint == "chat"
+        if chat and self._adapter.chat_token_counts == "estimated":
+            assert self._tokenizer is not None, "needs_tokenizer: estimated chat counts load the run's tokenizer"
+            return EstimatedChatRecorder(record, self._adapter, self._tokenizer.tokens_ending_in, keep_text)
+        return StreamRecorder(record, self._adapter, keep_text=keep_text, chat=chat)
 
     def prepare(self, prompts) -> None:
         for prompt in prompts:
             if prompt not in self._bodies:
-                self._bodies[prompt] = self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
+                self._bodies[prompt] = self._first_body(prompt)
 
     async def send(self, prompt: Prompt, scheduled_ns: int, warmup: bool) -> None:
-        body = self._bodies.get(prompt) or self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
+        body = self._bodies.get(prompt) or self._first_body(prompt)
         messages = list(prompt.messages)
         prompt_tokens = prompt.token_ids.size
         for turn in range(1 + len(prompt.followups)):
@@ -71,7 +102,7 @@ class Sender:
                 record = RequestRecord(request_id, prompt.category, turn, prompt_tokens,
                                        prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
                                        sub_category=prompt.sub_category, retried=retried)
-                recorder = StreamRecorder(record, self._adapter, keep_text=not last)
+                recorder = self._recorder(record, keep_text=not last)
                 if self._on_begin is not None:
                     self._on_begin(record)
                 try:
@@ -97,7 +128,7 @@ class Sender:
             ids = np.asarray(tokenizer.encode(render_messages(tokenizer, messages, self._config.chat_template)),
                              dtype=np.int32)
             prompt_tokens = ids.size
-            body = self._body(ids, record.max_tokens)
+            body = self._body(ids, messages, record.max_tokens)
             scheduled_ns = self._clock.now_ns()  # the next turn is due as soon as the reply is in
 
     async def _pace_refusals(self, record: RequestRecord) -> None:
@@ -115,12 +146,13 @@ class Sender:
         """Exponential, 0.5 s doubling to at most 8 s, with jitter so retries do not come in waves."""
         return int(min(0.5 * 2 ** (retry - 1), 8.0) * (0.5 + 0.5 * self._jitter.random()) * 1e9)
 
-    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
+    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder | EstimatedChatRecorder,
+                        category: str) -> None:
         error = None
         self.in_flight += 1
         try:
-            await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
-                                      category)
+            await self._client.stream(self._config.path, body, recorder.on_event,
+                                      lambda t: setattr(record, "sent_ns", t), category)
         except ExchangeError as exc:
             error = ErrorInfo(exc.kind, str(exc), exc.status, exc.phase)
         except asyncio.CancelledError:

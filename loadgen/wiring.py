@@ -21,5 +21,5 @@ def http_client(config: RunConfig, url: str) -> HttpClient:
 def workload_spec(config: RunConfig) -> WorkloadSpec:
     """What the workload registry needs of the settings."""
     return WorkloadSpec(config.workload, config.workload_path, config.tokenizer,
-                        BuildOptions(config.chat_template, config.system_prompt, config.isl), config.input_len,
-                        config.seed)
+                        BuildOptions(config.chat_template, config.system_prompt, config.isl, config.sends_text),
+                        config.input_len, config.seed)

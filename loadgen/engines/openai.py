@@ -7,7 +7,7 @@ import orjson
 from .base import ChunkFields, EngineSpec, Finding
 from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter
 
-__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
+__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "decode_chat_object", "SPEC"]
 
 
 def load_chunk(data: bytes) -> dict:
@@ -39,7 +39,45 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
+    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
+                       prompt_tokens=usage.get("prompt_tokens") if usage else None)
+
+
+def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> ChunkFields:
+    """The fields of a /v1/chat/completions chunk (`choices[0].delta`). Reasoning arrives in
+    `reasoning_content` (llama.cpp tools/server/server-chat.cpp server_chat_msg_diff_to_json_oaicompat;
+    SGLang serving_chat.py _generate_stream_content; TRT-LLM serve/postprocess_handlers.py
+    chat_stream_post_processor) or `reasoning` (vLLM 0.32: DeltaMessage.reasoning,
+    entrypoints/generate/base/protocol.py). A chunk without text in either (the role-only first
+    chunk, an empty finish chunk) holds a token only where a count says so.
+    completion_tokens: the engine's cumulative count where it is not in usage (llama.cpp's timings)."""
+    error = obj.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return ChunkFields(None, None, False, None, str(message), None)
+    usage = obj.get("usage")
+    if usage:
+        completion_tokens = usage.get("completion_tokens")
+    choices = obj.get("choices")
+    tokens = None
+    finish = None
+    text = None
+    reasoning = False
+    has_choice = False
+    if choices:
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        if not text:
+            text = delta.get("reasoning_content") or delta.get("reasoning")
+            reasoning = bool(text)
+        ids = choice.get("token_ids")
+        if ids is not None:
+            tokens = len(ids)
+        has_choice = bool(text) or tokens is not None or completion_tokens is not None
+    return ChunkFields(completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"), text,
+                       prompt_tokens=usage.get("prompt_tokens") if usage else None, reasoning=reasoning)
 
 
 class OpenAIAdapter:
@@ -63,6 +101,21 @@ class OpenAIAdapter:
     def decode(self, data: bytes) -> ChunkFields:
         """Decode one `data:` payload of a /v1/completions stream; ValueError when it is not a chunk."""
         return decode_openai_object(load_chunk(data))
+
+    #: a plain OpenAI server promises no per-chunk counts on chat: they are estimated from the text
+    chat_token_counts = "estimated"
+
+    def chat_body(self, *, model: str, messages: list[dict], max_tokens: int, temperature: float,
+                  ignore_eos: bool) -> dict:
+        """The engine's own completions body with `messages` in place of `prompt`: every engine here
+        takes the same sampling and stream options on both routes."""
+        body = self.request_body(model=model, prompt=None, max_tokens=max_tokens, temperature=temperature,
+                                 ignore_eos=ignore_eos)
+        del body["prompt"]
+        return {**body, "messages": messages}
+
+    def decode_chat(self, data: bytes) -> ChunkFields:
+        return decode_chat_object(load_chunk(data))
 
     version_endpoint: tuple[str, str] | None = None
     own_endpoints: tuple[str, ...] = ()

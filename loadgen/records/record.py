@@ -62,6 +62,16 @@ class RequestRecord:
     server_accepted_tokens: int | None = None
     #: --retries: the failures of earlier attempts of this request (ErrorInfo.detail each)
     retried: list[str] = field(default_factory=list)
+    #: the server's own count of the prompt (usage.prompt_tokens), where it gives one: compared with
+    #: prompt_tokens, the local template's, for tokenization parity
+    server_prompt_tokens: int | None = None
+    #: output tokens that streamed as reasoning (chat: reasoning_content / reasoning deltas); they
+    #: are output tokens all the same (in output_tokens, AL, TPOT and throughput)
+    reasoning_tokens: int = 0
+    #: the first chunk of the answer (content), after any reasoning; first_ns where there is none
+    first_answer_ns: int = 0
+    #: chunk_tokens were estimated by tokenizing the streamed text (the server gave no counts)
+    estimated_counts: bool = False
 
     @property
     def ok(self) -> bool:
@@ -75,7 +85,7 @@ class RequestRecord:
 
     def shift(self, delta_ns: int) -> None:
         """Move every time by delta_ns: a record from another machine's clock into this one's."""
-        for name in ("scheduled_ns", "sent_ns", "first_ns", "last_ns", "end_ns"):
+        for name in ("scheduled_ns", "sent_ns", "first_ns", "last_ns", "end_ns", "first_answer_ns"):
             value = getattr(self, name)
             if value:
                 setattr(self, name, value + delta_ns)
@@ -97,6 +107,13 @@ class RequestRecord:
             obj["receive_lag_ns"] = self.receive_lag_ns.tolist()
         if self.retried:
             obj["retried"] = self.retried
+        if self.server_prompt_tokens is not None:
+            obj["server_prompt_tokens"] = self.server_prompt_tokens
+        if self.reasoning_tokens or self.first_answer_ns != self.first_ns:
+            obj["reasoning_tokens"] = self.reasoning_tokens
+            obj["first_answer_ns"] = self.first_answer_ns
+        if self.estimated_counts:
+            obj["estimated_counts"] = True
         return obj
 
     @classmethod
@@ -114,4 +131,8 @@ class RequestRecord:
             server_draft_tokens=obj.get("server_draft_tokens"),
             server_accepted_tokens=obj.get("server_accepted_tokens"),
             retried=obj.get("retried", []),
+            server_prompt_tokens=obj.get("server_prompt_tokens"),
+            reasoning_tokens=obj.get("reasoning_tokens", 0),
+            first_answer_ns=obj.get("first_answer_ns", obj["first_ns"]),
+            estimated_counts=obj.get("estimated_counts", False),
         )

@@ -45,7 +45,8 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
     workers = emu.workers or (1 if (concurrency or config.concurrency) <= 256 else 2)
     timing = ["--cost", emu.cost] if emu.cost else ["--step-ms", str(emu.step_ms)]
     return ["--ttft-ms", str(emu.ttft_ms), *timing, "--accept", ",".join(map(str, emu.accept)),
-            "--seed", str(config.seed), "--workers", str(workers)]
+            "--seed", str(config.seed), "--workers", str(workers),
+            *(["--reasoning-tokens", str(emu.reasoning_tokens)] if emu.reasoning_tokens else [])]
 
 
 def run(config: RunConfig, console: Console) -> Report:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +56,19 @@ class ChatTokenizer:
         backend = self._tok.backend_tokenizer
         batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
         return [e.ids for e in batch(list(texts), add_special_tokens=False)]
+
+    def tokens_ending_in(self, pieces: Sequence[str]) -> list[int]:
+        """The pieces (a reply's streamed deltas, in order) joined and tokenized once: how many of
+        its tokens end in each piece. A token split over pieces counts in the one its text ends in,
+        so the counts sum to the reply's tokens; what a server counted may still differ (special
+        tokens it does not stream, a different merge at a boundary), hence an estimate."""
+        ends = list(itertools.accumulate(len(p) for p in pieces))
+        encoding = self._tok.backend_tokenizer.encode("".join(pieces), add_special_tokens=False)
+        counts = [0] * len(pieces)
+        for _, end in encoding.offsets:
+            if end > 0:
+                counts[min(bisect.bisect_left(ends, end), len(pieces) - 1)] += 1
+        return counts
 
     def decode(self, ids: Sequence[int]) -> str:
         return cast(str, self._tok.decode(list(ids)))  # one id list decodes to one str (a batch, to a list)
