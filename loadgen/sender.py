@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 
 from .clock import MONOTONIC_CLOCK, Clock
-from .config import RunConfig
+from .config import ENDPOINT_PATHS, RunConfig
 from .engines import EngineAdapter
 from .records import ErrorInfo, EstimatedChatRecorder, RequestRecord, StreamRecorder
 from .transport import ExchangeError, HttpClient
@@ -19,7 +19,7 @@ from .workloads import ChatTokenizer, Prompt, render_messages
 
 __all__ = ["Sender", "COMPLETIONS", "needs_tokenizer"]
 
-COMPLETIONS = "/v1/completions"
+COMPLETIONS = ENDPOINT_PATHS["completions"]
 
 
 def needs_tokenizer(config: RunConfig, adapter: EngineAdapter, multi_turn: bool) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from rich.console import Console
 
-from ..analysis import Report, WorkersInfo, build_report
+from ..analysis import Report, WorkersInfo, build_report, token_counts_of
 from ..config import RunConfig, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..engines import EngineAdapter
@@ -96,7 +96,8 @@ class _Run:
         loop = asyncio.get_running_loop()
         journal = Journal(self.folder.journal, loop)
         signals = InterruptSignals(loop)
-        metrics = start_live_metrics(config, public, self._in_flight, self.console)
+        metrics = start_live_metrics(config, public, self._in_flight, self.console,
+                                     token_counts_of(served.adapter, config.endpoint))
         self.tally = RecordTally(config, journal, metrics, self._in_flight, on_stop=self._on_interrupt)
         self.share = share = make_share(config, self.url, served, self.workload, plans, placement, client,
                                         self.tally)

@@ -6,11 +6,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadgen.analysis.report_types import HeldLoad, HeldRate, LoadLevels, Report, WorkersInfo
+from loadgen.analysis.report_types import ChatFigures, HeldLoad, HeldRate, LoadLevels, Report, WorkersInfo
 
 from .tables import cell
 
-__all__ = ["RunProgress", "collapse_line", "print_levels", "print_summary", "print_workers"]
+__all__ = ["RunProgress", "collapse_line", "print_chat", "print_levels", "print_summary", "print_workers"]
 
 
 class RunProgress:
@@ -119,7 +119,10 @@ def print_summary(console: Console, report: Report) -> None:
         for k, n in hist.items():
             al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), cell(cond.get(k), "{:.3f}"))
         console.print(al)
-        if client.token_counts != "usage":
+        if client.token_counts == "estimated":
+            console.print("[yellow]tokens per chunk were ESTIMATED by tokenizing the streamed text with the run's "
+                          "tokenizer (the server gave no counts on chat): acceptance figures are estimates[/]")
+        elif client.token_counts != "usage":
             console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
                           "acceptance figures are not measured[/]")
     server = spec.server
@@ -148,6 +151,9 @@ def print_summary(console: Console, report: Report) -> None:
                       f"server {check.server_acceptance_length:.3f}); likely: {'; '.join(check.likely_causes)}. "
                       f"Authoritative here: {check.authoritative}.")
 
+    if report.chat is not None:
+        print_chat(console, report.chat)
+
     cats = report.categories
     if cats:
         ct = Table(title="By category", title_justify="left")
@@ -171,6 +177,21 @@ def print_summary(console: Console, report: Report) -> None:
             example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)
+
+
+def print_chat(console: Console, chat: ChatFigures) -> None:
+    """How a text run's tokens were counted, reasoning against answer, and the parity warning."""
+    sent = "chat messages" if chat.endpoint == "chat" else f"{chat.prompt_format} prompts"
+    line = f"{sent}; token counts: {chat.token_counts}"
+    if chat.reasoning_tokens:
+        line += (f"; reasoning {chat.reasoning_tokens} / answer {chat.answer_tokens} output tokens; first answer "
+                 f"token p50 {_ms(chat.ttft_answer_s.p50)} ms (TTFT counts reasoning)")
+    console.print(line)
+    parity = chat.parity
+    if parity is not None and parity.flagged:
+        console.print(f"[bold yellow]Tokenization parity: {parity.example}[/] ({parity.mismatched} of "
+                      f"{parity.requests} requests differ; {parity.server_prompt_tokens} server against "
+                      f"{parity.local_prompt_tokens} local prompt tokens in all)")
 
 
 def print_levels(console: Console, levels: LoadLevels) -> None:
