@@ -44,6 +44,15 @@ class ChatTokenizer:
     def bos_token_id(self) -> int | None:
         return self._tok.bos_token_id
 
+    def as_text_prompt(self, text: str) -> str:
+        """A rendered prompt as a server is sent it as text: without the BOS its chat template
+        writes, since servers add their own BOS to a text prompt, which would make two:
+        llama-server tokenizes it with add_special and parse_special on (tools/server/server-context.cpp,
+        tokenize_input_prompts(..., true, true, ...)), vLLM 0.32's /v1/completions has
+        add_special_tokens default True (entrypoints/openai/completion/protocol.py)."""
+        bos = self._tok.bos_token
+        return text[len(bos):] if isinstance(bos, str) and bos and text.startswith(bos) else text
+
     def encode(self, text: str) -> list[int]:
         """Plain text to ids, adding no special tokens."""
         return self._tok.encode(text, add_special_tokens=False)
