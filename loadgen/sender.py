@@ -67,7 +67,8 @@ class Sender:
             prompt: np.ndarray | str = token_ids
             if config.prompt_format == "text":
                 assert self._tokenizer is not None, "needs_tokenizer: text prompts load the run's tokenizer"
-                prompt = self._tokenizer.as_text_prompt(render_messages(self._tokenizer, messages, config.chat_template))
+                tokenizer = self._tokenizer
+                prompt = tokenizer.as_text_prompt(render_messages(tokenizer, messages, config.chat_template))
             body = adapter.request_body(model=self._model, prompt=prompt, max_tokens=max_tokens,
                                         temperature=config.temperature, ignore_eos=config.ignore_eos)
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
