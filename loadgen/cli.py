@@ -396,6 +396,16 @@ def _describe(loaded) -> None:
 @click.option("--undrafted-start", default=0, show_default=True,
               help="First decode steps of each request that draft nothing, as n-gram drafting has nothing to "
                    "match yet (vLLM's n-gram: about 4).")
+@click.option("--reasoning-tokens", default=0, show_default=True,
+              help="On /v1/chat/completions, the first N output tokens of each request stream as reasoning "
+                   "deltas in the engine's own field (vllm: reasoning; sglang, trtllm, llamacpp: "
+                   "reasoning_content), the rest as content; usage counts both.")
+@click.option("--endpoints", default="completions,chat", show_default=True,
+              help="Generation routes served: completions (/v1/completions), chat (/v1/chat/completions); "
+                   "a missing one answers 404 in the engine's error format (a gateway that routes only chat).")
+@click.option("--text-prompts-only", is_flag=True,
+              help="/v1/completions refuses token-id prompts with HTTP 400 (a server or gateway that tokenizes "
+                   "itself), to test text prompts.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
 @click.option("--send-timestamps", is_flag=True,
@@ -412,8 +422,9 @@ def _describe(loaded) -> None:
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
-            stream_interval, undrafted_start, seed, workers, send_timestamps, api_key, fail_status, fail_stream_error,
-            fail_reset, fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
+            stream_interval, undrafted_start, reasoning_tokens, endpoints, text_prompts_only, seed, workers,
+            send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
+            slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -442,7 +453,9 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                 stream_interval=stream_interval, undrafted_start=undrafted_start, seed=seed,
                                 workers=workers,
                                 send_timestamps=send_timestamps, api_key=api_key,
-                                faults=faults)
+                                faults=faults, reasoning_tokens=reasoning_tokens,
+                                endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()),
+                                text_prompts_only=text_prompts_only)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:

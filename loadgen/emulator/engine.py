@@ -7,12 +7,14 @@ metrics endpoints, error bodies, and any extra routes. server.py owns timing, ac
 sockets, and calls a Personality for every byte it writes:
 
     parse_request(body, headers) -> GenerationParams      (raises RequestRejected)
-    stream_encoder(rid, created, params) -> encoder with
+    parse_chat_request(body, headers) -> GenerationParams (chat=True) for /v1/chat/completions
+    stream_encoder(rid, created, params) -> encoder with   (chat_stream_encoder for chat: the same interface)
         per_token: bool                                    text given as one string per token?
         events(text, ids, finish, completion_tokens, steps, extra) -> bytes
                                                            one chunk's SSE event(s): one step, or N merged
         tail(gen, now_ns) -> bytes                         what follows the last token, [DONE] included
     completion_body(gen, text, ids, finish, now_ns) -> dict    non-streaming answer
+    chat_body(gen, now_ns) -> dict                         non-streaming chat answer (gen.texts: one per token)
     models_body() -> dict, error_body(status, message) -> dict,
     error_event(status, message) -> bytes | None           mid-stream error (None: drop the connection)
     routes() -> {(method, path): handler(conn, request)}   /health, /v1/models, metrics, extras
@@ -37,7 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .server import EmulatorConfig
 
 __all__ = ["GenerationParams", "RequestRejected", "Personality", "BatchStats", "Handler",
-           "sse", "prometheus_family", "go_float", "emulator_lag_lines", "CATEGORY_HEADER", "error_type"]
+           "sse", "prometheus_family", "go_float", "emulator_lag_lines", "CATEGORY_HEADER", "error_type",
+           "chat_prompt_token_count", "split_reasoning", "reasoning_count"]
 
 Handler = Callable[["Connection", "Request"], None]
 
@@ -65,6 +68,9 @@ class GenerationParams:
     return_token_ids: bool      # token ids on every chunk (vLLM return_token_ids, TRT-LLM detokenize=false)
     ignore_eos: bool
     category: str | None = None  # X-Loadgen-Category: picks the acceptance profile
+    chat: bool = False           # a /v1/chat/completions request (deltas, a role chunk; see chat encoders)
+    #: chat only: the first this many output tokens stream as reasoning (--reasoning-tokens), the rest as answer
+    reasoning_tokens: int = 0
 
 
 class BatchStats:
@@ -112,6 +118,40 @@ def prompt_token_count(prompt: object) -> int | None:
     return None
 
 
+def chat_prompt_token_count(messages: object) -> int | None:
+    """Prompt tokens of a chat request's `messages`: the words of every message's text (a string
+    content, or the "text" of its content parts), at least 1, as prompt_token_count counts a text
+    prompt (the emulator has no tokenizer nor template, so the template's own tokens are not
+    counted); None when `messages` is not a non-empty list of objects."""
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        return None
+    words = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            words += len(content.split())
+        elif isinstance(content, list):
+            words += sum(len(part["text"].split()) for part in content
+                         if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return max(1, words)
+
+
+def split_reasoning(texts: list[str], completion_tokens: int, reasoning_tokens: int) -> tuple[str, str]:
+    """One chunk's tokens (`texts`, the last len(texts) of `completion_tokens`) as (reasoning text,
+    answer text): tokens before position `reasoning_tokens` of the output are reasoning."""
+    cut = reasoning_tokens - (completion_tokens - len(texts))
+    if cut <= 0:
+        return "", "".join(texts)
+    if cut >= len(texts):
+        return "".join(texts), ""
+    return "".join(texts[:cut]), "".join(texts[cut:])
+
+
+def reasoning_count(params: GenerationParams, completion_tokens: int) -> int:
+    """Reasoning tokens among the first `completion_tokens` output tokens of a chat request."""
+    return min(params.reasoning_tokens, completion_tokens)
+
+
 def usage_suffix(template: bytes | None, prompt_tokens: int, completion_tokens: int) -> bytes:
     """A streamed chunk's `"usage"` member for engines that always send one (SGLang, TRT-LLM):
     null unless per-chunk usage was asked for; `template` is filled with total and completion tokens."""
@@ -154,8 +194,6 @@ class Personality:
     name = ""
     owned_by = ""
     id_prefix = "cmpl-"
-    #: llama-server streams one SSE event per token even when a step makes several
-    per_token_chunks = False
     #: whether a draft is cut to the tokens still allowed (n_predict - n_decoded - 1), as llama-server does
     caps_drafts = False
     #: whether --stream-interval merges steps (llama-server has no stream interval)
@@ -189,11 +227,23 @@ class Personality:
     def request_id(self, n: int) -> str:
         return f"{self.id_prefix}{n}"
 
+    def chat_request_id(self, n: int) -> str:
+        return f"chatcmpl-{n}"
+
+    def parse_chat_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        raise NotImplementedError
+
     # -- responses -----------------------------------------------------------------------------
     def stream_encoder(self, rid: str, created: int, params: GenerationParams):
         raise NotImplementedError
 
     def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
+        raise NotImplementedError
+
+    def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams):
+        raise NotImplementedError
+
+    def chat_body(self, gen, now_ns: int) -> dict:
         raise NotImplementedError
 
     def models_body(self) -> dict:

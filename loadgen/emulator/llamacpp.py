@@ -17,6 +17,17 @@ server-context.cpp, server.cpp) and seen on a live server (../shared/LLAMACPP.md
 - errors are `{"error": {"code", "message", "type"}}`; a failed stream ends with
   `data: {"error": {...}}` and no [DONE].
 
+/v1/chat/completions (server-task.cpp server_task_result_cmpl_partial::to_json_oaicompat_chat,
+server_task_result_cmpl_final::to_json_oaicompat_chat_stream and to_json_oaicompat_chat;
+server-chat.cpp server_chat_msg_diff_to_json_oaicompat): one `chat.completion.chunk` event per token,
+keys `choices` [{finish_reason, index, delta}], created, id, model, system_fingerprint, object; the
+first token's result is preceded by a `{"role":"assistant","content":null}` delta; a token's delta
+is `{"content"}` or, for reasoning (the server's reasoning format; here --reasoning-tokens),
+`{"reasoning_content"}`. The final result is an event with an empty delta and the finish reason,
+then with stream_options.include_usage a `choices: []` event with usage, `timings` on the last of
+them; then [DONE] (server-context.cpp). The message of the non-streaming answer has `content` and,
+when there is reasoning, `reasoning_content` (common/chat.cpp common_chat_msg::to_json_oaicompat).
+
 llama-server's own `--spec-synth-rates` are UNCONDITIONAL per-position probabilities; the emulator's
 --accept stays CONDITIONAL (P(position i accepted | 1..i-1 accepted)) here as for every engine.
 """
@@ -30,12 +41,14 @@ from .engine import (
     GenerationParams,
     Personality,
     RequestRejected,
+    chat_prompt_token_count,
     emulator_lag_lines,
     prompt_token_count,
+    split_reasoning,
     sse,
 )
 
-__all__ = ["Llamacpp", "StreamEncoder", "cpp_double"]
+__all__ = ["Llamacpp", "StreamEncoder", "ChatStreamEncoder", "cpp_double"]
 
 SYSTEM_FINGERPRINT = "b1-emulator"
 
@@ -101,11 +114,51 @@ class StreamEncoder:
         return sse(final) + b"data: [DONE]\n\n"
 
 
+class ChatStreamEncoder:
+    """server_task_result_cmpl_partial::to_json_oaicompat_chat() per token, pre-encoded around the delta."""
+
+    __slots__ = ("_head", "_foot", "_first", "_rid", "_created", "_params", "_model", "_reasoning")
+
+    per_token = True
+
+    def __init__(self, rid: str, created: int, params: GenerationParams, model: str) -> None:
+        self._head = b'data: {"choices":[{"finish_reason":null,"index":0,"delta":'
+        self._foot = (b'}],"created":%d,"id":' % created + orjson.dumps(rid) + b',"model":' + orjson.dumps(model)
+                      + b',"system_fingerprint":' + orjson.dumps(SYSTEM_FINGERPRINT)
+                      + b',"object":"chat.completion.chunk"')
+        self._first = True
+        self._rid, self._created, self._params, self._model = rid, created, params, model
+        self._reasoning = params.reasoning_tokens
+
+    def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
+        """One event per token; the finish reason goes on the final event (tail), not on these."""
+        head, foot = self._head, self._foot + extra + b"}\n\n"
+        dumps = orjson.dumps
+        out = []
+        if self._first:
+            self._first = False
+            out.append(head + b'{"role":"assistant","content":null}' + foot)
+        n_reasoning = self._reasoning - (completion_tokens - len(texts))  # of these tokens, reasoning
+        for i, text in enumerate(texts):
+            field = b'{"reasoning_content":' if i < n_reasoning else b'{"content":'
+            out.append(head + field + dumps(text) + b"}" + foot)
+        return b"".join(out)
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        common = {"created": self._created, "id": self._rid, "model": self._model,
+                  "system_fingerprint": SYSTEM_FINGERPRINT, "object": "chat.completion.chunk"}
+        events = [{"choices": [{"finish_reason": "length", "index": 0, "delta": {}}], **common}]
+        if self._params.include_usage:
+            events.append({"choices": [], **common, "usage": _usage(self._params, gen.emitted)})
+        events[-1]["timings"] = timings(gen, now_ns)
+        return b"".join(sse(e) for e in events) + b"data: [DONE]\n\n"
+
+
 class Llamacpp(Personality):
     name = "llamacpp"
     owned_by = "llamacpp"
     id_prefix = "chatcmpl-"
-    per_token_chunks = True
     merges_steps = False  # llama-server has no stream interval: one event per token anyway
 
     _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -121,6 +174,20 @@ class Llamacpp(Personality):
         prompt_tokens = prompt_token_count(prompt) if prompt else None
         if prompt_tokens is None:
             raise RequestRejected(400, "\"prompt\" must be a string or a list of tokens")
+        return self._params(body, headers, prompt_tokens, chat=False)
+
+    def parse_chat_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        """oaicompat_chat_params_parse (server-common.cpp): `messages` required and an array."""
+        if not isinstance(body, dict):
+            raise RequestRejected(400, "request body must be a JSON object")
+        if "messages" not in body:
+            raise RequestRejected(400, "'messages' is required")
+        prompt_tokens = chat_prompt_token_count(body["messages"])
+        if prompt_tokens is None:
+            raise RequestRejected(400, "Expected 'messages' to be an array")
+        return self._params(body, headers, prompt_tokens, chat=True)
+
+    def _params(self, body: dict, headers: dict[str, str], prompt_tokens: int, chat: bool) -> GenerationParams:
         # n_predict <- max_completion_tokens <- max_tokens; -1 (llama-server's default) means "until
         # the end of the context", which the emulator, having no EOS, replaces by 16
         max_tokens = body.get("n_predict", body.get("max_completion_tokens", body.get("max_tokens", -1)))
@@ -133,10 +200,28 @@ class Llamacpp(Personality):
                                 stream=bool(body.get("stream", False)),
                                 include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
                                 continuous_usage=False, return_token_ids=False,
-                                ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER))
+                                ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER),
+                                chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0)
 
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
         return StreamEncoder(rid, created, params, self.config.model)
+
+    def chat_request_id(self, n: int) -> str:
+        return self.request_id(n)
+
+    def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams) -> ChatStreamEncoder:
+        return ChatStreamEncoder(rid, created, params, self.config.model)
+
+    def chat_body(self, gen, now_ns: int) -> dict:
+        params = gen.params
+        reasoning, content = split_reasoning(gen.texts, gen.emitted, params.reasoning_tokens)
+        message = {"role": "assistant", "content": content}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        return {"choices": [{"finish_reason": "length", "index": 0, "message": message}],
+                "created": gen.created, "model": self.config.model, "system_fingerprint": SYSTEM_FINGERPRINT,
+                "object": "chat.completion", "usage": _usage(params, gen.emitted), "id": gen.rid,
+                "timings": timings(gen, now_ns)}
 
     def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
         params = gen.params

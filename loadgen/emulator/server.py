@@ -35,7 +35,7 @@ from .stepper import AcceptanceSampler, Stepper
 if TYPE_CHECKING:  # pragma: no cover - the emulator imports no analysis code at run time
     from loadgen.analysis.step_model import StepModel
 
-__all__ = ["EmulatorConfig", "serve", "PERSONALITIES"]
+__all__ = ["EmulatorConfig", "serve", "PERSONALITIES", "GENERATION_ROUTES"]
 
 
 def _personality(reference: str) -> type[Personality]:
@@ -51,6 +51,8 @@ PERSONALITIES: dict[str, type[Personality]] = {name: _personality(spec.personali
 _WORDS = [" the", " model", " token", " draft", " step", " verify", " accept", " and", " of", " to",
           " a", " in", " is", " that", " for", " it", " with", " as", " on", " be"]
 _TOKEN_IDS = range(32000)
+#: --endpoints name -> the generation route it serves
+GENERATION_ROUTES = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,13 @@ class EmulatorConfig:
     max_model_len: int = 131072
     early_ms: float = 0.5  # see Stepper: centres the millisecond timer grid on the schedule
     engines: tuple[str, ...] = field(default=tuple(PERSONALITIES), repr=False)
+    #: on /v1/chat/completions, the first this many output tokens of each request stream as reasoning
+    #: deltas in the engine's own field (vLLM `reasoning`, the others `reasoning_content`)
+    reasoning_tokens: int = 0
+    #: the generation routes served (GENERATION_ROUTES keys); a missing one answers 404 like an unknown path
+    endpoints: tuple[str, ...] = ("completions", "chat")
+    #: /v1/completions refuses token-id prompts (HTTP 400), as a gateway or hosted API that tokenizes itself
+    text_prompts_only: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
@@ -111,6 +120,12 @@ class EmulatorConfig:
             raise ValueError("undrafted start must be at least 0 steps")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.reasoning_tokens < 0:
+            raise ValueError("reasoning tokens must be at least 0")
+        unknown = [e for e in self.endpoints if e not in GENERATION_ROUTES]
+        if unknown or not self.endpoints:
+            raise ValueError(f"--endpoints: give one or more of {', '.join(GENERATION_ROUTES)}"
+                             + (f" (not {', '.join(unknown)})" if unknown else ""))
         reason = PERSONALITIES[self.engine].single_worker_reason if self.engine in PERSONALITIES else None
         if self.workers > 1 and reason:
             raise ValueError(f"--workers {self.workers} is not supported with --engine {self.engine}: {reason}")
@@ -150,13 +165,14 @@ class Generation:
 
     __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
                  "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval", "fault",
-                 "due")
+                 "due", "per_token")
 
     def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int,
                  fault: FaultPlan = NO_FAULT) -> None:
         self.app, self.conn, self.params = app, conn, params
         self.fault = fault
-        self.rid = app.personality.request_id(app.next_id())
+        personality = app.personality
+        self.rid = (personality.chat_request_id if params.chat else personality.request_id)(app.next_id())
         self.created = int(time.time())
         self.emitted = 0    # tokens produced so far
         self.index = 0      # steps run so far
@@ -170,7 +186,10 @@ class Generation:
         self.texts: list[str] = []
         self.ids: list[int] = []
         self.sampler = app.sampler_for(params.category)
-        self.encoder = app.personality.stream_encoder(self.rid, self.created, params) if params.stream else None
+        encoder_of = personality.chat_stream_encoder if params.chat else personality.stream_encoder
+        self.encoder = encoder_of(self.rid, self.created, params) if params.stream else None
+        #: the encoder takes a chunk's text as one string per token (llama.cpp's events; chat's reasoning split)
+        self.per_token = self.encoder is not None and self.encoder.per_token
         self.interval = app.stream_interval
 
     def _next_due(self) -> int:
@@ -245,13 +264,14 @@ class Generation:
             self.ids.extend(ids)
             if not finished:
                 return self._next_due()
-            conn.respond_json(200, app.personality.completion_body(self, "".join(self.texts), self.ids, "length",
-                                                                   now_ns))
+            personality = app.personality
+            conn.respond_json(200, personality.chat_body(self, now_ns) if params.chat else
+                              personality.completion_body(self, "".join(self.texts), self.ids, "length", now_ns))
             self._close("requests_finished_length", now_ns)
             return None
         extra = (b',"emulator_arrival_ns":%d,"emulator_sent_ns":%d' % (self.start_ns, time.monotonic_ns())
                  if app.send_timestamps else b"")
-        payload = encoder.events(words if app.per_token else "".join(words), ids, finish, emitted, index, extra)
+        payload = encoder.events(words if self.per_token else "".join(words), ids, finish, emitted, index, extra)
         if not finished:
             conn.write_chunk(payload)
             return self._next_due()
@@ -324,12 +344,13 @@ class App:
         self.personality = PERSONALITIES[config.engine](config, counters, worker)
         self.stream_interval = config.stream_interval if self.personality.merges_steps else 1
         self.undrafted_start = config.undrafted_start
-        self.per_token = self.personality.per_token_chunks
         self.caps_drafts = self.personality.caps_drafts
         self.i_lag_sum, self.i_lag_count, self.i_lag_max = (
             self.idx["send_lag_ns_sum"], self.idx["send_lag_count"], self.idx["send_lag_ns_max"])
         self.routes = self.personality.routes()
-        self.paths = {path for _, path in self.routes} | {"/v1/completions"}
+        #: the generation routes served -> whether the route is chat
+        self.generation_paths = {GENERATION_ROUTES[e]: e == "chat" for e in config.endpoints}
+        self.paths = {path for _, path in self.routes} | set(self.generation_paths)
         self.batch = BatchStats()
         self.stepper = Stepper(asyncio.get_running_loop(), early_ns=int(config.early_ms * 1e6),
                                on_fire=self.on_fire if self.personality.uses_batches else None)
@@ -391,14 +412,15 @@ class App:
         handler = self.routes.get((request.method, request.path))
         if handler is not None:
             handler(conn, request)
-        elif (request.method, request.path) == ("POST", "/v1/completions"):
-            self._completions(conn, request, now)
+        elif request.method == "POST" and request.path in self.generation_paths:
+            self._completions(conn, request, now, self.generation_paths[request.path])
         elif request.path in self.paths:
             personality.respond_error(conn, 405, "Method Not Allowed")
         else:
             personality.respond_error(conn, 404, f"Not Found: {request.path}")
 
-    def _completions(self, conn: Connection, request: Request, now: int) -> None:
+    def _completions(self, conn: Connection, request: Request, now: int, chat: bool) -> None:
+        """POST /v1/completions (chat False) or /v1/chat/completions (chat True)."""
         personality = self.personality
         try:
             body = orjson.loads(request.body)
@@ -406,8 +428,13 @@ class App:
             exc = personality.bad_json()
             personality.respond_error(conn, exc.status, str(exc), exc.body)
             return
+        if not chat and self.config.text_prompts_only and isinstance(body, dict) \
+                and isinstance(body.get("prompt"), list):
+            personality.respond_error(conn, 400, "this server takes text prompts only: send \"prompt\" as a string, "
+                                                 "not token ids (loadgen emulate --text-prompts-only)")
+            return
         try:
-            params = personality.parse_request(body, request.headers)
+            params = (personality.parse_chat_request if chat else personality.parse_request)(body, request.headers)
         except RequestRejected as exc:
             personality.respond_error(conn, exc.status, str(exc), exc.body)
             return

@@ -13,6 +13,14 @@ managers/scheduler_metrics_mixin.py, metrics/collector.py):
   `sglang:prompt_tokens_total`, `sglang:generation_tokens_total` (label model_name).
 - GET /server_info (and the deprecated /get_server_info): server args, scheduler info and
   `internal_states[i].avg_spec_accept_length`, cumulative since start.
+- /v1/chat/completions (serving_chat.py _generate_chat_stream, _generate_stream_content,
+  _build_chat_response; sse_utils.py build_sse_content): chunks are msgspec StreamChunk structs,
+  `usage` left out unless continuous_usage_stats, the delta's unset fields left out, the choice's
+  `logprobs`, `finish_reason`, `matched_stop` always written. A first chunk with
+  `{"role":"assistant","content":""}`; per step a `reasoning_content` chunk (with --reasoning-parser;
+  here --reasoning-tokens) and/or a `content` chunk, both with finish_reason null; then a separate
+  chunk with an empty delta and the finish reason; then, with include_usage, a pydantic-dumped
+  `choices: []` chunk whose usage has `reasoning_tokens`; then [DONE].
 """
 
 from __future__ import annotations
@@ -25,15 +33,18 @@ from .engine import (
     GenerationParams,
     Personality,
     RequestRejected,
+    chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
     max_tokens_of,
     prometheus_family,
     prompt_token_count,
+    reasoning_count,
+    split_reasoning,
     usage_suffix,
 )
 
-__all__ = ["Sglang", "StreamEncoder", "DECODE_LOG_INTERVAL"]
+__all__ = ["Sglang", "StreamEncoder", "ChatStreamEncoder", "DECODE_LOG_INTERVAL"]
 
 #: SGLang's --decode-log-interval default: the scheduler recomputes its spec gauges every 40 decode batches
 DECODE_LOG_INTERVAL = 40
@@ -41,10 +52,10 @@ DEFAULT_MODEL_NAME = "default"  # what SGLang's CompletionRequest.model defaults
 VERSION = "0.0.0+loadgen.emulator"
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict:
     # UsageInfo field order: prompt_tokens, total_tokens, completion_tokens, prompt_tokens_details, reasoning_tokens
     return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens, "prompt_tokens_details": None, "reasoning_tokens": 0}
+            "completion_tokens": completion_tokens, "prompt_tokens_details": None, "reasoning_tokens": reasoning_tokens}
 
 
 class StreamEncoder:
@@ -80,6 +91,55 @@ class StreamEncoder:
         return out + b"data: [DONE]\n\n"
 
 
+class ChatStreamEncoder:
+    """One chat request's chunks (build_sse_content), the constant parts pre-encoded; takes a chunk's
+    text as one string per token, to split reasoning from answer."""
+
+    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_reasoning")
+
+    per_token = True
+
+    def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
+        self._head = (b'data: {"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
+                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
+        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
+                       b'"prompt_tokens_details":null,"reasoning_tokens":%%d}' % params.prompt_tokens
+                       if params.continuous_usage else None)
+        self._params, self._rid, self._created = params, rid, created
+        self._first = True
+        self._reasoning = params.reasoning_tokens
+
+    def _chunk(self, delta: bytes, usage: bytes, extra: bytes) -> bytes:
+        return (self._head + delta + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' + usage + extra
+                + b"}\n\n")
+
+    def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
+        """The finish reason goes on a chunk of its own (tail), not on these."""
+        out = b""
+        if self._first:
+            self._first = False
+            out = self._chunk(b'{"role":"assistant","content":""}', b"", extra)
+        usage = (self._usage % (self._params.prompt_tokens + completion_tokens, completion_tokens,
+                                min(self._reasoning, completion_tokens)) if self._usage is not None else b"")
+        reasoning, content = split_reasoning(texts, completion_tokens, self._reasoning)
+        if reasoning:
+            out += self._chunk(b'{"reasoning_content":' + orjson.dumps(reasoning) + b"}", usage, extra)
+        if content:
+            out += self._chunk(b'{"content":' + orjson.dumps(content) + b"}", usage, extra)
+        return out
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        params = self._params
+        out = self._head + b'{},"logprobs":null,"finish_reason":"length","matched_stop":null}]}\n\n'
+        if params.include_usage:
+            out += b"data: " + orjson.dumps({
+                "id": self._rid, "object": "chat.completion.chunk", "created": self._created, "model": params.model,
+                "choices": [],
+                "usage": _usage(params.prompt_tokens, gen.emitted, reasoning_count(params, gen.emitted))}) + b"\n\n"
+        return out + b"data: [DONE]\n\n"
+
+
 class Sglang(Personality):
     """SGLang personality. Its spec gauges are windowed like the real scheduler's (see on_batch)."""
 
@@ -97,16 +157,33 @@ class Sglang(Personality):
     def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
         if not isinstance(body, dict):
             raise RequestRejected(400, "request body must be a JSON object")
-        model = body.get("model", DEFAULT_MODEL_NAME)
-        if not isinstance(model, str):
-            raise RequestRejected(400, "model must be a string")
         prompt = body.get("prompt")
         if not prompt:
             raise RequestRejected(400, "Prompt cannot be empty")
         prompt_tokens = prompt_token_count(prompt)
         if prompt_tokens is None:
             raise RequestRejected(400, "the emulator serves one prompt per request (a string or a list of token ids)")
-        max_tokens = max_tokens_of(body)
+        return self._params(body, headers, prompt_tokens, max_tokens_of(body), chat=False)
+
+    def parse_chat_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        """ChatCompletionRequest: `messages` (serving_chat.py _validate_request: "Messages cannot be
+        empty."), max_completion_tokens before max_tokens."""
+        if not isinstance(body, dict):
+            raise RequestRejected(400, "request body must be a JSON object")
+        if not body.get("messages"):
+            raise RequestRejected(400, "Messages cannot be empty.")
+        prompt_tokens = chat_prompt_token_count(body["messages"])
+        if prompt_tokens is None:
+            raise RequestRejected(400, "messages must be a list of message objects")
+        if body.get("max_completion_tokens") is not None:
+            body = {**body, "max_tokens": body["max_completion_tokens"]}
+        return self._params(body, headers, prompt_tokens, max_tokens_of(body), chat=True)
+
+    def _params(self, body: dict, headers: dict[str, str], prompt_tokens: int, max_tokens: int,
+                chat: bool) -> GenerationParams:
+        model = body.get("model", DEFAULT_MODEL_NAME)
+        if not isinstance(model, str):
+            raise RequestRejected(400, "model must be a string")
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise RequestRejected(400, "stream_options must be an object")
@@ -115,7 +192,8 @@ class Sglang(Personality):
                                 include_usage=bool(options.get("include_usage", False)),
                                 continuous_usage=bool(options.get("continuous_usage_stats", False)),
                                 return_token_ids=False, ignore_eos=bool(body.get("ignore_eos", False)),
-                                category=headers.get(CATEGORY_HEADER))
+                                category=headers.get(CATEGORY_HEADER), chat=chat,
+                                reasoning_tokens=self.config.reasoning_tokens if chat else 0)
 
     # -- responses -----------------------------------------------------------------------------
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
@@ -127,6 +205,21 @@ class Sglang(Personality):
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish,
                              "matched_stop": None}],
                 "usage": _usage(params.prompt_tokens, gen.emitted), "metadata": {"weight_version": "default"}}
+
+    def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams) -> ChatStreamEncoder:
+        return ChatStreamEncoder(rid, created, params)
+
+    def chat_body(self, gen, now_ns: int) -> dict:
+        """ChatCompletionResponse (_build_chat_response): content "" rather than null, reasoning_content
+        null when there is none."""
+        params = gen.params
+        reasoning, content = split_reasoning(gen.texts, gen.emitted, params.reasoning_tokens)
+        return {"id": gen.rid, "object": "chat.completion", "created": gen.created, "model": params.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content,
+                                                     "reasoning_content": reasoning or None, "tool_calls": None},
+                             "logprobs": None, "finish_reason": "length", "matched_stop": None}],
+                "usage": _usage(params.prompt_tokens, gen.emitted, reasoning_count(params, gen.emitted)),
+                "metadata": {"weight_version": "default"}}
 
     def models_body(self) -> dict:
         model = self.config.model

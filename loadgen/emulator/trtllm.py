@@ -12,6 +12,13 @@ openai_server.py, postprocess_handlers.py, metrics/collector.py, executor/types.
   returns only iterations since the previous read; at most 1000 are kept, oldest dropped).
   GET /prometheus/metrics has the trtllm_* counters and gauges.
 - a failure after the stream started ends the response without an error event.
+- /v1/chat/completions (postprocess_handlers.py chat_stream_post_processor, chat_response_post_processor;
+  openai_protocol.py at 01bf192): chunks dumped with exclude_none, so null fields are left out. The first
+  is `data: {...} \\n\\n` (a space before the blank line) with `delta: {"role":"assistant"}`; each
+  step's delta carries both `content` and `reasoning_content` (an empty string when there is none:
+  apply_reasoning_parser returns "" without a parser); `finish_reason` on the last, and
+  `avg_decoded_tokens_per_iter` when speculating; usage (continuous or the final, fully dumped
+  `choices: []` chunk) has `prompt_tokens_details` and no reasoning count. Ids are `chatcmpl-<n>`.
 """
 
 from __future__ import annotations
@@ -27,14 +34,18 @@ from .engine import (
     GenerationParams,
     Personality,
     RequestRejected,
+    chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
     prometheus_family,
     prompt_token_count,
+    split_reasoning,
+    sse,
     usage_suffix,
 )
 
-__all__ = ["Trtllm", "StreamEncoder", "COMPLETION_FIELDS", "MAX_PENDING_ITERATIONS"]
+__all__ = ["Trtllm", "StreamEncoder", "ChatStreamEncoder", "COMPLETION_FIELDS", "CHAT_FIELDS",
+           "MAX_PENDING_ITERATIONS"]
 
 #: CompletionRequest's fields (tensorrt_llm/serve/openai_protocol.py); anything else is rejected
 COMPLETION_FIELDS = frozenset((
@@ -48,6 +59,22 @@ COMPLETION_FIELDS = frozenset((
     "thinking_token_budget",
     # completion extra params
     "add_special_tokens", "response_format", "disaggregated_params", "priority", "conversation_params",
+))
+#: ChatCompletionRequest's fields (tensorrt_llm/serve/openai_protocol.py at 01bf192), max_tokens being
+#: the validation alias of max_completion_tokens; anything else is rejected
+CHAT_FIELDS = frozenset((
+    "messages", "prompt_token_ids", "prompt_token_ids_b64", "model", "frequency_penalty", "logit_bias", "logprobs",
+    "top_logprobs", "max_completion_tokens", "max_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
+    "stream", "stream_options", "temperature", "top_p", "tools", "tool_choice", "user", "reasoning_effort",
+    "thinking", "thinking_token_budget", "prompt_ignore_length",
+    # chat completion sampling params
+    "best_of", "use_beam_search", "top_k", "top_p_min", "min_p", "repetition_penalty", "length_penalty",
+    "early_stopping", "stop_token_ids", "include_stop_str_in_output", "ignore_eos", "min_tokens",
+    "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens", "lora_request",
+    # chat completion extra params
+    "echo", "add_generation_prompt", "add_special_tokens", "documents", "chat_template", "chat_template_kwargs",
+    "media_io_kwargs", "disaggregated_params", "conversation_params", "cache_salt", "priority", "agent_hierarchy",
+    "mm_processor_kwargs",
 ))
 STREAM_OPTIONS_FIELDS = frozenset(("include_usage", "continuous_usage_stats"))
 #: the executor keeps at most this many iteration stats between reads (iter_stats_max_iterations)
@@ -66,6 +93,16 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     # UsageInfo field order: prompt_tokens, total_tokens, completion_tokens, prompt_tokens_details
     return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
             "completion_tokens": completion_tokens, "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+def _tail(object_name: str, rid: str, created: int, params: GenerationParams, completion_tokens: int) -> bytes:
+    """The end of a stream: with include_usage the `choices: []` usage chunk (model_dump_json(), every
+    field), then [DONE]."""
+    out = b""
+    if params.include_usage:
+        out = sse({"id": rid, "object": object_name, "created": created, "model": params.model, "choices": [],
+                   "usage": _usage(params.prompt_tokens, completion_tokens)})
+    return out + b"data: [DONE]\n\n"
 
 
 class StreamEncoder:
@@ -102,12 +139,47 @@ class StreamEncoder:
         return out + extra + b"}\n\n"
 
     def tail(self, gen, now_ns: int) -> bytes:
+        return _tail("text_completion", self._rid, self._created, self._params, gen.emitted)
+
+
+class ChatStreamEncoder:
+    """chat_stream_post_processor's chunks, constant parts pre-encoded; takes a chunk's text as one
+    string per token, to split reasoning from answer."""
+
+    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_avg", "_reasoning")
+
+    per_token = True
+
+    def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
+        self._head = (b'data: {"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
+                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
+        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
+                       b'"prompt_tokens_details":{"cached_tokens":0}}' % params.prompt_tokens
+                       if params.continuous_usage else None)
+        self._params, self._rid, self._created = params, rid, created
+        self._first = True
+        self._avg = speculative
+        self._reasoning = params.reasoning_tokens
+
+    def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
         out = b""
-        if self._params.include_usage:
-            out = b"data: " + orjson.dumps({"id": self._rid, "object": "text_completion", "created": self._created,
-                                            "model": self._params.model, "choices": [],
-                                            "usage": _usage(self._params.prompt_tokens, gen.emitted)}) + b"\n\n"
-        return out + b"data: [DONE]\n\n"
+        prompt_tokens = self._params.prompt_tokens
+        if self._first:  # yield_first_chat: "data: {json} \n\n"
+            self._first = False
+            usage = self._usage % (prompt_tokens, 0) if self._usage is not None else b""
+            out = self._head + b'{"role":"assistant"}}]' + usage + extra + b"} \n\n"
+        reasoning, content = split_reasoning(texts, completion_tokens, self._reasoning)
+        choice = (b'{"content":' + orjson.dumps(content) + b',"reasoning_content":' + orjson.dumps(reasoning) + b"}")
+        if finish_reason is not None:
+            choice += b',"finish_reason":"' + finish_reason.encode() + b'"'
+        if self._avg:
+            choice += b',"avg_decoded_tokens_per_iter":' + orjson.dumps(completion_tokens / steps)
+        usage = self._usage % (prompt_tokens + completion_tokens, completion_tokens) if self._usage is not None else b""
+        return out + self._head + choice + b"}]" + usage + extra + b"}\n\n"
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        return _tail("chat.completion.chunk", self._rid, self._created, self._params, gen.emitted)
 
 
 class Trtllm(Personality):
@@ -128,12 +200,21 @@ class Trtllm(Personality):
 
     # -- requests ------------------------------------------------------------------------------
     def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        return self._parse(body, headers, chat=False)
+
+    def parse_chat_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        return self._parse(body, headers, chat=True)
+
+    def _parse(self, body: object, headers: dict[str, str], chat: bool) -> GenerationParams:
+        """CompletionRequest or ChatCompletionRequest validation: unknown fields, `model` and the
+        prompt (`prompt` / `messages`) required, max_tokens an int, stream_options only when streaming."""
         if not isinstance(body, dict):
             raise _validation_error([{"type": "model_attributes_type", "loc": ("body",),
                                       "msg": "Input should be a valid dictionary or object to extract fields from",
                                       "input": body}])
+        fields, prompt_key = (CHAT_FIELDS, "messages") if chat else (COMPLETION_FIELDS, "prompt")
         errors = [{"type": "extra_forbidden", "loc": ("body", key), "msg": "Extra inputs are not permitted",
-                   "input": value} for key, value in body.items() if key not in COMPLETION_FIELDS]
+                   "input": value} for key, value in body.items() if key not in fields]
         options = body.get("stream_options")
         if isinstance(options, dict):
             errors += [{"type": "extra_forbidden", "loc": ("body", "stream_options", key),
@@ -147,21 +228,25 @@ class Trtllm(Personality):
         elif not isinstance(body["model"], str):
             errors.append({"type": "string_type", "loc": ("body", "model"), "msg": "Input should be a valid string",
                            "input": body["model"]})
-        prompt = body.get("prompt")
-        prompt_tokens = prompt_token_count(prompt)
-        if "prompt" not in body:
-            errors.append({"type": "missing", "loc": ("body", "prompt"), "msg": "Field required", "input": body})
+        prompt = body.get(prompt_key)
+        prompt_tokens = chat_prompt_token_count(prompt) if chat else prompt_token_count(prompt)
+        if prompt_key not in body:
+            errors.append({"type": "missing", "loc": ("body", prompt_key), "msg": "Field required", "input": body})
         elif prompt_tokens is None:
-            errors.append({"type": "union_type", "loc": ("body", "prompt"),
-                           "msg": "the emulator serves one prompt per request (a string or a list of token ids)",
+            errors.append({"type": "list_type" if chat else "union_type", "loc": ("body", prompt_key),
+                           "msg": "Input should be a valid list" if chat else
+                           "the emulator serves one prompt per request (a string or a list of token ids)",
                            "input": prompt})
-        max_tokens = body.get("max_tokens")
+        # chat: max_completion_tokens, validation alias max_tokens (populate_by_name: either is taken)
+        max_key = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
+        max_tokens = body.get(max_key)
         if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)):
-            errors.append({"type": "int_type", "loc": ("body", "max_tokens"), "msg": "Input should be a valid integer",
+            errors.append({"type": "int_type", "loc": ("body", max_key), "msg": "Input should be a valid integer",
                            "input": max_tokens})
-        if options and not body.get("stream"):  # a model_validator(mode="before") in CompletionRequest
+        if options and not body.get("stream"):  # a model_validator(mode="before") in both requests
             errors.append({"type": "value_error", "loc": ("body",),
-                           "msg": "Value error, Stream options can only be defined when stream is true.",
+                           "msg": "Value error, stream_options can only be set if stream is true" if chat else
+                           "Value error, Stream options can only be defined when stream is true.",
                            "input": body})
         if errors:
             raise _validation_error(errors)
@@ -180,8 +265,9 @@ class Trtllm(Personality):
         return GenerationParams(model=body["model"], prompt_tokens=prompt_tokens,
                                 max_tokens=max_tokens, stream=stream,
                                 include_usage=include, continuous_usage=continuous,
-                                return_token_ids=body.get("detokenize", True) is False,
-                                ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER))
+                                return_token_ids=not chat and body.get("detokenize", True) is False,
+                                ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER),
+                                chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0)
 
     # -- responses -----------------------------------------------------------------------------
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
@@ -196,6 +282,24 @@ class Trtllm(Personality):
                              "context_logits": None, "finish_reason": finish, "stop_reason": None,
                              "disaggregated_params": None, "avg_decoded_tokens_per_iter": avg}],
                 "usage": _usage(params.prompt_tokens, gen.emitted), "prompt_token_ids": None}
+
+    def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams) -> ChatStreamEncoder:
+        return ChatStreamEncoder(rid, created, params, self.speculative)
+
+    def chat_body(self, gen, now_ns: int) -> dict:
+        """ChatCompletionResponse, every field (its ChatMessage: role, content, reasoning_content,
+        reasoning, tool_calls)."""
+        params = gen.params
+        reasoning, content = split_reasoning(gen.texts, gen.emitted, params.reasoning_tokens)
+        avg = gen.emitted / gen.index if self.speculative and gen.index else None
+        message: dict[str, object] = {"role": "assistant", "content": content, "reasoning_content": reasoning,
+                                      "reasoning": None, "tool_calls": []}
+        return {"id": gen.rid, "object": "chat.completion", "created": gen.created, "model": params.model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "length",
+                             "stop_reason": None, "mm_embedding_handle": None, "disaggregated_params": None,
+                             "avg_decoded_tokens_per_iter": avg}],
+                "usage": _usage(params.prompt_tokens, gen.emitted), "prompt_token_ids": None,
+                "prompt_token_ids_b64": None}
 
     def models_body(self) -> dict:
         return {"object": "list", "data": [{"id": self.config.model, "object": "model", "created": self.created,

@@ -1,6 +1,18 @@
 """vLLM's wire format, as read from its source (see ENGINES.md) and checked against vLLM 0.32.0's
 own output (tests/unit/emulator/test_vllm_matches_real.py): request fields, chunk shapes, the final
-usage chunk, /v1/models, /version and the Prometheus names of /metrics."""
+usage chunk, /v1/models, /version and the Prometheus names of /metrics.
+
+/v1/chat/completions follows vllm/entrypoints/openai/chat_completion/serving.py
+(chat_completion_stream_generator, chat_completion_full_generator) and protocol.py of 0.32.0, and
+its captures (fixtures/vllm-real/chat-*): chunks dumped with exclude_unset, so a field is present
+when the server set it: a first chunk with the role and `"content": ""` (and `prompt_token_ids`,
+`prompt_text`), then one chunk per step with `delta.content`, `logprobs`, `finish_reason` and
+`token_ids` (null unless return_token_ids), the last with `stop_reason` too and, unless a usage
+chunk follows, `system_fingerprint`. Continuous usage (include_usage + continuous_usage_stats)
+rides on every chunk with `completion_tokens_details`. Reasoning (the server's --reasoning-parser;
+here --reasoning-tokens) streams in `delta.reasoning` (0.32 no longer sends `reasoning_content`:
+protocol.py renames an incoming one), and usage then carries `completion_tokens_details:
+{"reasoning_tokens": N}` (serving.py _include_reasoning_tokens_details = bool(reasoning_parser))."""
 
 from __future__ import annotations
 
@@ -15,17 +27,21 @@ from .engine import (
     GenerationParams,
     Personality,
     RequestRejected,
+    chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
     max_tokens_of,
     prometheus_family,
     prompt_token_count,
+    reasoning_count,
+    split_reasoning,
     sse,
 )
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
            "usage_chunk", "completion_body", "models_body", "metrics_text", "error_body", "Vllm", "VERSION",
-           "system_fingerprint", "prometheus_float", "FINISHED_REASONS"]
+           "system_fingerprint", "prometheus_float", "FINISHED_REASONS", "parse_chat_request", "ChatStreamEncoder",
+           "chat_body"]
 
 #: the vLLM release whose output the emulator matches (its captures are the test fixtures)
 VERSION = "0.32.0"
@@ -70,6 +86,137 @@ def parse_completion_request(body: object, served_model: str,
         ignore_eos=bool(body.get("ignore_eos", False)),
         category=(headers or {}).get(CATEGORY_HEADER),
     )
+
+
+def parse_chat_request(body: object, served_model: str, reasoning_tokens: int,
+                       headers: dict[str, str] | None = None) -> GenerationParams:
+    """A ChatCompletionRequest: `messages` instead of `prompt`, max_completion_tokens before the
+    deprecated max_tokens (protocol.py); the rest as on /v1/completions."""
+    if not isinstance(body, dict):
+        raise RequestRejected(400, "request body must be a JSON object")
+    model = body.get("model", served_model)
+    if model != served_model:
+        raise RequestRejected(404, f"The model `{model}` does not exist.")
+    prompt_tokens = chat_prompt_token_count(body.get("messages"))
+    if prompt_tokens is None:
+        raise RequestRejected(400, "messages must be a non-empty list of message objects")
+    if body.get("max_completion_tokens") is not None:
+        body = {**body, "max_tokens": body["max_completion_tokens"]}
+    options = body.get("stream_options") or {}
+    return GenerationParams(
+        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens_of(body),
+        stream=bool(body.get("stream", False)),
+        include_usage=bool(options.get("include_usage", False)),
+        continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
+        return_token_ids=bool(body.get("return_token_ids", False)), ignore_eos=bool(body.get("ignore_eos", False)),
+        category=(headers or {}).get(CATEGORY_HEADER), chat=True, reasoning_tokens=reasoning_tokens)
+
+
+def _completion_details(params: GenerationParams, completion_tokens: int) -> dict | None:
+    """UsageInfo.completion_tokens_details on chat: set only with a reasoning parser (None otherwise)."""
+    return {"reasoning_tokens": reasoning_count(params, completion_tokens)} if params.reasoning_tokens else None
+
+
+def _placeholder_prompt_ids(params: GenerationParams) -> list[int]:
+    """The emulator has no tokenizer: `prompt_token_ids` of a chat request are placeholders, one per
+    counted prompt token (chat_prompt_token_count)."""
+    return [0] * params.prompt_tokens
+
+
+class ChatStreamEncoder:
+    """One chat request's chunks as bytes, the constant parts pre-encoded; takes a chunk's text as
+    one string per token, to split reasoning from answer (split_reasoning)."""
+
+    __slots__ = ("_head", "_usage", "_ids", "_first", "_params", "_rid", "_created", "_fingerprint", "_reasoning")
+
+    per_token = True
+
+    def __init__(self, rid: str, created: int, params: GenerationParams, fingerprint: str) -> None:
+        self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
+                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
+        p = params.prompt_tokens
+        details = b'{"reasoning_tokens":%d}' if params.reasoning_tokens else b"null"
+        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
+                       b'"completion_tokens_details":' % p + details + b"}"
+                       if params.continuous_usage else None)
+        self._ids = params.return_token_ids
+        self._first = True
+        self._params, self._rid, self._created, self._fingerprint = params, rid, created, fingerprint
+        self._reasoning = params.reasoning_tokens
+
+    def _usage_of(self, completion_tokens: int) -> bytes:
+        if self._usage is None:
+            return b""
+        total = self._params.prompt_tokens + completion_tokens
+        if self._reasoning:
+            return self._usage % (total, completion_tokens, min(self._reasoning, completion_tokens))
+        return self._usage % (total, completion_tokens)
+
+    def _role_chunk(self, extra: bytes) -> bytes:
+        """The first chunk: the role, empty content and (set explicitly by vLLM) prompt_token_ids, prompt_text."""
+        ids = orjson.dumps(_placeholder_prompt_ids(self._params)) if self._ids else b"null"
+        return (b"data: " + self._head + b'{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
+                + self._usage_of(0) + b',"prompt_token_ids":' + ids + b',"prompt_text":null' + extra + b"}\n\n")
+
+    def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
+               steps: int, extra: bytes = b"") -> bytes:
+        out = b""
+        if self._first:
+            self._first = False
+            out = self._role_chunk(extra)
+        if self._reasoning:
+            # a DeltaMessage holds what the parser set, in field order: content, reasoning
+            reasoning, content = split_reasoning(texts, completion_tokens, self._reasoning)
+            if not reasoning:
+                delta = b'{"content":' + orjson.dumps(content) + b"}"
+            elif content:
+                delta = b'{"content":' + orjson.dumps(content) + b',"reasoning":' + orjson.dumps(reasoning) + b"}"
+            else:
+                delta = b'{"reasoning":' + orjson.dumps(reasoning) + b"}"
+        else:
+            delta = b'{"content":' + orjson.dumps("".join(texts)) + b"}"
+        ids = orjson.dumps(token_ids) if self._ids else b"null"
+        if finish_reason is None:
+            choice = b',"logprobs":null,"finish_reason":null,"token_ids":' + ids + b"}]"
+            tail = b""
+        else:
+            choice = (b',"logprobs":null,"finish_reason":"' + finish_reason.encode()
+                      + b'","stop_reason":null,"token_ids":' + ids + b"}]")
+            # the fingerprint marks the terminal chunk unless a usage chunk follows (serving.py)
+            tail = b"" if self._params.include_usage else b',"system_fingerprint":' + orjson.dumps(self._fingerprint)
+        usage_bytes = self._usage_of(completion_tokens)
+        return out + b"data: " + self._head + delta + choice + usage_bytes + tail + extra + b"}\n\n"
+
+    def tail(self, gen, now_ns: int) -> bytes:
+        params = self._params
+        if not params.include_usage:
+            return b"data: [DONE]\n\n"
+        final = usage(params, gen.emitted)
+        details = _completion_details(params, gen.emitted)
+        if details is not None:  # the usage chunk is dumped with exclude_none
+            final["completion_tokens_details"] = details
+        return sse({"id": self._rid, "object": "chat.completion.chunk", "created": self._created,
+                    "model": params.model, "choices": [], "usage": final,
+                    "system_fingerprint": self._fingerprint}) + b"data: [DONE]\n\n"
+
+
+def chat_body(rid: str, created: int, params: GenerationParams, texts: list[str], token_ids: list[int],
+              finish_reason: str, completion_tokens: int, fingerprint: str) -> dict:
+    """ChatCompletionResponse as vLLM 0.32 dumps it (every field, nulls included; fixtures/vllm-real/chat-body.json)."""
+    reasoning, content = split_reasoning(texts, completion_tokens, params.reasoning_tokens)
+    message = {"role": "assistant", "content": content if content or not params.reasoning_tokens else None,
+               "refusal": None, "annotations": None, "audio": None, "function_call": None,
+               "reasoning": reasoning or None}
+    return {"id": rid, "object": "chat.completion", "created": created, "model": params.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason,
+                         "stop_reason": None, "token_ids": token_ids if params.return_token_ids else None,
+                         "routed_experts": None}],
+            "service_tier": None, "system_fingerprint": fingerprint,
+            "usage": {**usage(params, completion_tokens), "prompt_tokens_details": None,
+                      "completion_tokens_details": _completion_details(params, completion_tokens)},
+            "prompt_logprobs": None,
+            "prompt_token_ids": _placeholder_prompt_ids(params) if params.return_token_ids else None,
+            "prompt_text": None, "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None}
 
 
 class StreamEncoder:
@@ -213,6 +360,18 @@ class Vllm(Personality):
     def request_id(self, n: int) -> str:
         """vLLM's ids are `cmpl-` and 16 hex digits (a random 64-bit number); here the request's number."""
         return f"{self.id_prefix}{n:016x}"
+
+    def chat_request_id(self, n: int) -> str:
+        return f"chatcmpl-{n:016x}"
+
+    def parse_chat_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
+        return parse_chat_request(body, self.config.model, self.config.reasoning_tokens, headers)
+
+    def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams) -> ChatStreamEncoder:
+        return ChatStreamEncoder(rid, created, params, self.fingerprint)
+
+    def chat_body(self, gen, now_ns: int) -> dict:
+        return chat_body(gen.rid, gen.created, gen.params, gen.texts, gen.ids, "length", gen.emitted, self.fingerprint)
 
     def __init__(self, config, counters, worker: int) -> None:
         super().__init__(config, counters, worker)

