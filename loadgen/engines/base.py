@@ -35,8 +35,12 @@ class ChunkFields(NamedTuple):
     accepted_tokens: int | None = None
     #: the server's usage.prompt_tokens, where the chunk carries usage (tokenization parity)
     prompt_tokens: int | None = None
-    #: a chat chunk whose delta is reasoning (reasoning_content / reasoning), not the answer
-    reasoning: bool = False
+    #: a chat chunk's reasoning delta (reasoning_content / reasoning); `text` is then the answer's
+    #: delta (content), and a chunk may carry both (the step in which reasoning ended)
+    reasoning_text: str | None = None
+    #: cumulative reasoning tokens where the engine counts them in usage (vLLM's
+    #: completion_tokens_details.reasoning_tokens, SGLang's usage.reasoning_tokens), or None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)

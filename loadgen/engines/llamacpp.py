@@ -68,10 +68,14 @@ class LlamacppAdapter(OpenAIAdapter):
 
     def decode_chat(self, data: bytes) -> ChunkFields:
         """The chat delta, counted by its timings' predicted_n (the final usage chunk's usage agrees);
-        the request's draft statistics as on /v1/completions (the last timings win)."""
+        a delta without timings (one of several in a result, or a server that ignores
+        timings_per_token) counts as one token, which the next cumulative count corrects. The
+        request's draft statistics as on /v1/completions (the last timings win)."""
         obj = load_chunk(data)
         timings = obj.get("timings")
         fields = decode_chat_object(obj, timings.get("predicted_n") if timings else None)
+        if fields.completion_tokens is None and (fields.text or fields.reasoning_text):
+            fields = fields._replace(tokens=1)
         if timings and fields.error is None and ("draft_n" in timings or "usage" in obj):
             return fields._replace(draft_tokens=timings.get("draft_n", 0),
                                    accepted_tokens=timings.get("draft_n_accepted", 0))

@@ -44,40 +44,45 @@ def decode_openai_object(obj: dict) -> ChunkFields:
 
 
 def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> ChunkFields:
-    """The fields of a /v1/chat/completions chunk (`choices[0].delta`). Reasoning arrives in
-    `reasoning_content` (llama.cpp tools/server/server-chat.cpp server_chat_msg_diff_to_json_oaicompat;
-    SGLang serving_chat.py _generate_stream_content; TRT-LLM serve/postprocess_handlers.py
-    chat_stream_post_processor) or `reasoning` (vLLM 0.32: DeltaMessage.reasoning,
-    entrypoints/generate/base/protocol.py). A chunk without text in either (the role-only first
-    chunk, an empty finish chunk) holds a token only where a count says so.
+    """The fields of a /v1/chat/completions chunk (`choices[0].delta`). The answer is `content`;
+    reasoning arrives in `reasoning_content` (llama.cpp tools/server/server-chat.cpp
+    server_chat_msg_diff_to_json_oaicompat; SGLang serving_chat.py _generate_stream_content; TRT-LLM
+    serve/postprocess_handlers.py chat_stream_post_processor) or `reasoning` (vLLM 0.32:
+    DeltaMessage.reasoning, entrypoints/generate/base/protocol.py), in the same delta as content in
+    the step where reasoning ends (vLLM, TRT-LLM). Cumulative reasoning counts where usage has them:
+    vLLM's completion_tokens_details.reasoning_tokens (chat_completion/serving.py
+    _make_completion_tokens_details, with a reasoning parser), SGLang's usage.reasoning_tokens
+    (UsageProcessor.calculate_token_usage). A chunk without text (the role-only first chunk, an
+    empty finish chunk) holds a token only where a count says so.
     completion_tokens: the engine's cumulative count where it is not in usage (llama.cpp's timings)."""
     error = obj.get("error")
     if error is not None:
         message = error.get("message") if isinstance(error, dict) else str(error)
         return ChunkFields(None, None, False, None, str(message), None)
     usage = obj.get("usage")
+    prompt_tokens = reasoning_tokens = None
     if usage:
         completion_tokens = usage.get("completion_tokens")
+        prompt_tokens = usage.get("prompt_tokens")
+        details = usage.get("completion_tokens_details")
+        reasoning_tokens = details.get("reasoning_tokens") if details else usage.get("reasoning_tokens")
     choices = obj.get("choices")
     tokens = None
     finish = None
-    text = None
-    reasoning = False
+    text = reasoning = None
     has_choice = False
     if choices:
         choice = choices[0]
         finish = choice.get("finish_reason")
         delta = choice.get("delta") or {}
         text = delta.get("content")
-        if not text:
-            text = delta.get("reasoning_content") or delta.get("reasoning")
-            reasoning = bool(text)
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-        has_choice = bool(text) or tokens is not None or completion_tokens is not None
+        has_choice = bool(text or reasoning) or tokens is not None or completion_tokens is not None
     return ChunkFields(completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"), text,
-                       prompt_tokens=usage.get("prompt_tokens") if usage else None, reasoning=reasoning)
+                       prompt_tokens=prompt_tokens, reasoning_text=reasoning, reasoning_tokens=reasoning_tokens)
 
 
 class OpenAIAdapter:

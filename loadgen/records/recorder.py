@@ -67,8 +67,15 @@ class StreamRecorder:
             record.server_accepted_tokens = fields.accepted_tokens
         if fields.prompt_tokens is not None:
             record.server_prompt_tokens = fields.prompt_tokens
-        if self._texts is not None and fields.text and not fields.reasoning:  # the answer is the next context
+        if self._texts is not None and fields.text:  # the answer (never the reasoning) is the next context
             self._texts.append(fields.text)
+        reasoning = fields.reasoning_text
+        if fields.reasoning_tokens is not None:
+            record.reasoning_tokens = fields.reasoning_tokens  # the engine's own cumulative count
+        elif reasoning and tokens > 0:
+            record.reasoning_tokens += _reasoning_share(tokens, reasoning, fields.text)
+        if not record.first_answer_ns and (fields.text or (tokens > 0 and fields.has_choice and not reasoning)):
+            record.first_answer_ns = t_ns  # answer text, even on a chunk whose step's tokens came before it
         if tokens <= 0 or not fields.has_choice:
             return
         chunk_ns = record.chunk_ns
@@ -77,10 +84,6 @@ class StreamRecorder:
         record.last_ns = t_ns
         chunk_ns.append(t_ns)
         record.chunk_tokens.append(tokens)
-        if fields.reasoning:
-            record.reasoning_tokens += tokens
-        elif not record.first_answer_ns:
-            record.first_answer_ns = t_ns
         if fields.sent_ns is not None:
             record.receive_lag_ns.append(t_ns - fields.sent_ns)
 
@@ -101,6 +104,15 @@ class StreamRecorder:
         return record
 
 
+def _reasoning_share(tokens: int, reasoning: str, answer: str | None) -> int:
+    """A chunk's tokens that were reasoning, where the engine does not count them (TRT-LLM, llama.cpp):
+    all of them, or in the step where reasoning ended and the answer began (both deltas in one
+    chunk) the share of its characters that were reasoning, rounded."""
+    if not answer:
+        return tokens
+    return round(tokens * len(reasoning) / (len(reasoning) + len(answer)))
+
+
 def _group_into_steps(record: RequestRecord, gap_ns: int) -> None:
     """One entry per chunk becomes one entry per step (see records.steps). A chunk that carried
     several tokens (held back mid-character) gives each its arrival time."""
@@ -118,20 +130,22 @@ def _group_into_steps(record: RequestRecord, gap_ns: int) -> None:
 
 class EstimatedChatRecorder:
     """A chat stream from a server that gives no per-chunk counts (the plain OpenAI adapter): on the
-    read path each text-carrying chunk keeps only its time and text; when the request ends the reply
-    is tokenized once with the run's tokenizer (`estimate`: the texts -> tokens ending in each) and
-    each token is counted in the chunk its text ends in. A chunk in which no token ends holds none
-    and is no step. The record is marked estimated_counts; output_tokens is still the server's usage
-    where it sends one at the end."""
+    read path each text-carrying chunk keeps only its time and its texts (reasoning, answer); when
+    the request ends the reply is tokenized once with the run's tokenizer (`estimate`: the pieces ->
+    tokens ending in each) and each token is counted in the chunk its text ends in. A chunk in which
+    no token ends holds none and is no step. The record is marked estimated_counts; output_tokens is
+    still the server's usage where it sends one at the end."""
 
-    __slots__ = ("record", "_estimate", "_texts", "_reasoning", "_usage_tokens", "_keep_text", "_decode")
+    __slots__ = ("record", "_estimate", "_pieces", "_reasoning", "_chunk_of", "_usage_tokens", "_keep_text",
+                 "_decode")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, estimate: Callable[[list[str]], list[int]],
                  keep_text: bool = False) -> None:
         self.record = record
         self._estimate = estimate
-        self._texts: list[str] = []
-        self._reasoning: list[bool] = []
+        self._pieces: list[str] = []  # every delta's texts in order, reasoning before answer within a chunk
+        self._reasoning: list[bool] = []  # per piece
+        self._chunk_of: list[int] = []  # per piece: its chunk's index in record.chunk_ns
         self._usage_tokens: int | None = None
         self._keep_text = keep_text
         self._decode = adapter.decode_chat
@@ -153,29 +167,36 @@ class EstimatedChatRecorder:
             record.server_prompt_tokens = fields.prompt_tokens
         if fields.finish_reason is not None:
             record.finish_reason = fields.finish_reason
-        if fields.text:
+        if fields.reasoning_text or fields.text:
+            chunk = len(record.chunk_ns)
             record.chunk_ns.append(t_ns)
-            self._texts.append(fields.text)
-            self._reasoning.append(fields.reasoning)
+            for text, reasoning in ((fields.reasoning_text, True), (fields.text, False)):
+                if text:
+                    self._pieces.append(text)
+                    self._reasoning.append(reasoning)
+                    self._chunk_of.append(chunk)
 
     @property
     def text(self) -> str:
         """The answer's text (reasoning left out): the next turn's context."""
-        return "".join(t for t, r in zip(self._texts, self._reasoning) if not r) if self._keep_text else ""
+        return "".join(t for t, r in zip(self._pieces, self._reasoning) if not r) if self._keep_text else ""
 
     def finish(self, error: ErrorInfo | None) -> RequestRecord:
         record = self.record
         if error is not None:
             record.error = error
-        counts = self._estimate(self._texts) if self._texts else []
-        kept = [i for i, n in enumerate(counts) if n > 0]
+        counts = self._estimate(self._pieces) if self._pieces else []
+        per_chunk = [0] * len(record.chunk_ns)
+        for chunk, n in zip(self._chunk_of, counts):
+            per_chunk[chunk] += n
+        record.reasoning_tokens = sum(n for n, reasoning in zip(counts, self._reasoning) if reasoning)
+        answer_chunks = [c for c, reasoning in zip(self._chunk_of, self._reasoning) if not reasoning]
+        record.first_answer_ns = record.chunk_ns[answer_chunks[0]] if answer_chunks else 0
+        kept = [i for i, n in enumerate(per_chunk) if n > 0]
         record.chunk_ns = array("q", (record.chunk_ns[i] for i in kept))
-        record.chunk_tokens = array("i", (counts[i] for i in kept))
-        record.reasoning_tokens = sum(counts[i] for i in kept if self._reasoning[i])
-        answers = [record.chunk_ns[j] for j, i in enumerate(kept) if not self._reasoning[i]]
+        record.chunk_tokens = array("i", (per_chunk[i] for i in kept))
         if kept:
             record.first_ns, record.last_ns = record.chunk_ns[0], record.chunk_ns[-1]
-            record.first_answer_ns = answers[0] if answers else 0
         record.output_tokens = self._usage_tokens if self._usage_tokens is not None else sum(record.chunk_tokens)
         record.estimated_counts = True
         return record
