@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from loadgen.config import EmulatorSettings
 from loadgen.records import read_journal
 
 from .test_bad_input import assert_one_line_error, loadgen
@@ -111,3 +112,13 @@ def test_pre_tokenized_rows_cannot_go_as_chat(tmp_path):
     rows.write_text(json.dumps({"prompt_token_ids": [1, 2, 3]}) + "\n")
     proc = loadgen("run", "-n", "2", "--no-metrics", "--endpoint", "chat", "--workload", str(rows))
     assert_one_line_error(proc, "prompt_token_ids", "--endpoint completions")
+
+
+
+def test_the_built_in_emulator_streams_the_reasoning_asked_for(run_loadgen):
+    settings = EmulatorSettings(ttft_ms=5, step_ms=1, reasoning_tokens=8)
+    report, _ = run_loadgen(url=None, workload="sample", endpoint="chat", num_requests=8, concurrency=4,
+                            max_tokens=20, emulator=settings)
+    args = report["config"]["emulator"]
+    assert args[args.index("--reasoning-tokens") + 1] == "8"
+    assert report["chat"]["reasoning_tokens"] == 8 * report["summary"]["requests_sent"]
