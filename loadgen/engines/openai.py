@@ -19,6 +19,11 @@ def load_chunk(data: bytes) -> dict:
     return obj
 
 
+#: ChunkFields from all its values at once: NamedTuple's generated __new__ (keywords, defaults) is
+#: a Python call more, once per chunk on the read path
+_chunk_fields = tuple.__new__
+
+
 def decode_openai_object(obj: dict) -> ChunkFields:
     """The fields every engine's /v1/completions chunk shares; an engine with more (llama.cpp's
     timings) reads them from the same object in its own adapter."""
@@ -39,8 +44,10 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    return ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text,
-                       prompt_tokens=usage.get("prompt_tokens") if usage else None)
+    # the prompt's count from the closing chunks only (every chunk of continuous usage repeats it)
+    prompt_tokens = usage.get("prompt_tokens") if usage and (finish is not None or not choices) else None
+    return _chunk_fields(ChunkFields, (completion_tokens, tokens, bool(choices), finish, None,
+                                       obj.get("emulator_sent_ns"), text, None, None, prompt_tokens, None, None))
 
 
 def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> ChunkFields:
@@ -81,8 +88,8 @@ def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> Chunk
         if ids is not None:
             tokens = len(ids)
         has_choice = bool(text or reasoning) or tokens is not None or completion_tokens is not None
-    return ChunkFields(completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"), text,
-                       prompt_tokens=prompt_tokens, reasoning_text=reasoning, reasoning_tokens=reasoning_tokens)
+    return _chunk_fields(ChunkFields, (completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"),
+                                       text, None, None, prompt_tokens, reasoning, reasoning_tokens))
 
 
 class OpenAIAdapter:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable
 
-from loadgen.engines import EngineAdapter
+from loadgen.engines import ChunkFields, EngineAdapter
 
 from .record import ErrorInfo, RequestRecord
 from .steps import step_starts
@@ -20,7 +20,8 @@ __all__ = ["StreamRecorder", "EstimatedChatRecorder"]
 
 
 class StreamRecorder:
-    __slots__ = ("record", "_decode", "_counted", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns")
+    __slots__ = ("record", "_decode", "_counted", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns",
+                 "_chat")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False,
                  chat: bool = False) -> None:
@@ -28,6 +29,7 @@ class StreamRecorder:
         an "estimated" adapter needs EstimatedChatRecorder instead)."""
         self.record = record
         self._texts: list[str] | None = [] if keep_text else None
+        self._chat = chat  # reasoning and the first answer chunk are chat's; on completions the first chunk answers
         self._decode = adapter.decode_chat if chat else adapter.decode
         self._counted = 0  # tokens attributed to chunks so far
         self._usage_tokens: int | None = None
@@ -69,13 +71,8 @@ class StreamRecorder:
             record.server_prompt_tokens = fields.prompt_tokens
         if self._texts is not None and fields.text:  # the answer (never the reasoning) is the next context
             self._texts.append(fields.text)
-        reasoning = fields.reasoning_text
-        if fields.reasoning_tokens is not None:
-            record.reasoning_tokens = fields.reasoning_tokens  # the engine's own cumulative count
-        elif reasoning and tokens > 0:
-            record.reasoning_tokens += _reasoning_share(tokens, reasoning, fields.text)
-        if not record.first_answer_ns and (fields.text or (tokens > 0 and fields.has_choice and not reasoning)):
-            record.first_answer_ns = t_ns  # answer text, even on a chunk whose step's tokens came before it
+        if self._chat:
+            _reasoning_and_answer(record, t_ns, fields, tokens)
         if tokens <= 0 or not fields.has_choice:
             return
         chunk_ns = record.chunk_ns
@@ -99,9 +96,22 @@ class StreamRecorder:
             record.error = error
         counted = sum(record.chunk_tokens)
         record.output_tokens = self._usage_tokens if self._usage_tokens is not None else counted
+        if not self._chat:
+            record.first_answer_ns = record.first_ns
         if self._step_gap_ns is not None and record.chunk_ns:
             _group_into_steps(record, self._step_gap_ns)
         return record
+
+
+def _reasoning_and_answer(record: RequestRecord, t_ns: int, fields: ChunkFields, tokens: int) -> None:
+    """A chat chunk's reasoning tokens, and whether the answer began in it."""
+    reasoning = fields.reasoning_text
+    if fields.reasoning_tokens is not None:
+        record.reasoning_tokens = fields.reasoning_tokens  # the engine's own cumulative count
+    elif reasoning and tokens > 0:
+        record.reasoning_tokens += _reasoning_share(tokens, reasoning, fields.text)
+    if not record.first_answer_ns and (fields.text or (tokens > 0 and fields.has_choice and not reasoning)):
+        record.first_answer_ns = t_ns  # answer text, even on a chunk whose step's tokens came before it
 
 
 def _reasoning_share(tokens: int, reasoning: str, answer: str | None) -> int:
