@@ -101,29 +101,30 @@ def measure_estimated(reads: list[bytes], chunks: int, per_request: int = 512) -
     return (read - started) / chunks, (time.perf_counter_ns() - read) / chunks
 
 
+def stage_table(title: str, events: list[bytes], *, chat: bool) -> float:
+    """The table of ns per chunk by stage, at 1 and 16 chunks per read; returns the whole read
+    path's cost at one chunk per read."""
+    kind = "chat chunks" if chat else "chunks"
+    print(f"{title}ns per chunk ({len(events)} vLLM {kind} of {len(events[0])} bytes), best of 5")
+    print("| chunks per read | framing (HTTP+SSE) | + decode | + record (all) |")
+    print("|---|---|---|---|")
+    whole = 0.0
+    for per_read in (1, 16):
+        reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
+        row = [min(measure(reads, len(events), stage, chat=chat) for _ in range(5))
+               for stage in ("framing", "decode", "record")]
+        print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
+        whole = whole or row[2]
+    return whole
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=200_000)
     args = parser.parse_args()
-    events = [http_chunk(vllm_chunk(i)) for i in range(args.chunks)]
-    print(f"ns per chunk ({args.chunks} vLLM chunks of {len(events[0])} bytes), best of 5")
-    print("| chunks per read | framing (HTTP+SSE) | + decode | + record (all) |")
-    print("|---|---|---|---|")
-    for per_read in (1, 16):
-        reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
-        row = [min(measure(reads, args.chunks, stage) for _ in range(5)) for stage in ("framing", "decode", "record")]
-        print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
-        if per_read == 1:
-            per_chunk = row[2]
+    per_chunk = stage_table("", [http_chunk(vllm_chunk(i)) for i in range(args.chunks)], chat=False)
     chat_events = [http_chunk(vllm_chat_chunk(i)) for i in range(args.chunks)]
-    print(f"\nchat: ns per chunk ({args.chunks} vLLM chat chunks of {len(chat_events[0])} bytes), best of 5")
-    print("| chunks per read | framing (HTTP+SSE) | + decode | + record (all) |")
-    print("|---|---|---|---|")
-    for per_read in (1, 16):
-        reads = [b"".join(chat_events[i:i + per_read]) for i in range(0, len(chat_events), per_read)]
-        row = [min(measure(reads, args.chunks, stage, chat=True) for _ in range(5))
-               for stage in ("framing", "decode", "record")]
-        print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
+    stage_table("\nchat: ", chat_events, chat=True)
     read, tokenize = min(measure_estimated(chat_events, args.chunks) for _ in range(3))
     print(f"\nestimated chat counts (plain OpenAI adapter), one chunk per read: {read:.0f} ns per chunk on the read "
           f"path; tokenizing each reply of 512 chunks at its end {tokenize:.0f} ns per chunk, off the read path")

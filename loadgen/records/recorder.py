@@ -19,6 +19,21 @@ from .steps import step_starts
 __all__ = ["StreamRecorder", "EstimatedChatRecorder"]
 
 
+def _decoded(record: RequestRecord, decode: Callable[[bytes], ChunkFields], data: bytes) -> ChunkFields | None:
+    """One event decoded; None, with the record's error set, for an undecodable chunk or one that
+    carries the server's error."""
+    try:
+        fields = decode(data)
+    except ValueError as exc:
+        if record.error is None:
+            record.error = ErrorInfo("malformed", f"undecodable chunk: {exc}"[:200])
+        return None
+    if fields.error is not None:
+        record.error = ErrorInfo("stream_error", fields.error[:500])
+        return None
+    return fields
+
+
 class StreamRecorder:
     __slots__ = ("record", "_decode", "_counted", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns",
                  "_chat")
@@ -40,14 +55,8 @@ class StreamRecorder:
 
     def on_event(self, t_ns: int, data: bytes) -> None:
         record = self.record
-        try:
-            fields = self._decode(data)
-        except ValueError as exc:
-            if record.error is None:
-                record.error = ErrorInfo("malformed", f"undecodable chunk: {exc}"[:200])
-            return
-        if fields.error is not None:
-            record.error = ErrorInfo("stream_error", fields.error[:500])
+        fields = _decoded(record, self._decode, data)
+        if fields is None:
             return
         completion_tokens = fields.completion_tokens
         if completion_tokens is not None:
@@ -162,14 +171,8 @@ class EstimatedChatRecorder:
 
     def on_event(self, t_ns: int, data: bytes) -> None:
         record = self.record
-        try:
-            fields = self._decode(data)
-        except ValueError as exc:
-            if record.error is None:
-                record.error = ErrorInfo("malformed", f"undecodable chunk: {exc}"[:200])
-            return
-        if fields.error is not None:
-            record.error = ErrorInfo("stream_error", fields.error[:500])
+        fields = _decoded(record, self._decode, data)
+        if fields is None:
             return
         if fields.completion_tokens is not None:
             self._usage_tokens = fields.completion_tokens

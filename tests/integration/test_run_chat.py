@@ -10,18 +10,11 @@ from loadgen.config import EmulatorSettings
 from loadgen.records import read_journal
 
 from .test_bad_input import assert_one_line_error, loadgen
+from .test_engines_emulated import truth
 
 MAX_TOKENS = 40
 REASONING = 12
 ENGINES = ("vllm", "sglang", "trtllm", "llamacpp")
-
-
-def truth(conditional):
-    total, reach = 1.0, 1.0
-    for p in conditional:
-        reach *= p
-        total += reach
-    return total
 
 
 @pytest.mark.parametrize("engine", ENGINES)
