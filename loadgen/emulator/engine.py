@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GenerationParams", "RequestRejected", "Personality", "BatchStats", "Handler",
            "sse", "prometheus_family", "go_float", "emulator_lag_lines", "CATEGORY_HEADER", "error_type",
-           "chat_prompt_token_count", "split_reasoning", "reasoning_count"]
+           "chat_prompt_token_count", "chat_chunk_head", "ChatEncoderState", "split_reasoning",
+           "reasoning_count"]
 
 Handler = Callable[["Connection", "Request"], None]
 
@@ -134,6 +135,35 @@ def chat_prompt_token_count(messages: object) -> int | None:
             words += sum(len(part["text"].split()) for part in content
                          if isinstance(part, dict) and isinstance(part.get("text"), str))
     return max(1, words)
+
+
+def chat_chunk_head(rid: str, created: int, model: str) -> bytes:
+    """The start of a `chat.completion.chunk` as the FastAPI engines (vLLM, SGLang, TRT-LLM) write it,
+    up to the first choice's delta: `{"id", "object", "created", "model", "choices": [{"index": 0, "delta": `."""
+    return (b'{"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":' % created
+            + orjson.dumps(model) + b',"choices":[{"index":0,"delta":')
+
+
+class ChatEncoderState:
+    """What every chat stream encoder keeps (vllm, sglang, trtllm subclass it): the pre-encoded
+    chunk head up to the delta (`data: ` included when `sse_prefix`), the continuous-usage template
+    (None without continuous usage: prompt, total and completion tokens, then the engine's own
+    `usage_tail`, whose %d are filled per chunk after total and completion tokens), whether the role
+    chunk is still to go, and the reasoning boundary. Chat encoders take a chunk's text as one
+    string per token, to split reasoning from answer (split_reasoning)."""
+
+    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_reasoning")
+
+    per_token = True
+
+    def __init__(self, rid: str, created: int, params: GenerationParams, usage_tail: bytes, sse_prefix: bool) -> None:
+        head = chat_chunk_head(rid, created, params.model)
+        self._head = b"data: " + head if sse_prefix else head
+        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
+                       % params.prompt_tokens + usage_tail if params.continuous_usage else None)
+        self._params, self._rid, self._created = params, rid, created
+        self._first = True
+        self._reasoning = params.reasoning_tokens
 
 
 def split_reasoning(texts: list[str], completion_tokens: int, reasoning_tokens: int) -> tuple[str, str]:

@@ -20,7 +20,10 @@ managers/scheduler_metrics_mixin.py, metrics/collector.py):
   `{"role":"assistant","content":""}`; per step a `reasoning_content` chunk (with --reasoning-parser;
   here --reasoning-tokens) and/or a `content` chunk, both with finish_reason null; then a separate
   chunk with an empty delta and the finish reason; then, with include_usage, a pydantic-dumped
-  `choices: []` chunk whose usage has `reasoning_tokens`; then [DONE].
+  `choices: []` chunk whose usage has `reasoning_tokens`; then [DONE]. The non-streaming body and
+  the usage chunk follow protocol.py's ChatCompletionResponse (id, object, created, model, choices,
+  usage, metadata), ChatMessage (role, content, reasoning_content, tool_calls) and
+  ChatCompletionStreamResponse (sglext dropped when None).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import orjson
 from .engine import (
     CATEGORY_HEADER,
     BatchStats,
+    ChatEncoderState,
     GenerationParams,
     Personality,
     RequestRejected,
@@ -91,23 +95,13 @@ class StreamEncoder:
         return out + b"data: [DONE]\n\n"
 
 
-class ChatStreamEncoder:
-    """One chat request's chunks (build_sse_content), the constant parts pre-encoded; takes a chunk's
-    text as one string per token, to split reasoning from answer."""
+class ChatStreamEncoder(ChatEncoderState):
+    """One chat request's chunks (build_sse_content), the constant parts pre-encoded."""
 
-    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_reasoning")
-
-    per_token = True
+    __slots__ = ()
 
     def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
-        self._head = (b'data: {"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
-                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
-        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
-                       b'"prompt_tokens_details":null,"reasoning_tokens":%%d}' % params.prompt_tokens
-                       if params.continuous_usage else None)
-        self._params, self._rid, self._created = params, rid, created
-        self._first = True
-        self._reasoning = params.reasoning_tokens
+        super().__init__(rid, created, params, b'"prompt_tokens_details":null,"reasoning_tokens":%d}', sse_prefix=True)
 
     def _chunk(self, delta: bytes, usage: bytes, extra: bytes) -> bytes:
         return (self._head + delta + b',"logprobs":null,"finish_reason":null,"matched_stop":null}]' + usage + extra

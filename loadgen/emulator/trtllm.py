@@ -19,6 +19,7 @@ openai_server.py, postprocess_handlers.py, metrics/collector.py, executor/types.
   apply_reasoning_parser returns "" without a parser); `finish_reason` on the last, and
   `avg_decoded_tokens_per_iter` when speculating; usage (continuous or the final, fully dumped
   `choices: []` chunk) has `prompt_tokens_details` and no reasoning count. Ids are `chatcmpl-<n>`.
+  openai_server.py openai_chat: the stream ends with [DONE]; the non-streaming body is model_dump().
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import orjson
 from .engine import (
     CATEGORY_HEADER,
     BatchStats,
+    ChatEncoderState,
     GenerationParams,
     Personality,
     RequestRejected,
@@ -142,24 +144,14 @@ class StreamEncoder:
         return _tail("text_completion", self._rid, self._created, self._params, gen.emitted)
 
 
-class ChatStreamEncoder:
-    """chat_stream_post_processor's chunks, constant parts pre-encoded; takes a chunk's text as one
-    string per token, to split reasoning from answer."""
+class ChatStreamEncoder(ChatEncoderState):
+    """chat_stream_post_processor's chunks, constant parts pre-encoded."""
 
-    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_first", "_avg", "_reasoning")
-
-    per_token = True
+    __slots__ = ("_avg",)
 
     def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
-        self._head = (b'data: {"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
-                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
-        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
-                       b'"prompt_tokens_details":{"cached_tokens":0}}' % params.prompt_tokens
-                       if params.continuous_usage else None)
-        self._params, self._rid, self._created = params, rid, created
-        self._first = True
+        super().__init__(rid, created, params, b'"prompt_tokens_details":{"cached_tokens":0}}', sse_prefix=True)
         self._avg = speculative
-        self._reasoning = params.reasoning_tokens
 
     def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
                steps: int, extra: bytes = b"") -> bytes:

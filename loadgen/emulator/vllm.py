@@ -12,7 +12,11 @@ chunk follows, `system_fingerprint`. Continuous usage (include_usage + continuou
 rides on every chunk with `completion_tokens_details`. Reasoning (the server's --reasoning-parser;
 here --reasoning-tokens) streams in `delta.reasoning` (0.32 no longer sends `reasoning_content`:
 protocol.py renames an incoming one), and usage then carries `completion_tokens_details:
-{"reasoning_tokens": N}` (serving.py _include_reasoning_tokens_details = bool(reasoning_parser))."""
+{"reasoning_tokens": N}` (serving.py _include_reasoning_tokens_details = bool(reasoning_parser));
+all of it checked against a capture with `--reasoning-parser deepseek_r1` (chat-reasoning-*). vLLM
+counts only the output tokens between a <think> and a </think> token (reasoning/basic_parsers.py
+count_reasoning_tokens), so a model whose template opens <think> in the prompt reports 0, as the
+capture does; the emulator reports its N reasoning tokens, as for a model that writes the markers."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import orjson
 
 from .engine import (
     CATEGORY_HEADER,
+    ChatEncoderState,
     GenerationParams,
     Personality,
     RequestRejected,
@@ -65,51 +70,52 @@ def error_body(status: int, message: str) -> dict:
 
 def parse_completion_request(body: object, served_model: str,
                              headers: dict[str, str] | None = None) -> GenerationParams:
-    if not isinstance(body, dict):
-        raise RequestRejected(400, "request body must be a JSON object")
-    model = body.get("model", served_model)
-    if model != served_model:
-        raise RequestRejected(404, f"The model `{model}` does not exist.")
-    prompt_tokens = prompt_token_count(body.get("prompt"))
+    request, model = _served_request(body, served_model)
+    prompt_tokens = prompt_token_count(request.get("prompt"))
     if prompt_tokens is None:
         raise RequestRejected(400, "prompt must be a non-empty string or list of token ids")
-    max_tokens = max_tokens_of(body)
-    options = body.get("stream_options") or {}
-    return GenerationParams(
-        model=model,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
-        stream=bool(body.get("stream", False)),
-        include_usage=bool(options.get("include_usage", False)),
-        continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
-        return_token_ids=bool(body.get("return_token_ids", False)),
-        ignore_eos=bool(body.get("ignore_eos", False)),
-        category=(headers or {}).get(CATEGORY_HEADER),
-    )
+    return _generation_params(request, model, prompt_tokens, headers, chat=False, reasoning_tokens=0)
 
 
 def parse_chat_request(body: object, served_model: str, reasoning_tokens: int,
                        headers: dict[str, str] | None = None) -> GenerationParams:
     """A ChatCompletionRequest: `messages` instead of `prompt`, max_completion_tokens before the
     deprecated max_tokens (protocol.py); the rest as on /v1/completions."""
+    request, model = _served_request(body, served_model)
+    prompt_tokens = chat_prompt_token_count(request.get("messages"))
+    if prompt_tokens is None:
+        raise RequestRejected(400, "messages must be a non-empty list of message objects")
+    if request.get("max_completion_tokens") is not None:
+        request = {**request, "max_tokens": request["max_completion_tokens"]}
+    return _generation_params(request, model, prompt_tokens, headers, chat=True, reasoning_tokens=reasoning_tokens)
+
+
+def _served_request(body: object, served_model: str) -> tuple[dict, str]:
+    """The request object and its model, which must be the one served."""
     if not isinstance(body, dict):
         raise RequestRejected(400, "request body must be a JSON object")
     model = body.get("model", served_model)
     if model != served_model:
         raise RequestRejected(404, f"The model `{model}` does not exist.")
-    prompt_tokens = chat_prompt_token_count(body.get("messages"))
-    if prompt_tokens is None:
-        raise RequestRejected(400, "messages must be a non-empty list of message objects")
-    if body.get("max_completion_tokens") is not None:
-        body = {**body, "max_tokens": body["max_completion_tokens"]}
+    return body, model
+
+
+def _generation_params(body: dict, model: str, prompt_tokens: int, headers: dict[str, str] | None, chat: bool,
+                       reasoning_tokens: int) -> GenerationParams:
     options = body.get("stream_options") or {}
     return GenerationParams(
-        model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens_of(body),
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens_of(body),
         stream=bool(body.get("stream", False)),
         include_usage=bool(options.get("include_usage", False)),
         continuous_usage=bool(options.get("include_usage") and options.get("continuous_usage_stats")),
-        return_token_ids=bool(body.get("return_token_ids", False)), ignore_eos=bool(body.get("ignore_eos", False)),
-        category=(headers or {}).get(CATEGORY_HEADER), chat=True, reasoning_tokens=reasoning_tokens)
+        return_token_ids=bool(body.get("return_token_ids", False)),
+        ignore_eos=bool(body.get("ignore_eos", False)),
+        category=(headers or {}).get(CATEGORY_HEADER),
+        chat=chat,
+        reasoning_tokens=reasoning_tokens,
+    )
 
 
 def _completion_details(params: GenerationParams, completion_tokens: int) -> dict | None:
@@ -123,26 +129,16 @@ def _placeholder_prompt_ids(params: GenerationParams) -> list[int]:
     return [0] * params.prompt_tokens
 
 
-class ChatStreamEncoder:
-    """One chat request's chunks as bytes, the constant parts pre-encoded; takes a chunk's text as
-    one string per token, to split reasoning from answer (split_reasoning)."""
+class ChatStreamEncoder(ChatEncoderState):
+    """One chat request's chunks as bytes, the constant parts pre-encoded."""
 
-    __slots__ = ("_head", "_usage", "_ids", "_first", "_params", "_rid", "_created", "_fingerprint", "_reasoning")
-
-    per_token = True
+    __slots__ = ("_ids", "_fingerprint")
 
     def __init__(self, rid: str, created: int, params: GenerationParams, fingerprint: str) -> None:
-        self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"chat.completion.chunk","created":%d,"model":'
-                      % created + orjson.dumps(params.model) + b',"choices":[{"index":0,"delta":')
-        p = params.prompt_tokens
         details = b'{"reasoning_tokens":%d}' if params.reasoning_tokens else b"null"
-        self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
-                       b'"completion_tokens_details":' % p + details + b"}"
-                       if params.continuous_usage else None)
+        super().__init__(rid, created, params, b'"completion_tokens_details":' + details + b"}", sse_prefix=False)
         self._ids = params.return_token_ids
-        self._first = True
-        self._params, self._rid, self._created, self._fingerprint = params, rid, created, fingerprint
-        self._reasoning = params.reasoning_tokens
+        self._fingerprint = fingerprint
 
     def _usage_of(self, completion_tokens: int) -> bytes:
         if self._usage is None:

@@ -119,7 +119,8 @@ def _warm_up(url: str) -> None:
 
 
 def start_vllm_server(python: Path, models: VllmModels, speculative_config: dict | None, log_dir: Path, *,
-                      max_num_seqs: int = 8, start_timeout_s: float = START_TIMEOUT_S) -> VllmServer:
+                      max_num_seqs: int = 8, start_timeout_s: float = START_TIMEOUT_S,
+                      extra_args: tuple[str, ...] = ()) -> VllmServer:
     """Start the OpenAI server on a free loopback port, in eager mode (no torch.compile: ~45 s to
     start instead of ~100), wait for GET /v1/models == 200 and warm it up.
 
@@ -136,7 +137,7 @@ def start_vllm_server(python: Path, models: VllmModels, speculative_config: dict
         args = (str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(models.target),
                 "--served-model-name", SERVED_MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
                 "--dtype", "bfloat16", "--max-model-len", "2048", "--max-num-seqs", str(max_num_seqs),
-                "--stream-interval", "1", "--enforce-eager", *spec)
+                "--stream-interval", "1", "--enforce-eager", *spec, *extra_args)
         log = log_dir / f"vllm-{port}.log"
         log_file = open(log, "wb")  # noqa: SIM115 - closed by VllmServer.stop
         log_file.write((" ".join(args) + "\n").encode())

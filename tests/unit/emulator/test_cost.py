@@ -62,8 +62,11 @@ def test_the_emulator_times_each_step_by_the_requests_running_in_it():
     (["--cost", "base=8", "--load-step-ms", "1"], "error: --cost replaces --load-step-ms"),
     (["--draft-schedule", "2-:1"], "error: --draft-schedule: the first range must start at 1"),
     (["--draft-schedule", "1-:5"], "error: --draft-schedule: K 5 in '1-:5' is above the 3 draft positions"),
+    (["--endpoints", "chat,embeddings"], "error: --endpoints: give one or more of completions, chat (not embeddings)"),
+    (["--endpoints", ","], "error: --endpoints: give one or more of completions, chat"),
+    (["--reasoning-tokens", "-1"], "error: reasoning tokens must be at least 0"),
 ])
-def test_a_bad_cost_or_draft_schedule_is_one_error_line_and_exit_2(flags, line, monkeypatch, capsys):
+def test_a_bad_emulate_option_is_one_error_line_and_exit_2(flags, line, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["loadgen", "emulate", "--port", "0", *flags])
     with pytest.raises(SystemExit) as exited:
         main()

@@ -1,7 +1,8 @@
 """The emulator's vllm personality on /v1/chat/completions against what vLLM 0.32.0 itself sent
 (fixtures/vllm-real/chat-*, recorded by tests/vllm/record_captures.py: tiny-llama with its own chat
-template, no speculative decoding, max_tokens 16, ignore_eos): every event with the same keys in the
-same order at every depth, the same value types, the same number of events and the same token counts.
+template, no speculative decoding, max_tokens 16, ignore_eos; and with a reasoning parser, every token
+reasoning): every event with the same keys in the same order at every depth, the same value types,
+the same number of events and the same token counts.
 The real model's text and prompt length are not compared (the emulator has no model nor tokenizer)."""
 
 import json
@@ -43,9 +44,16 @@ def post_chat(url: str, extra: dict) -> str:
         return resp.read().decode()
 
 
-@pytest.mark.parametrize(("capture", "extra"), [c for c in CHAT_REQUESTS if c[0].endswith(".sse")])
-def test_chat_stream_has_the_real_shape_and_counts(emulator, capture, extra):
-    emu = emulator("--engine", "vllm", *NO_SPECULATION)
+STREAMS = [c for c in CHAT_REQUESTS if c[0].endswith(".sse")]
+#: the reasoning captures' server streamed every token as reasoning (see fixtures/vllm-real/README.md)
+REASONING = ("--reasoning-tokens", "16")
+
+
+@pytest.mark.parametrize(("prefix", "flags"), [("chat", ()), ("chat-reasoning", REASONING)])
+@pytest.mark.parametrize(("capture", "extra"), STREAMS)
+def test_chat_stream_has_the_real_shape_and_counts(emulator, capture, extra, prefix, flags):
+    emu = emulator("--engine", "vllm", *NO_SPECULATION, *flags)
+    capture = capture.replace("chat", prefix, 1)
     real, emulated = sse_events((REAL / capture).read_text()), sse_events(post_chat(emu.url, extra))
     assert [skeleton(e) for e in emulated] == [skeleton(e) for e in real]
     assert len(real) == 1 + 16 + (1 if extra.get("stream_options") else 0) + 1  # role, tokens, usage, [DONE]
@@ -56,9 +64,10 @@ def test_chat_stream_has_the_real_shape_and_counts(emulator, capture, extra):
                                                                                    emulated[0]["id"])
 
 
-def test_chat_body_has_the_real_shape_and_counts(emulator):
-    emu = emulator("--engine", "vllm", *NO_SPECULATION)
-    real = json.loads((REAL / "chat-body.json").read_text())
+@pytest.mark.parametrize(("prefix", "flags"), [("chat", ()), ("chat-reasoning", REASONING)])
+def test_chat_body_has_the_real_shape_and_counts(emulator, prefix, flags):
+    emu = emulator("--engine", "vllm", *NO_SPECULATION, *flags)
+    real = json.loads((REAL / f"{prefix}-body.json").read_text())
     emulated = json.loads(post_chat(emu.url, {}))
     assert skeleton(emulated) == skeleton(real)
     assert emulated["usage"]["completion_tokens"] == real["usage"]["completion_tokens"] == 16
