@@ -56,7 +56,9 @@ def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> Chunk
     server_chat_msg_diff_to_json_oaicompat; SGLang serving_chat.py _generate_stream_content; TRT-LLM
     serve/postprocess_handlers.py chat_stream_post_processor) or `reasoning` (vLLM 0.32:
     DeltaMessage.reasoning, entrypoints/generate/base/protocol.py), in the same delta as content in
-    the step where reasoning ends (vLLM, TRT-LLM). Cumulative reasoning counts where usage has them:
+    the step where reasoning ends (vLLM, TRT-LLM); an empty reasoning delta (a token with no text
+    yet, as vLLM streams it) is kept as "" so the chunk still counts as reasoning. Cumulative
+    reasoning counts where usage has them:
     vLLM's completion_tokens_details.reasoning_tokens (chat_completion/serving.py
     _make_completion_tokens_details, with a reasoning parser), SGLang's usage.reasoning_tokens
     (UsageProcessor.calculate_token_usage). A chunk without text (the role-only first chunk, an
@@ -83,7 +85,9 @@ def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> Chunk
         finish = choice.get("finish_reason")
         delta = choice.get("delta") or {}
         text = delta.get("content")
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        reasoning = delta.get("reasoning_content")
+        if reasoning is None:
+            reasoning = delta.get("reasoning")
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)

@@ -36,7 +36,7 @@ def _decoded(record: RequestRecord, decode: Callable[[bytes], ChunkFields], data
 
 class StreamRecorder:
     __slots__ = ("record", "_decode", "_counted", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns",
-                 "_chat")
+                 "_chat", "_engine_reasoning")
 
     def __init__(self, record: RequestRecord, adapter: EngineAdapter, keep_text: bool = False,
                  chat: bool = False) -> None:
@@ -45,6 +45,7 @@ class StreamRecorder:
         self.record = record
         self._texts: list[str] | None = [] if keep_text else None
         self._chat = chat  # reasoning and the first answer chunk are chat's; on completions the first chunk answers
+        self._engine_reasoning = 0  # the engine's own cumulative reasoning count, where usage has one
         self._decode = adapter.decode_chat if chat else adapter.decode
         self._counted = 0  # tokens attributed to chunks so far
         self._usage_tokens: int | None = None
@@ -81,7 +82,7 @@ class StreamRecorder:
         if self._texts is not None and fields.text:  # the answer (never the reasoning) is the next context
             self._texts.append(fields.text)
         if self._chat:
-            _reasoning_and_answer(record, t_ns, fields, tokens)
+            self._on_chat_chunk(t_ns, fields, tokens)
         if tokens <= 0 or not fields.has_choice:
             return
         chunk_ns = record.chunk_ns
@@ -92,6 +93,18 @@ class StreamRecorder:
         record.chunk_tokens.append(tokens)
         if fields.sent_ns is not None:
             record.receive_lag_ns.append(t_ns - fields.sent_ns)
+
+    def _on_chat_chunk(self, t_ns: int, fields: ChunkFields, tokens: int) -> None:
+        """A chat chunk's reasoning tokens (by its delta's fields; the engine's count kept beside
+        them), and whether the answer began in it."""
+        record = self.record
+        reasoning, answer = fields.reasoning_text, fields.text
+        if fields.reasoning_tokens is not None:
+            self._engine_reasoning = fields.reasoning_tokens
+        if reasoning is not None and tokens > 0 and fields.has_choice:
+            record.reasoning_tokens += _reasoning_share(tokens, reasoning, answer)
+        if not record.first_answer_ns and (answer or (tokens > 0 and fields.has_choice and reasoning is None)):
+            record.first_answer_ns = t_ns  # answer text, even on a chunk whose step's tokens came before it
 
     @property
     def text(self) -> str:
@@ -107,26 +120,20 @@ class StreamRecorder:
         record.output_tokens = self._usage_tokens if self._usage_tokens is not None else counted
         if not self._chat:
             record.first_answer_ns = record.first_ns
+        elif self._engine_reasoning:
+            # The engine's count is exact where it counts (it splits the step in which reasoning
+            # ended); a count of 0 while reasoning streamed is vLLM counting only between <think>
+            # and </think>, which misses a <think> opened by the chat template: the deltas win then.
+            record.reasoning_tokens = self._engine_reasoning
         if self._step_gap_ns is not None and record.chunk_ns:
             _group_into_steps(record, self._step_gap_ns)
         return record
 
 
-def _reasoning_and_answer(record: RequestRecord, t_ns: int, fields: ChunkFields, tokens: int) -> None:
-    """A chat chunk's reasoning tokens, and whether the answer began in it."""
-    reasoning = fields.reasoning_text
-    if fields.reasoning_tokens is not None:
-        record.reasoning_tokens = fields.reasoning_tokens  # the engine's own cumulative count
-    elif reasoning and tokens > 0:
-        record.reasoning_tokens += _reasoning_share(tokens, reasoning, fields.text)
-    if not record.first_answer_ns and (fields.text or (tokens > 0 and fields.has_choice and not reasoning)):
-        record.first_answer_ns = t_ns  # answer text, even on a chunk whose step's tokens came before it
-
-
 def _reasoning_share(tokens: int, reasoning: str, answer: str | None) -> int:
-    """A chunk's tokens that were reasoning, where the engine does not count them (TRT-LLM, llama.cpp):
-    all of them, or in the step where reasoning ended and the answer began (both deltas in one
-    chunk) the share of its characters that were reasoning, rounded."""
+    """A reasoning chunk's tokens that were reasoning: all of them, or in the step where reasoning
+    ended and the answer began (both deltas in one chunk) the share of its characters that were
+    reasoning, rounded (exact only where the engine counts reasoning: vLLM, SGLang)."""
     if not answer:
         return tokens
     return round(tokens * len(reasoning) / (len(reasoning) + len(answer)))

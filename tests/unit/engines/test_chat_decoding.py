@@ -57,6 +57,18 @@ def test_vllm_chat_capture_counts_every_token():
     assert record.first_answer_ns == record.first_ns == events[1][0] and record.reasoning_tokens == 0
 
 
+def test_vllm_reasoning_capture_where_vllm_counts_none():
+    """A real vLLM 0.32 stream with --reasoning-parser deepseek_r1 (tests/vllm/captures): every token
+    streams as `reasoning` (empty text: the tiny model's token decodes to nothing), yet
+    completion_tokens_details.reasoning_tokens stays 0, since vLLM counts only between <think> and
+    </think>. The deltas' field decides then: all 16 are reasoning, and no answer came."""
+    lines = (CAPTURES / "chat-reasoning-stream-usage.sse").read_bytes().splitlines()
+    events = [(i, line[6:]) for i, line in enumerate(lines) if line.startswith(b"data: {")]
+    record = record_of("vllm", events)
+    assert record.output_tokens == sum(record.chunk_tokens) == 16
+    assert record.reasoning_tokens == 16 and record.first_answer_ns == 0
+
+
 def test_vllm_reasoning_counted_by_its_completion_tokens_details():
     """vLLM 0.32 chat_completion/serving.py: `reasoning` deltas, and in the step where reasoning ends
     one delta with both fields; continuous usage carries completion_tokens_details.reasoning_tokens."""
