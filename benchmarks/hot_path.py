@@ -8,6 +8,10 @@ The live Prometheus metrics are updated once per finished request (not per chunk
 is printed per request of 128 chunks and as a share of that request's read-path cost.
 
     python benchmarks/hot_path.py [--chunks 200000]
+
+Then the same for a /v1/chat/completions stream (vLLM's chat chunks, counted by its usage), and
+for a chat stream whose counts are estimated (the plain OpenAI adapter: the read path keeps each
+delta's text; each reply is tokenized once when it ends).
 """
 
 from __future__ import annotations
@@ -35,19 +39,30 @@ def vllm_chunk(i: int) -> bytes:
                          "usage": {"prompt_tokens": 1024, "total_tokens": 1025 + i, "completion_tokens": i + 1}})
 
 
+def vllm_chat_chunk(i: int) -> bytes:
+    """One /v1/chat/completions event as vLLM 0.32 sends it with continuous usage stats (tests/vllm/captures)."""
+    return orjson.dumps({"id": "chatcmpl-8d5ccd0a843dc047", "object": "chat.completion.chunk", "created": 1732000000,
+                         "model": "meta-llama/Llama-3.1-8B-Instruct",
+                         "choices": [{"index": 0, "delta": {"content": " word"}, "logprobs": None,
+                                      "finish_reason": None}],
+                         "usage": {"prompt_tokens": 1024, "total_tokens": 1025 + i, "completion_tokens": i + 1,
+                                   "completion_tokens_details": None}})
+
+
 def http_chunk(payload: bytes) -> bytes:
     event = b"data: " + payload + b"\n\n"
     return f"{len(event):x}\r\n".encode() + event + b"\r\n"
 
 
-def measure(reads: list[bytes], chunks: int, stage: str) -> float:
+def measure(reads: list[bytes], chunks: int, stage: str, *, chat: bool = False) -> float:
+    """ns per chunk of the read path up to `stage`; chat: the stream is vLLM's chat (decode_chat)."""
     adapter = get_adapter("vllm")
     parser = ResponseParser(False)
     parser.feed(HEAD)
     sse = SSEParser()
-    recorder = StreamRecorder(RequestRecord(0, "c", 0, 1024, chunks, 0), adapter)
+    recorder = StreamRecorder(RequestRecord(0, "c", 0, 1024, chunks, 0), adapter, chat=chat)
     on_event = recorder.on_event
-    decode = adapter.decode
+    decode = adapter.decode_chat if chat else adapter.decode
     started = time.perf_counter_ns()
     for t, data in enumerate(reads):
         for piece in parser.feed(data):
@@ -59,20 +74,60 @@ def measure(reads: list[bytes], chunks: int, stage: str) -> float:
     return (time.perf_counter_ns() - started) / chunks
 
 
+def measure_estimated(reads: list[bytes], chunks: int, per_request: int = 512) -> tuple[float, float]:
+    """A chat stream whose counts are estimated (the plain OpenAI adapter): ns per chunk on the read
+    path (decode, keep the text), and of tokenizing each reply at its end (requests of
+    `per_request` chunks), the cost that moved off the read path."""
+    from loadgen.records import EstimatedChatRecorder
+    from loadgen.workloads import load_tokenizer
+
+    estimate = load_tokenizer(None).tokens_ending_in
+    adapter = get_adapter("openai")
+    parser = ResponseParser(False)
+    parser.feed(HEAD)
+    sse = SSEParser()
+    recorders = [EstimatedChatRecorder(RequestRecord(i, "c", 0, 1024, per_request, 0), adapter, estimate)
+                 for i in range(-(-chunks // per_request))]
+    seen = 0
+    started = time.perf_counter_ns()
+    for t, data in enumerate(reads):
+        for piece in parser.feed(data):
+            for event in sse.feed(piece):
+                recorders[seen // per_request].on_event(t, event)
+                seen += 1
+    read = time.perf_counter_ns()
+    for recorder in recorders:
+        recorder.finish(None)
+    return (read - started) / chunks, (time.perf_counter_ns() - read) / chunks
+
+
+def stage_table(title: str, events: list[bytes], *, chat: bool) -> float:
+    """The table of ns per chunk by stage, at 1 and 16 chunks per read; returns the whole read
+    path's cost at one chunk per read."""
+    kind = "chat chunks" if chat else "chunks"
+    print(f"{title}ns per chunk ({len(events)} vLLM {kind} of {len(events[0])} bytes), best of 5")
+    print("| chunks per read | framing (HTTP+SSE) | + decode | + record (all) |")
+    print("|---|---|---|---|")
+    whole = 0.0
+    for per_read in (1, 16):
+        reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
+        row = [min(measure(reads, len(events), stage, chat=chat) for _ in range(5))
+               for stage in ("framing", "decode", "record")]
+        print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
+        whole = whole or row[2]
+    return whole
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=200_000)
     args = parser.parse_args()
-    events = [http_chunk(vllm_chunk(i)) for i in range(args.chunks)]
-    print(f"ns per chunk ({args.chunks} vLLM chunks of {len(events[0])} bytes), best of 5")
-    print("| chunks per read | framing (HTTP+SSE) | + decode | + record (all) |")
-    print("|---|---|---|---|")
-    for per_read in (1, 16):
-        reads = [b"".join(events[i:i + per_read]) for i in range(0, len(events), per_read)]
-        row = [min(measure(reads, args.chunks, stage) for _ in range(5)) for stage in ("framing", "decode", "record")]
-        print(f"| {per_read} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} |")
-        if per_read == 1:
-            per_chunk = row[2]
+    per_chunk = stage_table("", [http_chunk(vllm_chunk(i)) for i in range(args.chunks)], chat=False)
+    chat_events = [http_chunk(vllm_chat_chunk(i)) for i in range(args.chunks)]
+    stage_table("\nchat: ", chat_events, chat=True)
+    read, tokenize = min(measure_estimated(chat_events, args.chunks) for _ in range(3))
+    print(f"\nestimated chat counts (plain OpenAI adapter), one chunk per read: {read:.0f} ns per chunk on the read "
+          f"path; tokenizing each reply of 512 chunks at its end {tokenize:.0f} ns per chunk, off the read path")
     queue, fold = min(measure_metrics(128) for _ in range(5))
     print(f"\nlive metrics, per finished request of 128 chunks: {queue:.0f} ns on the read loop (queued), "
           f"{fold / 1e3:.1f} us folded in at the next scrape on the metrics thread; together "

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from . import __version__
-from .config import DEFAULT_NUM_REQUESTS, RunConfig, default_of, parse_floats
+from .config import DEFAULT_NUM_REQUESTS, ENDPOINT_PATHS, PROMPT_FORMATS, RunConfig, default_of, parse_floats
 from .engines import EMULATED_ENGINES, ENGINES, SERVABLE_ENGINES
 from .errors import LoadgenError, RunOptionError, UsageError
 
@@ -48,6 +48,12 @@ def cli() -> None:
               help="Apply the tokenizer's chat template (off: send raw text as a completion).")
 @click.option("--system-prompt", help="A system message put before every conversation.")
 @click.option("--isl", type=int, help="Exact input tokens per prompt: text is cut, or padded with natural text.")
+@click.option("--endpoint", default=default_of("endpoint"), show_default=True, type=click.Choice(list(ENDPOINT_PATHS)),
+              help="completions: /v1/completions; chat: /v1/chat/completions with the workload's messages, the "
+                   "server applying its own chat template.")
+@click.option("--prompt-format", default=default_of("prompt_format"), show_default=True,
+              type=click.Choice(list(PROMPT_FORMATS)),
+              help="/v1/completions prompts as token ids, or as the rendered text (servers that refuse ids).")
 @click.option("--input-len", default=default_of("input_len"), show_default=True,
               help="Prompt tokens of the random workload.")
 @click.option("--concurrency", "-c", default=default_of("concurrency"), show_default=True,
@@ -126,6 +132,8 @@ def cli() -> None:
 @click.option("--unique-prefix", is_flag=True,
               help="Start every conversation's prompt (after any BOS) with a short text of its own, so no two "
                    "share a cached prefix: for engines without --cache-isolation.")
+@click.option("--emulator-reasoning-tokens", default=default_of("emulator_reasoning_tokens"), show_default=True,
+              help="Built-in emulator: the first N output tokens of each chat reply stream as reasoning.")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
 @click.option("--ray", metavar="ADDRESS",

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .errors import RunOptionError, UsageError
 
-__all__ = ["EmulatorSettings", "RunConfig", "RUN_OPTIONS", "default_of", "parse_addr", "parse_floats", "parse_levels",
+__all__ = ["EmulatorSettings", "RunConfig", "ENDPOINT_PATHS", "PROMPT_FORMATS", "RUN_OPTIONS",
+           "default_of", "parse_addr", "parse_floats", "parse_levels",
            "parse_slo",
            "DEFAULT_METRICS_ADDR", "DEFAULT_NUM_REQUESTS", "SLO_METRIC_NAMES"]
 
@@ -92,6 +93,14 @@ class EmulatorSettings:
     cost: str | None = None
     workers: int | None = None  # None: chosen from the concurrency
     prefix_cache: bool = False  # `loadgen emulate --prefix-cache`: an LRU of prompt blocks whose hits count
+    #: the first N output tokens of each chat request stream as reasoning deltas (`emulate --reasoning-tokens`)
+    reasoning_tokens: int = 0
+
+
+#: --endpoint -> the OpenAI route it sends to
+ENDPOINT_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+#: --prompt-format: token ids (SPEED-Bench's method: identical ids on every engine) or the rendered text
+PROMPT_FORMATS = ("ids", "text")
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,10 @@ class RunConfig:
     #: every conversation's prompt starts with a short text of its own (after any BOS), so no two share a
     #: prefix the server could have cached: for engines without --cache-isolation
     unique_prefix: bool = False
+    #: /v1/completions (prompt_format decides ids or text) or /v1/chat/completions (`messages`, the
+    #: server applying its own chat template)
+    endpoint: str = "completions"
+    prompt_format: str = "ids"
 
     def __post_init__(self) -> None:
         self._check_trace()
@@ -213,6 +226,26 @@ class RunConfig:
             raise UsageError(f"--isl must be at least 1, got {self.isl}")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with http:// or https://, got {self.url!r}")
+        if self.endpoint not in ENDPOINT_PATHS:
+            raise UsageError(f"--endpoint must be {' or '.join(ENDPOINT_PATHS)}, got {self.endpoint!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise UsageError(f"--prompt-format must be {' or '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+        if self.endpoint == "chat" and self.prompt_format != "ids":
+            raise UsageError("--prompt-format chooses what /v1/completions gets; --endpoint chat always sends "
+                             "messages: leave --prompt-format out")
+        if self.emulator.reasoning_tokens < 0:
+            raise UsageError(f"--emulator-reasoning-tokens must be >= 0, got {self.emulator.reasoning_tokens}")
+
+    @property
+    def sends_text(self) -> bool:
+        """Requests carry text (chat messages, or a text prompt) rather than token ids: the workload
+        keeps each prompt's messages, and the server tokenizes them itself."""
+        return self.endpoint == "chat" or self.prompt_format == "text"
+
+    @property
+    def path(self) -> str:
+        """The route requests go to."""
+        return ENDPOINT_PATHS[self.endpoint]
 
     def _check_trace(self) -> None:
         """--trace sets the arrivals and every prompt's input and output length itself."""
@@ -304,6 +337,7 @@ class RunConfig:
             "startup_wait_s": self.startup_wait_s, "seed": self.seed,
             "api_key": "***" if self.api_key else None, "verify_tls": self.verify_tls,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
+            "endpoint": self.endpoint, "prompt_format": self.prompt_format,
         }
 
 
@@ -312,7 +346,8 @@ _OFF_SWITCHES = {"insecure": ("verify_tls", False), "no_plots": ("plots", False)
                  "no_metrics": ("metrics_addr", None)}
 #: the built-in emulator's options -> EmulatorSettings fields
 _EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept",
-                     "emulator_cost": "cost", "emulator_prefix_cache": "prefix_cache"}
+                     "emulator_cost": "cost", "emulator_prefix_cache": "prefix_cache",
+                     "emulator_reasoning_tokens": "reasoning_tokens"}
 #: the options that set a RunConfig field of their own -> that field: an option drops the field's unit
 #: (--timeout sets timeout_s). Every other field is set through the switches or the emulator's
 #: options, so a field added here is a `loadgen run` flag too (tests/unit/test_config.py holds them equal)

@@ -12,15 +12,23 @@ import numpy as np
 import orjson
 
 from .clock import MONOTONIC_CLOCK, Clock
-from .config import RunConfig
+from .config import ENDPOINT_PATHS, RunConfig
 from .engines import EngineAdapter
-from .records import ErrorInfo, RequestRecord, StreamRecorder
+from .records import ErrorInfo, EstimatedChatRecorder, RequestRecord, StreamRecorder
 from .transport import ExchangeError, HttpClient
 from .workloads import ChatTokenizer, Prompt, render_messages
 
-__all__ = ["Sender", "COMPLETIONS"]
+__all__ = ["Sender", "COMPLETIONS", "needs_tokenizer"]
 
-COMPLETIONS = "/v1/completions"
+COMPLETIONS = ENDPOINT_PATHS["completions"]
+
+
+def needs_tokenizer(config: RunConfig, adapter: EngineAdapter, multi_turn: bool) -> bool:
+    """Whether a Sender needs the run's tokenizer: later turns are templated during the run, text
+    prompts are rendered from their messages, and chat replies from a server that gives no counts
+    are tokenized to estimate them, and --unique-prefix's marker is encoded."""
+    return multi_turn or config.unique_prefix or config.prompt_format == "text" or (
+        config.endpoint == "chat" and adapter.chat_token_counts == "estimated")
 
 
 class Sender:
@@ -51,32 +59,70 @@ class Sender:
         self._isolation = _isolation_splice(adapter, config)
         self._unique = _UniquePrefix(tokenizer) if config.unique_prefix and tokenizer is not None else None
 
-    def _body(self, token_ids: np.ndarray, max_tokens: int) -> bytes:
-        body = self._adapter.request_body(model=self._model, prompt=token_ids, max_tokens=max_tokens,
-                                          temperature=self._config.temperature, ignore_eos=self._config.ignore_eos)
+    def _body(self, token_ids: np.ndarray, messages: list[dict], max_tokens: int) -> bytes:
+        """The request as --endpoint and --prompt-format say: the messages (chat), their rendered
+        text (text) or the token ids."""
+        config, adapter = self._config, self._adapter
+        if config.endpoint == "chat":
+            body = adapter.chat_body(model=self._model, messages=messages, max_tokens=max_tokens,
+                                     temperature=config.temperature, ignore_eos=config.ignore_eos)
+        else:
+            prompt: np.ndarray | str = token_ids
+            if config.prompt_format == "text":
+                assert self._tokenizer is not None, "needs_tokenizer: text prompts load the run's tokenizer"
+                tokenizer = self._tokenizer
+                prompt = tokenizer.as_text_prompt(render_messages(tokenizer, messages, config.chat_template))
+            body = adapter.request_body(model=self._model, prompt=prompt, max_tokens=max_tokens,
+                                        temperature=config.temperature, ignore_eos=config.ignore_eos)
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _first_body(self, prompt: Prompt) -> bytes:
+        return self._body(prompt.token_ids, list(prompt.messages), prompt.max_tokens or self._config.max_tokens)
+
+    def _unique_prompt(self, unique: _UniquePrefix, token_ids: np.ndarray, messages: list[dict],
+                       conversation: int) -> tuple[np.ndarray, list[dict]]:
+        """--unique-prefix: the prompt as this conversation alone sends it, and its ids. Token ids get
+        the marker's ids after any BOS; text and chat prompts the marker's text before the first
+        message's content (the server renders it into its template), counted by encoding the
+        rendered prompt, so tokenization parity still holds."""
+        if not self._config.sends_text:
+            return unique.insert(token_ids, conversation), messages
+        first, *rest = messages
+        messages = [{**first, "content": unique.text(conversation) + first["content"]}, *rest]
+        tokenizer = self._tokenizer
+        assert tokenizer is not None, "needs_tokenizer: --unique-prefix loads the run's tokenizer"
+        return np.asarray(tokenizer.encode(render_messages(tokenizer, messages, self._config.chat_template)),
+                          dtype=np.int32), messages
+
+    def _recorder(self, record: RequestRecord, keep_text: bool) -> StreamRecorder | EstimatedChatRecorder:
+        """The chat stream's recorder where the engine gives no counts on chat (estimated), else the
+        usual one, reading the stream of the route requests go to."""
+        chat = self._config.endpoint == "chat"
+        if chat and self._adapter.chat_token_counts == "estimated":
+            assert self._tokenizer is not None, "needs_tokenizer: estimated chat counts load the run's tokenizer"
+            return EstimatedChatRecorder(record, self._adapter, self._tokenizer.tokens_ending_in, keep_text)
+        return StreamRecorder(record, self._adapter, keep_text=keep_text, chat=chat)
 
     def prepare(self, prompts) -> None:
         if self._unique is not None:
             return  # --unique-prefix: every request's body is its own
         for prompt in prompts:
             if prompt not in self._bodies:
-                self._bodies[prompt] = self._body(prompt.token_ids, prompt.max_tokens or self._config.max_tokens)
+                self._bodies[prompt] = self._first_body(prompt)
 
     async def send(self, prompt: Prompt, scheduled_ns: int, warmup: bool) -> None:
         unique = self._unique
         conversation = next(self._ids)
-        max_tokens = prompt.max_tokens or self._config.max_tokens
+        messages = list(prompt.messages)
         if unique is None:
-            body = self._bodies.get(prompt) or self._body(prompt.token_ids, max_tokens)
+            body = self._bodies.get(prompt) or self._first_body(prompt)
             prompt_tokens = prompt.token_ids.size
-        else:  # --unique-prefix: this conversation's own ids, serialized now (once per request, not per chunk)
-            ids = unique.insert(prompt.token_ids, conversation)
-            body, prompt_tokens = self._body(ids, max_tokens), ids.size
+        else:  # --unique-prefix: this conversation's own prompt, serialized now (once per request, not per chunk)
+            ids, messages = self._unique_prompt(unique, prompt.token_ids, messages, conversation)
+            body, prompt_tokens = self._body(ids, messages, prompt.max_tokens or self._config.max_tokens), ids.size
         isolate = self._isolation
         if isolate is not None:  # --cache-isolation: the conversation's turns share a salt, nobody else does
             body = isolate(body, conversation)
-        messages = list(prompt.messages)
         for turn in range(1 + len(prompt.followups)):
             last = turn == len(prompt.followups)
             request_id = conversation if turn == 0 else next(self._ids)
@@ -86,7 +132,7 @@ class Sender:
                 record = RequestRecord(request_id, prompt.category, turn, prompt_tokens,
                                        prompt.max_tokens or self._config.max_tokens, scheduled_ns, warmup,
                                        sub_category=prompt.sub_category, retried=retried, prompt_id=prompt.prompt_id)
-                recorder = StreamRecorder(record, self._adapter, keep_text=not last)
+                recorder = self._recorder(record, keep_text=not last)
                 if self._on_begin is not None:
                     self._on_begin(record)
                 try:
@@ -111,10 +157,10 @@ class Sender:
             assert tokenizer is not None, "prompts with later turns are text, so the run loaded a tokenizer"
             ids = np.asarray(tokenizer.encode(render_messages(tokenizer, messages, self._config.chat_template)),
                              dtype=np.int32)
-            if unique is not None:  # the conversation keeps its own prefix: its turns share it, nobody else does
-                ids = unique.insert(ids, conversation)
+            if unique is not None and not self._config.sends_text:
+                ids = unique.insert(ids, conversation)  # its own prefix again (text: still in `messages`)
             prompt_tokens = ids.size
-            body = self._body(ids, record.max_tokens)
+            body = self._body(ids, messages, record.max_tokens)
             if isolate is not None:
                 body = isolate(body, conversation)
             scheduled_ns = self._clock.now_ns()  # the next turn is due as soon as the reply is in
@@ -134,12 +180,13 @@ class Sender:
         """Exponential, 0.5 s doubling to at most 8 s, with jitter so retries do not come in waves."""
         return int(min(0.5 * 2 ** (retry - 1), 8.0) * (0.5 + 0.5 * self._jitter.random()) * 1e9)
 
-    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder, category: str) -> None:
+    async def _exchange(self, body: bytes, record: RequestRecord, recorder: StreamRecorder | EstimatedChatRecorder,
+                        category: str) -> None:
         error = None
         self.in_flight += 1
         try:
-            await self._client.stream(COMPLETIONS, body, recorder.on_event, lambda t: setattr(record, "sent_ns", t),
-                                      category)
+            await self._client.stream(self._config.path, body, recorder.on_event,
+                                      lambda t: setattr(record, "sent_ns", t), category)
         except ExchangeError as exc:
             error = ErrorInfo(exc.kind, str(exc), exc.status, exc.phase)
         except asyncio.CancelledError:
@@ -178,8 +225,12 @@ class _UniquePrefix:
         self._bos = tokenizer.bos_token_id
         self._run = secrets.token_hex(4)
 
+    def text(self, conversation: int) -> str:
+        """The conversation's marker as text (text and chat prompts)."""
+        return f"{self._run}{conversation:x}\n"
+
     def insert(self, token_ids: np.ndarray, conversation: int) -> np.ndarray:
-        marker = [i for c in f"{self._run}{conversation:x}\n" for i in self._ids[c]]
+        marker = [i for c in self.text(conversation) for i in self._ids[c]]
         at = 1 if token_ids.size and self._bos is not None and token_ids[0] == self._bos else 0
         return np.concatenate([token_ids[:at], np.asarray(marker, dtype=token_ids.dtype), token_ids[at:]])
 

@@ -29,5 +29,5 @@ def workload_spec(config: RunConfig) -> WorkloadSpec:
     window = None if config.trace is None else read_trace(config.trace).window(
         warmup=config.warmup, count=config.num_requests, duration_s=config.duration_s, speed=config.trace_speed)
     return WorkloadSpec(config.workload, config.workload_path, config.tokenizer,
-                        BuildOptions(config.chat_template, config.system_prompt, config.isl), config.input_len,
-                        config.seed, window)
+                        BuildOptions(config.chat_template, config.system_prompt, config.isl, config.sends_text),
+                        config.input_len, config.seed, window)

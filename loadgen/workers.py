@@ -36,7 +36,7 @@ from .engines import EngineAdapter, get_adapter
 from .errors import LoadgenError, WorkerLost
 from .records import ErrorInfo, RequestRecord
 from .scheduler import closed_loop, open_loop, stepped_closed_loop
-from .sender import Sender
+from .sender import Sender, needs_tokenizer
 from .transport import HttpClient, ReadLag
 from .wiring import http_client, workload_spec
 from .worker_messages import (
@@ -435,7 +435,8 @@ async def serve_worker(sock: socket.socket) -> None:
         # the prompts the parent shipped (another machine), else the parent's spec: the same cached prompts
         prompts = setup.prompts if setup.prompts is not None else load_workload(workload_spec(config)).prompts
         multi_turn = any(p.followups for p in (prompts.values() if isinstance(prompts, dict) else prompts))
-        tokenizer = load_tokenizer(config.tokenizer) if multi_turn or config.unique_prefix else None
+        tokenizer = load_tokenizer(config.tokenizer) if needs_tokenizer(config, get_adapter(setup.engine),
+                                                                        multi_turn) else None
     except LoadgenError as exc:
         send(Failed(str(exc)))
         await writer.drain()

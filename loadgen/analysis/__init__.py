@@ -1,5 +1,6 @@
 """Pure functions from records to figures."""
 
+from .chat import token_counts_of
 from .load import HOLD_THRESHOLD, held_load
 from .prefix_cache import prefix_cache_figures
 from .report import build_report, latency_samples
@@ -20,5 +21,5 @@ __all__ = [
     "AGREEMENT_TOLERANCE", "HOLD_THRESHOLD", "PERCENTILES", "SCHEMA_VERSION", "Report", "WorkersInfo", "build_report",
     "conditional_acceptance", "cross_check", "distribution", "draft_coverage", "held_load", "latency_samples",
     "mean_from_histogram", "report_schema", "request_acceptance_length", "shipped_schema", "step_histogram",
-    "time_series", "prefix_cache_figures",
+    "time_series", "prefix_cache_figures", "token_counts_of",
 ]

@@ -10,11 +10,13 @@ import numpy as np
 from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
+from .chat import chat_figures, token_counts_of, ttft_answer_s
 from .levels import find_collapse, level_figures
 from .load import held_load, held_rate
 from .report_types import (
     SCHEMA_VERSION,
     CategoryFigures,
+    ChatFigures,
     ClientAcceptance,
     ClientFigures,
     CrossCheck,
@@ -130,6 +132,8 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, CategoryFigures]:
     for category, group in sorted(groups.items()):
         samples = latency_samples(group, per_chunk=False)
         als = [a for a in (request_acceptance_length(r.chunk_tokens) for r in group if r.ok) if a is not None]
+        reasoned = [r for r in group if r.ok and r.reasoning_tokens]
+        answer_ttft = ttft_answer_s(reasoned)
         table[category] = CategoryFigures(
             requests=len(group),
             failed=sum(1 for r in group if not r.ok),
@@ -139,6 +143,10 @@ def _categories(records: Sequence[RequestRecord]) -> dict[str, CategoryFigures]:
             user_tps_p50=float(np.median(samples["user_tps"])) if samples["user_tps"].size else None,
             output_tokens_mean=float(np.mean(samples["output_tokens_per_request"]))
             if samples["output_tokens_per_request"].size else None,
+            reasoning_tokens_mean=float(np.mean([r.reasoning_tokens for r in reasoned])) if reasoned else None,
+            answer_tokens_mean=float(np.mean([r.output_tokens - r.reasoning_tokens for r in reasoned]))
+            if reasoned else None,
+            ttft_answer_p50_s=float(np.median(answer_ttft)) if answer_ttft.size else None,
         )
     return table
 
@@ -162,7 +170,9 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
     output_tokens = sum(r.output_tokens for r in records)
     samples = latency_samples(records)
     primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
-    client = _client_speculative(records, adapter.token_counts)
+    token_counts = token_counts_of(adapter, config.get("endpoint", "completions"))
+    client = _client_speculative(records, token_counts)
+    chat = chat_figures(records, config, token_counts)
     coverage = (draft_coverage({int(k): n for k, n in client.histogram.items()}, primary)
                 if adapter.drafts_are_decode_steps else None)
     server_note: str | None
@@ -227,6 +237,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         rebuilt_from_journal=rebuilt_from_journal,
         levels=_levels(records, config),
         prefix_cache=prefix_cache,
+        chat=ChatFigures.from_json(chat) if chat else None,
     )
 
 

@@ -23,7 +23,7 @@ __all__ = [
     "DraftCoverage", "Distribution", "HeldLoad", "HeldRate", "Latency", "LevelCollapse", "LevelFigures", "LoadLevels",
     "LostWorker", "MeanStd", "PrefixCacheFigures", "ReadLag", "Report",
     "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
-    "ServerPerRequest", "report_schema", "shipped_schema",
+    "ServerPerRequest", "ChatFigures", "TokenizationParity", "report_schema", "shipped_schema",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
@@ -32,8 +32,8 @@ SCHEMA_VERSION = 5
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
-#: config.proxy, the prefix_cache section and requests.jsonl's cached_tokens / prompt_id (absent:
-#: None, "")
+#: config.proxy, config.endpoint / prompt_format, the prefix_cache and chat sections, the categories'
+#: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults)
 READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 
 #: where the generated schemas ship inside the package
@@ -105,6 +105,9 @@ class RunSettings(_JsonForm):
     #: the HTTP proxy the requests went through (http://HOST:PORT, never its credentials): its own delay
     #: is part of every figure; absent before version 5 and in runs with direct connections
     proxy: str | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: --endpoint and --prompt-format; absent before version 5 and in runs with the defaults
+    endpoint: str = field(default="completions", metadata=codec.OMIT_DEFAULT)
+    prompt_format: str = field(default="ids", metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +250,11 @@ class CategoryFigures(_JsonForm):
     tpot_p50_s: float | None
     user_tps_p50: float | None
     output_tokens_mean: float | None
+    #: requests that streamed reasoning (chat): their reasoning and answer tokens, and the time to
+    #: the first answer token; absent where no request of the category reasoned
+    reasoning_tokens_mean: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    answer_tokens_mean: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    ttft_answer_p50_s: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +432,41 @@ class PrefixCacheFigures(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class TokenizationParity(_JsonForm):
+    """The prompt tokens the server counted (usage.prompt_tokens) against the local template's
+    count of the same request. A difference means the server tokenized something else than the
+    workload measured: a wrong --tokenizer or chat template is the usual cause."""
+
+    requests: int  # requests whose server sent usage.prompt_tokens
+    mismatched: int  # of them, the ones whose count differs from the local one
+    server_prompt_tokens: int  # summed over those requests
+    local_prompt_tokens: int
+    #: the first mismatch, as the warning line says it; null where none
+    example: str | None
+    flagged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFigures(_JsonForm):
+    """A run that sent text (--endpoint chat, --prompt-format text) or streamed reasoning: how its
+    tokens were counted, its reasoning and answer tokens apart, and tokenization parity."""
+
+    endpoint: str
+    prompt_format: str
+    #: "usage" (the engine's own counts), "one_per_token", "one_per_chunk", or "estimated" (the
+    #: streamed text tokenized with the run's tokenizer at each request's end)
+    token_counts: str
+    #: the report's figures that rest on estimated counts (empty where counts are the engine's)
+    estimated_figures: list[str]
+    reasoning_tokens: int
+    answer_tokens: int
+    #: scheduled send -> first answer (content) token, successful requests with an answer; TTFT
+    #: (latency.ttft_s) counts to the first token of any kind, reasoning included
+    ttft_answer_s: Distribution
+    parity: TokenizationParity | None
+
+
+@dataclass(frozen=True, slots=True)
 class Report(_JsonForm):
     """The report of one run's measured window (warm-up excluded): report.json."""
 
@@ -451,6 +494,8 @@ class Report(_JsonForm):
     levels: LoadLevels | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     #: the prefix cache's figures (version 5 on; absent from a report rebuilt from the journal)
     prefix_cache: PrefixCacheFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: only in a run that sent text or streamed reasoning (version 5 on)
+    chat: ChatFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

@@ -34,6 +34,14 @@ class ChunkFields(NamedTuple):
     #: the engine's own per-request draft figures on the final chunk (llama.cpp timings), if any
     draft_tokens: int | None = None
     accepted_tokens: int | None = None
+    #: the server's usage.prompt_tokens, where the chunk carries usage (tokenization parity)
+    prompt_tokens: int | None = None
+    #: a chat chunk's reasoning delta (reasoning_content / reasoning); `text` is then the answer's
+    #: delta (content), and a chunk may carry both (the step in which reasoning ended)
+    reasoning_text: str | None = None
+    #: cumulative reasoning tokens where the engine counts them in usage (vLLM's
+    #: completion_tokens_details.reasoning_tokens, SGLang's usage.reasoning_tokens), or None
+    reasoning_tokens: int | None = None
     #: the prompt tokens the server's prefix cache held (usage.prompt_tokens_details.cached_tokens), if it says
     cached_tokens: int | None = None
 
@@ -99,6 +107,19 @@ class EngineAdapter(Protocol):
 
     def decode(self, data: bytes) -> ChunkFields:
         """Decode one SSE data payload; raises ValueError when it is not a chunk."""
+        ...
+
+    #: token_counts on /v1/chat/completions: "usage" (cumulative counts on every chunk, exact) or
+    #: "estimated" (none offered: the streamed text is tokenized with the run's tokenizer at request end)
+    chat_token_counts: str
+
+    def chat_body(self, *, model: str, messages: list[dict], max_tokens: int, temperature: float,
+                  ignore_eos: bool) -> dict:
+        """The /v1/chat/completions body: the server applies its own chat template to `messages`."""
+        ...
+
+    def decode_chat(self, data: bytes) -> ChunkFields:
+        """Decode one `data:` payload of a chat stream; ValueError when it is not a chunk."""
         ...
 
     def collectors(self) -> list:

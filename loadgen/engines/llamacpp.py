@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, option_flags, sizing_flags
-from .openai import OpenAIAdapter, decode_openai_object, load_chunk
+from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
 from .prometheus_text import SpecMetricNames, sample_sums, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
@@ -52,6 +52,35 @@ class LlamacppAdapter(OpenAIAdapter):
         fields = decode_openai_object(obj)
         timings = obj.get("timings")
         if timings and fields.error is None:
+            return fields._replace(draft_tokens=timings.get("draft_n", 0),
+                                   accepted_tokens=timings.get("draft_n_accepted", 0))
+        return fields
+
+    #: on chat, one partial result per token becomes zero or more delta chunks (a role chunk first; a
+    #: token that ends no text, none; one that ends reasoning and starts the answer, two), so a chunk
+    #: is not a token there. With timings_per_token every result's last chunk carries `timings`,
+    #: whose predicted_n is the tokens generated so far (tools/server/server-context.cpp
+    #: send_partial_response, server-task.cpp server_task_result_cmpl_partial::to_json_oaicompat_chat,
+    #: server-common.cpp server_slot_stats::to_json): the exact cumulative count
+    chat_token_counts = "usage"
+
+    def chat_body(self, *, model: str, messages: list[dict], max_tokens: int, temperature: float,
+                  ignore_eos: bool) -> dict:
+        body = super().chat_body(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature,
+                                 ignore_eos=ignore_eos)
+        return {**body, "timings_per_token": True}
+
+    def decode_chat(self, data: bytes) -> ChunkFields:
+        """The chat delta, counted by its timings' predicted_n (the final usage chunk's usage agrees);
+        a delta without timings (one of several in a result, or a server that ignores
+        timings_per_token) counts as one token, which the next cumulative count corrects. The
+        request's draft statistics as on /v1/completions (the last timings win)."""
+        obj = load_chunk(data)
+        timings = obj.get("timings")
+        fields = decode_chat_object(obj, timings.get("predicted_n") if timings else None)
+        if fields.completion_tokens is None and (fields.text or fields.reasoning_text):
+            fields = fields._replace(tokens=1)
+        if timings and fields.error is None and ("draft_n" in timings or "usage" in obj):
             return fields._replace(draft_tokens=timings.get("draft_n", 0),
                                    accepted_tokens=timings.get("draft_n_accepted", 0))
         return fields

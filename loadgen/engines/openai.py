@@ -8,7 +8,7 @@ from .base import ChunkFields, EngineSpec, Finding
 from .prefix_cache import PrefixCacheReading
 from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter
 
-__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "SPEC"]
+__all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "decode_chat_object", "SPEC"]
 
 
 def load_chunk(data: bytes) -> dict:
@@ -18,6 +18,11 @@ def load_chunk(data: bytes) -> dict:
     if not isinstance(obj, dict):
         raise ValueError("chunk is not a JSON object")
     return obj
+
+
+#: ChunkFields from all its values at once: NamedTuple's generated __new__ (keywords, defaults) is
+#: a Python call more, once per chunk on the read path
+_chunk_fields = tuple.__new__
 
 
 def decode_openai_object(obj: dict) -> ChunkFields:
@@ -40,12 +45,67 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         ids = choice.get("token_ids")
         if ids is not None:
             tokens = len(ids)
-    fields = ChunkFields(completion_tokens, tokens, bool(choices), finish, None, obj.get("emulator_sent_ns"), text)
-    if usage and (finish is not None or not choices):  # the final usage: where engines put prompt_tokens_details
-        details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and details.get("cached_tokens") is not None:
-            return fields._replace(cached_tokens=details["cached_tokens"])
-    return fields
+    # the prompt's count and its cached tokens from the closing chunks only (every chunk of continuous
+    # usage repeats them): where engines put prompt_tokens_details
+    prompt_tokens = cached_tokens = None
+    if usage and (finish is not None or not choices):
+        prompt_tokens, cached_tokens = usage.get("prompt_tokens"), _cached_tokens(usage)
+    return _chunk_fields(ChunkFields, (completion_tokens, tokens, bool(choices), finish, None,
+                                       obj.get("emulator_sent_ns"), text, None, None, prompt_tokens, None, None,
+                                       cached_tokens))
+
+
+def _cached_tokens(usage: dict) -> int | None:
+    """usage.prompt_tokens_details.cached_tokens: the prompt tokens the server's prefix cache held."""
+    details = usage.get("prompt_tokens_details")
+    return details.get("cached_tokens") if isinstance(details, dict) else None
+
+
+def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> ChunkFields:
+    """The fields of a /v1/chat/completions chunk (`choices[0].delta`). The answer is `content`;
+    reasoning arrives in `reasoning_content` (llama.cpp tools/server/server-chat.cpp
+    server_chat_msg_diff_to_json_oaicompat; SGLang serving_chat.py _generate_stream_content; TRT-LLM
+    serve/postprocess_handlers.py chat_stream_post_processor) or `reasoning` (vLLM 0.32:
+    DeltaMessage.reasoning, entrypoints/generate/base/protocol.py), in the same delta as content in
+    the step where reasoning ends (vLLM, TRT-LLM); an empty reasoning delta (a token with no text
+    yet, as vLLM streams it) is kept as "" so the chunk still counts as reasoning. Cumulative
+    reasoning counts where usage has them:
+    vLLM's completion_tokens_details.reasoning_tokens (chat_completion/serving.py
+    _make_completion_tokens_details, with a reasoning parser), SGLang's usage.reasoning_tokens
+    (UsageProcessor.calculate_token_usage). A chunk without text (the role-only first chunk, an
+    empty finish chunk) holds a token only where a count says so.
+    completion_tokens: the engine's cumulative count where it is not in usage (llama.cpp's timings)."""
+    error = obj.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return ChunkFields(None, None, False, None, str(message), None)
+    usage = obj.get("usage")
+    prompt_tokens = reasoning_tokens = cached_tokens = None
+    if usage:
+        completion_tokens = usage.get("completion_tokens")
+        prompt_tokens = usage.get("prompt_tokens")
+        cached_tokens = _cached_tokens(usage)
+        details = usage.get("completion_tokens_details")
+        reasoning_tokens = details.get("reasoning_tokens") if details else usage.get("reasoning_tokens")
+    choices = obj.get("choices")
+    tokens = None
+    finish = None
+    text = reasoning = None
+    has_choice = False
+    if choices:
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        reasoning = delta.get("reasoning_content")
+        if reasoning is None:
+            reasoning = delta.get("reasoning")
+        ids = choice.get("token_ids")
+        if ids is not None:
+            tokens = len(ids)
+        has_choice = bool(text or reasoning) or tokens is not None or completion_tokens is not None
+    return _chunk_fields(ChunkFields, (completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"),
+                                       text, None, None, prompt_tokens, reasoning, reasoning_tokens, cached_tokens))
 
 
 class OpenAIAdapter:
@@ -69,6 +129,21 @@ class OpenAIAdapter:
     def decode(self, data: bytes) -> ChunkFields:
         """Decode one `data:` payload of a /v1/completions stream; ValueError when it is not a chunk."""
         return decode_openai_object(load_chunk(data))
+
+    #: a plain OpenAI server promises no per-chunk counts on chat: they are estimated from the text
+    chat_token_counts = "estimated"
+
+    def chat_body(self, *, model: str, messages: list[dict], max_tokens: int, temperature: float,
+                  ignore_eos: bool) -> dict:
+        """The engine's own completions body with `messages` in place of `prompt`: every engine here
+        takes the same sampling and stream options on both routes."""
+        body = self.request_body(model=model, prompt=None, max_tokens=max_tokens, temperature=temperature,
+                                 ignore_eos=ignore_eos)
+        del body["prompt"]
+        return {**body, "messages": messages}
+
+    def decode_chat(self, data: bytes) -> ChunkFields:
+        return decode_chat_object(load_chunk(data))
 
     version_endpoint: tuple[str, str] | None = None
     own_endpoints: tuple[str, ...] = ()

@@ -23,6 +23,9 @@ CUMULATIVE_SERVER_AL = "server AL will be cumulative, not windowed"
 class SglangAdapter(OpenAIAdapter):
     name = "sglang"
     token_counts = "usage"
+    #: the same continuous usage on chat (sgl-project/sglang python/sglang/srt/entrypoints/openai/serving_chat.py
+    #: _generate_stream_content: usage on every reasoning and content chunk when continuous_usage_stats)
+    chat_token_counts = "usage"
     authoritative = ("client", "SGLang exports only windowed gauges and a since-start average, so the client's "
                                "tokens per chunk (stream interval 1: one chunk per verify step) are the exact window "
                                "figure")

@@ -36,6 +36,9 @@ NAMES = SpecMetricNames(draft_tokens="trtllm_spec_decode_num_draft_tokens_total"
 class TrtllmAdapter(OpenAIAdapter):
     name = "trtllm"
     token_counts = "usage"
+    #: the same continuous usage on chat (NVIDIA/TensorRT-LLM tensorrt_llm/serve/postprocess_handlers.py
+    #: chat_stream_post_processor: include_continuous_usage puts usage on the role chunk and every delta chunk)
+    chat_token_counts = "usage"
     authoritative = ("server", "TRT-LLM's iteration stats count every verify step exactly (for all traffic); the "
                                "client's tokens per chunk equal them while stream_interval is 1")
 

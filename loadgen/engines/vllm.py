@@ -28,6 +28,9 @@ PREFIX_QUERIES, PREFIX_HITS = "vllm:prefix_cache_queries_total", "vllm:prefix_ca
 class VllmAdapter(OpenAIAdapter):
     name = "vllm"
     token_counts = "usage"
+    #: the same continuous usage on chat (vLLM 0.32 entrypoints/openai/chat_completion/serving.py
+    #: chat_completion_stream_generator: usage on the role chunk (0) and every delta chunk when continuous_usage_stats)
+    chat_token_counts = "usage"
     authoritative = ("server", "vLLM's spec-decode counters are exact (for all traffic on the server); the client's "
                                "tokens per chunk equal them while stream interval is 1 and the client keeps up")
     #: num_drafts counts each request's step that proposed a draft (an n-gram step with no match

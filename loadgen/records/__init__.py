@@ -2,6 +2,7 @@
 
 from .journal import Journal, read_journal
 from .record import ERROR_KINDS, ErrorInfo, RequestRecord
-from .recorder import StreamRecorder
+from .recorder import EstimatedChatRecorder, StreamRecorder
 
-__all__ = ["ERROR_KINDS", "ErrorInfo", "Journal", "RequestRecord", "StreamRecorder", "read_journal"]
+__all__ = ["ERROR_KINDS", "ErrorInfo", "EstimatedChatRecorder", "Journal", "RequestRecord", "StreamRecorder",
+           "read_journal"]

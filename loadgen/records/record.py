@@ -68,6 +68,16 @@ class RequestRecord:
     #: the workload prompt this request's conversation started from (Prompt.prompt_id): the run's
     #: expected prefix-cache hit rate and its repeated prompts are counted from it
     prompt_id: str = ""
+    #: the server's own count of the prompt (usage.prompt_tokens), where it gives one: compared with
+    #: prompt_tokens, the local template's, for tokenization parity
+    server_prompt_tokens: int | None = None
+    #: output tokens that streamed as reasoning (chat: reasoning_content / reasoning deltas); they
+    #: are output tokens all the same (in output_tokens, AL, TPOT and throughput)
+    reasoning_tokens: int = 0
+    #: the first chunk of the answer (content), after any reasoning; first_ns where there is none
+    first_answer_ns: int = 0
+    #: chunk_tokens were estimated by tokenizing the streamed text (the server gave no counts)
+    estimated_counts: bool = False
 
     @property
     def ok(self) -> bool:
@@ -81,7 +91,7 @@ class RequestRecord:
 
     def shift(self, delta_ns: int) -> None:
         """Move every time by delta_ns: a record from another machine's clock into this one's."""
-        for name in ("scheduled_ns", "sent_ns", "first_ns", "last_ns", "end_ns"):
+        for name in ("scheduled_ns", "sent_ns", "first_ns", "last_ns", "end_ns", "first_answer_ns"):
             value = getattr(self, name)
             if value:
                 setattr(self, name, value + delta_ns)
@@ -107,6 +117,13 @@ class RequestRecord:
             obj["cached_tokens"] = self.cached_tokens
         if self.prompt_id:
             obj["prompt_id"] = self.prompt_id
+        if self.server_prompt_tokens is not None:
+            obj["server_prompt_tokens"] = self.server_prompt_tokens
+        if self.reasoning_tokens or self.first_answer_ns != self.first_ns:
+            obj["reasoning_tokens"] = self.reasoning_tokens
+            obj["first_answer_ns"] = self.first_answer_ns
+        if self.estimated_counts:
+            obj["estimated_counts"] = True
         return obj
 
     @classmethod
@@ -126,4 +143,8 @@ class RequestRecord:
             retried=obj.get("retried", []),
             cached_tokens=obj.get("cached_tokens"),
             prompt_id=obj.get("prompt_id", ""),
+            server_prompt_tokens=obj.get("server_prompt_tokens"),
+            reasoning_tokens=obj.get("reasoning_tokens", 0),
+            first_answer_ns=obj.get("first_answer_ns", obj["first_ns"]),
+            estimated_counts=obj.get("estimated_counts", False),
         )

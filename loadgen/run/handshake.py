@@ -15,7 +15,6 @@ from ..config import RunConfig
 from ..engines import ENGINES, EngineAdapter, detect_engine, get_adapter
 from ..errors import ServerError, ServerNotReady, UsageError
 from ..records import RequestRecord, StreamRecorder
-from ..sender import COMPLETIONS
 from ..sinks import print_figure_warnings
 from ..transport import ExchangeError, HttpClient
 from ..workloads import Prompt
@@ -74,23 +73,51 @@ async def _discover(client: HttpClient, config: RunConfig, url: str) -> tuple[st
     return model, engine, models["data"][ids.index(model)]
 
 
+def _preflight_body(config: RunConfig, adapter: EngineAdapter, model: str, first_prompt: Prompt) -> dict:
+    """Two output tokens for a prompt of the run's kind: its first token id, or a few words of its
+    first user message (as chat messages, or as text)."""
+    if not config.sends_text:
+        return adapter.request_body(model=model, prompt=[int(first_prompt.token_ids[0])], max_tokens=2,
+                                    temperature=config.temperature, ignore_eos=True)
+    words = " ".join(str(first_prompt.messages[-1]["content"]).split()[:8]) or "Hello"
+    if config.endpoint == "chat":
+        return adapter.chat_body(model=model, messages=[{"role": "user", "content": words}], max_tokens=2,
+                                 temperature=config.temperature, ignore_eos=True)
+    return adapter.request_body(model=model, prompt=words, max_tokens=2, temperature=config.temperature,
+                                ignore_eos=True)
+
+
+def _refusal_hint(config: RunConfig, url: str, status: int | None, message: str) -> str:
+    """What to do about a 4xx on the first request, for the route and prompt kind it used."""
+    path = config.path
+    if status in (404, 405):
+        if config.endpoint == "chat":
+            return (f"the server does not serve POST {path} (HTTP {status}): use --endpoint completions, or check "
+                    "--url is the server root")
+        return (f"is --url the server root? POST {url}{path} was not found (HTTP {status}); a server that serves "
+                "only chat takes --endpoint chat")
+    if status in (401, 403):
+        return "check --api-key (or LOADGEN_API_KEY)"
+    if status == 400 and not config.sends_text:
+        return (f"the server refused a token-id prompt ({message[:160]}); send text: --prompt-format text, or "
+                "--endpoint chat")
+    return ""
+
+
 async def _preflight(client: HttpClient, config: RunConfig, url: str, adapter: EngineAdapter, model: str,
                      first_prompt: Prompt) -> None:
     """One tiny request before the run, so a wrong endpoint is one clear error, not N failures."""
-    first_id = int(first_prompt.token_ids[0])
-    body = orjson.dumps(adapter.request_body(model=model, prompt=[first_id], max_tokens=2,
-                                             temperature=config.temperature, ignore_eos=True))
-    recorder = StreamRecorder(RequestRecord(-1, "preflight", 0, 1, 2, 0), adapter)
+    body = orjson.dumps(_preflight_body(config, adapter, model, first_prompt))
+    # only whether the stream fails matters here, so even an estimated chat stream needs no tokenizer
+    recorder = StreamRecorder(RequestRecord(-1, "preflight", 0, 1, 2, 0), adapter, chat=config.endpoint == "chat")
     try:
-        await client.stream(COMPLETIONS, body, recorder.on_event, lambda t: None)
+        await client.stream(config.path, body, recorder.on_event, lambda t: None)
     except ExchangeError as exc:
         refused = exc.status is not None and (300 <= exc.status < 400 or 400 <= exc.status < 500 and exc.status != 429)
         if exc.kind != "connect" and not refused:
             raise ServerNotReady(f"the first request failed: {exc}") from None
-        hint = {404: f"is --url the server root? POST {url}{COMPLETIONS} was not found",
-                401: "check --api-key (or LOADGEN_API_KEY)", 403: "check --api-key (or LOADGEN_API_KEY)"}
-        raise ServerError(f"the first request failed: {exc}" + (f"; {hint[exc.status]}" if exc.status in hint else
-                                                                "")) from exc
+        hint = _refusal_hint(config, url, exc.status, str(exc))
+        raise ServerError(f"the first request failed: {exc}" + (f"; {hint}" if hint else "")) from exc
     record = recorder.finish(None)
     if record.error is not None:
         raise ServerNotReady(f"the first request failed: {record.error.kind}: {record.error.message}")

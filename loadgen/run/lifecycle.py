@@ -15,7 +15,7 @@ from datetime import datetime
 
 from rich.console import Console
 
-from ..analysis import Report, WorkersInfo, build_report, prefix_cache_figures
+from ..analysis import Report, WorkersInfo, build_report, prefix_cache_figures, token_counts_of
 from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..engines import EngineAdapter
@@ -47,7 +47,8 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
     workers = emu.workers or (1 if (concurrency or config.concurrency) <= 256 else 2)
     timing = ["--cost", emu.cost] if emu.cost else ["--step-ms", str(emu.step_ms)]
     return ["--ttft-ms", str(emu.ttft_ms), *timing, "--accept", ",".join(map(str, emu.accept)),
-            "--seed", str(config.seed), "--workers", str(workers), *(["--prefix-cache"] if emu.prefix_cache else [])]
+            "--seed", str(config.seed), "--workers", str(workers), *(["--prefix-cache"] if emu.prefix_cache else []),
+            *(["--reasoning-tokens", str(emu.reasoning_tokens)] if emu.reasoning_tokens else [])]
 
 
 def run(config: RunConfig, console: Console) -> Report:
@@ -112,7 +113,8 @@ class _Run:
         loop = asyncio.get_running_loop()
         journal = Journal(self.folder.journal, loop)
         signals = InterruptSignals(loop)
-        metrics = start_live_metrics(config, public, self._in_flight, self.console)
+        metrics = start_live_metrics(config, public, self._in_flight, self.console,
+                                     token_counts_of(served.adapter, config.endpoint))
         self.tally = RecordTally(config, journal, metrics, self._in_flight, on_stop=self._on_interrupt)
         self.share = share = make_share(config, self.url, served, self.workload, plans, placement, client,
                                         self.tally)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ..config import ENDPOINT_PATHS
 from ..engines import FALLBACK_ENGINE, EngineAdapter, detect_engine, get_adapter
 from ..engines.base import Finding
 from ..engines.prometheus_text import sample_sums
@@ -30,7 +31,7 @@ __all__ = ["probe", "probe_findings", "run_findings"]
 PROBE_TOKEN_IDS = [100, 101, 102, 103]
 #: enough for a step after the first token to carry several tokens, short enough to cost nothing
 PROBE_MAX_TOKENS = 4
-CHAT_COMPLETIONS = "/v1/chat/completions"
+CHAT_COMPLETIONS = ENDPOINT_PATHS["chat"]
 #: endpoints every OpenAI-compatible engine may answer; each adapter adds its own
 COMMON_ENDPOINTS = ("/health", "/v1/models", "/metrics", "/version")
 

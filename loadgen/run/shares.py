@@ -12,6 +12,7 @@ from ..config import RunConfig
 from ..errors import UsageError
 from ..records import RequestRecord
 from ..scheduler import arrival_offsets
+from ..sender import needs_tokenizer
 from ..transport import HttpClient, ReadLag
 from ..workers import LocalShare, Plan, WorkerPool, auto_workers, split, split_arrivals, split_levels
 from ..workloads import Workload, load_tokenizer, round_robin
@@ -116,7 +117,8 @@ def make_share(config: RunConfig, url: str, served: Served, workload: Workload, 
     so do a trace's workers (its prompts are built per run, not cached)."""
     launcher = placement.launcher
     if len(plans) == 1 and launcher is None:
-        tokenizer = load_tokenizer(config.tokenizer) if workload.multi_turn or config.unique_prefix else None
+        tokenizer = load_tokenizer(config.tokenizer) if needs_tokenizer(config, served.adapter,
+                                                                        workload.multi_turn) else None
         return LocalShare(client, (served.adapter, served.model, config, tokenizer), workload.prompts, plans[0],
                           on_record)
     return WorkerPool(config, url, served.model, served.engine, plans, on_record,

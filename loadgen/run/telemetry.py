@@ -16,14 +16,16 @@ __all__ = ["start_live_metrics", "push_metrics"]
 
 
 def start_live_metrics(config: RunConfig, public: dict, in_flight: Callable[[], int],
-                       console: Console) -> LiveMetrics | None:
-    """The run's metrics, served at --metrics-addr if given; None when neither serving nor pushing."""
+                       console: Console, token_counts: str = "usage") -> LiveMetrics | None:
+    """The run's metrics, served at --metrics-addr if given; None when neither serving nor pushing.
+    token_counts: how per-chunk counts are obtained (analysis.chat.token_counts_of), a label of
+    loadgen_run_info so that a dashboard can mark estimated figures."""
     if config.metrics_addr is None and config.pushgateway is None:
         return None
     open_loop = config.request_rate or config.trace
     metrics = LiveMetrics(run_id=public["run_id"], engine=public["engine"], model=public["model"],
                           workload=config.workload, target_concurrency=0 if open_loop else config.concurrency,
-                          in_flight=in_flight, version=__version__)
+                          in_flight=in_flight, version=__version__, endpoint=config.endpoint, token_counts=token_counts)
     if config.metrics_addr is not None:
         console.print(f"[dim]live metrics: {metrics.serve(config.metrics_addr)}[/]")
     return metrics

@@ -8,11 +8,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadgen.analysis.report_types import HeldLoad, HeldRate, LoadLevels, PrefixCacheFigures, Report, WorkersInfo
+from loadgen.analysis.report_types import (
+    ChatFigures,
+    HeldLoad,
+    HeldRate,
+    LoadLevels,
+    PrefixCacheFigures,
+    Report,
+    WorkersInfo,
+)
 
 from .tables import cell
 
-__all__ = ["RunProgress", "collapse_line", "print_levels", "print_summary", "print_trace", "print_workers"]
+__all__ = ["RunProgress", "collapse_line", "print_chat", "print_levels", "print_summary", "print_trace",
+           "print_workers"]
 
 
 class RunProgress:
@@ -123,7 +132,10 @@ def print_summary(console: Console, report: Report) -> None:
         for k, n in hist.items():
             al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), cell(cond.get(k), "{:.3f}"))
         console.print(al)
-        if client.token_counts != "usage":
+        if client.token_counts == "estimated":
+            console.print("[yellow]tokens per chunk were ESTIMATED by tokenizing the streamed text with the run's "
+                          "tokenizer (the server gave no counts on chat): acceptance figures are estimates[/]")
+        elif client.token_counts != "usage":
             console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
                           "acceptance figures are not measured[/]")
     server = spec.server
@@ -151,6 +163,9 @@ def print_summary(console: Console, report: Report) -> None:
                       f"{check.relative_difference:+.1%}[/] (client {check.client_acceptance_length:.3f}, "
                       f"server {check.server_acceptance_length:.3f}); likely: {'; '.join(check.likely_causes)}. "
                       f"Authoritative here: {check.authoritative}.")
+
+    if report.chat is not None:
+        print_chat(console, report.chat)
 
     cats = report.categories
     if cats:
@@ -188,6 +203,21 @@ def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:
     console.print(f"Prefix cache: hit rate {measured}{expected}{isolation}")
     for warning in figures.warnings:
         console.print(f"[bold yellow]{warning}[/]")
+
+
+def print_chat(console: Console, chat: ChatFigures) -> None:
+    """How a text run's tokens were counted, reasoning against answer, and the parity warning."""
+    sent = "chat messages" if chat.endpoint == "chat" else f"{chat.prompt_format} prompts"
+    line = f"{sent}; token counts: {chat.token_counts}"
+    if chat.reasoning_tokens:
+        line += (f"; reasoning {chat.reasoning_tokens} / answer {chat.answer_tokens} output tokens; first answer "
+                 f"token p50 {_ms(chat.ttft_answer_s.p50)} ms (TTFT counts reasoning)")
+    console.print(line)
+    parity = chat.parity
+    if parity is not None and parity.flagged:
+        console.print(f"[bold yellow]Tokenization parity: {parity.example}[/] ({parity.mismatched} of "
+                      f"{parity.requests} requests differ; {parity.server_prompt_tokens} server against "
+                      f"{parity.local_prompt_tokens} local prompt tokens in all)")
 
 
 def print_levels(console: Console, levels: LoadLevels) -> None:

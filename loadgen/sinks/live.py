@@ -77,10 +77,12 @@ class _Category:
     errors: dict[str, int] = field(default_factory=dict)  # kind -> count
     input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
     ttft: _Histogram = field(default_factory=lambda: _Histogram(TTFT_BUCKETS))
     tpot: _Histogram = field(default_factory=lambda: _Histogram(STEP_BUCKETS))
     icl: _Histogram = field(default_factory=lambda: _Histogram(STEP_BUCKETS))
     e2e: _Histogram = field(default_factory=lambda: _Histogram(E2E_BUCKETS))
+    ttft_answer: _Histogram = field(default_factory=lambda: _Histogram(TTFT_BUCKETS))
     tokens_per_step: _Histogram = field(default_factory=lambda: _Histogram(TOKENS_PER_STEP_BUCKETS))
 
 
@@ -88,9 +90,13 @@ class LiveMetrics:
     """The run's metrics, as a prometheus-client collector; `serve` exposes them over HTTP."""
 
     def __init__(self, *, run_id: str, engine: str, model: str, workload: str, target_concurrency: int,
-                 in_flight: Callable[[], int], version: str) -> None:
+                 in_flight: Callable[[], int], version: str, endpoint: str = "completions",
+                 token_counts: str = "usage") -> None:
+        """token_counts "estimated" (chat replies tokenized by the client) marks every figure built
+        on tokens per chunk (loadgen_tokens_per_step, the inter-chunk gaps) as an estimate: it is a
+        label of loadgen_run_info, beside the endpoint the run sent to."""
         self._const = {"run_id": run_id, "engine": engine, "model": model, "workload": workload}
-        self._info = self._const | {"version": version}
+        self._info = self._const | {"version": version, "endpoint": endpoint, "token_counts": token_counts}
         self._target = target_concurrency
         self._in_flight = in_flight
         self._categories: dict[str, _Category] = {}
@@ -139,6 +145,7 @@ class LiveMetrics:
                 category.errors[r.error.kind] = category.errors.get(r.error.kind, 0) + 1
             category.input_tokens += r.prompt_tokens
             category.output_tokens += r.output_tokens
+            category.reasoning_tokens += r.reasoning_tokens
             if r.ok and r.chunk_ns:
                 timed.append(r)
         if not timed:
@@ -148,6 +155,8 @@ class LiveMetrics:
         scheduled = np.array([r.scheduled_ns for r in timed], dtype=np.int64)
         tokens = np.array([r.output_tokens for r in timed], dtype=np.int64)
         category.ttft.observe((first - scheduled) * 1e-9)
+        answer = np.array([r.first_answer_ns for r in timed], dtype=np.int64)
+        category.ttft_answer.observe((answer - scheduled)[answer > 0] * 1e-9)
         category.e2e.observe((last - scheduled) * 1e-9)
         multi = (tokens > 1) & (last > first)
         category.tpot.observe((last - first)[multi] * 1e-9 / (tokens[multi] - 1))
@@ -198,9 +207,14 @@ class LiveMetrics:
                                             labels=labels)
             tokens_out = CounterMetricFamily("loadgen_output_tokens", "Output tokens of finished requests.",
                                              labels=labels)
+            tokens_reasoning = CounterMetricFamily("loadgen_reasoning_tokens", "Output tokens of finished requests "
+                                                   "that streamed as reasoning (chat; in loadgen_output_tokens too).",
+                                                   labels=labels)
             histograms = [
                 (HistogramMetricFamily("loadgen_ttft_seconds", "Time to first token, from the scheduled send.",
                                        labels=labels), "ttft"),
+                (HistogramMetricFamily("loadgen_ttft_answer_seconds", "Time to the first answer token (after "
+                                       "any reasoning), from the scheduled send.", labels=labels), "ttft_answer"),
                 (HistogramMetricFamily("loadgen_tpot_seconds", "Time per output token after the first, per request.",
                                        labels=labels), "tpot"),
                 (HistogramMetricFamily("loadgen_inter_chunk_seconds", "Gap between token-carrying chunks (steps).",
@@ -218,10 +232,11 @@ class LiveMetrics:
                     errors.add_metric([*values, kind], n)
                 tokens_in.add_metric(values, category.input_tokens)
                 tokens_out.add_metric(values, category.output_tokens)
+                tokens_reasoning.add_metric(values, category.reasoning_tokens)
                 for family, attribute in histograms:
                     hist = getattr(category, attribute)
                     family.add_metric(values, hist.buckets(), hist.sum)
-        yield from (requests, errors, tokens_in, tokens_out, *(family for family, _ in histograms))
+        yield from (requests, errors, tokens_in, tokens_out, tokens_reasoning, *(family for family, _ in histograms))
 
     # -- exposure ----------------------------------------------------------------------------
 

@@ -28,9 +28,15 @@ class BuildOptions:
     chat_template: bool = True
     system_prompt: str | None = None
     isl: int | None = None  # exact input tokens per prompt (template included)
+    #: every prompt keeps its messages (--endpoint chat, --prompt-format text: the request carries
+    #: text, not the ids); off, only multi-turn prompts keep them (their later turns need them)
+    keep_messages: bool = False
 
     def key(self) -> dict:
-        return {"chat_template": self.chat_template, "system_prompt": self.system_prompt, "isl": self.isl}
+        key: dict = {"chat_template": self.chat_template, "system_prompt": self.system_prompt, "isl": self.isl}
+        if self.keep_messages:  # only then: the caches of id workloads keep their keys
+            key["keep_messages"] = True
+        return key
 
 
 def _messages(row: Conversation, options: BuildOptions, first_turn: str) -> list[dict]:
@@ -48,6 +54,9 @@ def build_prompts(rows: Sequence[Conversation], tokenizer: ChatTokenizer | None,
     if options.isl is not None and options.isl < 1:
         raise UsageError(f"--isl must be at least 1, got {options.isl}")
     token_rows = [r for r in rows if r.prompt_token_ids is not None]
+    if token_rows and options.keep_messages:
+        raise UsageError("this workload's rows come only as token ids (prompt_token_ids), which cannot be sent as "
+                         "chat messages or text: use --endpoint completions --prompt-format ids, or a text workload")
     if token_rows and options.isl is not None:
         raise UsageError("--isl applies to text workloads; these rows come pre-tokenized (prompt_token_ids)")
     if tokenizer is None and len(token_rows) < len(rows):
@@ -68,9 +77,9 @@ def build_prompts(rows: Sequence[Conversation], tokenizer: ChatTokenizer | None,
 
 
 def _prompt(row: Conversation, ids: np.ndarray, options: BuildOptions) -> Prompt:
-    multi = len(row.turns) > 1
+    keep = len(row.turns) > 1 or options.keep_messages
     return Prompt(row.row_id, ids, row.category, row.sub_category, row.max_tokens,
-                  messages=tuple(_messages(row, options, row.turns[0])) if multi else (),
+                  messages=tuple(_messages(row, options, row.turns[0])) if keep else (),
                   followups=tuple(row.turns[1:]))
 
 
@@ -116,7 +125,10 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
             body = np.concatenate([body, separator, pad])[:room]
         out = np.concatenate([np.asarray(head, np.int32), body, np.asarray(tail, np.int32)])
         assert out.size == isl
-        prompts.append(Prompt(row.row_id, out, row.category, row.sub_category, row.max_tokens))
+        if options.keep_messages:
+            prompts.append(_text_prompt(row, tokenizer, options, body))
+        else:
+            prompts.append(Prompt(row.row_id, out, row.category, row.sub_category, row.max_tokens))
     return prompts
 
 
@@ -153,6 +165,16 @@ def natural_text(tokenizer: ChatTokenizer, contents: Sequence[str], need: int) -
             parts += [ids, separator]
             have += ids.size + separator.size
     return np.concatenate(parts)[:need] if parts else np.empty(0, np.int32)
+
+
+def _text_prompt(row: Conversation, tokenizer: ChatTokenizer, options: BuildOptions, body: np.ndarray) -> Prompt:
+    """A prompt sent as text (chat messages or a text completion) at --isl: the user message is the
+    cut content decoded, and the ids are that text's own encoding, which is what the request's
+    tokens are counted against. Decoding and encoding again can merge or split a token where the
+    content was cut, so such a prompt may be a token or two off isl."""
+    messages = _messages(row, options, tokenizer.decode(body.tolist()))
+    ids = np.asarray(tokenizer.encode(render_messages(tokenizer, messages, options.chat_template)), np.int32)
+    return Prompt(row.row_id, ids, row.category, row.sub_category, row.max_tokens, messages=tuple(messages))
 
 
 def _encode_cut(tokenizer: ChatTokenizer, contents: Sequence[str], isl: int) -> list[np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -110,6 +111,10 @@ def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload
     if spec.trace is not None:
         return _trace_workload(spec, spec.trace)
     if spec.name in ("random", "synthetic"):
+        if spec.options.keep_messages:
+            raise UsageError("the random workload is token ids, which cannot be sent as chat messages or text: use "
+                             "a text workload (sample, sharegpt, ...; --isl sets exact lengths) with --endpoint chat "
+                             "or --prompt-format text")
         length = spec.options.isl or spec.input_len
         if length < 1:
             raise UsageError(f"--input-len must be at least 1, got {length}")
@@ -117,7 +122,7 @@ def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload
                         {"source": "random", "input_len": length, "seed": spec.seed}, None)
     read, files, defaults = _reader(spec)
     options = spec.options if spec.options.isl is not None or "isl" not in defaults else \
-        BuildOptions(spec.options.chat_template, spec.options.system_prompt, defaults["isl"])
+        dataclasses.replace(spec.options, isl=defaults["isl"])
     folder = tokenizer_dir(spec.tokenizer)
     parts = {"workload": spec.name, "source": cache.file_digest(files),
              "tokenizer": tokenizer_fingerprint(folder), "options": options.key()}

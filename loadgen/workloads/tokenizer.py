@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +44,15 @@ class ChatTokenizer:
     def bos_token_id(self) -> int | None:
         return self._tok.bos_token_id
 
+    def as_text_prompt(self, text: str) -> str:
+        """A rendered prompt as a server is sent it as text: without the BOS its chat template
+        writes, since servers add their own BOS to a text prompt, which would make two:
+        llama-server tokenizes it with add_special and parse_special on (tools/server/server-context.cpp,
+        tokenize_input_prompts(..., true, true, ...)), vLLM 0.32's /v1/completions has
+        add_special_tokens default True (entrypoints/openai/completion/protocol.py)."""
+        bos = self._tok.bos_token
+        return text[len(bos):] if isinstance(bos, str) and bos and text.startswith(bos) else text
+
     def encode(self, text: str) -> list[int]:
         """Plain text to ids, adding no special tokens."""
         return self._tok.encode(text, add_special_tokens=False)
@@ -54,6 +65,19 @@ class ChatTokenizer:
         backend = self._tok.backend_tokenizer
         batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
         return [e.ids for e in batch(list(texts), add_special_tokens=False)]
+
+    def tokens_ending_in(self, pieces: Sequence[str]) -> list[int]:
+        """The pieces (a reply's streamed deltas, in order) joined and tokenized once: how many of
+        its tokens end in each piece. A token split over pieces counts in the one its text ends in,
+        so the counts sum to the reply's tokens; what a server counted may still differ (special
+        tokens it does not stream, a different merge at a boundary), hence an estimate."""
+        ends = list(itertools.accumulate(len(p) for p in pieces))
+        encoding = self._tok.backend_tokenizer.encode("".join(pieces), add_special_tokens=False)
+        counts = [0] * len(pieces)
+        for _, end in encoding.offsets:
+            if end > 0:
+                counts[min(bisect.bisect_left(ends, end), len(pieces) - 1)] += 1
+        return counts
 
     def decode(self, ids: Sequence[int]) -> str:
         return cast(str, self._tok.decode(list(ids)))  # one id list decodes to one str (a batch, to a list)

@@ -58,9 +58,9 @@ def test_probe_each_personality(emulator, engine):
     else:
         assert found["prefix caching"]["finding"].startswith("no prefix-cache metrics")
     endpoints = found["endpoints"]["finding"]
-    for path in ("/health", "/v1/models", "/v1/completions", *answers):
+    for path in ("/health", "/v1/models", "/v1/completions", "/v1/chat/completions", *answers):
         assert path in endpoints.split(";")[0], endpoints
-    for path in ("/v1/chat/completions", *absent):  # the emulator speaks no chat
+    for path in absent:
         assert path in endpoints.split("absent:")[1], endpoints
 
 
@@ -127,3 +127,9 @@ def test_run_warns_once_of_what_changes_its_figures(emulator, run_loadgen):
     assert console.count("server AL will be cumulative, not windowed") == 1, console
     assert console.index("note:") < console.index("report:")
     assert report["summary"]["requests_completed"] == 4
+
+
+def test_probe_says_chat_is_absent_where_it_is_not_served(emulator):
+    emu = emulator("--engine", "vllm", "--endpoints", "completions")
+    endpoints = probe(emu.url)["endpoints"]["finding"]
+    assert "/v1/chat/completions" in endpoints.split("absent:")[1], endpoints

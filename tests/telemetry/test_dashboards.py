@@ -170,11 +170,13 @@ def test_every_metric_is_one_loadgen_or_an_engine_exports(dashboard):
 
 def test_the_names_loadgen_exports_are_the_ones_expected():
     """The dashboards' loadgen names, checked against the live module rather than copied from it."""
-    histograms = ("ttft_seconds", "tpot_seconds", "inter_chunk_seconds", "e2e_seconds", "tokens_per_step")
+    histograms = ("ttft_seconds", "ttft_answer_seconds", "tpot_seconds", "inter_chunk_seconds", "e2e_seconds",
+                  "tokens_per_step")
     expected = {f"loadgen_{h}_{suffix}" for h in histograms for suffix in ("bucket", "sum", "count")}
     expected |= {"loadgen_run_info", "loadgen_run_start_time_seconds", "loadgen_inflight_requests",
                  "loadgen_target_concurrency", "loadgen_server_acceptance_length", "loadgen_requests_total",
-                 "loadgen_errors_total", "loadgen_input_tokens_total", "loadgen_output_tokens_total"}
+                 "loadgen_errors_total", "loadgen_input_tokens_total", "loadgen_output_tokens_total",
+                 "loadgen_reasoning_tokens_total"}
     assert LOADGEN_METRICS == expected
 
 

@@ -143,3 +143,37 @@ def test_refused_connections_pace_the_slot_50_ms_doubling_to_1_s(tmp_path):
     assert np.diff(client.sent).tolist() == [50 * MS, 100 * MS, 200 * MS, 400 * MS, 800 * MS, 1_000 * MS, 1_000 * MS]
     assert [r.ok for r, _ in records] == [False] * 7 + [True]  # every refusal recorded, none retried
     assert clock.now_ns() == client.sent[-1] + 10 * MS  # a success resets the pacing: no wait after it
+
+
+class FakeChatClient(FakeClient):
+    """The same replies as vLLM's chat chunks (delta.content, continuous usage), recording the route."""
+
+    async def stream(self, path, body, on_event, on_sent, category=""):
+        self.paths = [*getattr(self, "paths", []), path]
+
+        def as_chat(t_ns, data):
+            obj = orjson.loads(data)
+            choice = obj["choices"][0]
+            on_event(t_ns, orjson.dumps({"choices": [{"delta": {"content": choice["text"]},
+                                                      "finish_reason": choice["finish_reason"]}],
+                                         "usage": obj["usage"] | {"prompt_tokens": 3}}))
+        await super().stream(path, body, as_chat, on_sent, category)
+
+
+def test_chat_sends_messages_and_the_streamed_reply_as_the_assistants(tmp_path, tokenizer):
+    client = FakeChatClient(FakeClock(), ["the sky is blue", "because"])
+    (prompt,) = build_prompts([Conversation("c", "chat", ("hello world", "why"))], tokenizer,
+                              BuildOptions(keep_messages=True))
+    records = []
+    sender = sender_for(client, tmp_path, records, tokenizer, endpoint="chat")
+    client.clock.run(sender.send(prompt, 0, warmup=False))
+    assert client.paths == ["/v1/chat/completions"] * 2
+    assert client.bodies[0]["messages"] == [{"role": "user", "content": "hello world"}]
+    assert client.bodies[1]["messages"] == [{"role": "user", "content": "hello world"},
+                                            {"role": "assistant", "content": "the sky is blue"},
+                                            {"role": "user", "content": "why"}]
+    assert "prompt" not in client.bodies[1]
+    record = records[1][0]  # the local template's count of the second turn, against the server's
+    assert record.prompt_tokens == len(tokenizer.chat_ids(client.bodies[1]["messages"]))
+    assert record.server_prompt_tokens == 3 and records[0][0].output_tokens == 4
+

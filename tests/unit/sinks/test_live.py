@@ -66,7 +66,7 @@ def test_counters_histograms_and_gauges_after_requests():
     assert s[("loadgen_tpot_seconds_count", cat)] == 2
     assert s[("loadgen_inflight_requests", ())] == 5 and s[("loadgen_target_concurrency", ())] == 8
     assert s[("loadgen_server_acceptance_length", ())] == 2.5
-    assert ("loadgen_run_info", (("version", "0"),)) in s
+    assert ("loadgen_run_info", (("endpoint", "completions"), ("token_counts", "usage"), ("version", "0"))) in s
 
 
 def test_categories_are_bounded():

@@ -81,3 +81,27 @@ def test_round_robin_interleaves_categories_deterministically():
     assert len({p.prompt_id for p in order if p.category == "a"}) == 3  # no repeat before a category runs out
     one_pass = round_robin(prompts, None, seed=3)
     assert sorted(p.prompt_id for p in one_pass) == sorted(p.prompt_id for p in prompts)
+
+
+def test_prompts_sent_as_text_keep_their_messages(llama3):
+    prompts = build_prompts(ROWS, llama3, BuildOptions(system_prompt="be brief", keep_messages=True))
+    for row, prompt in zip(ROWS, prompts):
+        assert prompt.messages == ({"role": "system", "content": "be brief"}, {"role": "user", "content": row.turns[0]})
+        assert prompt.token_ids.tolist() == llama3.chat_ids(list(prompt.messages))  # parity's local count
+    assert BuildOptions(keep_messages=True).key() != BuildOptions().key()
+    assert "keep_messages" not in BuildOptions().key()  # the caches of id workloads keep their keys
+
+
+def test_isl_sent_as_text_is_the_cut_content_as_a_message(llama3):
+    prompts = build_prompts(ROWS, llama3, BuildOptions(isl=24, keep_messages=True))
+    for prompt in prompts:
+        (message,) = prompt.messages
+        assert message["role"] == "user" and message["content"]
+        assert prompt.token_ids.tolist() == llama3.chat_ids([message])
+        assert abs(prompt.token_ids.size - 24) <= 2  # decoding the cut ids and encoding them again
+
+
+def test_rows_of_token_ids_cannot_be_sent_as_text(llama3):
+    rows = [Conversation("t", "a", prompt_token_ids=(1, 2, 3))]
+    with pytest.raises(UsageError, match="prompt_token_ids"):
+        build_prompts(rows, llama3, BuildOptions(keep_messages=True))

@@ -60,3 +60,22 @@ def test_fingerprint_follows_the_chat_template(tmp_path):
     config = copy / "tokenizer_config.json"
     config.write_text(config.read_text().replace("<|assistant|>", "<|assistant|> "))
     assert tokenizer_fingerprint(copy) != before
+
+
+def test_a_text_prompt_leaves_out_the_bos_its_template_writes(tokenizers_dir):
+    """Servers add their own BOS to a text prompt: the template's would make two."""
+    messages = [{"role": "user", "content": "hello world"}]
+    llama3 = load_tokenizer(tokenizers_dir["llama3"])
+    rendered = llama3.render(messages)
+    assert rendered.startswith("<|begin_of_text|>")
+    assert llama3.as_text_prompt(rendered) == rendered.removeprefix("<|begin_of_text|>")
+    chatml = load_tokenizer(tokenizers_dir["chatml"])  # no BOS in its template: the text as rendered
+    assert chatml.as_text_prompt(chatml.render(messages)) == chatml.render(messages)
+
+
+def test_tokens_ending_in_each_piece_add_up_to_the_whole(tokenizers_dir):
+    tok = load_tokenizer(None)
+    pieces = ["The sky", " is bl", "ue", "", " because of Rayleigh scattering."]
+    counts = tok.tokens_ending_in(pieces)
+    assert len(counts) == len(pieces) and sum(counts) == len(tok.encode("".join(pieces)))
+    assert counts[3] == 0  # an empty piece ends no token
