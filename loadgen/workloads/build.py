@@ -12,7 +12,7 @@ from loadgen.errors import UsageError
 from .prompt import Conversation, Prompt
 from .tokenizer import ChatTokenizer
 
-__all__ = ["BuildOptions", "build_prompts", "natural_text", "render_messages", "template_frame"]
+__all__ = ["BuildOptions", "build_prompts", "natural_text", "render_messages", "template_frame", "text_prompt"]
 
 _SEPARATOR = "\n\n"
 _SENTINEL = "LOADGENCONTENTSENTINEL"
@@ -126,7 +126,7 @@ def _build_exact(rows: Sequence[Conversation], tokenizer: ChatTokenizer, options
         out = np.concatenate([np.asarray(head, np.int32), body, np.asarray(tail, np.int32)])
         assert out.size == isl
         if options.keep_messages:
-            prompts.append(_text_prompt(row, tokenizer, options, body))
+            prompts.append(text_prompt(row, tokenizer, options, body))
         else:
             prompts.append(Prompt(row.row_id, out, row.category, row.sub_category, row.max_tokens))
     return prompts
@@ -167,11 +167,11 @@ def natural_text(tokenizer: ChatTokenizer, contents: Sequence[str], need: int) -
     return np.concatenate(parts)[:need] if parts else np.empty(0, np.int32)
 
 
-def _text_prompt(row: Conversation, tokenizer: ChatTokenizer, options: BuildOptions, body: np.ndarray) -> Prompt:
+def text_prompt(row: Conversation, tokenizer: ChatTokenizer, options: BuildOptions, body: np.ndarray) -> Prompt:
     """A prompt sent as text (chat messages or a text completion) at --isl: the user message is the
     cut content decoded, and the ids are that text's own encoding, which is what the request's
     tokens are counted against. Decoding and encoding again can merge or split a token where the
-    content was cut, so such a prompt may be a token or two off isl."""
+    content was cut, so such a prompt may be a token or two off isl (a trace's rows alike)."""
     messages = _messages(row, options, tokenizer.decode(body.tolist()))
     ids = np.asarray(tokenizer.encode(render_messages(tokenizer, messages, options.chat_template)), np.int32)
     return Prompt(row.row_id, ids, row.category, row.sub_category, row.max_tokens, messages=tuple(messages))

@@ -12,7 +12,7 @@ from pathlib import Path
 from loadgen.errors import UsageError
 
 from . import cache
-from .build import BuildOptions, build_prompts, natural_text, template_frame
+from .build import BuildOptions, build_prompts, natural_text, template_frame, text_prompt
 from .prompt import Conversation, Prompt
 from .sources import read_custom_jsonl, read_sharegpt, read_specbench, read_speed
 from .synthetic import random_ids, random_prompts
@@ -108,13 +108,13 @@ def _speed_files(config: str, path: Path | None) -> list[Path]:
 
 def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload:
     """All prompts of the workload, tokenized (from the cache when it was prepared before)."""
+    if spec.name in ("random", "synthetic") and spec.options.keep_messages:
+        raise UsageError("the random workload is token ids, which cannot be sent as chat messages or text: use "
+                         "a text workload (sample, sharegpt, ...; --isl sets exact lengths) with --endpoint chat "
+                         "or --prompt-format text")
     if spec.trace is not None:
         return _trace_workload(spec, spec.trace)
     if spec.name in ("random", "synthetic"):
-        if spec.options.keep_messages:
-            raise UsageError("the random workload is token ids, which cannot be sent as chat messages or text: use "
-                             "a text workload (sample, sharegpt, ...; --isl sets exact lengths) with --endpoint chat "
-                             "or --prompt-format text")
         length = spec.options.isl or spec.input_len
         if length < 1:
             raise UsageError(f"--input-len must be at least 1, got {length}")
@@ -167,6 +167,9 @@ def _trace_workload(spec: WorkloadSpec, window: TraceWindow) -> Workload:
         text = natural_text(tokenizer, contents, need)
         source, tokenizer_name = f"the text of --workload {spec.name}", tokenizer.name
     prompts = trace_prompts(window, text, head, tail, source)
+    if spec.options.keep_messages:  # chat or text requests: each prompt's text, decoded from its ids
+        prompts = [text_prompt(Conversation(p.prompt_id, p.category, max_tokens=p.max_tokens), tokenizer,
+                               spec.options, p.token_ids[len(head):p.token_ids.size - len(tail)]) for p in prompts]
     info = {"source": "trace", "workload": spec.name, "tokenizer": tokenizer_name,
             "options": spec.options.key() if tokenizer_name else None, "text_needed": need,
             "text_tokens": int(text.size), "text_reread": bool(need > text.size),

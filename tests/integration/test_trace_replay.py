@@ -78,3 +78,27 @@ def test_the_server_counts_every_trace_prompt_at_its_input_length(emulator):
     workload = load_workload(workload_spec(config))
     counted = [server_prompt_tokens(emu.url, p.token_ids.tolist()) for p in workload.prompts]
     assert counted == [r.input_tokens for r in read_trace(TRACE).rows]
+
+
+def test_a_trace_replays_as_chat_with_its_text_decoded(emulator, run_loadgen, tmp_path):
+    """A gateway that routes only chat: each row's exact-length ids become its user message's text,
+    whose own encoding is within a token or two of the trace's length; rows sharing hash-id blocks
+    share their text's start; the replies keep the trace's output lengths."""
+    rows = read_trace(TRACE).rows
+    config = RunConfig(url=None, output_dir=Path("unused"), trace=TRACE, workload="sample", endpoint="chat")
+    prompts = load_workload(workload_spec(config)).prompts
+    assert all(p.messages and p.messages[-1]["role"] == "user" for p in prompts)
+    assert all(abs(p.token_ids.size - r.input_tokens) <= 2 for p, r in zip(prompts, rows))
+    shared = [(a, b) for a, b in zip(range(len(rows)), range(1, len(rows)))
+              if rows[a].hash_ids[:1] and rows[a].hash_ids[:1] == rows[b].hash_ids[:1]]
+    assert shared, "the example trace has rows sharing their first block"
+    for a, b in shared:
+        first, second = prompts[a].messages[-1]["content"], prompts[b].messages[-1]["content"]
+        assert first[:1000] == second[:1000]
+
+    emu = emulator("--ttft-ms", "5", "--step-ms", "2")
+    report, _ = run_loadgen(url=emu.url, trace=TRACE, trace_speed=8.0, workload="sample", endpoint="chat")
+    records = list(read_journal(tmp_path / "out" / "requests.jsonl"))
+    assert len(records) == len(rows) and all(r.ok for r in records)
+    assert sorted(r.output_tokens for r in records) == sorted(r.output_tokens for r in rows)
+    assert report["chat"]["endpoint"] == "chat"
