@@ -34,6 +34,21 @@ def _decoded(record: RequestRecord, decode: Callable[[bytes], ChunkFields], data
     return fields
 
 
+def _keep_request_figures(record: RequestRecord, fields: ChunkFields) -> None:
+    """What a chunk says of the whole request, kept as it comes (most on the closing chunks): the
+    finish reason, the server's prompt count (tokenization parity), its cached prompt tokens (prefix
+    cache) and its own draft figures (llama.cpp's timings)."""
+    if fields.finish_reason is not None:
+        record.finish_reason = fields.finish_reason
+    if fields.prompt_tokens is not None:
+        record.server_prompt_tokens = fields.prompt_tokens
+    if fields.cached_tokens is not None:
+        record.cached_tokens = fields.cached_tokens
+    if fields.draft_tokens is not None:
+        record.server_draft_tokens = fields.draft_tokens
+        record.server_accepted_tokens = fields.accepted_tokens
+
+
 class StreamRecorder:
     __slots__ = ("record", "_decode", "_counted", "_one_per_chunk", "_usage_tokens", "_texts", "_step_gap_ns",
                  "_chat", "_engine_reasoning")
@@ -72,15 +87,7 @@ class StreamRecorder:
             tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
         if tokens > 0:
             self._counted += tokens
-        if fields.finish_reason is not None:
-            record.finish_reason = fields.finish_reason
-        if fields.cached_tokens is not None:
-            record.cached_tokens = fields.cached_tokens
-        if fields.draft_tokens is not None:
-            record.server_draft_tokens = fields.draft_tokens
-            record.server_accepted_tokens = fields.accepted_tokens
-        if fields.prompt_tokens is not None:
-            record.server_prompt_tokens = fields.prompt_tokens
+        _keep_request_figures(record, fields)
         if self._texts is not None and fields.text:  # the answer (never the reasoning) is the next context
             self._texts.append(fields.text)
         if self._chat:
@@ -185,10 +192,7 @@ class EstimatedChatRecorder:
             return
         if fields.completion_tokens is not None:
             self._usage_tokens = fields.completion_tokens
-        if fields.prompt_tokens is not None:
-            record.server_prompt_tokens = fields.prompt_tokens
-        if fields.finish_reason is not None:
-            record.finish_reason = fields.finish_reason
+        _keep_request_figures(record, fields)
         if fields.reasoning_text or fields.text:
             chunk = len(record.chunk_ns)
             record.chunk_ns.append(t_ns)
