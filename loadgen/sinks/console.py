@@ -165,7 +165,7 @@ def print_summary(console: Console, report: Report) -> None:
                       f"Authoritative here: {check.authoritative}.")
 
     if report.chat is not None:
-        print_chat(console, report.chat)
+        print_chat(console, report.chat, emulated=report.config.emulator is not None)
 
     cats = report.categories
     if cats:
@@ -205,8 +205,9 @@ def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:
         console.print(f"[bold yellow]{warning}[/]")
 
 
-def print_chat(console: Console, chat: ChatFigures) -> None:
-    """How a text run's tokens were counted, reasoning against answer, and the parity warning."""
+def print_chat(console: Console, chat: ChatFigures, emulated: bool = False) -> None:
+    """How a text run's tokens were counted, reasoning against answer, and the parity warning (which
+    against the built-in emulator says why: it has no tokenizer and counts a text prompt's words)."""
     sent = "chat messages" if chat.endpoint == "chat" else f"{chat.prompt_format} prompts"
     line = f"{sent}; token counts: {chat.token_counts}"
     if chat.reasoning_tokens:
@@ -218,6 +219,9 @@ def print_chat(console: Console, chat: ChatFigures) -> None:
         console.print(f"[bold yellow]Tokenization parity: {parity.example}[/] ({parity.mismatched} of "
                       f"{parity.requests} requests differ; {parity.server_prompt_tokens} server against "
                       f"{parity.local_prompt_tokens} local prompt tokens in all)")
+        if emulated:
+            console.print("[dim](expected here: the built-in emulator has no tokenizer and counts a text prompt's "
+                          "words)[/]")
 
 
 def print_levels(console: Console, levels: LoadLevels) -> None:

@@ -115,3 +115,12 @@ def test_the_built_in_emulator_streams_the_reasoning_asked_for(run_loadgen):
     args = report["config"]["emulator"]
     assert args[args.index("--reasoning-tokens") + 1] == "8"
     assert report["chat"]["reasoning_tokens"] == 8 * report["summary"]["requests_sent"]
+
+
+def test_the_built_in_emulator_says_why_parity_differs(run_loadgen):
+    """The built-in emulator counts a chat prompt's words (it has no tokenizer): the parity warning
+    is shown, and so is why, rather than sending the user after a wrong tokenizer."""
+    report, text = run_loadgen(url=None, endpoint="chat", workload="sample", num_requests=4, concurrency=2,
+                               max_tokens=8)
+    assert report["chat"]["parity"]["flagged"]
+    assert "Tokenization parity" in text and "the built-in emulator has no tokenizer" in text
