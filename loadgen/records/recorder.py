@@ -92,7 +92,9 @@ class StreamRecorder:
             self._texts.append(fields.text)
         if self._chat:
             self._on_chat_chunk(t_ns, fields, tokens)
-        if tokens <= 0 or not fields.has_choice:
+        # exact counts that rise on a chunk with no choice (llama-server's closing chat usage, after a
+        # token whose text never came) still arrived there: they are a chunk's tokens, not lost
+        if tokens <= 0 or not (fields.has_choice or (completion_tokens is not None and not self._one_per_chunk)):
             return
         chunk_ns = record.chunk_ns
         if not chunk_ns:

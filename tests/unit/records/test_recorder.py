@@ -82,3 +82,31 @@ def test_failed_record_round_trips_with_its_error_and_times():
     record.receive_lag_ns.append(4)
     back = RequestRecord.from_json(orjson.loads(orjson.dumps(record.to_json())))
     assert back == record and back.error == ErrorInfo("http_status", "HTTP 500: boom", 500)
+
+
+def test_llamacpp_chat_tokens_counted_only_by_the_closing_usage_land_in_a_chunk():
+    """llama-server's chat stream: deltas counted by timings.predicted_n; a last token whose text never
+    came sends no delta, and only the closing usage event (no choices) counts it. It arrived there,
+    so it is that chunk's token: the chunks hold every output token. (A plain OpenAI server's usage
+    above its one-per-chunk assumption is not a chunk: the test above.)"""
+    record = RequestRecord(1, "c", 0, 4, 4, scheduled_ns=100)
+    rec = StreamRecorder(record, get_adapter("llamacpp"), chat=True)
+
+    def delta(content, predicted_n=None, finish=None) -> bytes:
+        obj: dict = {"choices": [{"index": 0, "finish_reason": finish, "delta": content}],
+                     "object": "chat.completion.chunk"}
+        if predicted_n is not None:
+            obj["timings"] = {"predicted_n": predicted_n}
+        return orjson.dumps(obj)
+
+    rec.on_event(1000, delta({"role": "assistant", "content": None}))
+    rec.on_event(2000, delta({"content": "a"}, 1))
+    rec.on_event(3000, delta({"content": "bc"}, 3))
+    rec.on_event(4000, delta({}, finish="length"))
+    rec.on_event(4001, orjson.dumps({"choices": [], "usage": {"completion_tokens": 4, "prompt_tokens": 4,
+                                                              "total_tokens": 8},
+                                     "timings": {"predicted_n": 4, "draft_n": 0, "draft_n_accepted": 0}}))
+    record = rec.finish(None)
+    # nothing drafted: one token per step (records.steps), the last one at the closing event
+    assert list(record.chunk_tokens) == [1, 1, 1, 1] and list(record.chunk_ns) == [2000, 3000, 3000, 4001]
+    assert record.output_tokens == 4 and record.finish_reason == "length"
