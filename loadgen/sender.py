@@ -215,10 +215,13 @@ def _isolation_splice(adapter: EngineAdapter, config: RunConfig) -> Callable[[by
 
 
 class _UniquePrefix:
-    """--unique-prefix: a token of this sender's own (random: no earlier run, no other worker has it)
-    and the conversation's number, in hexadecimal, then a newline, as token ids put after the
-    prompt's BOS (or first, where it has none). Each character is encoded alone, once, so a
-    request's prefix costs no tokenizer call, and no other conversation's prompt starts with it."""
+    """--unique-prefix: the conversation's number and a token of this sender's own (random: no earlier
+    run, no other worker has it), in hexadecimal, then a newline, as token ids put after the prompt's
+    BOS (or first, where it has none). Each character is encoded alone, once, so a request's prefix
+    costs no tokenizer call, and no other conversation's prompt starts with it. The number comes
+    first: a tokenizer may spend two ids on a character, and a marker whose first cache block held
+    only the run's token would be that block for every conversation of the run (seen: 18 % hits on
+    the emulator's 16-token blocks)."""
 
     def __init__(self, tokenizer: ChatTokenizer) -> None:
         self._ids = {c: tokenizer.encode(c) for c in "0123456789abcdef\n"}
@@ -227,7 +230,7 @@ class _UniquePrefix:
 
     def text(self, conversation: int) -> str:
         """The conversation's marker as text (text and chat prompts)."""
-        return f"{self._run}{conversation:x}\n"
+        return f"{conversation:x}{self._run}\n"
 
     def insert(self, token_ids: np.ndarray, conversation: int) -> np.ndarray:
         marker = [i for c in self.text(conversation) for i in self._ids[c]]
