@@ -35,7 +35,7 @@ def _decoded(record: RequestRecord, decode: Callable[[bytes], ChunkFields], data
 
 
 def _keep_request_figures(record: RequestRecord, fields: ChunkFields) -> None:
-    """What a chunk says of the whole request, kept as it comes (most on the closing chunks): the
+    """What a closing chunk (a finish reason, or no choice) says of the whole request: the
     finish reason, the server's prompt count (tokenization parity), its cached prompt tokens (prefix
     cache) and its own draft figures (llama.cpp's timings)."""
     if fields.finish_reason is not None:
@@ -87,7 +87,8 @@ class StreamRecorder:
             tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
         if tokens > 0:
             self._counted += tokens
-        _keep_request_figures(record, fields)
+        if fields.finish_reason is not None or not fields.has_choice:  # a closing chunk: a check, not a call, per chunk
+            _keep_request_figures(record, fields)
         if self._texts is not None and fields.text:  # the answer (never the reasoning) is the next context
             self._texts.append(fields.text)
         if self._chat:

@@ -43,8 +43,9 @@ class FakeClient:
             words = self.replies[index].split(" ") if index < len(self.replies) else ["ok"]
             for i, word in enumerate(words):
                 await self.clock.sleep_until(self.clock.now_ns() + self.step_ns)
+                finish = "stop" if i == len(words) - 1 else None  # engines close a stream with a finish reason
                 on_event(self.clock.now_ns(), orjson.dumps({"choices": [{"text": (" " if i else "") + word,
-                                                                         "finish_reason": None}],
+                                                                         "finish_reason": finish}],
                                                             "usage": {"completion_tokens": i + 1}}))
 
 
