@@ -484,7 +484,6 @@ class HttpClient:
             if _DONE not in tail:
                 raise ExchangeError("disconnect", "stream ended without [DONE]")
 
-
     def _not_an_answer(self, method: str, path: str, parser: ResponseParser) -> TransportError | None:
         """A redirect (one clear error naming where it points: loadgen never follows one, a redirected
         POST would change what is measured) or a proxy asking for credentials; None for any other status."""

@@ -1,30 +1,20 @@
 """Figures per load level (--concurrency-levels): which requests and chunks count where, and the
 collapse named at the first level whose client AL moves beyond the threshold."""
 
-from array import array
-
 import pytest
 
 from loadgen.analysis.levels import COLLAPSE_AL_CHANGE, find_collapse, level_figures
-from loadgen.records import ErrorInfo, RequestRecord
+from loadgen.records import ErrorInfo
+from tests.records import streamed_record
 
 S = 1_000_000_000
 T0 = 10**12
 
 
 def _record(rid: int, scheduled_s: float, tokens: list[int], step_s: float = 0.1, *, failed: bool = False):
-    r = RequestRecord(rid, "chat", 0, 100, 64, scheduled_ns=T0 + int(scheduled_s * S),
-                      error=ErrorInfo("http_status", "HTTP 500", status=500) if failed else None)
-    r.sent_ns = r.scheduled_ns
-    if not failed:
-        r.first_ns = r.sent_ns + int(0.05 * S)
-        r.chunk_ns = array("q", [r.first_ns + int(i * step_s * S) for i in range(len(tokens))])
-        r.chunk_tokens = array("i", tokens)
-        r.last_ns = r.chunk_ns[-1]
-        r.output_tokens = sum(tokens)
-        r.finish_reason = "length"
-    r.end_ns = r.last_ns or r.sent_ns + 1000
-    return r
+    return streamed_record(rid, tokens, scheduled_ns=T0 + int(scheduled_s * S), sent_after_ns=0,
+                           step_ns=int(step_s * S),
+                           error=ErrorInfo("http_status", "HTTP 500", status=500) if failed else None)
 
 
 def test_requests_count_in_the_level_of_their_scheduled_time_and_chunks_in_their_window():

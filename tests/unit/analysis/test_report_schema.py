@@ -15,6 +15,7 @@ from loadgen.analysis.report_types import HeldRate
 from loadgen.config import RunConfig
 from loadgen.engines import ServerAcceptance, get_adapter
 from loadgen.records import ERROR_KINDS, ErrorInfo, RequestRecord
+from tests.records import streamed_record
 
 #: sha256 of each schema version's files (report, requests; canonical JSON). A schema change needs
 #: a new SCHEMA_VERSION and its hash here; never edit a hash of a released version.
@@ -38,18 +39,8 @@ def _schemas_hash() -> str:
 
 def _record(request_id: int, tokens: list[int], *, category: str = "chat", error: ErrorInfo | None = None,
             step_ns: int = 20_000_000) -> RequestRecord:
-    r = RequestRecord(request_id, category, 0, 100, 64, scheduled_ns=10**12 + request_id * 10**8,
-                      sub_category="short", error=error)
-    r.sent_ns = r.scheduled_ns + 1000
-    if error is None:
-        r.first_ns = r.sent_ns + 50_000_000
-        r.chunk_ns = array("q", [r.first_ns + i * step_ns for i in range(len(tokens))])
-        r.chunk_tokens = array("i", tokens)
-        r.last_ns = r.chunk_ns[-1]
-        r.output_tokens = sum(tokens)
-        r.finish_reason = "length"
-    r.end_ns = r.last_ns or r.sent_ns + 1000
-    return r
+    return streamed_record(request_id, tokens, scheduled_ns=10**12 + request_id * 10**8, category=category,
+                           sub_category="short", step_ns=step_ns, error=error)
 
 
 def _report(**overrides) -> Report:

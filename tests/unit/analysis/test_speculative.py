@@ -1,5 +1,4 @@
 import math
-from array import array
 
 import pytest
 
@@ -17,6 +16,7 @@ from loadgen.config import RunConfig
 from loadgen.engines import ServerAcceptance, SpecCounters, get_adapter
 from loadgen.engines.server_metrics import window_acceptance
 from loadgen.records import RequestRecord
+from tests.records import streamed_record
 
 
 def test_histogram_excludes_the_prefill_chunk():
@@ -69,15 +69,7 @@ def test_cross_check_flags_disagreement_beyond_two_percent_with_a_cause():
 
 def _streamed(request_id: int, tokens: list[int]) -> RequestRecord:
     """A successful request whose chunks carried `tokens`, 20 ms apart."""
-    r = RequestRecord(request_id, "chat", 0, 100, 64, scheduled_ns=10**12 + request_id * 10**8)
-    r.sent_ns = r.scheduled_ns + 1000
-    r.first_ns = r.sent_ns + 50_000_000
-    r.chunk_ns = array("q", [r.first_ns + i * 20_000_000 for i in range(len(tokens))])
-    r.chunk_tokens = array("i", tokens)
-    r.last_ns = r.end_ns = r.chunk_ns[-1]
-    r.output_tokens = sum(tokens)
-    r.finish_reason = "length"
-    return r
+    return streamed_record(request_id, tokens, scheduled_ns=10**12 + request_id * 10**8)
 
 
 def _speculative(engine: str, records: list[RequestRecord], server: ServerAcceptance):

@@ -1,7 +1,6 @@
 """The run's summary on the console and its HTML page: the draft coverage beside both ALs."""
 
 import io
-from array import array
 
 import pytest
 from rich.console import Console
@@ -9,26 +8,16 @@ from rich.console import Console
 from loadgen.analysis import build_report
 from loadgen.config import RunConfig
 from loadgen.engines import ServerAcceptance, get_adapter
-from loadgen.records import RequestRecord
 from loadgen.sinks import print_summary
 from loadgen.sinks.plots import render_run
+from tests.records import streamed_record
 
 
 def _report(bursts: int = 0):
     """4 vLLM requests: the prefill token, 2 undrafted steps, 8 drafted ones of 4 and 3 tokens; the
     first `bursts` of them delivered at one instant (every chunk stamped alike)."""
-    records = []
-    for i in range(4):
-        r = RequestRecord(i, "chat", 0, 100, 64, scheduled_ns=10**12 + i * 10**8)
-        r.sent_ns = r.scheduled_ns + 1000
-        tokens = [1, 1, 1, *[4, 3] * 4]
-        r.first_ns = r.sent_ns + 50_000_000
-        step_ns = 0 if i < bursts else 20_000_000
-        r.chunk_ns = array("q", [r.first_ns + k * step_ns for k in range(len(tokens))])
-        r.chunk_tokens = array("i", tokens)
-        r.last_ns = r.end_ns = r.chunk_ns[-1]
-        r.output_tokens, r.finish_reason = sum(tokens), "length"
-        records.append(r)
+    records = [streamed_record(i, [1, 1, 1, *[4, 3] * 4], scheduled_ns=10**12 + i * 10**8,
+                               step_ns=0 if i < bursts else 20_000_000) for i in range(4)]
     public = RunConfig(url=None, output_dir="out", num_requests=4).public() | {
         "run_id": "r", "engine": "vllm", "model": "m", "emulator": None, "workers": 1, "workload_info": {},
         "loadgen_version": "0", "started_at": "2025-01-01T00:00:00+00:00"}
