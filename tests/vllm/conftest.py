@@ -10,7 +10,8 @@ tokenizer (make_model.py, run with the venv's python), made once and cached.
         urllib.request.urlopen(srv.url + "/metrics")
 
 A server takes ~45 s to start on two cores (imports in its three processes), so servers are shared
-by the tests of a module: tests that count take the counters' difference around their own run.
+by every test of the session, one at a time: tests that count take the counters' difference around
+their own run, and modules that can share a config use the one the previous module ended with.
 """
 
 from __future__ import annotations
@@ -215,11 +216,12 @@ def vllm_models(vllm_python: Path) -> VllmModels:
 ServerFactory = Callable[[dict | None], VllmServer]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_server(vllm_python: Path, vllm_models: VllmModels, tmp_path_factory) -> Iterator[ServerFactory]:
-    """`vllm_server(speculative_config)` returns the module's server for that config, starting it on
+    """`vllm_server(speculative_config)` returns the session's server for that config, starting it on
     first use. One runs at a time (each holds a core of two): asking for another config stops the
-    current one, so group a module's tests by config. Its counters carry earlier tests' traffic:
+    current one, so group tests by config (modules run in name order: chat and prefix-cache use the
+    draft model, which test_vllm_run starts with). Its counters carry earlier tests' traffic:
     count by difference. `speculative_config` may name the drafts as "draft-small"/"draft-perturbed"
     (or the head as "eagle3-head") in its "model"; they are resolved to the cached folders."""
     log_dir = tmp_path_factory.mktemp("vllm")

@@ -14,6 +14,7 @@ from loadgen.config import RunConfig
 from loadgen.run import run
 
 from ..shared_prefixes import shared_prefix_workload
+from .test_vllm_run import DRAFT
 
 BLOCK = 128  # the CPU build's default, as its cache_config_info says
 #: 4 prompts of 300 ids: the first 200 shared, the last 100 each its own; each sent 3 times, one at a time
@@ -35,7 +36,7 @@ def run_against(server, vllm_models, workload, out, **kwargs) -> dict:
 
 
 def test_hit_rate_against_the_prompts_isolation_and_a_warm_cache(vllm_server, vllm_models, workload, tmp_path):
-    server = vllm_server(None)
+    server = vllm_server(DRAFT)  # the chat test's server: caching is the target's, drafting aside
     isolated = run_against(server, vllm_models, workload, tmp_path / "isolated", cache_isolation=True)
     assert isolated["isolation"] == "cache_salt per conversation" and isolated["server_hits"] == 0
     unique = run_against(server, vllm_models, workload, tmp_path / "unique", unique_prefix=True)
