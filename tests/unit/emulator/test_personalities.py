@@ -10,7 +10,7 @@ import pytest
 from loadgen.emulator import llamacpp, sglang, trtllm
 from loadgen.emulator.counters import Counters
 from loadgen.emulator.engine import BatchStats, GenerationParams, RequestRejected
-from loadgen.emulator.profile import load_accept_profile, validate_accept_profile
+from loadgen.emulator.profile import AcceptSettings, load_accept_profile, validate_accept_profile
 from loadgen.emulator.server import PERSONALITIES, EmulatorConfig
 from loadgen.emulator.stepper import Stepper
 
@@ -175,7 +175,8 @@ def test_trtllm_refuses_several_workers():
 def test_accept_profile_validation(tmp_path):
     good = tmp_path / "p.json"
     good.write_text('{"coding": [0.9, 0.8], "default": [0.5, 0.5]}')
-    assert load_accept_profile(good, fallback=(0.8, 0.6, 0.4)) == {"coding": (0.9, 0.8), "default": (0.5, 0.5)}
+    assert load_accept_profile(good, fallback=(0.8, 0.6, 0.4)) == {"coding": AcceptSettings((0.9, 0.8)),
+                                                                   "default": AcceptSettings((0.5, 0.5))}
     cases = {"[1, 2]": "must be a JSON object", "{}": "names no category", "{": "not valid JSON",
              '{"a": [1.5]}': "list of probabilities in [0, 1]", '{"a": "0.5"}': "list of probabilities",
              '{"a": [0.5], "b": [0.5, 0.5]}': "same length", '{"a": [true]}': "list of probabilities"}
