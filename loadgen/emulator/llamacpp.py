@@ -10,6 +10,11 @@ server-context.cpp, server.cpp) and seen on a live server (../shared/LLAMACPP.md
   drafted}, then `data: [DONE]`. No continuous usage; usage is always on the final event. A draft
   is never longer than the tokens still allowed minus one (so draft_n need not be a multiple of
   the draft length, and nothing accepted is thrown away at max_tokens).
+- token ids: only with `"verbose": true` on a streamed /v1/completions request, in each event's
+  `__verbose` {index, content, tokens: [the id], stop, id_slot, tokens_predicted, tokens_evaluated}
+  (server-task.cpp to_json_oaicompat / to_json_non_oaicompat); `return_tokens` alone puts no id in a
+  streamed event (seen on llama-server 0.3.36). The final event's and non-streamed answers'
+  __verbose (generation settings and all) are not emulated.
 - /metrics: `llamacpp:` counters and gauges with no labels, values written by a C++ ostream
   (%g, six significant digits), and `llamacpp:spec_decode_num_accepted_tokens_per_pos_total
   {position}` when there are draft positions.

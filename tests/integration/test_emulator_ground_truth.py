@@ -225,3 +225,26 @@ def test_bad_profile_object_exits_2_from_loadgen_emulate(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: accept profile") and "copy must be a number" in lines[0]
+
+
+def test_llamacpp_sends_each_token_id_in_verbose_as_llama_server_does(tmp_path):
+    """llama-server puts a streamed token's id only in `__verbose.tokens`, and only when the request
+    asks `"verbose": true` (see emulator/llamacpp.py StreamEncoder._verbose); the copy share applies."""
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"default": {"accept": ACCEPT, "copy": 0.5}}))
+    prompt = random.Random(8).sample(range(32000), 128)
+    body = {"prompt": prompt, "max_tokens": 32, "stream": True}
+    with EmulatorProcess(["--engine", "llamacpp", "--ttft-ms", "1", "--step-ms", "1", "--seed", "5",
+                          "--accept-profile", str(path)]) as server:
+        _status, plain, _raw = stream(server.url, body)
+        outputs = [stream(server.url, {**body, "verbose": True})[1] for _ in range(8)]
+    assert not any("__verbose" in e for chunk in plain for e in chunk if e != "[DONE]")
+    shares = []
+    for chunks in outputs:
+        tokens = [e for chunk in chunks for e in chunk if e != "[DONE]" and e["choices"][0]["finish_reason"] is None]
+        assert len(tokens) == 32
+        verbose = [e["__verbose"] for e in tokens]
+        assert all(len(v["tokens"]) == 1 and v["content"] == e["choices"][0]["text"] for v, e in zip(verbose, tokens))
+        assert [v["tokens_predicted"] for v in verbose] == list(range(1, 33))
+        shares.append(_copied_share(prompt, [v["tokens"][0] for v in verbose]))
+    assert 0 < statistics.fmean(shares) < 1
