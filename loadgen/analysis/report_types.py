@@ -108,6 +108,8 @@ class RunSettings(_JsonForm):
     #: --endpoint and --prompt-format; absent before version 5 and in runs with the defaults
     endpoint: str = field(default="completions", metadata=codec.OMIT_DEFAULT)
     prompt_format: str = field(default="ids", metadata=codec.OMIT_DEFAULT)
+    #: --output-ids; absent before version 6 and in runs without it
+    output_ids: bool = field(default=False, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,9 +103,17 @@ class StreamEncoder:
 
     def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
                steps: int, extra: bytes = b"") -> bytes:
-        """One event per token; the finish reason goes on the final event (tail), not on these."""
+        """One event per token; the finish reason goes on the final event (tail), not on these. A
+        request that said verbose gets each token's id in `__verbose`, llama-server's native partial
+        result (server-task.cpp server_task_result_cmpl_partial::to_json_oaicompat, to_json_non_oaicompat)."""
         head, foot = b"data: " + self._head, self._foot + extra + b"}\n\n"
         dumps = orjson.dumps
+        if token_ids:
+            n = completion_tokens - len(texts)
+            return b"".join([head + dumps(t) + self._foot + b',"__verbose":{"index":0,"content":' + dumps(t)
+                             + b',"tokens":[%d],"stop":false,"id_slot":-1,"tokens_predicted":%d,"tokens_evaluated":%d}'
+                             % (i, n + k + 1, self._params.prompt_tokens) + extra + b"}\n\n"
+                             for k, (t, i) in enumerate(zip(texts, token_ids))])
         return b"".join([head + dumps(t) + foot for t in texts])
 
     def tail(self, gen, now_ns: int) -> bytes:
@@ -202,7 +210,7 @@ class Llamacpp(Personality):
         return GenerationParams(model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens,
                                 stream=bool(body.get("stream", False)),
                                 include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-                                continuous_usage=False, return_token_ids=False,
+                                continuous_usage=False, return_token_ids=not chat and bool(body.get("verbose")),
                                 ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER),
                                 chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0)
 
