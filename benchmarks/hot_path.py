@@ -32,11 +32,12 @@ HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encodin
 
 def vllm_chunk(i: int, output_ids: bool = False) -> bytes:
     """One event as vLLM sends it with continuous usage stats (ENGINES.md); output_ids: with
-    return_token_ids (--output-ids), the chunk's id in token_ids, else token_ids null as vLLM sends it."""
+    return_token_ids (--output-ids), the chunk's id in token_ids."""
+    choice = {"index": 0, "text": " word", "logprobs": None, "finish_reason": None, "stop_reason": None}
+    if output_ids:
+        choice["token_ids"] = [100000 + i % 28000]
     return orjson.dumps({"id": "cmpl-5d1c0a0e4f2b4c3a9b8d7e6f5a4b3c2d", "object": "text_completion",
-                         "created": 1732000000, "model": "meta-llama/Llama-3.1-8B-Instruct",
-                         "choices": [{"index": 0, "text": " word", "logprobs": None, "finish_reason": None,
-                                      "stop_reason": None, "token_ids": [100000 + i % 28000] if output_ids else None}],
+                         "created": 1732000000, "model": "meta-llama/Llama-3.1-8B-Instruct", "choices": [choice],
                          "usage": {"prompt_tokens": 1024, "total_tokens": 1025 + i, "completion_tokens": i + 1}})
 
 
