@@ -16,6 +16,10 @@ verdict per category (`verdict`) reads it so: n-gram drafting likely pays at p_4
 tokens per step for a drafter that costs next to nothing), is unlikely to at p_4 < 0.1 (its
 verifications cost more than 1.1 tokens per step gain under load), and is marginal between.
 
+A request whose stream carried fewer ids than its output tokens (llama-server sends no id for a
+token that ends inside a UTF-8 character: the next chunk's text holds it, its id only the next
+token's) is scored on the ids it has and counted in requests_missing_ids.
+
 Everything runs after the run, vectorised per request (n-grams numbered and counted with numpy),
 never on the read path. Only first turns are scored: later turns' prompts
 hold earlier replies, not the workload's prompt.
@@ -142,13 +146,14 @@ def overlap_figures(records: Sequence[RequestRecord], prompt_ids: Mapping[str, n
     fields it would take), or none of the requests came back with ids.
 
     records: the measured ones; prompt_ids: workload prompt_id -> the prompt's token ids."""
-    section: dict = {"available": False, "reason": None, "method": METHOD, "requests": 0, "categories": {}}
+    section: dict = {"available": False, "reason": None, "method": METHOD, "requests": 0, "requests_missing_ids": 0,
+                     "categories": {}}
     if not asked:
         return section | {"reason": NOT_ASKED}
     if engine_way is None:
         return section | {"reason": f"the engine gives none: {engine_note}"}
     rows: dict[str, list[tuple[list[float], float, float | None]]] = defaultdict(list)
-    with_ids = 0
+    with_ids = missing = 0
     for r in records:
         if not r.ok or r.turn != 0 or not r.output_ids:
             continue
@@ -157,10 +162,12 @@ def overlap_figures(records: Sequence[RequestRecord], prompt_ids: Mapping[str, n
         precisions = None if prompt is None else ngram_precisions(np.frombuffer(r.output_ids, dtype=np.int32), prompt)
         if precisions is not None:
             rows[r.category].append((precisions, overlap_score(precisions), request_acceptance_length(r.chunk_tokens)))
+            missing += len(r.output_ids) < r.output_tokens
     if not with_ids:
         return section | {"reason": f"asked, but no request came back with output ids ({engine_note})"}
     if not rows:
         return section | {"reason": f"{with_ids} request(s) came back with ids, none with a known prompt and at "
                                     f"least {MAX_N} output tokens"}
     return section | {"available": True, "requests": sum(len(v) for v in rows.values()),
+                      "requests_missing_ids": missing,
                       "categories": {name: _category(v) for name, v in sorted(rows.items())}}

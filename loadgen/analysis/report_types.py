@@ -451,6 +451,9 @@ class OverlapFigures(_JsonForm):
     reason: str | None
     method: str
     requests: int
+    #: scored requests whose stream carried fewer ids than output tokens (llama.cpp: a token ending
+    #: inside a UTF-8 character is streamed with the next one's id only), scored on the ids they have
+    requests_missing_ids: int
     categories: dict[str, CategoryOverlap]
 
 
