@@ -39,14 +39,14 @@ def copied_run(tmp_path_factory):
     out = folder / "out"
     console = io.StringIO()
     report = run(RunConfig(url=None, output_dir=out, workload=str(workload), num_requests=3 * PER_CATEGORY,
-                           concurrency=24, max_tokens=MAX_TOKENS, output_ids=True, progress=False, plots=False, seed=7,
+                           concurrency=24, max_tokens=MAX_TOKENS, output_ids=True, progress=False, seed=7,
                            emulator=EmulatorSettings(ttft_ms=2, step_ms=1, accept_profile=str(profile))),
                  Console(file=console, width=160)).to_json()
-    return report, list(read_journal(out / "requests.jsonl")), console.getvalue()
+    return report, list(read_journal(out / "requests.jsonl")), console.getvalue(), out
 
 
 def test_every_output_id_is_journaled_and_scored(copied_run):
-    report, records, console = copied_run
+    report, records, console, _ = copied_run
     assert report["config"]["output_ids"] is True
     assert [len(r.output_ids) for r in records] == [r.output_tokens for r in records] == [MAX_TOKENS] * len(records)
     overlap = report["overlap"]
@@ -71,3 +71,10 @@ def test_al_follows_overlap_only_where_copying_lifts_acceptance(copied_run):
     bins = gain["al_by_overlap"]
     assert bins[-1]["mean_acceptance_length"] > bins[0]["mean_acceptance_length"] + 0.4
     assert abs(no_gain["al_correlation"]) < 0.4
+
+
+def test_the_page_shows_the_overlap_picture_and_table(copied_run):
+    out = copied_run[3]
+    assert (out / "al_by_overlap.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    page = (out / "report.html").read_text()
+    assert 'alt="al_by_overlap"' in page and "<h2>Prompt-output overlap</h2>" in page and "copying_no_gain" in page
