@@ -18,7 +18,7 @@ ACCEPT = [0.8, 0.6, 0.4]
 PROFILE = {"copying": {"accept": ACCEPT, "copy": 0.5, "copy_gain": 0.8},
            "copying_no_gain": {"accept": ACCEPT, "copy": 0.5, "copy_gain": 0.0},
            "default": ACCEPT}
-PER_CATEGORY, MAX_TOKENS, PROMPT_LEN, SEGMENT = 40, 64, 512, 8
+PER_CATEGORY, MAX_TOKENS, PROMPT_LEN, SEGMENT = 60, 128, 512, 8
 #: E[c_r] = copy for c_r ~ U(0, 2 copy); each copied segment holds SEGMENT - 3 whole 4-grams of the output's
 #: MAX_TOKENS - 3 (the 3 that straddle two segments match only by chance)
 EXPECTED_SHARE = 0.5 * (SEGMENT - 3) * (MAX_TOKENS / SEGMENT) / (MAX_TOKENS - 3)
@@ -26,7 +26,7 @@ EXPECTED_SHARE = 0.5 * (SEGMENT - 3) * (MAX_TOKENS / SEGMENT) / (MAX_TOKENS - 3)
 
 @pytest.fixture(scope="module")
 def copied_run(tmp_path_factory):
-    """One run of 40 requests per category, each prompt 512 random ids of its own (so copied
+    """One run of 60 requests per category, each prompt 512 random ids of its own (so copied
     segments rarely share a 4-gram and clipping stays out of the expectation)."""
     folder = tmp_path_factory.mktemp("overlap")
     rng = np.random.default_rng(5)
@@ -59,8 +59,8 @@ def test_overlap_is_the_copied_share_and_none_without_copying(copied_run):
     assert categories["plain"]["ngram_share"] < 0.01 and categories["plain"]["mean_overlap"] < 0.01
     assert categories["plain"]["verdict"].startswith("n-gram drafting unlikely")
     for name in ("copying", "copying_no_gain"):
-        # c_r ~ U(0, 1): the mean of 40 requests' shares has a standard error of ~0.05
-        assert categories[name]["ngram_share"] == pytest.approx(EXPECTED_SHARE, abs=0.12), name
+        # c_r ~ U(0, 1): the mean of 60 requests' shares has a standard error of ~0.025
+        assert categories[name]["ngram_share"] == pytest.approx(EXPECTED_SHARE, abs=0.08), name
         assert categories[name]["verdict"].startswith(("n-gram drafting likely", "n-gram drafting marginal"))
 
 
@@ -70,7 +70,7 @@ def test_al_follows_overlap_only_where_copying_lifts_acceptance(copied_run):
     assert gain["al_correlation"] > 0.6 and gain["al_slope"] > 0
     bins = gain["al_by_overlap"]
     assert bins[-1]["mean_acceptance_length"] > bins[0]["mean_acceptance_length"] + 0.4
-    assert abs(no_gain["al_correlation"]) < 0.4
+    assert abs(no_gain["al_correlation"]) < 0.45  # 3.5 standard errors of r at 60 requests
 
 
 def test_the_page_shows_the_overlap_picture_and_table(copied_run):
