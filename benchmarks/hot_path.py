@@ -30,12 +30,14 @@ HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encodin
         b"connection: keep-alive\r\n\r\n")
 
 
-def vllm_chunk(i: int) -> bytes:
-    """One event as vLLM sends it with continuous usage stats (ENGINES.md)."""
+def vllm_chunk(i: int, output_ids: bool = False) -> bytes:
+    """One event as vLLM sends it with continuous usage stats (ENGINES.md); output_ids: with
+    return_token_ids (--output-ids), the chunk's id in token_ids."""
+    choice = {"index": 0, "text": " word", "logprobs": None, "finish_reason": None, "stop_reason": None}
+    if output_ids:
+        choice["token_ids"] = [100000 + i % 28000]
     return orjson.dumps({"id": "cmpl-5d1c0a0e4f2b4c3a9b8d7e6f5a4b3c2d", "object": "text_completion",
-                         "created": 1732000000, "model": "meta-llama/Llama-3.1-8B-Instruct",
-                         "choices": [{"index": 0, "text": " word", "logprobs": None, "finish_reason": None,
-                                      "stop_reason": None}],
+                         "created": 1732000000, "model": "meta-llama/Llama-3.1-8B-Instruct", "choices": [choice],
                          "usage": {"prompt_tokens": 1024, "total_tokens": 1025 + i, "completion_tokens": i + 1}})
 
 
@@ -123,6 +125,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200_000)
     args = parser.parse_args()
     per_chunk = stage_table("", [http_chunk(vllm_chunk(i)) for i in range(args.chunks)], chat=False)
+    with_ids = [http_chunk(vllm_chunk(i, output_ids=True)) for i in range(args.chunks)]
+    ids_cost = min(measure(with_ids, args.chunks, "record") for _ in range(5))
+    print(f"\n--output-ids (vLLM token_ids on every chunk, kept in the record), one chunk per read: {ids_cost:.0f} ns "
+          "per chunk")
     chat_events = [http_chunk(vllm_chat_chunk(i)) for i in range(args.chunks)]
     stage_table("\nchat: ", chat_events, chat=True)
     read, tokenize = min(measure_estimated(chat_events, args.chunks) for _ in range(3))

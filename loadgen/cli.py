@@ -133,6 +133,10 @@ def cli() -> None:
 @click.option("--unique-prefix", is_flag=True,
               help="Start every conversation's prompt (after any BOS) with a short text of its own, so no two "
                    "share a cached prefix: for engines without --cache-isolation.")
+@click.option("--output-ids", is_flag=True,
+              help="Ask the engine for every chunk's output token ids (vLLM, SGLang: return_token_ids; llama.cpp: "
+                   "verbose; TRT-LLM: detokenize false, completions only) and journal them: the report's "
+                   "prompt-output n-gram overlap and its relation to AL.")
 @click.option("--emulator-reasoning-tokens", default=default_of("emulator_reasoning_tokens"), show_default=True,
               help="Built-in emulator: the first N output tokens of each chat reply stream as reasoning.")
 @click.option("--emulator-accept-profile", metavar="FILE", default=default_of("emulator_accept_profile"),

@@ -169,6 +169,10 @@ class RunConfig:
     #: server applying its own chat template)
     endpoint: str = "completions"
     prompt_format: str = "ids"
+    #: ask the engine for each chunk's output token ids (its own field: EngineAdapter.output_ids_fields)
+    #: and journal them, for the report's prompt-output overlap. Off by default: it changes the request
+    #: the server sees (TRT-LLM stops detokenizing, llama.cpp adds its debug fields) and the bytes per chunk
+    output_ids: bool = False
 
     def __post_init__(self) -> None:
         self._check_trace()
@@ -339,7 +343,7 @@ class RunConfig:
             "startup_wait_s": self.startup_wait_s, "seed": self.seed,
             "api_key": "***" if self.api_key else None, "verify_tls": self.verify_tls,
             "metrics_addr": self.metrics_addr, "pushgateway": self.pushgateway,
-            "endpoint": self.endpoint, "prompt_format": self.prompt_format,
+            "endpoint": self.endpoint, "prompt_format": self.prompt_format, "output_ids": self.output_ids,
         }
 
 

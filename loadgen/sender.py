@@ -74,6 +74,9 @@ class Sender:
                 prompt = tokenizer.as_text_prompt(render_messages(tokenizer, messages, config.chat_template))
             body = adapter.request_body(model=self._model, prompt=prompt, max_tokens=max_tokens,
                                         temperature=config.temperature, ignore_eos=config.ignore_eos)
+        if config.output_ids:  # where the engine has no way, the report's overlap section says so
+            body.update((adapter.chat_output_ids_fields if config.endpoint == "chat" else
+                         adapter.output_ids_fields) or {})
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _first_body(self, prompt: Prompt) -> bytes:

@@ -24,17 +24,19 @@ __all__ = [
     "LostWorker", "MeanStd", "PrefixCacheFigures", "ReadLag", "Report",
     "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
     "ServerPerRequest", "ChatFigures", "TokenizationParity", "report_schema", "shipped_schema",
+    "OverlapBin", "CategoryOverlap", "OverlapFigures",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
 #: their hash per version, so a schema change without a new version fails.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
 #: config.proxy, config.endpoint / prompt_format, the prefix_cache and chat sections, the categories'
 #: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults)
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+#: version 6 config.output_ids, the overlap section and requests.jsonl's output_ids (absent: the defaults)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 #: where the generated schemas ship inside the package
 SCHEMA_PACKAGE = "loadgen.schemas"
@@ -108,6 +110,8 @@ class RunSettings(_JsonForm):
     #: --endpoint and --prompt-format; absent before version 5 and in runs with the defaults
     endpoint: str = field(default="completions", metadata=codec.OMIT_DEFAULT)
     prompt_format: str = field(default="ids", metadata=codec.OMIT_DEFAULT)
+    #: --output-ids; absent before version 6 and in runs without it
+    output_ids: bool = field(default=False, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +410,54 @@ class WorkersInfo(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class OverlapBin(_JsonForm):
+    """One quartile of a category's per-request overlap (edges inclusive) and the mean per-request
+    AL of its requests."""
+
+    overlap_low: float
+    overlap_high: float
+    requests: int
+    mean_acceptance_length: float
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryOverlap(_JsonForm):
+    """One category's prompt-output overlap (analysis/overlap.py) and how its AL follows it."""
+
+    #: first-turn requests scored (with ids, a known prompt and at least 4 output tokens)
+    requests: int
+    #: mean per-request BLEU-4 style overlap (geometric mean of p1..p4, no brevity penalty)
+    mean_overlap: float
+    #: mean per-request p4: the share of output 4-grams found in the prompt (clipped)
+    ngram_share: float
+    #: mean per-request p1..p4
+    precisions: list[float]
+    #: Pearson's r between per-request overlap and per-request AL (tokens per step after the first
+    #: chunk); null with fewer than 3 requests or no spread
+    al_correlation: float | None
+    #: least-squares slope of per-request AL against overlap (AL per unit of overlap)
+    al_slope: float | None
+    al_by_overlap: list[OverlapBin]
+    #: whether prompt-lookup (n-gram) drafting is likely to pay here, from ngram_share
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverlapFigures(_JsonForm):
+    """Prompt-output n-gram overlap on token ids per category (--output-ids). available false:
+    nothing was scored, and `reason` says why (not asked, the engine gives none, none came back)."""
+
+    available: bool
+    reason: str | None
+    method: str
+    requests: int
+    #: scored requests whose stream carried fewer ids than output tokens (llama.cpp: a token ending
+    #: inside a UTF-8 character is streamed with the next one's id only), scored on the ids they have
+    requests_missing_ids: int
+    categories: dict[str, CategoryOverlap]
+
+
+@dataclass(frozen=True, slots=True)
 class PrefixCacheFigures(_JsonForm):
     """The server's prefix cache over the window (analysis/prefix_cache.py): its hit rate (cached /
     prompt tokens) and where it comes from (server counters, per-request usage, or a gauge), against
@@ -496,6 +548,8 @@ class Report(_JsonForm):
     prefix_cache: PrefixCacheFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     #: only in a run that sent text or streamed reasoning (version 5 on)
     chat: ChatFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: prompt-output overlap (version 6 on; absent from a report rebuilt from the journal)
+    overlap: OverlapFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

@@ -44,6 +44,10 @@ class ChunkFields(NamedTuple):
     reasoning_tokens: int | None = None
     #: the prompt tokens the server's prefix cache held (usage.prompt_tokens_details.cached_tokens), if it says
     cached_tokens: int | None = None
+    #: the chunk's output token ids, where the engine sends them (--output-ids: vLLM's and SGLang's
+    #: token_ids, TRT-LLM's with detokenize false, llama.cpp's __verbose.tokens); the list the chunk's
+    #: own parse made, so keeping it costs no second parse
+    output_ids: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,14 @@ class EngineAdapter(Protocol):
     cache_isolation_field: tuple[str, bool] | None
     #: usage leaves prompt_tokens_details out where nothing was cached (SGLang), rather than saying 0
     cached_tokens_zero_omitted: bool
+    #: --output-ids: the request fields that make the engine stream each chunk's output token ids
+    #: (merged into every request body); None where it has no way (the report's overlap section
+    #: then says so)
+    output_ids_fields: dict | None
+    #: the same on /v1/chat/completions; None where the engine's chat route has no way (or none verified)
+    chat_output_ids_fields: dict | None
+    #: --output-ids: how the engine gives the ids and at what cost, with the source it was read from
+    output_ids_note: str
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """The engine's prefix-cache figures in one scrape of metrics_path (engines.prefix_cache);

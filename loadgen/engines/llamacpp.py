@@ -47,9 +47,13 @@ class LlamacppAdapter(OpenAIAdapter):
 
     def decode(self, data: bytes) -> ChunkFields:
         """The OpenAI fields, plus the request's own draft statistics from the final chunk's
-        `timings` (llama-server leaves draft_n out when the request drafted nothing)."""
+        `timings` (llama-server leaves draft_n out when the request drafted nothing) and, with
+        --output-ids, the chunk's token id from `__verbose`."""
         obj = load_chunk(data)
         fields = decode_openai_object(obj)
+        verbose = obj.get("__verbose")
+        if verbose is not None:  # --output-ids: the token's id is in llama-server's native form
+            fields = fields._replace(output_ids=verbose.get("tokens"))
         timings = obj.get("timings")
         if timings and fields.error is None:
             return fields._replace(draft_tokens=timings.get("draft_n", 0),
@@ -94,6 +98,19 @@ class LlamacppAdapter(OpenAIAdapter):
     #: cache_prompt false: the slot reuses nothing of its last prompt (tools/server/server-schema.cpp,
     #: field_bool("cache_prompt"); server-context.cpp reuses the common prefix only if cache_prompt)
     cache_isolation_field: tuple[str, bool] | None = ("cache_prompt", False)
+    #: /v1/completions partial chunks carry the token's id only inside `__verbose` (its native form,
+    #: {"content", "tokens": [id], ...}), added where the request says verbose (tools/server/
+    #: server-task.cpp server_task_result_cmpl_partial::to_json_oaicompat; server-context.cpp
+    #: send_partial_response, `res->tokens.assign(1, tkn.tok)`). return_tokens does not reach a
+    #: stream (send_final_response empties the final chunk's tokens when streaming). The final chunk's
+    #: __verbose adds the generation settings and the prompt as text: a few KB once per request. A token
+    #: whose text ends inside a UTF-8 character sends no chunk (server-context.cpp process_token,
+    #: `incomplete`): its text comes with the next token's chunk, its id never (seen: 15 ids of 16 tokens)
+    output_ids_fields: dict | None = {"verbose": True}
+    output_ids_note = ("llama.cpp: verbose true, __verbose.tokens (one id) on every /v1/completions chunk "
+                       "(tools/server/server-task.cpp to_json_oaicompat; its final chunk also echoes the prompt "
+                       "as text); a token ending inside a UTF-8 character is streamed without its id "
+                       "(server-context.cpp process_token); chat: not read")
 
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "llama.cpp /metrics counters")]

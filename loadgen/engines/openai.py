@@ -37,7 +37,7 @@ def decode_openai_object(obj: dict) -> ChunkFields:
     choices = obj.get("choices")
     tokens = None
     finish = None
-    text = None
+    text = ids = None
     if choices:
         choice = choices[0]
         finish = choice.get("finish_reason")
@@ -52,7 +52,7 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         prompt_tokens, cached_tokens = usage.get("prompt_tokens"), _cached_tokens(usage)
     return _chunk_fields(ChunkFields, (completion_tokens, tokens, bool(choices), finish, None,
                                        obj.get("emulator_sent_ns"), text, None, None, prompt_tokens, None, None,
-                                       cached_tokens))
+                                       cached_tokens, ids))
 
 
 def _cached_tokens(usage: dict) -> int | None:
@@ -90,7 +90,7 @@ def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> Chunk
     choices = obj.get("choices")
     tokens = None
     finish = None
-    text = reasoning = None
+    text = reasoning = ids = None
     has_choice = False
     if choices:
         choice = choices[0]
@@ -105,7 +105,8 @@ def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> Chunk
             tokens = len(ids)
         has_choice = bool(text or reasoning) or tokens is not None or completion_tokens is not None
     return _chunk_fields(ChunkFields, (completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"),
-                                       text, None, None, prompt_tokens, reasoning, reasoning_tokens, cached_tokens))
+                                       text, None, None, prompt_tokens, reasoning, reasoning_tokens, cached_tokens,
+                                       ids))
 
 
 class OpenAIAdapter:
@@ -151,6 +152,9 @@ class OpenAIAdapter:
     prefix_cache_metrics: tuple[str, ...] = ()
     cache_isolation_field: tuple[str, bool] | None = None
     cached_tokens_zero_omitted = False
+    output_ids_fields: dict | None = None
+    chat_output_ids_fields: dict | None = None
+    output_ids_note = "a plain OpenAI server has no way known to loadgen to send output token ids"
 
     def collectors(self) -> list:
         return []

@@ -47,6 +47,13 @@ class SglangAdapter(OpenAIAdapter):
     #: --enable-cache-report gives prompt_tokens_details only where cached_tokens > 0 (sgl-project/sglang
     #: python/sglang/srt/entrypoints/openai/usage_processor.py, UsageProcessor._details_if_cached)
     cached_tokens_zero_omitted = True
+    #: return_token_ids puts each chunk's new ids in choices[0].token_ids on /v1/completions
+    #: (sgl-project/sglang python/sglang/srt/entrypoints/openai/serving_completions.py
+    #: _generate_completion_stream, at main 004c82e; not checked at the recipes' 0.5.9). Chat: not verified
+    output_ids_fields: dict | None = {"return_token_ids": True}
+    output_ids_note = ("SGLang: return_token_ids, choices[0].token_ids on /v1/completions chunks "
+                       "(serving_completions.py _generate_completion_stream at main 004c82e; unverified at the 0.5.9 "
+                       "pin; chat: none verified)")
 
     def collectors(self) -> list:
         return [SglangCollector()]

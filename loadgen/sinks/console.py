@@ -13,6 +13,7 @@ from loadgen.analysis.report_types import (
     HeldLoad,
     HeldRate,
     LoadLevels,
+    OverlapFigures,
     PrefixCacheFigures,
     Report,
     WorkersInfo,
@@ -183,6 +184,8 @@ def print_summary(console: Console, report: Report) -> None:
         print_levels(console, report.levels)
     if report.prefix_cache is not None:
         print_prefix_cache(console, report.prefix_cache)
+    if report.overlap is not None and report.config.output_ids:
+        print_overlap(console, report.overlap)
     if report.errors:
         et = Table(title="Errors", title_justify="left")
         et.add_column("kind")
@@ -203,6 +206,21 @@ def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:
     console.print(f"Prefix cache: hit rate {measured}{expected}{isolation}")
     for warning in figures.warnings:
         console.print(f"[bold yellow]{warning}[/]")
+
+
+def print_overlap(console: Console, figures: OverlapFigures) -> None:
+    """--output-ids: per category the prompt-output overlap, its relation to AL and the n-gram
+    verdict's first words; or the line that says why nothing was scored."""
+    if not figures.available:
+        console.print(f"Prompt-output overlap: none ({figures.reason})")
+        return
+    table = Table(title="Prompt-output overlap (token ids, BLEU-4 style)", title_justify="left")
+    for col in ("category", "requests", "overlap", "4-gram share", "r(overlap, AL)", "n-gram drafting"):
+        table.add_column(col, justify="left" if col in ("category", "n-gram drafting") else "right")
+    for name, c in figures.categories.items():
+        table.add_row(name, str(c.requests), f"{c.mean_overlap:.3f}", f"{c.ngram_share:.1%}",
+                      cell(c.al_correlation, "{:.2f}"), c.verdict.split(" (")[0].removeprefix("n-gram drafting "))
+    console.print(table)
 
 
 def print_chat(console: Console, chat: ChatFigures, emulated: bool = False) -> None:

@@ -81,6 +81,38 @@ def _al_by_category(report: Report, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _al_by_overlap(report: Report, path: Path) -> Path | None:
+    """Mean per-request AL in each overlap quartile, one line per category (--output-ids): a line
+    that rises says the drafter gains where the output copies the prompt."""
+    overlap = report.overlap
+    if overlap is None or not overlap.available:
+        return None
+    fig, ax = plt.subplots()
+    for name, category in overlap.categories.items():
+        bins = category.al_by_overlap
+        r = "" if category.al_correlation is None else f", r = {category.al_correlation:.2f}"
+        ax.plot([(b.overlap_low + b.overlap_high) / 2 for b in bins], [b.mean_acceptance_length for b in bins],
+                marker="o", label=f"{name} (4-gram share {category.ngram_share:.0%}{r})")
+    ax.set(xlabel="prompt-output overlap (BLEU-4 style on token ids; quartile midpoints)",
+           ylabel="acceptance length (mean per request)", title="Acceptance length against prompt-output overlap")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _overlap_section(report: Report) -> tuple[str, str] | None:
+    """The overlap table per category, or the one line that says why there is none; nothing where
+    the run did not ask for ids."""
+    overlap = report.overlap
+    if overlap is None or not report.config.output_ids:
+        return None
+    if not overlap.available:
+        return "Prompt-output overlap", f"<p>{html.escape(overlap.reason or '')}</p>"
+    rows = [[name, str(c.requests), f"{c.mean_overlap:.3f}", f"{c.ngram_share:.1%}", cell(c.al_correlation, "{:.2f}"),
+             cell(c.al_slope, "{:.2f}"), c.verdict] for name, c in overlap.categories.items()]
+    return "Prompt-output overlap", (f"<p>{html.escape(overlap.method)}</p>" + _table(
+        ["category", "requests", "overlap", "4-gram share", "r (overlap, AL)", "AL slope", "verdict"], rows))
+
+
 def _time_series(report: Report, path: Path) -> Path | None:
     series = report.time_series
     if len(series) < 2:
@@ -133,7 +165,8 @@ def render_run(report: Report, out: Path) -> Path:
     with matplotlib.style.context(_STYLE):
         images = [p for p in (_acceptance_histogram(report, files.acceptance_plot),
                               _al_by_category(report, files.al_by_category_plot),
-                              _time_series(report, files.time_series_plot)) if p]
+                              _time_series(report, files.time_series_plot),
+                              _al_by_overlap(report, files.overlap_plot)) if p]
     cfg, summary, spec = report.config, report.summary, report.speculative
     overview = _table(["figure", "value"], [
         ["requests ok / failed / cancelled", f"{summary.requests_completed} / {summary.requests_failed} / "
@@ -156,6 +189,9 @@ def render_run(report: Report, out: Path) -> Path:
             ["hit rate", cell(cache.hit_rate, "{:.1%}")], ["source", cache.source or "-"],
             ["expected from shared prefixes", cell(cache.expected_hit_rate, "{:.1%}")],
             ["isolation", cache.isolation or "-"], *[["warning", w] for w in cache.warnings]])))
+    overlap = _overlap_section(report)
+    if overlap is not None:
+        sections.append(overlap)
     return _page(title, sections, images, files.html)
 
 
