@@ -218,9 +218,31 @@ def render_sweep(summary: dict, out: Path) -> Path:
                  images, files.html)
 
 
-def render_compare(result: dict, out: Path) -> Path:
-    """speedup.png and compare.html in `out`."""
-    files = CompareFolder(out)
+def _compare_by_temperature(result: dict, path: Path) -> Path:
+    """Sweeps over temperature against the baseline's: each run's speedups (output TPS, user TPS, TPOT)
+    and its AL against the temperature."""
+    with matplotlib.style.context(_STYLE):
+        fig, (speedup, al) = plt.subplots(2, 1, sharex=True, figsize=(7.0, 6.0))
+        for name, run in result["runs"].items():
+            temps = [float(v) for v in run["points"]]
+            for key, style in (("output_tps_speedup", "-o"), ("user_tps_speedup", "--s"), ("tpot_speedup", ":^")):
+                speedup.plot(temps, [p[key] for p in run["points"].values()], style,
+                             label=f"{Path(name).name}: {key.replace('_speedup', '').replace('_', ' ')}")
+            al.plot(temps, [p["acceptance_length"] for p in run["points"].values()], "-o", label=Path(name).name)
+        speedup.axhline(1, color="#c44e52", lw=1, ls=":")
+        speedup.set_ylim(bottom=min(0.9, speedup.get_ylim()[0]))  # the break-even line always in view
+        speedup.set(ylabel="speedup over the baseline",
+                    title=f"Against {Path(result['baseline']).name} by sampling temperature (above 1: better)")
+        speedup.legend(fontsize=8)
+        temps = sorted({float(v) for run in result["runs"].values() for v in run["points"]})
+        al.set_xticks(temps, [f"{t:g}" for t in temps])
+        al.set(xlabel="temperature", ylabel="AL (tokens per step)", ylim=(1, None))
+        al.legend(fontsize=8)
+        return _save(fig, path)
+
+
+def _speedup_by_load(result: dict, path: Path) -> Path:
+    """Each run's output and user TPS speedups against the load (log 2)."""
     with matplotlib.style.context(_STYLE):
         fig, ax = plt.subplots()
         for name, run in result["runs"].items():
@@ -236,11 +258,20 @@ def render_compare(result: dict, out: Path) -> Path:
         ax.set(xlabel="load (concurrency or request rate)", ylabel="speedup over the baseline",
                title=f"Against {Path(result['baseline']).name} (above 1: better)")
         ax.legend(fontsize=8)
-        images = [_save(fig, files.speedup_plot)]
+        return _save(fig, path)
+
+
+def render_compare(result: dict, out: Path) -> Path:
+    """speedup.png (temperature.png for sweeps over temperature) and compare.html in `out`."""
+    files = CompareFolder(out)
+    by_temperature = result.get("axis") == "temperature"
+    images = [_compare_by_temperature(result, files.temperature_plot) if by_temperature
+              else _speedup_by_load(result, files.speedup_plot)]
     rows = [[Path(name).name, value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]),
              cell(p["tpot_speedup"]), cell(p["acceptance_length"])]
             for name, run in result["runs"].items() for value, p in run["points"].items()]
-    table = _table(["run", "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"], rows)
+    table = _table(["run", "temperature" if by_temperature else "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"],
+                   rows)
     return _page("loadgen compare", [("Speedups", table)], images, files.html)
 
 
