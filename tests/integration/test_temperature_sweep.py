@@ -86,6 +86,14 @@ def test_acceptance_falls_with_temperature_as_the_emulator_was_told(swept):
     assert (folder / "sd" / "points.csv").read_text().splitlines()[0].endswith(",position1_acceptance")
 
 
+def test_a_rerun_keeps_every_finished_temperature(swept):
+    folder, _, _ = swept
+    before = {t: (folder / "base" / f"t{t:g}" / "report.json").stat().st_mtime_ns for t in TEMPERATURES}
+    again = _loadgen("sweep", *COMMON, "--emulator-accept", "", "--output-dir", str(folder / "base"), cwd=folder)
+    assert again.stdout.count("done before, kept") == len(TEMPERATURES)
+    assert {t: (folder / "base" / f"t{t:g}" / "report.json").stat().st_mtime_ns for t in TEMPERATURES} == before
+
+
 def test_the_sweep_picture_is_drawn_against_temperature(swept, tmp_path):
     folder, _, _ = swept
     summary = orjson.loads((folder / "sd" / "sweep.json").read_bytes())
