@@ -176,28 +176,68 @@ def _run_config(console: Console, options: dict) -> RunConfig:
 @cli.command()
 @click.option("--concurrency", "-c", "concurrencies", help="Comma-separated concurrencies: one run each.")
 @click.option("--request-rate", "rates", help="Comma-separated request rates (open loop): one run each.")
+@click.option("--temperatures", metavar="T1,T2,...",
+              help="Sweep the sampling temperature instead of the load, e.g. 0,0.5,1,1.5: one run each, all at one "
+                   "--concurrency (or --request-rate).")
 @click.option("--find-max", is_flag=True,
               help="With --slo: search the highest concurrency (or rate) that still meets every objective.")
 @click.option("--output-dir", type=click.Path(path_type=Path),
               help="Where the sweep goes [default: results/sweep-TIMESTAMP]; a rerun resumes it.")
-def sweep(concurrencies, rates, find_max, output_dir, **options) -> None:
-    """One run per concurrency (or request rate) against one server; every other `loadgen run`
-    option applies to each point, e.g. loadgen sweep -c 1,4,16,64 --url URL -n 200 --slo ttft_p95=0.5."""
+def sweep(concurrencies, rates, temperatures, find_max, output_dir, **options) -> None:
+    """One run per concurrency (or request rate), or per temperature at one load, against one
+    server; every other `loadgen run` option applies to each point, e.g. loadgen sweep -c 1,4,16,64
+    --url URL -n 200 --slo ttft_p95=0.5, or loadgen sweep --temperatures 0,0.5,1,1.5 -c 8 --url URL."""
     from .studies import run_sweep
 
-    if (concurrencies is None) == (rates is None):
-        raise click.UsageError("give --concurrency or --request-rate, a comma-separated list")
-    kind, text = ("concurrency", concurrencies) if concurrencies else ("request_rate", rates)
-    try:
-        values = sorted({(int if kind == "concurrency" else float)(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise click.UsageError(f"--{kind.replace('_', '-')} takes comma-separated numbers, got {text!r}") from None
+    if temperatures is not None:
+        kind, values, held = _temperature_axis(temperatures, concurrencies, rates)
+        options = {**options, **held}
+    else:
+        if (concurrencies is None) == (rates is None):
+            raise click.UsageError("give --concurrency or --request-rate, a comma-separated list (or --temperatures)")
+        kind, text = ("concurrency", concurrencies) if concurrencies else ("request_rate", rates)
+        try:
+            values = sorted({(int if kind == "concurrency" else float)(v) for v in text.split(",") if v.strip()})
+        except ValueError:
+            raise click.UsageError(f"--{kind.replace('_', '-')} takes comma-separated numbers, got {text!r}") from None
     console = Console()
     out = output_dir or Path("results") / datetime.now().strftime("sweep-%Y%m%d-%H%M%S")
     base = _run_config(console, {**options, "output_dir": out})  # each point has its own folder under it
     result = run_sweep(base, kind, values, out, console, find_max=find_max)
     if result["interrupted"]:
         sys.exit(130)
+
+
+def _temperature_axis(temperatures: str, concurrencies: str | None,
+                      rates: str | None) -> tuple[str, list[float], dict]:
+    """`sweep --temperatures`: the axis, its temperatures, and the one load every point runs at
+    ({"concurrency": 8}, {"request_rate": 2.5}, or {} for run's default concurrency)."""
+    from click.core import ParameterSource
+
+    from .studies.sweep import temperature_values
+
+    if click.get_current_context().get_parameter_source("temperature") is ParameterSource.COMMANDLINE:
+        raise UsageError("--temperatures sweeps the temperature: leave --temperature out")
+    if concurrencies is not None and rates is not None:
+        raise UsageError("a temperature sweep runs at one load: give --concurrency or --request-rate, not both")
+    try:
+        values = temperature_values([float(v) for v in temperatures.split(",") if v.strip()], "--temperatures")
+    except ValueError:
+        raise UsageError(f"--temperatures takes comma-separated numbers, got {temperatures!r}") from None
+    held: dict = {}
+    for name, text, flag in (("concurrency", concurrencies, "--concurrency"), ("request_rate", rates,
+                                                                                "--request-rate")):
+        if text is None:
+            continue
+        parts = [v for v in text.split(",") if v.strip()]
+        if len(parts) != 1:
+            raise UsageError(f"a temperature sweep runs at one load: give {flag} one value, got {text!r} (sweep the "
+                             "load and the temperature separately)")
+        try:
+            held[name] = (int if name == "concurrency" else float)(parts[0])
+        except ValueError:
+            raise UsageError(f"{flag} takes a number, got {text!r}") from None
+    return "temperature", list(values), held
 
 
 # Every other option of `loadgen run` is the sweep's too; its own --concurrency, --request-rate

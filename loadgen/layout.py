@@ -4,7 +4,9 @@ resumed sweep or matrix) and the folder rule of `loadgen run` cannot disagree.
 
     run/      run.json, requests.jsonl, report.json, requests.csv, report.html, *.png   (RunFolder)
     sweep/    sweep.json, points.csv, sweep.html, pareto.png; c16/, r2.5/: one run each  (SweepFolder)
+              (a temperature sweep: t0/, t0.5/ ..., and temperature.png for pareto.png)
     compare/  compare.json, compare.csv, compare.html, speedup.png                       (CompareFolder)
+              (sweeps over temperature: temperature.png for speedup.png)
     matrix/   matrix.json, matrix.csv, matrix.html, pareto-<workload>.png;
               <recipe>/server.log, server.json, <workload>/ (a sweep); compare/<workload>/;
               tune/<label>/<workload>/ (a plan's draft_lengths, tuned: tune.json ...)  (MatrixFolder)
@@ -81,8 +83,8 @@ class RunFolder:
 
 
 def point_name(kind: str, value: float) -> str:
-    """A sweep point's folder name: c16 (concurrency 16), r2.5 (2.5 requests/s)."""
-    return f"c{value:g}" if kind == "concurrency" else f"r{value:g}"
+    """A sweep point's folder name: c16 (concurrency 16), r2.5 (2.5 requests/s), t0.5 (temperature 0.5)."""
+    return {"concurrency": "c", "temperature": "t"}.get(kind, "r") + f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ class SweepFolder:
     @property
     def pareto_plot(self) -> Path:
         return self.path / "pareto.png"
+
+    @property
+    def temperature_plot(self) -> Path:
+        """A temperature sweep's figures against the temperature."""
+        return self.path / "temperature.png"
 
     def point(self, kind: str, value: float) -> RunFolder:
         """Where one point's run goes."""
@@ -129,6 +136,11 @@ class CompareFolder:
     @property
     def speedup_plot(self) -> Path:
         return self.path / "speedup.png"
+
+    @property
+    def temperature_plot(self) -> Path:
+        """Sweeps over temperature: speedup and AL against the temperature."""
+        return self.path / "temperature.png"
 
 
 @dataclass(frozen=True)

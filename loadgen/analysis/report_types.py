@@ -571,6 +571,12 @@ class Report(_JsonForm):
         assert self.config.concurrency is not None, "a run without a request rate records its concurrency"
         return self.config.concurrency
 
+    @property
+    def load_kind(self) -> str:
+        """What load_value counts: "request_rate" (open loop, a trace) or "concurrency"; the axis a single
+        run lies on when compared with sweeps."""
+        return "request_rate" if self.config.request_rate or isinstance(self.load, HeldRate) else "concurrency"
+
 
 def report_schema() -> dict:
     """report.json's JSON Schema, generated from the types above."""

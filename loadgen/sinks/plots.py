@@ -195,12 +195,41 @@ def render_run(report: Report, out: Path) -> Path:
     return _page(title, sections, images, files.html)
 
 
+def _sweep_by_temperature(points: list[dict], held_load: str, path: Path) -> Path:
+    """A temperature sweep's figures against the temperature: acceptance (AL and draft position 1's
+    conditional acceptance), throughput (output and user TPS) and TPOT, one panel each."""
+    temps = [p["value"] for p in points]
+    fig, (accept, speed, tpot) = plt.subplots(3, 1, sharex=True, figsize=(7.0, 8.0))
+    accept.plot(temps, [p["acceptance_length"] for p in points], "-o", color="#4c72b0", label="AL (steps pooled)")
+    accept.set(ylabel="AL (tokens per step)", ylim=(1, None))
+    rate = accept.twinx()
+    rate.plot(temps, [p.get("position1_acceptance") for p in points], "--s", color="#dd8452",
+              label="acceptance at draft position 1")
+    rate.set(ylabel="P(>= 2 tokens | >= 1)", ylim=(0, 1.05))
+    accept.legend(handles=accept.get_lines() + rate.get_lines(), fontsize=8)
+    accept.set_title(f"Against the sampling temperature, at {held_load}")
+    speed.plot(temps, [p["output_tps"] for p in points], "-o", color="#4c72b0", label="output TPS (all requests)")
+    user = speed.twinx()
+    user.plot(temps, [p["user_tps_p50"] for p in points], "--s", color="#55a868", label="user TPS p50")
+    speed.set_ylabel("output TPS")
+    user.set_ylabel("user TPS p50")
+    speed.legend(handles=speed.get_lines() + user.get_lines(), fontsize=8)
+    tpot.plot(temps, [None if p["tpot_p50_s"] is None else p["tpot_p50_s"] * 1e3 for p in points], "-o",
+              color="#c44e52")
+    tpot.set(xlabel="temperature", ylabel="TPOT p50 (ms)")
+    tpot.set_xticks(temps, [f"{t:g}" for t in temps])
+    return _save(fig, path)
+
+
 def render_sweep(summary: dict, out: Path) -> Path:
-    """pareto.png and sweep.html in `out`."""
+    """pareto.png (temperature.png for a temperature sweep) and sweep.html in `out`."""
     files = SweepFolder(out)
     points = [p for p in summary["points"] if p["output_tps"] and p["user_tps_p50"]]
     images = []
-    if points:
+    if points and summary["kind"] == "temperature":
+        with matplotlib.style.context(_STYLE):
+            images.append(_sweep_by_temperature(points, summary["held_load"], files.temperature_plot))
+    elif points:
         with matplotlib.style.context(_STYLE):
             fig, ax = plt.subplots()
             front = set(summary["pareto"])
@@ -216,15 +245,40 @@ def render_sweep(summary: dict, out: Path) -> Path:
             images.append(_save(fig, files.pareto_plot))
     rows = [[f"{p['value']:g}" + ("*" if p["value"] in summary["pareto"] else ""), cell(p["output_tps"], "{:.1f}"),
              cell(p["user_tps_p50"], "{:.1f}"), cell(p["acceptance_length"]), str(p["failed"]),
-             {True: "met", False: "missed", None: "-"}[p["slo_met"]]] for p in summary["points"]]
-    table = _table([summary["kind"], "output TPS", "user TPS p50", "AL", "failed", "SLO"], rows)
-    return _page(f"loadgen sweep over {summary['kind'].replace('_', ' ')}", [("Points (* Pareto front)", table)],
+             {True: "met", False: "missed", None: "-"}[p["slo_met"]], cell(p.get("position1_acceptance")),
+             cell(None if p["tpot_p50_s"] is None else p["tpot_p50_s"] * 1e3, "{:.2f}")] for p in summary["points"]]
+    table = _table([summary["kind"], "output TPS", "user TPS p50", "AL", "failed", "SLO", "acceptance pos 1",
+                    "TPOT p50 ms"], rows)
+    heading = "Points" if summary["kind"] == "temperature" else "Points (* Pareto front)"
+    return _page(f"loadgen sweep over {summary['kind'].replace('_', ' ')}", [(heading, table)],
                  images, files.html)
 
 
-def render_compare(result: dict, out: Path) -> Path:
-    """speedup.png and compare.html in `out`."""
-    files = CompareFolder(out)
+def _compare_by_temperature(result: dict, path: Path) -> Path:
+    """Sweeps over temperature against the baseline's: each run's speedups (output TPS, user TPS, TPOT)
+    and its AL against the temperature."""
+    with matplotlib.style.context(_STYLE):
+        fig, (speedup, al) = plt.subplots(2, 1, sharex=True, figsize=(7.0, 6.0))
+        for name, run in result["runs"].items():
+            temps = [float(v) for v in run["points"]]
+            for key, style in (("output_tps_speedup", "-o"), ("user_tps_speedup", "--s"), ("tpot_speedup", ":^")):
+                speedup.plot(temps, [p[key] for p in run["points"].values()], style,
+                             label=f"{Path(name).name}: {key.replace('_speedup', '').replace('_', ' ')}")
+            al.plot(temps, [p["acceptance_length"] for p in run["points"].values()], "-o", label=Path(name).name)
+        speedup.axhline(1, color="#c44e52", lw=1, ls=":")
+        speedup.set_ylim(bottom=min(0.9, speedup.get_ylim()[0]))  # the break-even line always in view
+        speedup.set(ylabel="speedup over the baseline",
+                    title=f"Against {Path(result['baseline']).name} by sampling temperature (above 1: better)")
+        speedup.legend(fontsize=8)
+        temps = sorted({float(v) for run in result["runs"].values() for v in run["points"]})
+        al.set_xticks(temps, [f"{t:g}" for t in temps])
+        al.set(xlabel="temperature", ylabel="AL (tokens per step)", ylim=(1, None))
+        al.legend(fontsize=8)
+        return _save(fig, path)
+
+
+def _speedup_by_load(result: dict, path: Path) -> Path:
+    """Each run's output and user TPS speedups against the load (log 2)."""
     with matplotlib.style.context(_STYLE):
         fig, ax = plt.subplots()
         for name, run in result["runs"].items():
@@ -240,11 +294,20 @@ def render_compare(result: dict, out: Path) -> Path:
         ax.set(xlabel="load (concurrency or request rate)", ylabel="speedup over the baseline",
                title=f"Against {Path(result['baseline']).name} (above 1: better)")
         ax.legend(fontsize=8)
-        images = [_save(fig, files.speedup_plot)]
+        return _save(fig, path)
+
+
+def render_compare(result: dict, out: Path) -> Path:
+    """speedup.png (temperature.png for sweeps over temperature) and compare.html in `out`."""
+    files = CompareFolder(out)
+    by_temperature = result.get("axis") == "temperature"
+    images = [_compare_by_temperature(result, files.temperature_plot) if by_temperature
+              else _speedup_by_load(result, files.speedup_plot)]
     rows = [[Path(name).name, value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]),
              cell(p["tpot_speedup"]), cell(p["acceptance_length"])]
             for name, run in result["runs"].items() for value, p in run["points"].items()]
-    table = _table(["run", "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"], rows)
+    table = _table(["run", "temperature" if by_temperature else "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"],
+                   rows)
     return _page("loadgen compare", [("Speedups", table)], images, files.html)
 
 

@@ -2,7 +2,9 @@
 per category, where it stops paying off, and how much random inputs overstate it.
 
 A RUN is a run folder (report.json) or a sweep folder (sweep.json and one run folder per point).
-Points are matched by their load: concurrency, or request rate for open-loop runs.
+Points are matched along the sweeps' axis: concurrency, request rate (open-loop runs), or the
+sampling temperature (a temperature sweep: what speculation buys as sampling gets hotter). Runs
+over different axes are not compared.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..layout import CompareFolder, RunFolder, SweepFolder
 from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_compare
 
-__all__ = ["compare", "load_points"]
+__all__ = ["compare", "load_points", "sweep_axis"]
 
 #: compare.csv's columns, in order: one line per run and load, then one per category at that load
 CSV_COLUMNS = ("run", "value", "category", "output_tps_speedup", "user_tps_speedup", "tpot_speedup",
@@ -34,6 +36,20 @@ def load_points(path: Path) -> dict[float, Report]:
         return {point["value"]: _report(folder.point(sweep["kind"], point["value"]).path) for point in sweep["points"]}
     report = _report(path)
     return {report.load_value: report}
+
+
+def sweep_axis(path: Path) -> str:
+    """What a run or sweep folder's points lie along: the sweep's kind (concurrency, request_rate or
+    temperature), or a single run's load kind."""
+    folder = SweepFolder(path)
+    if folder.summary.exists():
+        return orjson.loads(folder.summary.read_bytes())["kind"]
+    return _report(path).load_kind
+
+
+def _axis_label(axis: str) -> str:
+    """How the printed tables name the points: "load" for either load, else the axis."""
+    return "temperature" if axis == "temperature" else "load"
 
 
 def _report(folder: Path) -> Report:
@@ -113,13 +129,19 @@ def _random_vs_real(series: dict[str, dict[float, Report]]) -> list[dict]:
 
 
 def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console) -> dict:
+    axis = sweep_axis(baseline)
+    for path in runs:
+        other = sweep_axis(path)
+        if other != axis:
+            raise UsageError(f"{path} lies along {other.replace('_', ' ')} but the baseline {baseline} "
+                             f"along {axis.replace('_', ' ')}: compare sweeps over the same axis")
     base = load_points(baseline)
     series = {str(path): load_points(path) for path in runs}
-    result: dict[str, Any] = {"baseline": str(baseline), "runs": {}}
+    result: dict[str, Any] = {"baseline": str(baseline), "runs": {}, "axis": axis}
     for name, points in series.items():
         matched = {v: _point(points[v], base[v]) for v in sorted(points) if v in base}
         if not matched:
-            raise UsageError(f"{name} shares no load point with the baseline {baseline} "
+            raise UsageError(f"{name} shares no {_axis_label(axis)} point with the baseline {baseline} "
                              f"(its points: {sorted(points)}; the baseline's: {sorted(base)})")
         result["runs"][name] = {"points": {f"{v:g}": p for v, p in matched.items()}, "breakeven": _breakeven(matched)}
     result["random_vs_real"] = _random_vs_real(series)
@@ -146,23 +168,25 @@ def _csv_rows(result: dict) -> list[dict]:
 
 
 def _print(console: Console, result: dict) -> None:
+    label = _axis_label(result["axis"])
     for name, run in result["runs"].items():
         print_table(console, f"{name} against {result['baseline']} (speedup > 1: better)",
-                    ("load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"),
+                    (label, "output TPS ×", "user TPS ×", "TPOT ×", "AL"),
                     ([value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]), cell(p["tpot_speedup"]),
                       cell(p["acceptance_length"])] for value, p in run["points"].items()))
         first = next(iter(run["points"].values()))
         if first["categories"]:
-            print_table(console, f"by category, at load {next(iter(run['points']))}",
+            print_table(console, f"by category, at {label} {next(iter(run['points']))}",
                         ("category", "user TPS ×", "TPOT ×", "AL"),
                         ([category, cell(c["user_tps_speedup"]), cell(c["tpot_speedup"]),
                           cell(c["acceptance_length"])] for category, c in sorted(first["categories"].items())))
         even = run["breakeven"]
         if even["first_losing"] is not None:
-            console.print(f"speculative decoding stops paying off between load {cell(even['last_paying'], '{:g}')} "
-                          f"and {even['first_losing']:g} (output TPS no better than the baseline's)")
+            console.print(f"speculative decoding stops paying off between {label} "
+                          f"{cell(even['last_paying'], '{:g}')} and {even['first_losing']:g} (output TPS no better "
+                          "than the baseline's)")
         else:
-            console.print("speculative decoding pays off at every load compared")
+            console.print(f"speculative decoding pays off at every {label} compared")
     for row in result["random_vs_real"]:
         console.print(f"random inputs ({row['random']}) overstate AL by {cell(row['al_overstated'], '{:+.1%}')} and "
                       f"output TPS by {cell(row['output_tps_overstated'], '{:+.1%}')} against {row['real']} at load "

@@ -1,6 +1,8 @@
 """A benchmark matrix: for each recipe of a plan, start the server, run every workload as a sweep
 over the plan's concurrencies (or request rates), stop the server; then compare every recipe
 against the plan's baseline, per workload, and draw the recipes' Pareto curves side by side.
+A plan with `temperatures: [0, 0.5, 1, 1.5]` and one concurrency (or request rate) sweeps the
+sampling temperature at that load instead (points t0/, t0.5/ ...; compared by temperature).
 
     out/<recipe>/server.log, server.json       the server's log and start-up time
     out/<recipe>/<workload>/sweep.json, c16/    one sweep per workload (each point a whole run)
@@ -46,7 +48,7 @@ from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_matrix
 from .compare import compare
 from .serving import ServeSettings, recipe_tokenizer, serving
-from .sweep import finished_report, run_sweep
+from .sweep import finished_report, run_sweep, temperature_values
 from .tune import analyse, recipe_at
 
 __all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan", "run_matrix", "shipped_plans"]
@@ -55,7 +57,7 @@ __all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan
 SHIPPED_PLANS = Path(servers.__file__).resolve().parent / "plans"
 
 PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
-             "output_dir")
+             "output_dir", "temperatures")
 SERVE_KEYS = ("host", "port", "gpus", "startup_timeout_s", "grace_s")
 RECIPE_ENTRY_KEYS = ("recipe", "label", "set", "run", "draft_lengths")
 #: folders of the matrix's own beside the recipes' (a recipe may not take their names as labels)
@@ -87,11 +89,13 @@ class Plan:
     recipes: tuple[PlannedRecipe, ...]
     baseline: str  # a recipe label
     workloads: tuple[PlannedWorkload, ...]
-    kind: str  # "concurrency" or "request_rate"
+    kind: str  # "concurrency", "request_rate" or "temperature"
     values: tuple[float, ...]
     run: dict
     serve: dict
     output_dir: Path
+    #: a temperature plan's one load, set in every cell ({"concurrency": 8}); {} for a load sweep
+    held_load: dict = field(default_factory=dict)
 
     def tune_groups(self) -> dict[str, dict[int, PlannedRecipe]]:
         """The recipe entries with draft_lengths: their label -> {K: the recipe at K}."""
@@ -212,15 +216,36 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
                                for v in data["concurrencies" if kind == "concurrency" else "request_rates"]}))
     except (TypeError, ValueError):
         bad(f"{'concurrencies' if kind == 'concurrency' else 'request_rates'} must be a list of numbers")
+    held_load: dict[str, float] = {}
+    if "temperatures" in data:
+        temperatures = _temperatures(data["temperatures"], kind, values, bad)
+        held_load = {kind: values[0]}
+        kind, values = "temperature", temperatures
     if kind != "concurrency" and any(r.tune_group for r in recipes):
         bad("draft_lengths needs concurrencies: tune's analysis compares the draft lengths per concurrency")
+    reserved_keys = (*RESERVED_RUN_KEYS, "temperature") if kind == "temperature" else RESERVED_RUN_KEYS
     for options in [run, *(w.run for w in workloads), *(r.run for r in recipes)]:
-        reserved = sorted(set(options) & set(RESERVED_RUN_KEYS))
+        reserved = sorted(set(options) & set(reserved_keys))
         if reserved:
             bad(f"run options may not set {', '.join(reserved)}: the matrix sets them for each cell")
     out = output_dir or Path(data.get("output_dir") or Path("results") / f"matrix-{path.stem}")
     return Plan(Path(path), str(data.get("description", "")), tuple(recipes), by_name[str(baseline)],
-                tuple(workloads), kind, values, dict(run), dict(serve), Path(out))
+                tuple(workloads), kind, values, dict(run), dict(serve), Path(out), held_load)
+
+
+def _temperatures(value: Any, load_kind: str, loads: tuple[float, ...], bad: Callable[[str], NoReturn]
+                  ) -> tuple[float, ...]:
+    """A plan's temperatures, sorted: the axis of every sweep, at the plan's one load."""
+    key = "concurrencies" if load_kind == "concurrency" else "request_rates"
+    if len(loads) != 1:
+        bad(f"temperatures sweeps the temperature at one load: give {key} one value, got "
+            f"{', '.join(f'{v:g}' for v in loads)} (sweep loads and temperatures in separate plans)")
+    if not isinstance(value, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in value):
+        bad(f"temperatures must be a list of numbers >= 0, e.g. [0, 0.5, 1, 1.5]; got {value!r}")
+    try:
+        return temperature_values([float(t) for t in value], "temperatures")
+    except UsageError as exc:
+        bad(str(exc))
 
 
 def _draft_lengths(value: Any) -> list[int] | None:
@@ -269,7 +294,7 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
             console.print(f"[bold]{item.label}[/] ({item.recipe.name}{at_k}): {shlex.join(launch.argv)}",
                           soft_wrap=True)
             console.print(f"  workloads {', '.join(w.label for w in plan.workloads)} × {plan.kind.replace('_', ' ')} "
-                          f"{', '.join(f'{v:g}' for v in plan.values)} → {files.recipe(item.label)}")
+                          f"{', '.join(f'{v:g}' for v in plan.values)}{_held(plan)} → {files.recipe(item.label)}")
         for group, members in plan.tune_groups().items():
             console.print(f"[bold]tune {group}[/]: draft lengths {', '.join(map(str, members))} (K = 0 the baseline) "
                           f"per workload → {files.path / 'tune' / group}")
@@ -311,11 +336,16 @@ def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Co
     return summary
 
 
+def _held(plan: Plan) -> str:
+    """A temperature plan's load, as the dry run and the tables say it: " at concurrency 8"."""
+    return "".join(f" at {kind.replace('_', ' ')} {value:g}" for kind, value in plan.held_load.items())
+
+
 def _cell_options(plan: Plan, item: PlannedRecipe, workload: PlannedWorkload, *, url: str, model: str) -> dict:
     """A cell's `loadgen run` options: the plan's, then the workload's, then the recipe's own; no
     proxy unless one of them names one (config.own_server_proxy)."""
     return {"proxy": own_server_proxy(None), **_default_tokenizer(item.recipe, plan), **plan.run, **workload.run,
-            **item.run, "url": url, "engine": item.recipe.engine, "model": model}
+            **item.run, **plan.held_load, "url": url, "engine": item.recipe.engine, "model": model}
 
 
 def _default_tokenizer(recipe: Recipe, plan: Plan) -> dict:
@@ -355,7 +385,8 @@ def _summarize(plan: Plan, status: dict, console: Console) -> dict:
                     row.update(output_tps_speedup=point["output_tps_speedup"],
                                user_tps_speedup=point["user_tps_speedup"])
     summary = {"plan": str(plan.path), "description": plan.description, "baseline": plan.baseline,
-               "kind": plan.kind, "values": list(plan.values), "workloads": [w.label for w in plan.workloads],
+               "kind": plan.kind, "values": list(plan.values), "held_load": plan.held_load or None,
+               "workloads": [w.label for w in plan.workloads],
                "recipes": status, "rows": rows, "compare": comparisons, "tune": _tune(plan, console)}
     write_csv(files.csv, CSV_COLUMNS, rows)
     console.print(f"[dim]matrix: {files.summary} · {render_matrix(summary, files.path)}[/]")
@@ -401,7 +432,8 @@ CSV_COLUMNS = ("recipe", "workload", "value", "output_tps", "user_tps_p50", "ttf
 def _print(console: Console, summary: dict) -> None:
     for workload in summary["workloads"]:
         print_table(console, f"Matrix · {workload} · speedups against {summary['baseline']}",
-                    ("recipe", "load", "output TPS", "user TPS p50", "AL", "output TPS ×", "user TPS ×"),
+                    ("recipe", "temperature" if summary["kind"] == "temperature" else "load", "output TPS",
+                     "user TPS p50", "AL", "output TPS ×", "user TPS ×"),
                     ([row["recipe"], f"{row['value']:g}", cell(row["output_tps"], "{:.1f}"),
                       cell(row["user_tps_p50"], "{:.1f}"), cell(row["acceptance_length"]),
                       cell(row.get("output_tps_speedup")), cell(row.get("user_tps_speedup"))]

@@ -1,14 +1,20 @@
 """A sweep: one run per concurrency (or request rate) against one server, the table of points,
 their Pareto front (output TPS against user TPS), and, with SLOs, the highest load that meets them.
 
-Each point is a complete run in its own folder (`c16/`, `r2.5/`); a point whose folder holds a
-finished (not partial) report is taken as it is, so an interrupted sweep resumes where it stopped.
+A temperature sweep holds the load (one concurrency or request rate) and runs once per sampling
+temperature instead: acceptance falls as sampling flattens the target's distribution (the seeds
+report 0.81 at T 0 falling to 0.38 at 1.5), and the table and picture show what that costs.
+
+Each point is a complete run in its own folder (`c16/`, `r2.5/`, `t0.5/`); a point whose folder
+holds a finished (not partial) report is taken as it is, so an interrupted sweep resumes where it
+stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +31,28 @@ from ..run import emulator_args, prepare_output_dir, run
 from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_sweep
 
-__all__ = ["finished_report", "pareto_front", "point_row", "run_sweep"]
+__all__ = ["KINDS", "finished_report", "pareto_front", "point_row", "run_sweep", "temperature_values"]
+
+#: what a sweep runs along: a load (concurrency, request rate), or the temperature at one load
+KINDS = ("concurrency", "request_rate", "temperature")
 
 COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
            "acceptance_length", "server_acceptance_length", "requests", "failed", "slo_met", "goodput_rps",
-           "goodput_tps")
+           "goodput_tps", "position1_acceptance")
+
+
+def temperature_values(values: Sequence[float], source: str) -> tuple[float, ...]:
+    """A temperature sweep's temperatures, sorted; a UsageError naming SOURCE (the flag or plan key)
+    where there is none, one is negative or not finite, or one is given twice (a typo, not a repeat)."""
+    if not values:
+        raise UsageError(f"{source} takes comma-separated temperatures >= 0, e.g. 0,0.5,1,1.5; got none")
+    bad = [v for v in values if not math.isfinite(v) or v < 0]
+    if bad:
+        raise UsageError(f"{source} takes temperatures >= 0, got {bad[0]:g}")
+    twice = sorted({v for v in values if list(values).count(v) > 1})
+    if twice:
+        raise UsageError(f"{source} names temperature {twice[0]:g} twice: give each once")
+    return tuple(sorted(values))
 
 
 def point_row(value: float, report: Report) -> dict:
@@ -44,6 +67,9 @@ def point_row(value: float, report: Report) -> dict:
         "requests": summary.requests_sent, "failed": summary.requests_failed,
         "slo_met": slo.all_met if slo else None,
         "goodput_rps": slo.goodput_rps if slo else None, "goodput_tps": slo.goodput_tps if slo else None,
+        # P(a step yields >= 2 tokens | >= 1): draft position 1 accepted, the "acceptance rate" the seeds
+        # plot against temperature (None without speculation)
+        "position1_acceptance": spec.client.conditional_acceptance.get("2"),
     }
 
 
@@ -60,7 +86,11 @@ def pareto_front(rows: list[dict]) -> list[float]:
 
 def run_sweep(base: RunConfig, kind: str, values: Sequence[float], out: Path, console: Console, *,
               find_max: bool = False) -> dict:
-    """kind: "concurrency" or "request_rate". Returns the sweep's summary (also sweep.json)."""
+    """kind: one of KINDS (temperature: at base's concurrency or request rate). Returns the sweep's
+    summary (also sweep.json)."""
+    if find_max and kind == "temperature":
+        raise UsageError("--find-max searches the highest load meeting the SLOs; a temperature sweep holds one "
+                         "load: sweep --concurrency (or --request-rate) for it")
     if find_max and not base.slo:
         raise UsageError("--find-max searches the highest load that meets the SLOs: give --slo too")
     prepare_output_dir(out)
@@ -79,7 +109,7 @@ def run_sweep(base: RunConfig, kind: str, values: Sequence[float], out: Path, co
             folder = files.point(kind, value)
             report = finished_report(folder)
             if report is None:  # a partial point runs again, its files replaced
-                load: dict[str, Any] = {kind: value}  # concurrency or request_rate
+                load: dict[str, Any] = {kind: value}  # concurrency, request_rate or temperature
                 config = dataclasses.replace(base, url=url, output_dir=folder.path, replace=True, **load)
                 console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
                 report = run(config, console)
@@ -98,14 +128,22 @@ def run_sweep(base: RunConfig, kind: str, values: Sequence[float], out: Path, co
         if find_max and not interrupted:
             best = _search_max(values, rows, measure, integer=kind == "concurrency")
     ordered = [rows[v] for v in sorted(rows)]
-    summary = {"kind": kind, "values": values, "emulator": emulator, "points": ordered, "pareto": pareto_front(ordered),
-               "find_max": find_max, "max_meeting_slo": best, "slo": base.slo, "interrupted": interrupted}
+    # the Pareto front is a choice among loads; temperatures are no operating points to choose among
+    pareto = pareto_front(ordered) if kind != "temperature" else []
+    summary = {"kind": kind, "values": values, "emulator": emulator, "points": ordered, "pareto": pareto,
+               "find_max": find_max, "max_meeting_slo": best, "slo": base.slo, "interrupted": interrupted,
+               "held_load": held_load(base) if kind == "temperature" else None}
     write_json_atomic(files.summary, summary)
     write_csv(files.points_csv, COLUMNS, ordered)
     if base.plots:
         console.print(f"[dim]sweep: {files.summary} · {render_sweep(summary, out)}[/]")
     _print(console, summary)
     return summary
+
+
+def held_load(config: RunConfig) -> str:
+    """The one load a temperature sweep runs every point at, in words: "request rate 2.5", "concurrency 8"."""
+    return f"request rate {config.request_rate:g}" if config.request_rate else f"concurrency {config.concurrency}"
 
 
 def finished_report(folder: RunFolder) -> Report | None:
@@ -138,7 +176,8 @@ def _search_max(values: Sequence[float], rows: dict, measure, *, integer: bool) 
 
 def _print(console: Console, summary: dict) -> None:
     ms = lambda v: cell(None if v is None else v * 1e3, "{:.1f}")  # noqa: E731
-    columns = ["point", "output TPS", "user TPS p50", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "AL", "failed"]
+    columns = ["point", "output TPS", "user TPS p50", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "AL", "acc. pos 1",
+               "failed"]
     if summary["slo"]:
         columns += ["SLO", "goodput req/s"]
     rows = []
@@ -146,11 +185,15 @@ def _print(console: Console, summary: dict) -> None:
         mark = "*" if r["value"] in summary["pareto"] else ""
         cells = [f"{r['value']:g}{mark}", cell(r["output_tps"], "{:.1f}"), cell(r["user_tps_p50"], "{:.1f}"),
                  f"{ms(r['ttft_p50_s'])}/{ms(r['ttft_p99_s'])}", f"{ms(r['tpot_p50_s'])}/{ms(r['tpot_p99_s'])}",
-                 cell(r["acceptance_length"]), str(r["failed"])]
+                 cell(r["acceptance_length"]), cell(r.get("position1_acceptance")), str(r["failed"])]
         if summary["slo"]:
             cells += ["met" if r["slo_met"] else "missed", cell(r["goodput_rps"])]
         rows.append(cells)
-    print_table(console, f"Sweep over {summary['kind'].replace('_', ' ')} (* on the Pareto front)", columns, rows)
+    over = (f"temperature at {summary['held_load']}" if summary["kind"] == "temperature" else
+            f"{summary['kind'].replace('_', ' ')} (* on the Pareto front)")
+    print_table(console, f"Sweep over {over}", columns, rows)
+    console.print("[dim]AL: tokens per step after the first chunk, steps pooled; acc. pos 1: P(a step yields >= 2 "
+                  "tokens | >= 1), the client's conditional acceptance of draft position 1[/]")
     if summary["find_max"] and summary["max_meeting_slo"] is not None:
         highest = summary["max_meeting_slo"]
         tail = " (the highest point tried: every point met them)" if highest == max(summary["values"]) else ""

@@ -208,3 +208,54 @@ def test_plans_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     (tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml").write_text("recipes: []\n")
     monkeypatch.setenv("LOADGEN_PLANS", str(tmp_path / "mine"))
     assert find_plan("llama3.1-8b-vllm-methods") == tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml"
+
+
+def test_matrix_over_temperatures_compares_by_temperature(fake_engines, tmp_path):
+    plan = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml, recipes/eagle3.yaml]",
+                 run="{num_requests: 16, max_tokens: 32, no_progress: true, no_metrics: true, no_plots: true}")
+    plan.write_text(plan.read_text().replace("concurrencies: [1, 4]", "concurrencies: [4]\ntemperatures: [1.5, 0]"))
+    out = _matrix(plan)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = _summary(tmp_path)
+    assert summary["kind"] == "temperature" and summary["values"] == [0, 1.5]
+    assert summary["held_load"] == {"concurrency": 4}
+    report = orjson.loads((tmp_path / "matrix" / "eagle3" / "random" / "t1.5" / "report.json").read_bytes())
+    assert report["config"]["temperature"] == 1.5 and report["config"]["concurrency"] == 4
+    result = summary["compare"]["random"]
+    points = result["runs"][str(tmp_path / "matrix" / "eagle3" / "random")]["points"]
+    assert result["axis"] == "temperature" and list(points) == ["0", "1.5"]
+    # the emulator's acceptance times max(0, 1 - 0.35 T): AL 2.47 at T 0, 1.51 at 1.5 (16 short requests)
+    assert points["0"]["acceptance_length"] > points["1.5"]["acceptance_length"] + 0.5
+    assert points["0"]["tpot_speedup"] > points["1.5"]["tpot_speedup"]
+    assert (tmp_path / "matrix" / "compare" / "random" / "temperature.png").is_file()
+
+
+@pytest.mark.parametrize("loads, temperatures, run, message", [
+    ("concurrencies: [1, 4]", "[0, 1]", RUN, "temperatures sweeps the temperature at one load: give concurrencies "
+                                             "one value, got 1, 4"),
+    ("request_rates: [2]", "[0, -1]", RUN, "temperatures takes temperatures >= 0, got -1"),
+    ("concurrencies: [4]", "[0, 1, 0]", RUN, "temperatures names temperature 0 twice"),
+    ("concurrencies: [4]", "hot", RUN, "temperatures must be a list of numbers >= 0"),
+    ("concurrencies: [4]", "[0, 1]", "{temperature: 0.7}", "run options may not set temperature"),
+])
+def test_bad_temperature_plans_are_one_line(fake_engines, tmp_path, loads, temperatures, run, message):
+    from loadgen.studies.matrix import load_plan
+
+    plan = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml]", run=run)
+    plan.write_text(plan.read_text().replace("concurrencies: [1, 4]", f"{loads}\ntemperatures: {temperatures}"))
+    with pytest.raises(UsageError) as refused:
+        load_plan(plan)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_temperature_plan_holds_its_one_load_in_every_cell(fake_engines, tmp_path):
+    from loadgen.studies.matrix import _cell_options, load_plan
+
+    plan = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml]")
+    plan.write_text(plan.read_text().replace("concurrencies: [1, 4]", "request_rates: [2.5]\ntemperatures: [1, 0.5]"))
+    loaded = load_plan(plan)
+    assert (loaded.kind, loaded.values, loaded.held_load) == ("temperature", (0.5, 1.0), {"request_rate": 2.5})
+    options = _cell_options(loaded, loaded.recipes[0], loaded.workloads[0], url="http://127.0.0.1:1", model="m")
+    assert options["request_rate"] == 2.5 and "temperature" not in options
+    out = _matrix(plan, "--dry-run")
+    assert out.returncode == 0 and "workloads random × temperature 0.5, 1 at request rate 2.5" in out.stdout
