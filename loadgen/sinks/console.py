@@ -172,10 +172,13 @@ def print_summary(console: Console, report: Report) -> None:
 
     cats = report.categories
     if cats:
-        ct = Table(title="By category", title_justify="left")
+        ct = Table(title="By category", title_justify="left",
+                   caption="AL per request: each request's mean and std over requests (SPEED-Bench's table); "
+                           "pooled: token-weighted, steps pooled; specdec: Model-Optimizer specdec_bench's figure",
+                   caption_justify="left")
         ct.add_column("category", no_wrap=True)
         views = report.acceptance.by_category if report.acceptance is not None else {}
-        for col in ("requests", "AL per-req mean", "AL per-req std", "AL token-wtd", "AL specdec_bench",
+        for col in ("requests", "AL per request", "std", "AL pooled", "AL specdec",
                     "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
             ct.add_column(col, justify="right")
         for name, row in cats.items():

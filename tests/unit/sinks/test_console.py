@@ -40,7 +40,7 @@ def test_console_shows_the_draft_coverage_beside_both_acceptance_lengths():
             "(4 requests, 40 steps)") in text
     # steps start at positions 1, 2, 3, 7 (bucket 0 of 8 tokens: 9 over 4), then two per bucket of 7 tokens
     assert "AL by output position (tokens): 0-8 2.25 · 8-16 3.50 · 16-24 3.50 · 24-32 3.50" in text
-    assert "AL per-req mean" in text and "AL token-wtd" in text and "AL specdec_bench" in text
+    assert "AL per request" in text and "AL pooled" in text and "AL specdec" in text
 
 
 def test_html_page_shows_the_draft_coverage(tmp_path):
