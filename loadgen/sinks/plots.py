@@ -185,7 +185,9 @@ def _page(title: str, sections: list[tuple[str, str]], images: list[Path], out: 
     figures = "".join(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
                       f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in images)
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
-    out.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    # an empty icon: served pages would otherwise make the browser ask for /favicon.ico (a 404)
+    out.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 th{{background:#f3f3f3}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
