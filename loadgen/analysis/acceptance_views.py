@@ -97,14 +97,15 @@ def al_by_position(chunk_token_lists: Iterable[Sequence[int]], width: int) -> li
 
 
 def al_by_output_length(chunk_token_lists: Iterable[Sequence[int]], width: int) -> list[dict]:
-    """Per-request AL (first chunk excluded) binned by the request's output tokens, [start, end):
-    mean and std over the bin's requests. Where acceptance falls along a generation the long
-    requests' AL is lower, which pulls the token-weighted figure below the per-request mean."""
+    """Per-request AL (first chunk excluded) binned by the request's output tokens n, start < n <= end
+    (so outputs of exactly max_tokens share the top bin): mean and std over the bin's requests.
+    Where acceptance falls along a generation the long requests' AL is lower, which pulls the
+    token-weighted figure below the per-request mean."""
     bins: dict[int, list[float]] = defaultdict(list)
     for chunks in chunk_token_lists:
         al = request_acceptance_length(chunks)
         if al is not None:
-            bins[sum(chunks) // width].append(al)
+            bins[(sum(chunks) - 1) // width].append(al)
     return [{"start_tokens": b * width, "end_tokens": (b + 1) * width, "requests": len(bins[b]),
              "acceptance_length_mean": float(np.mean(bins[b])), "acceptance_length_std": float(np.std(bins[b]))}
             for b in sorted(bins)]

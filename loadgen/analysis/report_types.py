@@ -501,7 +501,8 @@ class PositionBucket(_JsonForm):
 
 @dataclass(frozen=True, slots=True)
 class OutputLengthBin(_JsonForm):
-    """Requests of [start_tokens, end_tokens) output tokens: the mean and std of their AL each."""
+    """Requests of more than start_tokens and at most end_tokens output tokens: the mean and std of
+    their AL each."""
 
     start_tokens: int
     end_tokens: int

@@ -50,8 +50,10 @@ def test_position_buckets_count_each_step_where_it_starts():
 
 
 def test_output_length_bins_hold_per_request_al():
+    # 7, 3 and 17 output tokens: (0, 8] holds two, (16, 24] one
     rows = al_by_output_length([[1, 3, 3], [1, 1, 1], [1, 4, 4, 4, 4]], 8)
     assert [(r["start_tokens"], r["requests"]) for r in rows] == [(0, 2), (16, 1)]
+    assert [r["start_tokens"] for r in al_by_output_length([[1, 3, 4], [1, 3, 5]], 8)] == [0, 8]  # 8 and 9
     assert rows[0]["acceptance_length_mean"] == pytest.approx(2.0)
     assert rows[0]["acceptance_length_std"] == pytest.approx(1.0)
     assert rows[1]["acceptance_length_mean"] == pytest.approx(4.0)
