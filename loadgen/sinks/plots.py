@@ -127,8 +127,8 @@ def _al_spread(report: Report, path: Path) -> Path | None:
 def _al_by_length(report: Report, path: Path) -> Path | None:
     """The seeds' figure 7: per-request AL against output length, binned (mean ± std of the bin's requests)."""
     views = report.acceptance
-    if views is None:
-        return None
+    if views is None or len(views.run.by_output_length) < 2:
+        return None  # every request of one length (ignore_eos at one max_tokens): nothing to draw against
     fig, ax = plt.subplots()
     for name, breakdown in _groups(views):
         rows = breakdown.by_output_length

@@ -28,7 +28,8 @@ CHROMIUM = "/usr/bin/chromium"
 #: what works on a closed network as root: no sandbox, no GPU, and none of chromium's own traffic
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-#: pictures a run's report.html shows at least: acceptance, AL by category, by position, spread, by length
+#: pictures a run of two categories and lengths shows at least: acceptance, AL by category, by position,
+#: spread, against length (and the time series where the run lasted two seconds)
 RUN_PICTURES = 5
 
 
@@ -42,7 +43,11 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A run with speculation, one without and their comparison, under one folder served over
     loopback HTTP: (base URL, folder)."""
     root = tmp_path_factory.mktemp("pages")
-    common = ("-n", "24", "-c", "4", "--max-tokens", "64", "--no-metrics", "--no-progress")
+    workload = root / "workload.jsonl"  # two categories of two lengths: every AL picture has something to draw
+    workload.write_text('{"prompt_token_ids": [11, 12, 13, 14], "category": "code", "max_tokens": 64}\n'
+                        '{"prompt_token_ids": [21, 22, 23], "category": "chat", "max_tokens": 24}\n')
+    common = ("--workload", str(workload), "-n", "24", "-c", "4", "--max-tokens", "64", "--no-metrics",
+              "--no-progress")
     with EmulatorProcess(["--ttft-ms", "2", "--step-ms", "2"]) as spec, \
             EmulatorProcess(["--ttft-ms", "2", "--step-ms", "2", "--accept", ""]) as plain:
         _loadgen("run", "--url", spec.url, "--output-dir", str(root / "sd"), *common)
