@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from loadgen.emulator.launch import EmulatorProcess
+from tests.integration.test_plots import _loadgen
 from tests.real_engines import unavailable
 
 REQUIRE_ENV = "LOADGEN_REQUIRE_CHROMIUM"
@@ -31,11 +30,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 #: pictures a run of two categories and lengths shows at least: acceptance, AL by category, by position,
 #: spread, against length (and the time series where the run lasted two seconds)
 RUN_PICTURES = 5
-
-
-def _loadgen(*args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "loadgen", *args], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
