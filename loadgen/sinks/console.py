@@ -121,7 +121,7 @@ def print_summary(console: Console, report: Report) -> None:
     hist = client.histogram
     if hist:
         steps = client.steps
-        al = Table(title=f"Acceptance length (client): {cell(client.acceptance_length, '{:.3f}')} "
+        al = Table(title=f"Acceptance length (client, token-weighted): {cell(client.acceptance_length, '{:.3f}')} "
                          f"tokens/step over {steps} steps", title_justify="left")
         al.add_column("tokens/step", justify="right")
         al.add_column("steps", justify="right")
