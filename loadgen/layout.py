@@ -67,10 +67,23 @@ class RunFolder:
     def overlap_plot(self) -> Path:
         return self.path / "al_by_overlap.png"
 
+    @property
+    def al_by_position_plot(self) -> Path:
+        return self.path / "al_by_position.png"
+
+    @property
+    def al_spread_plot(self) -> Path:
+        return self.path / "al_spread.png"
+
+    @property
+    def al_by_length_plot(self) -> Path:
+        return self.path / "al_by_length.png"
+
     def files(self) -> tuple[Path, ...]:
         """Every file a run may write here."""
         return (self.run_info, self.journal, self.report, self.requests_csv, self.html, self.acceptance_plot,
-                self.al_by_category_plot, self.time_series_plot, self.overlap_plot)
+                self.al_by_category_plot, self.time_series_plot, self.overlap_plot, self.al_by_position_plot,
+                self.al_spread_plot, self.al_by_length_plot)
 
     def existing(self) -> list[Path]:
         """The run files already here: empty for a fresh folder (or one holding only other files)."""

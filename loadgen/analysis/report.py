@@ -10,11 +10,14 @@ import numpy as np
 from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
+from .acceptance_views import acceptance_breakdown, position_bucket_tokens
 from .chat import chat_figures, token_counts_of, ttft_answer_s
 from .levels import find_collapse, level_figures
 from .load import held_load, held_rate
 from .report_types import (
     SCHEMA_VERSION,
+    AcceptanceBreakdown,
+    AcceptanceViews,
     CategoryFigures,
     ChatFigures,
     ClientAcceptance,
@@ -240,7 +243,25 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         prefix_cache=prefix_cache,
         chat=ChatFigures.from_json(chat) if chat else None,
         overlap=OverlapFigures.from_json(overlap) if overlap else None,
+        acceptance=_acceptance_views(records, config),
     )
+
+
+def _acceptance_views(records: Sequence[RequestRecord], config: dict) -> AcceptanceViews | None:
+    """The AL definitions, by position, spread and against length, for the run and each category
+    (successful requests); None where no request streamed a token."""
+    ok = [r for r in records if r.ok and len(r.chunk_tokens)]
+    if not ok:
+        return None
+    width = position_bucket_tokens(max((r.max_tokens for r in ok), default=config.get("max_tokens", 0)))
+    groups: dict[str, list] = defaultdict(list)
+    for r in ok:
+        groups[r.category].append(r.chunk_tokens)
+    return AcceptanceViews(
+        bucket_tokens=width,
+        run=AcceptanceBreakdown.from_json(acceptance_breakdown([r.chunk_tokens for r in ok], width)),
+        by_category={name: AcceptanceBreakdown.from_json(acceptance_breakdown(chunks, width))
+                     for name, chunks in sorted(groups.items())})
 
 
 def _levels(records: Sequence[RequestRecord], config: dict) -> LoadLevels | None:

@@ -25,6 +25,7 @@ __all__ = [
     "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
     "ServerPerRequest", "ChatFigures", "TokenizationParity", "report_schema", "shipped_schema",
     "OverlapBin", "CategoryOverlap", "OverlapFigures",
+    "AcceptanceDefinitions", "PositionBucket", "OutputLengthBin", "AcceptanceBreakdown", "AcceptanceViews",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
@@ -34,8 +35,9 @@ SCHEMA_VERSION = 6
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
 #: config.proxy, config.endpoint / prompt_format, the prefix_cache and chat sections, the categories'
-#: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults)
-#: version 6 config.output_ids, the overlap section and requests.jsonl's output_ids (absent: the defaults)
+#: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults);
+#: version 6 config.output_ids, the overlap section, requests.jsonl's output_ids, and the acceptance
+#: section (AL definitions, by position, spread) (absent: the defaults or None)
 READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 #: where the generated schemas ship inside the package
@@ -178,6 +180,8 @@ class ClientAcceptance(_JsonForm):
     steps: int
     histogram: dict[str, int]
     conditional_acceptance: dict[str, float]
+    #: the MEAN OF PER-REQUEST AL per category (and sub-category), not the token-weighted figure that
+    #: acceptance_length is; the name predates the definitions: Report.acceptance holds each one, labelled
     by_category: dict[str, float]
     by_sub_category: dict[str, float]
 
@@ -249,6 +253,8 @@ class CategoryFigures(_JsonForm):
 
     requests: int
     failed: int
+    #: the mean and std of PER-REQUEST AL (each request weighs the same); Report.acceptance.by_category
+    #: has the token-weighted and specdec_bench figures beside it
     acceptance_length: MeanStd | None
     ttft_p50_s: float | None
     tpot_p50_s: float | None
@@ -519,6 +525,67 @@ class ChatFigures(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class AcceptanceDefinitions(_JsonForm):
+    """AL of the same stream under the definitions the field uses (analysis/acceptance_views.py):
+    token_weighted pools every decode step (tokens / steps, first chunk excluded);
+    per_request_mean averages each request's AL (SPEED-Bench's per-category table); specdec_bench is
+    what NVIDIA Model-Optimizer's specdec_bench prints (a one-token first chunk and every last chunk
+    dropped, then the mean over requests). `requests`: successful ones; `steps`: decode steps."""
+
+    token_weighted: float | None
+    per_request_mean: float | None
+    specdec_bench: float | None
+    requests: int
+    steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionBucket(_JsonForm):
+    """Decode steps that started at output positions [start_tokens, end_tokens) (tokens produced
+    before the step, the prefill's included): their tokens / steps."""
+
+    start_tokens: int
+    end_tokens: int
+    steps: int
+    tokens: int
+    acceptance_length: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLengthBin(_JsonForm):
+    """Requests of more than start_tokens and at most end_tokens output tokens: the mean and std of
+    their AL each."""
+
+    start_tokens: int
+    end_tokens: int
+    requests: int
+    acceptance_length_mean: float
+    acceptance_length_std: float
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptanceBreakdown(_JsonForm):
+    """One group of successful requests (the run, or a category): the AL definitions, the
+    distribution of per-request AL, AL by output position and against output length."""
+
+    definitions: AcceptanceDefinitions
+    per_request: Distribution
+    by_position: list[PositionBucket]
+    by_output_length: list[OutputLengthBin]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptanceViews(_JsonForm):
+    """Acceptance length as the papers see it (version 6 on): the run's and each category's
+    breakdown. bucket_tokens is the width of the position buckets and output-length bins (an
+    eighth of max_tokens, rounded up to a multiple of 8)."""
+
+    bucket_tokens: int
+    run: AcceptanceBreakdown
+    by_category: dict[str, AcceptanceBreakdown]
+
+
+@dataclass(frozen=True, slots=True)
 class Report(_JsonForm):
     """The report of one run's measured window (warm-up excluded): report.json."""
 
@@ -550,6 +617,8 @@ class Report(_JsonForm):
     chat: ChatFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     #: prompt-output overlap (version 6 on; absent from a report rebuilt from the journal)
     overlap: OverlapFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: AL under each definition, by output position, its spread and against output length (version 6 on)
+    acceptance: AcceptanceViews | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loadgen.analysis.report_types import (
+    AcceptanceViews,
     ChatFigures,
     HeldLoad,
     HeldRate,
@@ -121,7 +122,7 @@ def print_summary(console: Console, report: Report) -> None:
     hist = client.histogram
     if hist:
         steps = client.steps
-        al = Table(title=f"Acceptance length (client): {cell(client.acceptance_length, '{:.3f}')} "
+        al = Table(title=f"Acceptance length (client, token-weighted): {cell(client.acceptance_length, '{:.3f}')} "
                          f"tokens/step over {steps} steps", title_justify="left")
         al.add_column("tokens/step", justify="right")
         al.add_column("steps", justify="right")
@@ -139,6 +140,8 @@ def print_summary(console: Console, report: Report) -> None:
         elif client.token_counts != "usage":
             console.print("[yellow]tokens per chunk were assumed (the server gave no per-chunk counts): "
                           "acceptance figures are not measured[/]")
+    if report.acceptance is not None:
+        print_acceptance_definitions(console, report.acceptance)
     server = spec.server
     if server and server.acceptance_length is not None:
         per_pos = ", ".join(f"{p:.3f}" for p in server.per_position or [])
@@ -170,14 +173,22 @@ def print_summary(console: Console, report: Report) -> None:
 
     cats = report.categories
     if cats:
-        ct = Table(title="By category", title_justify="left")
+        ct = Table(title="By category", title_justify="left",
+                   caption="AL per request: each request's mean and std over requests (SPEED-Bench's table); "
+                           "pooled: token-weighted, steps pooled; specdec: Model-Optimizer specdec_bench's figure",
+                   caption_justify="left")
         ct.add_column("category", no_wrap=True)
-        for col in ("requests", "AL mean", "AL std", "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
+        views = report.acceptance.by_category if report.acceptance is not None else {}
+        for col in ("requests", "AL per request", "std", "AL pooled", "AL specdec",
+                    "TTFT p50 (ms)", "TPOT p50 (ms)", "user TPS p50"):
             ct.add_column(col, justify="right")
         for name, row in cats.items():
             al_row = row.acceptance_length
+            defs = views[name].definitions if name in views else None
             ct.add_row(name, str(row.requests), cell(None if al_row is None else al_row.mean, "{:.3f}"),
-                       cell(None if al_row is None else al_row.std, "{:.3f}"), _ms(row.ttft_p50_s),
+                       cell(None if al_row is None else al_row.std, "{:.3f}"),
+                       cell(defs.token_weighted if defs else None, "{:.3f}"),
+                       cell(defs.specdec_bench if defs else None, "{:.3f}"), _ms(row.ttft_p50_s),
                        _ms(row.tpot_p50_s), cell(row.user_tps_p50, "{:.1f}"))
         console.print(ct)
     if report.levels is not None:
@@ -195,6 +206,22 @@ def print_summary(console: Console, report: Report) -> None:
             example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)
+
+
+def print_acceptance_definitions(console: Console, views: AcceptanceViews) -> None:
+    """The run's AL under each definition on one line, then AL by output position on another (at
+    most eight buckets) and the spread of per-request AL."""
+    d, spread = views.run.definitions, views.run.per_request
+    console.print(f"AL definitions: token-weighted (steps pooled) {cell(d.token_weighted, '{:.3f}')} · per-request "
+                  f"mean {cell(d.per_request_mean, '{:.3f}')} · specdec_bench {cell(d.specdec_bench, '{:.3f}')} "
+                  f"({d.requests} requests, {d.steps} steps)")
+    if spread.count:
+        console.print(f"Per-request AL: min {cell(spread.min, '{:.2f}')} · p25 {cell(spread.p25, '{:.2f}')} · "
+                      f"median {cell(spread.p50, '{:.2f}')} · p75 {cell(spread.p75, '{:.2f}')} · max "
+                      f"{cell(spread.max, '{:.2f}')} (std {cell(spread.std, '{:.2f}')})")
+    if views.run.by_position:
+        console.print("AL by output position (tokens): " + " · ".join(
+            f"{b.start_tokens}-{b.end_tokens} {b.acceptance_length:.2f}" for b in views.run.by_position))
 
 
 def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:

@@ -22,6 +22,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, push_to_gateway, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from loadgen.analysis.acceptance_views import specdec_bench_request_acceptance_length
+from loadgen.analysis.speculative import request_acceptance_length
 from loadgen.config import DEFAULT_METRICS_ADDR, parse_addr
 from loadgen.errors import UsageError
 from loadgen.records import RequestRecord
@@ -84,6 +86,20 @@ class _Category:
     e2e: _Histogram = field(default_factory=lambda: _Histogram(E2E_BUCKETS))
     ttft_answer: _Histogram = field(default_factory=lambda: _Histogram(TTFT_BUCKETS))
     tokens_per_step: _Histogram = field(default_factory=lambda: _Histogram(TOKENS_PER_STEP_BUCKETS))
+    #: sums and counts of per-request AL, first chunk excluded and specdec_bench's trimming
+    request_al_sum: float = 0.0
+    request_al_count: int = 0
+    specdec_bench_al_sum: float = 0.0
+    specdec_bench_al_count: int = 0
+
+    def acceptance_lengths(self) -> dict[str, float]:
+        """AL by definition (analysis/acceptance_views.py), where there is a figure: token-weighted
+        from the tokens-per-step histogram, the two per-request means from their sums."""
+        steps = int(self.tokens_per_step.counts.sum())
+        figures = {"token_weighted": (self.tokens_per_step.sum, steps),
+                   "per_request_mean": (self.request_al_sum, self.request_al_count),
+                   "specdec_bench": (self.specdec_bench_al_sum, self.specdec_bench_al_count)}
+        return {name: total / n for name, (total, n) in figures.items() if n}
 
 
 class LiveMetrics:
@@ -148,6 +164,12 @@ class LiveMetrics:
             category.reasoning_tokens += r.reasoning_tokens
             if r.ok and r.chunk_ns:
                 timed.append(r)
+                al = request_acceptance_length(r.chunk_tokens)
+                if al is not None:
+                    category.request_al_sum += al
+                    category.request_al_count += 1
+                category.specdec_bench_al_sum += specdec_bench_request_acceptance_length(r.chunk_tokens)
+                category.specdec_bench_al_count += 1
         if not timed:
             return
         first = np.array([r.first_ns for r in timed], dtype=np.int64)
@@ -210,6 +232,10 @@ class LiveMetrics:
             tokens_reasoning = CounterMetricFamily("loadgen_reasoning_tokens", "Output tokens of finished requests "
                                                    "that streamed as reasoning (chat; in loadgen_output_tokens too).",
                                                    labels=labels)
+            acceptance = GaugeMetricFamily(
+                "loadgen_acceptance_length", "Client acceptance length of finished requests, by definition: "
+                "token_weighted (steps pooled), per_request_mean, specdec_bench (Model-Optimizer's trimming).",
+                labels=[*labels, "definition"])
             histograms = [
                 (HistogramMetricFamily("loadgen_ttft_seconds", "Time to first token, from the scheduled send.",
                                        labels=labels), "ttft"),
@@ -233,10 +259,13 @@ class LiveMetrics:
                 tokens_in.add_metric(values, category.input_tokens)
                 tokens_out.add_metric(values, category.output_tokens)
                 tokens_reasoning.add_metric(values, category.reasoning_tokens)
+                for definition, al in category.acceptance_lengths().items():
+                    acceptance.add_metric([*values, definition], al)
                 for family, attribute in histograms:
                     hist = getattr(category, attribute)
                     family.add_metric(values, hist.buckets(), hist.sum)
-        yield from (requests, errors, tokens_in, tokens_out, tokens_reasoning, *(family for family, _ in histograms))
+        yield from (requests, errors, tokens_in, tokens_out, tokens_reasoning, acceptance,
+                    *(family for family, _ in histograms))
 
     # -- exposure ----------------------------------------------------------------------------
 

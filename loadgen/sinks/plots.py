@@ -14,7 +14,7 @@ from typing import Any
 
 import matplotlib
 
-from loadgen.analysis.report_types import HeldLoad, Report
+from loadgen.analysis.report_types import AcceptanceBreakdown, AcceptanceViews, HeldLoad, Report
 
 from ..layout import CompareFolder, MatrixFolder, RunFolder, SweepFolder, TuneFolder
 from .tables import cell
@@ -99,6 +99,30 @@ def _al_by_overlap(report: Report, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _groups(views: AcceptanceViews) -> list[tuple[str, AcceptanceBreakdown]]:
+    """The categories' breakdowns, or the run's alone where there is one category."""
+    if len(views.by_category) > 1:
+        return sorted(views.by_category.items())
+    return [("all requests", views.run)]
+
+
+def _al_by_position(report: Report, path: Path) -> Path | None:
+    """The seeds' figure 5: tokens per step by the output position the step starts at, per category."""
+    views = report.acceptance
+    if views is None or not any(len(b.by_position) > 1 for _, b in _groups(views)):
+        return None
+    fig, ax = plt.subplots()
+    for name, breakdown in _groups(views):
+        rows = breakdown.by_position
+        ax.plot([(b.start_tokens + b.end_tokens) / 2 for b in rows], [b.acceptance_length for b in rows],
+                marker="o", label=name)
+    ax.set(xlabel=f"output position where the step starts (tokens, buckets of {views.bucket_tokens})\n"
+                  "a run's last bucket holds the requests' last steps, cut short by max_tokens or EOS",
+           ylabel="tokens per step", title="Acceptance length by output position")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _overlap_section(report: Report) -> tuple[str, str] | None:
     """The overlap table per category, or the one line that says why there is none; nothing where
     the run did not ask for ids."""
@@ -111,6 +135,54 @@ def _overlap_section(report: Report) -> tuple[str, str] | None:
              cell(c.al_slope, "{:.2f}"), c.verdict] for name, c in overlap.categories.items()]
     return "Prompt-output overlap", (f"<p>{html.escape(overlap.method)}</p>" + _table(
         ["category", "requests", "overlap", "4-gram share", "r (overlap, AL)", "AL slope", "verdict"], rows))
+
+
+def _al_spread(report: Report, path: Path) -> Path | None:
+    """The seeds' figure 6: per-request AL as box plots per category (whiskers at min and max, the
+    triangle the mean), drawn from the report's five-number summaries."""
+    views = report.acceptance
+    groups = [(n, b.per_request) for n, b in _groups(views)] if views else []
+    stats: list[dict[str, Any]] = [
+        {"label": f"{n} ({d.count})", "whislo": d.min, "q1": d.p25, "med": d.p50, "q3": d.p75, "whishi": d.max,
+         "mean": d.mean, "fliers": []} for n, d in groups if d.count]
+    if not stats:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(stats) + 1.4))
+    ax.bxp(stats, orientation="horizontal", showmeans=True, patch_artist=True,
+           boxprops={"facecolor": "#c6d4ea"}, medianprops={"color": "#333333"})
+    ax.invert_yaxis()
+    ax.set(xlabel="AL per request, first chunk excluded (box p25-p75, whiskers min-max, triangle mean)",
+           title="Per-request acceptance length")
+    return _save(fig, path)
+
+
+def _al_by_length(report: Report, path: Path) -> Path | None:
+    """The seeds' figure 7: per-request AL against output length, binned (mean ± std of the bin's requests)."""
+    views = report.acceptance
+    if views is None or len(views.run.by_output_length) < 2:
+        return None  # every request of one length (ignore_eos at one max_tokens): nothing to draw against
+    fig, ax = plt.subplots()
+    for name, breakdown in _groups(views):
+        rows = breakdown.by_output_length
+        ax.errorbar([(b.start_tokens + b.end_tokens) / 2 for b in rows], [b.acceptance_length_mean for b in rows],
+                    yerr=[b.acceptance_length_std for b in rows], marker="o", capsize=3, label=name)
+        for b in rows:
+            ax.annotate(str(b.requests), ((b.start_tokens + b.end_tokens) / 2, b.acceptance_length_mean),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7, color="#666666")
+    ax.set(xlabel=f"output tokens (bins of {views.bucket_tokens})", ylabel="acceptance length per request",
+           title="Acceptance length against output length (mean ± std, requests)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _definitions_table(views: AcceptanceViews) -> str:
+    """The run's and each category's AL under the three definitions, labelled."""
+    groups = [("all requests", views.run), *sorted(views.by_category.items())]
+    return _table(["requests", "n", "token-weighted (steps pooled)", "per-request mean", "specdec_bench",
+                   "per-request std"],
+                  [[name, str(b.definitions.requests), cell(b.definitions.token_weighted),
+                    cell(b.definitions.per_request_mean), cell(b.definitions.specdec_bench), cell(b.per_request.std)]
+                   for name, b in groups])
 
 
 def _time_series(report: Report, path: Path) -> Path | None:
@@ -145,7 +217,9 @@ def _page(title: str, sections: list[tuple[str, str]], images: list[Path], out: 
     figures = "".join(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
                       f'{base64.b64encode(p.read_bytes()).decode()}"></figure>' for p in images)
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
-    out.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    # an empty icon: served pages would otherwise make the browser ask for /favicon.ico (a 404)
+    out.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 th{{background:#f3f3f3}}img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
@@ -166,7 +240,10 @@ def render_run(report: Report, out: Path) -> Path:
         images = [p for p in (_acceptance_histogram(report, files.acceptance_plot),
                               _al_by_category(report, files.al_by_category_plot),
                               _time_series(report, files.time_series_plot),
-                              _al_by_overlap(report, files.overlap_plot)) if p]
+                              _al_by_overlap(report, files.overlap_plot),
+                              _al_by_position(report, files.al_by_position_plot),
+                              _al_spread(report, files.al_spread_plot),
+                              _al_by_length(report, files.al_by_length_plot)) if p]
     cfg, summary, spec = report.config, report.summary, report.speculative
     overview = _table(["figure", "value"], [
         ["requests ok / failed / cancelled", f"{summary.requests_completed} / {summary.requests_failed} / "
@@ -183,6 +260,8 @@ def render_run(report: Report, out: Path) -> Path:
                         ("step / ICL", report.latency.icl_s), ("E2E", report.latency.e2e_s))])
     title = f"loadgen · {cfg.engine} · {cfg.model} · {cfg.workload}" + (" · partial" if report.partial else "")
     sections = [("Summary", overview), ("Latency", latency)]
+    if report.acceptance is not None:
+        sections.append(("Acceptance length by definition", _definitions_table(report.acceptance)))
     cache = report.prefix_cache
     if cache is not None:
         sections.append(("Prefix cache", _table(["figure", "value"], [

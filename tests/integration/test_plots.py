@@ -21,7 +21,8 @@ def test_run_sweep_and_compare_pages_embed_their_pictures(emulator, tmp_path):
     _loadgen("sweep", "--url", plain.url, "--output-dir", str(tmp_path / "base"), *common)
     _loadgen("compare", str(tmp_path / "sd"), "--baseline", str(tmp_path / "base"), "--output-dir", str(tmp_path / "c"))
     run = tmp_path / "sd" / "c4"
-    for folder, names, page in ((run, ("acceptance", "al_by_category", "time_series"), "report.html"),
+    for folder, names, page in ((run, ("acceptance", "al_by_category", "time_series", "al_by_position",
+                                        "al_spread"), "report.html"),
                                 (tmp_path / "sd", ("pareto",), "sweep.html"),
                                 (tmp_path / "c", ("speedup",), "compare.html")):
         for name in names:

@@ -176,7 +176,7 @@ def test_the_names_loadgen_exports_are_the_ones_expected():
     expected |= {"loadgen_run_info", "loadgen_run_start_time_seconds", "loadgen_inflight_requests",
                  "loadgen_target_concurrency", "loadgen_server_acceptance_length", "loadgen_requests_total",
                  "loadgen_errors_total", "loadgen_input_tokens_total", "loadgen_output_tokens_total",
-                 "loadgen_reasoning_tokens_total"}
+                 "loadgen_reasoning_tokens_total", "loadgen_acceptance_length"}
     assert LOADGEN_METRICS == expected
 
 

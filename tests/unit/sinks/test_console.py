@@ -34,6 +34,13 @@ def test_console_shows_the_draft_coverage_beside_both_acceptance_lengths():
     assert ("Draft coverage 80.0%: 32 of 40 decode steps drafted, 8 undrafted; client AL 3.000, server AL "
             "(drafted steps) 3.500, predicted from the coverage 3.000") in text
     assert "steps with no draft: 32 of 40 decode steps drafted (coverage 80.0%)" in text
+    # each request [1, 1, 1, 4, 3, 4, 3, 4, 3, 4, 3]: 30 tokens over 10 steps whichever way they are
+    # weighed; specdec_bench keeps [1, 1, 4, 3, 4, 3, 4, 3, 4], 27 / 9
+    assert ("AL definitions: token-weighted (steps pooled) 3.000 · per-request mean 3.000 · specdec_bench 3.000 "
+            "(4 requests, 40 steps)") in text
+    # steps start at positions 1, 2, 3, 7 (bucket 0 of 8 tokens: 9 over 4), then two per bucket of 7 tokens
+    assert "AL by output position (tokens): 0-8 2.25 · 8-16 3.50 · 16-24 3.50 · 24-32 3.50" in text
+    assert "AL per request" in text and "AL pooled" in text and "AL specdec" in text
 
 
 def test_html_page_shows_the_draft_coverage(tmp_path):

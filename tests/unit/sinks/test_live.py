@@ -62,6 +62,10 @@ def test_counters_histograms_and_gauges_after_requests():
     # tokens per step after the first chunk: [3, 2, 4] and [1, 1] -> AL = 11 / 5
     assert s[("loadgen_tokens_per_step_sum", cat)] / s[("loadgen_tokens_per_step_count", cat)] == pytest.approx(2.2)
     assert s[("loadgen_tokens_per_step_bucket", cat + (("le", "1.0"),))] == 2
+    # the same AL by definition: pooled 11 / 5; per request (3 + 2 + 4) / 3 and 1, mean 2; specdec_bench
+    # drops the one-token first and the last chunk: [3, 2] and [1] -> (2.5 + 1) / 2
+    for definition, al in (("token_weighted", 2.2), ("per_request_mean", 2.0), ("specdec_bench", 1.75)):
+        assert s[("loadgen_acceptance_length", cat + (("definition", definition),))] == pytest.approx(al)
     assert s[("loadgen_ttft_seconds_count", cat)] == 2 and s[("loadgen_ttft_seconds_sum", cat)] == pytest.approx(0.1)
     assert s[("loadgen_tpot_seconds_count", cat)] == 2
     assert s[("loadgen_inflight_requests", ())] == 5 and s[("loadgen_target_concurrency", ())] == 8
