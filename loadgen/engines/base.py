@@ -152,6 +152,9 @@ class EngineAdapter(Protocol):
     chat_output_ids_fields: dict | None
     #: --output-ids: how the engine gives the ids and at what cost, with the source it was read from
     output_ids_note: str
+    #: --output-ids: the text goes empty where the ids come (the server skips detokenizing), so a
+    #: multi-turn conversation would carry empty replies into its next turns
+    output_ids_drop_text: bool
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """The engine's prefix-cache figures in one scrape of metrics_path (engines.prefix_cache);

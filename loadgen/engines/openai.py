@@ -155,6 +155,7 @@ class OpenAIAdapter:
     output_ids_fields: dict | None = None
     chat_output_ids_fields: dict | None = None
     output_ids_note = "a plain OpenAI server has no way known to loadgen to send output token ids"
+    output_ids_drop_text = False
 
     def collectors(self) -> list:
         return []

@@ -66,6 +66,7 @@ class TrtllmAdapter(OpenAIAdapter):
     output_ids_note = ("TRT-LLM: detokenize false on /v1/completions, choices[0].token_ids with empty text (the "
                        "server no longer detokenizes: its own work changes; postprocess_handlers.py "
                        "completion_stream_post_processor at 01bf192); none on chat")
+    output_ids_drop_text = True
 
     async def speculative_metrics(self, get: Getter) -> Finding:
         """The Prometheus counters where return_perf_metrics is on; else the JSON iteration stats.

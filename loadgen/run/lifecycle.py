@@ -114,6 +114,10 @@ class _Run:
         if config.cache_isolation and served.adapter.cache_isolation_field is None:
             raise UsageError(f"--cache-isolation: {served.engine} has no per-request prefix-cache isolation that "
                              "loadgen knows of; use --unique-prefix (a prefix of its own for every prompt)")
+        if (config.output_ids and served.adapter.output_ids_drop_text
+                and any(p.followups for p in self.workload.prompts)):
+            raise UsageError(f"--output-ids: {served.engine} sends no text where it sends ids, and this workload's "
+                             "later turns carry each reply's text; run multi-turn workloads without --output-ids")
         placement = Placement.choose(config, self.run_id)
         if client.proxy is not None:
             self.console.print(f"[dim]through proxy {client.proxy.shown} (from {client.proxy.source}): its delay is "

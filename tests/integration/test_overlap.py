@@ -14,6 +14,8 @@ from loadgen.config import EmulatorSettings, RunConfig
 from loadgen.records import read_journal
 from loadgen.run import run
 
+from .test_bad_input import assert_one_line_error, loadgen
+
 ACCEPT = [0.8, 0.6, 0.4]
 PROFILE = {"copying": {"accept": ACCEPT, "copy": 0.5, "copy_gain": 0.8},
            "copying_no_gain": {"accept": ACCEPT, "copy": 0.5, "copy_gain": 0.0},
@@ -78,3 +80,11 @@ def test_the_page_shows_the_overlap_picture_and_table(copied_run):
     assert (out / "al_by_overlap.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     page = (out / "report.html").read_text()
     assert 'alt="al_by_overlap"' in page and "<h2>Prompt-output overlap</h2>" in page and "copying_no_gain" in page
+
+
+def test_output_ids_on_an_engine_that_then_sends_no_text_refuse_a_multi_turn_workload(emulator, tmp_path):
+    """TRT-LLM's detokenize false empties the text, which the default workload's second turns carry."""
+    emu = emulator("--engine", "trtllm", "--ttft-ms", "5", "--step-ms", "2", "--accept", "")
+    proc = loadgen("run", "--url", emu.url, "--workload", "sample", "-n", "2", "--output-ids", "--no-metrics",
+                   "--no-progress", "--output-dir", str(tmp_path / "out"))
+    assert_one_line_error(proc, "--output-ids", "trtllm", "multi-turn")
