@@ -44,6 +44,9 @@ class ChunkFields(NamedTuple):
     reasoning_tokens: int | None = None
     #: the prompt tokens the server's prefix cache held (usage.prompt_tokens_details.cached_tokens), if it says
     cached_tokens: int | None = None
+    #: the engine's own count of the request's decode steps on its closing chunk, where it gives one
+    #: (vLLM's metrics.speculative_decoding.num_spec_steps, TRT-LLM's avg_decoded_tokens_per_iter)
+    server_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class EngineAdapter(Protocol):
     cache_isolation_field: tuple[str, bool] | None
     #: usage leaves prompt_tokens_details out where nothing was cached (SGLang), rather than saying 0
     cached_tokens_zero_omitted: bool
+    #: what the engine, at the version its recipes pin, tells per request of its drafting on the
+    #: stream (True, and which fields, how to ask, the source), or False and why it gives none
+    per_request_figures: tuple[bool, str]
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """The engine's prefix-cache figures in one scrape of metrics_path (engines.prefix_cache);

@@ -78,6 +78,13 @@ class RequestRecord:
     first_answer_ns: int = 0
     #: chunk_tokens were estimated by tokenizing the streamed text (the server gave no counts)
     estimated_counts: bool = False
+    #: the engine's own count of this request's decode steps, where its closing chunk gives one
+    #: (vLLM num_spec_steps: steps that verified a draft; TRT-LLM: iterations less the prefill's)
+    server_steps: int | None = None
+    #: one-chunk-per-token streams (llama.cpp): the steps the stream's own gaps show (prefill
+    #: included), before its chunks are grouped by the engine's count; the per-request cross-check's
+    #: client side there
+    stream_steps: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -124,6 +131,10 @@ class RequestRecord:
             obj["first_answer_ns"] = self.first_answer_ns
         if self.estimated_counts:
             obj["estimated_counts"] = True
+        if self.server_steps is not None:
+            obj["server_steps"] = self.server_steps
+        if self.stream_steps is not None:
+            obj["stream_steps"] = self.stream_steps
         return obj
 
     @classmethod
@@ -147,4 +158,6 @@ class RequestRecord:
             reasoning_tokens=obj.get("reasoning_tokens", 0),
             first_answer_ns=obj.get("first_answer_ns", obj["first_ns"]),
             estimated_counts=obj.get("estimated_counts", False),
+            server_steps=obj.get("server_steps"),
+            stream_steps=obj.get("stream_steps"),
         )

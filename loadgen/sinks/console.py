@@ -13,6 +13,7 @@ from loadgen.analysis.report_types import (
     HeldLoad,
     HeldRate,
     LoadLevels,
+    PerRequestCheck,
     PrefixCacheFigures,
     Report,
     WorkersInfo,
@@ -163,6 +164,8 @@ def print_summary(console: Console, report: Report) -> None:
                       f"{check.relative_difference:+.1%}[/] (client {check.client_acceptance_length:.3f}, "
                       f"server {check.server_acceptance_length:.3f}); likely: {'; '.join(check.likely_causes)}. "
                       f"Authoritative here: {check.authoritative}.")
+    if spec.per_request_check is not None:
+        console.print(per_request_check_line(spec.per_request_check))
 
     if report.chat is not None:
         print_chat(console, report.chat, emulated=report.config.emulator is not None)
@@ -192,6 +195,21 @@ def print_summary(console: Console, report: Report) -> None:
             example = (report.error_examples.get(kind) or [""])[0]
             et.add_row(kind, str(count), example[:80])
         console.print(et)
+
+
+def per_request_check_line(check: PerRequestCheck) -> str:
+    """One line: each request's steps against the engine's per-request count, or that it gives none."""
+    if not check.given:
+        return f"[dim]Per-request engine figures: {check.source}[/]"
+    if not check.requests_checked:
+        return f"[dim]Per-request engine figures: none received ({check.source})[/]"
+    line = (f"Per-request check ({check.source.split(':')[0]}): {check.requests_agreeing} of "
+            f"{check.requests_checked} requests' decode steps agree with the engine's")
+    if check.largest_disagreements:
+        worst = check.largest_disagreements[0]
+        line = (f"[bold yellow]{line}[/]; largest: request {worst.request_id} {worst.client_decode_steps} on the "
+                f"stream against {worst.engine_decode_steps}; likely: {'; '.join(check.likely_causes)}")
+    return line
 
 
 def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:
