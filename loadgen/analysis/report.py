@@ -268,14 +268,15 @@ def _server_per_request(records: Sequence[RequestRecord]) -> dict[str, ServerPer
         return None
     figures = {}
     for category, group in sorted(by_category.items()):
-        drafted = sum(r.server_draft_tokens or 0 for r in group)
-        accepted = sum(r.server_accepted_tokens or 0 for r in group)
+        counted = [r for r in group if r.server_draft_tokens is not None]
+        drafted = sum(r.server_draft_tokens or 0 for r in counted) if counted else None
+        accepted = sum(r.server_accepted_tokens or 0 for r in counted) if counted else None
         pairs = [(r, p) for r in group if (p := request_decode_steps(r)) is not None]
         engine_steps = sum(p[1] for _, p in pairs)
         decode_tokens = sum(sum(r.chunk_tokens[1:]) for r, _ in pairs)
         figures[category] = ServerPerRequest(
             requests=len(group), draft_tokens=drafted, accepted_tokens=accepted,
-            acceptance_rate=accepted / drafted if drafted else None,
+            acceptance_rate=accepted / drafted if drafted and accepted is not None else None,
             engine_decode_steps=engine_steps if pairs else None,
             engine_acceptance_length=decode_tokens / engine_steps if engine_steps else None,
             requests_checked=len(pairs) if pairs else None,

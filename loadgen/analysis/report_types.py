@@ -188,13 +188,13 @@ class ServerPerRequest(_JsonForm):
     TRT-LLM's iterations) summed over a category, and how many of its requests the per-request
     cross-check (analysis.speculative.per_request_check) found agreeing.
 
-    acceptance_rate = accepted / drafted tokens (None where the engine gives no draft counts);
-    engine_acceptance_length = the client's decode tokens (after each first chunk) / the engine's
-    decode steps."""
+    draft_tokens, accepted_tokens, acceptance_rate = accepted / drafted: None where the engine gives
+    no draft counts (TRT-LLM's stream); engine_acceptance_length = the client's decode tokens (after
+    each first chunk) / the engine's decode steps."""
 
     requests: int
-    draft_tokens: int
-    accepted_tokens: int
+    draft_tokens: int | None
+    accepted_tokens: int | None
     acceptance_rate: float | None
     engine_decode_steps: int | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     engine_acceptance_length: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)

@@ -24,7 +24,7 @@ SCHEMA_HASHES = {
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
     5: "f6bca54c0981293ffe7da557b3bd9e000b5ddffd5365674e2514c033ff21015f",
-    6: "a918e8c12cb4667c3e0814dfc6ba14d20612006615f7e24b80968f8a62a18e8d",
+    6: "f083b04b25ed8cab042fd28e169f4d021e2c7923ed82a3bbadf9d7a1d4f1e01b",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
