@@ -30,26 +30,33 @@ def test_engine_figures_agree_with_the_stream_on_every_request(engine, flags, em
     records = journal(tmp_path / "out")
     spec = report["speculative"]
     check = spec["per_request_check"]
-    assert check["given"] and check["requests_checked"] == check["requests_agreeing"] == REQUESTS, check
-    assert not check["largest_disagreements"] and not check["likely_causes"]
     per_category = spec["server_per_request"]["random"]
-    assert per_category["requests_checked"] == per_category["requests_agreeing"] == REQUESTS
-    assert f"{REQUESTS} of {REQUESTS} requests' decode steps agree" in one_line(console)
+    assert check["given"] and check["requests_checked"] == per_category["requests_checked"] == REQUESTS
     steps = [r.get("server_steps") for r in records]
-    if engine == "llamacpp":  # from its timings: N - 1 - accepted decode steps, and the stream's bursts
+    if engine == "llamacpp":
+        # The engine's count: N - 1 - accepted decode steps (its timings); the stream's, its bursts.
+        # The two differ only where one read caught two steps (the emulator sends a late step at once
+        # after the one before, on a busy machine): the grouped steps then start <= 2 ms apart, and
+        # the check counts exactly those
         assert all(s is None for s in steps)
-        assert all(r["stream_steps"] - 1 == MAX_TOKENS - 1 - r["server_accepted_tokens"] for r in records)
-    else:  # the engine's own count, one chunk per step
-        assert all(s == len(r["chunk_tokens"]) - 1 for s, r in zip(steps, records))
-    if engine == "vllm":
-        # the emulator's server counters are the truth: the requests' own figures sum to them
-        assert sum(steps) == spec["server"]["drafts"]
+        for r in records:
+            engine_steps = MAX_TOKENS - 1 - r["server_accepted_tokens"]
+            merged = sum(1 for a, b in zip(r["chunk_ns"], r["chunk_ns"][1:]) if b - a <= 2_000_000)
+            assert r["stream_steps"] - 1 == engine_steps - merged, r["request_id"]
+        agreeing = sum(1 for r in records if r["stream_steps"] - 1 == MAX_TOKENS - 1 - r["server_accepted_tokens"])
+        assert check["requests_agreeing"] == per_category["requests_agreeing"] == agreeing
+        return
+    assert check["requests_agreeing"] == per_category["requests_agreeing"] == REQUESTS, check
+    assert not check["largest_disagreements"] and not check["likely_causes"]
+    assert f"{REQUESTS} of {REQUESTS} requests' decode steps agree" in one_line(console)
+    assert all(s == len(r["chunk_tokens"]) - 1 for s, r in zip(steps, records))  # the engine's own count
+    assert sum(steps) == spec["server"]["drafts"]  # the emulator's server counters are the truth
+    if engine == "vllm":  # its figures per request sum to its counters
         assert sum(r["server_accepted_tokens"] for r in records) == spec["server"]["accepted_tokens"]
         assert sum(r["server_draft_tokens"] for r in records) == spec["server"]["draft_tokens"]
         assert per_category["acceptance_rate"] == spec["server"]["accepted_tokens"] / spec["server"]["draft_tokens"]
-    if engine == "trtllm":  # no draft counts on its stream: none reported, never zeros
+    else:  # trtllm: no draft counts on its stream: none reported, never zeros
         assert per_category["draft_tokens"] is None and per_category["acceptance_rate"] is None
-        assert sum(steps) == spec["server"]["drafts"]
 
 
 @pytest.mark.parametrize("engine", ["vllm", "trtllm"])
