@@ -184,6 +184,7 @@ def per_request_check(records: Iterable[RequestRecord], given: tuple[bool, str])
     """
     checked = agreeing = 0
     fewer = more = 0
+    bursts = False  # a one-chunk-per-token stream disagreed: its steps are bursts told apart by gaps
     disagreements: list[dict] = []
     for r in records:
         pair = request_decode_steps(r) if given[0] else None
@@ -196,13 +197,16 @@ def per_request_check(records: Iterable[RequestRecord], given: tuple[bool, str])
             continue
         fewer += client < engine
         more += client > engine
+        bursts = bursts or r.stream_steps is not None
         disagreements.append({"request_id": r.request_id, "category": r.category, "client_decode_steps": client,
                               "engine_decode_steps": engine})
     disagreements.sort(key=lambda d: -abs(d["client_decode_steps"] - d["engine_decode_steps"]))
     causes = []
     if fewer:
         causes.append(f"{fewer} request(s) with fewer steps on the stream: chunks merged engine steps (stream "
-                      "interval > 1, the engine merging under load, or a client read that caught several steps)")
+                      "interval > 1, the engine merging under load, or a client read that caught several steps)"
+                      + ("; on one-chunk-per-token streams (llama.cpp) also steps quicker than the gap that "
+                         "starts a burst (EngineAdapter.step_gap_ns)" if bursts else ""))
     if more:
         causes.append(f"{more} request(s) with more steps on the stream: steps the engine's count leaves out (vLLM "
                       "counts only steps that verified a draft; an n-gram drafter drafts nothing until it matches) "
