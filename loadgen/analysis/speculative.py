@@ -185,6 +185,7 @@ def per_request_check(records: Iterable[RequestRecord], given: tuple[bool, str])
     checked = agreeing = 0
     fewer = more = 0
     bursts = False  # a one-chunk-per-token stream disagreed: its steps are bursts told apart by gaps
+    undrafted = 0  # more steps on the stream, all of them possibly undrafted: one-token chunks enough
     disagreements: list[dict] = []
     for r in records:
         pair = request_decode_steps(r) if given[0] else None
@@ -198,6 +199,8 @@ def per_request_check(records: Iterable[RequestRecord], given: tuple[bool, str])
         fewer += client < engine
         more += client > engine
         bursts = bursts or r.stream_steps is not None
+        if client > engine and r.stream_steps is None:
+            undrafted += sum(1 for t in r.chunk_tokens[1:] if t == 1) >= client - engine
         disagreements.append({"request_id": r.request_id, "category": r.category, "client_decode_steps": client,
                               "engine_decode_steps": engine})
     disagreements.sort(key=lambda d: -abs(d["client_decode_steps"] - d["engine_decode_steps"]))
@@ -208,9 +211,9 @@ def per_request_check(records: Iterable[RequestRecord], given: tuple[bool, str])
                       + ("; on one-chunk-per-token streams (llama.cpp) also steps quicker than the gap that "
                          "starts a burst (EngineAdapter.step_gap_ns)" if bursts else ""))
     if more:
-        causes.append(f"{more} request(s) with more steps on the stream: steps the engine's count leaves out (vLLM "
-                      "counts only steps that verified a draft; an n-gram drafter drafts nothing until it matches) "
-                      "or one step's tokens split over chunks (llama.cpp: a gap inside a burst above the grouping "
-                      "threshold)")
+        causes.append(f"{more} request(s) with more steps on the stream ({undrafted} with at least as many "
+                      "one-token chunks as extra steps): steps the engine's count leaves out (vLLM counts only "
+                      "steps that verified a draft; an n-gram drafter drafts nothing until it matches) or one "
+                      "step's tokens split over chunks (llama.cpp: a gap inside a burst above the grouping gap)")
     return {"given": given[0], "source": given[1], "requests_checked": checked, "requests_agreeing": agreeing,
             "largest_disagreements": disagreements[:LARGEST_DISAGREEMENTS], "likely_causes": causes}

@@ -181,6 +181,21 @@ def test_per_request_check_counts_agreement_and_lists_the_largest_disagreements(
     assert check["largest_disagreements"][0] == {"request_id": 2, "category": "c", "client_decode_steps": 3,
                                                  "engine_decode_steps": 6}
     assert check["likely_causes"][0].startswith("1 request(s) with fewer steps on the stream: chunks merged")
-    assert check["likely_causes"][1].startswith("1 request(s) with more steps on the stream")
+    assert check["likely_causes"][1].startswith("1 request(s) with more steps on the stream (0 with at least as "
+                                                "many one-token chunks")  # [1, 2, 2, 2]: no one-token step
     absent = per_request_check(records, (False, "not given by sglang 0.5.9"))
     assert absent["given"] is False and absent["requests_checked"] == 0 and absent["source"].startswith("not given")
+
+
+def test_per_request_check_counts_extra_steps_that_one_token_chunks_can_explain():
+    """vLLM's num_spec_steps leaves out steps that drafted nothing (an n-gram drafter's first ones):
+    they stream one token each, so a request with as many one-token chunks as extra steps is told apart."""
+    from loadgen.analysis.speculative import per_request_check
+    ngram = streamed_record(1, [1, 1, 1, 4, 4], scheduled_ns=0)  # 2 undrafted steps, then 2 verify steps
+    ngram.server_steps = 2
+    split = streamed_record(2, [1, 2, 2, 3], scheduled_ns=0)  # 3 chunks for the engine's 2 steps, none of one token
+    split.server_steps = 2
+    check = per_request_check([ngram, split], (True, "vllm"))
+    assert check["requests_agreeing"] == 0
+    assert check["likely_causes"] == [check["likely_causes"][0]]
+    assert check["likely_causes"][0].startswith("2 request(s) with more steps on the stream (1 with at least as many")
