@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
-from .openai import OpenAIAdapter, decode_openai_object, load_chunk
+from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
 from .prometheus_text import SpecMetricNames, label_value, sample_sums, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
@@ -23,6 +23,18 @@ NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
 
 
 PREFIX_QUERIES, PREFIX_HITS = "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"
+
+
+def _with_request_metrics(obj: dict, fields: ChunkFields) -> ChunkFields:
+    """A closing chunk's (no choice) `metrics.speculative_decoding`, where the server was started with
+    --per-request-spec-decode-metrics: the request's verify steps, drafted and accepted tokens."""
+    if fields.has_choice or fields.error is not None:
+        return fields
+    spec = (obj.get("metrics") or {}).get("speculative_decoding")
+    if not spec:
+        return fields
+    return fields._replace(draft_tokens=spec["num_draft_tokens"], accepted_tokens=spec["num_accepted_draft_tokens"],
+                           server_steps=spec["num_spec_steps"])
 
 
 class VllmAdapter(OpenAIAdapter):
@@ -55,17 +67,15 @@ class VllmAdapter(OpenAIAdapter):
                                  "--per-request-spec-decode-metrics summary; include_usage)")
 
     def decode(self, data: bytes) -> ChunkFields:
-        """The OpenAI fields, plus the request's own spec-decode figures from the final usage chunk
-        (no choice), where the server was started with --per-request-spec-decode-metrics."""
+        """The OpenAI fields, plus the request's own spec-decode figures from the final usage chunk."""
         obj = load_chunk(data)
-        fields = decode_openai_object(obj)
-        if fields.has_choice or fields.error is not None:
-            return fields
-        spec = (obj.get("metrics") or {}).get("speculative_decoding")
-        if not spec:
-            return fields
-        return fields._replace(draft_tokens=spec["num_draft_tokens"], accepted_tokens=spec["num_accepted_draft_tokens"],
-                               server_steps=spec["num_spec_steps"])
+        return _with_request_metrics(obj, decode_openai_object(obj))
+
+    def decode_chat(self, data: bytes) -> ChunkFields:
+        """The chat fields, plus the request's own spec-decode figures from the final usage chunk
+        (chat_completion/serving.py chat_completion_stream_generator puts them there as completions do)."""
+        obj = load_chunk(data)
+        return _with_request_metrics(obj, decode_chat_object(obj))
 
     version_endpoint: tuple[str, str] | None = ("/version", "version")
     own_endpoints: tuple[str, ...] = ("/ping",)

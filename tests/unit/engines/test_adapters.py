@@ -86,6 +86,8 @@ def test_vllm_reads_the_requests_own_spec_decode_metrics_off_its_final_usage_chu
     recorder.on_event(1, vllm_final_usage(4, num_spec_steps=2, num_draft_tokens=6, num_accepted_draft_tokens=3))
     record = recorder.finish(None)
     assert (record.server_draft_tokens, record.server_accepted_tokens, record.server_steps) == (6, 3, 2)
+    final = adapter.decode_chat(vllm_final_usage(4, num_spec_steps=2, num_draft_tokens=6, num_accepted_draft_tokens=3))
+    assert (final.draft_tokens, final.accepted_tokens, final.server_steps) == (6, 3, 2)  # chat's usage chunk too
     plain = StreamRecorder(RequestRecord(2, "c", 0, 2, 4, 0), adapter)
     plain.on_event(0, VLLM_TOKEN)
     plain.on_event(1, vllm_final_usage(4))  # the server runs without the flag: nothing, never zeros
