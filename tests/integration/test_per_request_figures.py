@@ -52,6 +52,9 @@ def test_engine_figures_agree_with_the_stream_on_every_request(engine, flags, em
     assert all(s == len(r["chunk_tokens"]) - 1 for s, r in zip(steps, records))  # the engine's own count
     assert sum(steps) == spec["server"]["drafts"]  # the emulator's server counters are the truth
     if engine == "vllm":  # its figures per request sum to its counters
+        for r in records:  # each step streams 1 + its accepted drafts; the last may be cut by max_tokens
+            cut = r["server_steps"] + r["server_accepted_tokens"] - sum(r["chunk_tokens"][1:])
+            assert 0 <= cut <= 3 and r["server_draft_tokens"] == 3 * r["server_steps"], r["request_id"]
         assert sum(r["server_accepted_tokens"] for r in records) == spec["server"]["accepted_tokens"]
         assert sum(r["server_draft_tokens"] for r in records) == spec["server"]["draft_tokens"]
         assert per_category["acceptance_rate"] == spec["server"]["accepted_tokens"] / spec["server"]["draft_tokens"]
