@@ -472,6 +472,10 @@ def _describe(loaded) -> None:
 @click.option("--undrafted-start", default=0, show_default=True,
               help="First decode steps of each request that draft nothing, as n-gram drafting has nothing to "
                    "match yet (vLLM's n-gram: about 4).")
+@click.option("--per-request-spec-decode-metrics", type=click.Choice(["none", "summary", "detailed"]),
+              default="none", show_default=True,
+              help="vllm: as vLLM's server flag, put each request's metrics.speculative_decoding on its final "
+                   "usage chunk (summary: counts and histogram; detailed: also the per-step arrays).")
 @click.option("--reasoning-tokens", default=0, show_default=True,
               help="On /v1/chat/completions, the first N output tokens of each request stream as reasoning "
                    "deltas in the engine's own field (vllm: reasoning; sglang, trtllm, llamacpp: "
@@ -501,9 +505,10 @@ def _describe(loaded) -> None:
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
-            accept_temperature_slope, stream_interval, undrafted_start, reasoning_tokens, endpoints, text_prompts_only,
-            seed, workers, prefix_cache, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset,
-            fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
+            accept_temperature_slope, stream_interval, undrafted_start, per_request_spec_decode_metrics,
+            reasoning_tokens, endpoints, text_prompts_only, seed, workers, prefix_cache, send_timestamps,
+            api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
+            slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -535,7 +540,8 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                 faults=faults, reasoning_tokens=reasoning_tokens,
                                 endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()),
                                 text_prompts_only=text_prompts_only, prefix_cache=prefix_cache,
-                                accept_temperature_slope=accept_temperature_slope)
+                                accept_temperature_slope=accept_temperature_slope,
+                                per_request_spec_decode_metrics=per_request_spec_decode_metrics)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:

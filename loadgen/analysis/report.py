@@ -33,6 +33,7 @@ from .report_types import (
     LoadLevels,
     MeanStd,
     OverlapFigures,
+    PerRequestCheck,
     PrefixCacheFigures,
     ReadLag,
     Report,
@@ -50,7 +51,9 @@ from .speculative import (
     cross_check,
     draft_coverage,
     mean_from_histogram,
+    per_request_check,
     request_acceptance_length,
+    request_decode_steps,
     step_histogram,
 )
 from .stats import distribution
@@ -222,6 +225,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
             cross_check=CrossCheck.from_json(cross_check(client.acceptance_length, primary, adapter.authoritative,
                                                          (client_read_lag or {}).get("p99_s"), coverage)),
             coverage=DraftCoverage.from_json(coverage) if coverage else None,
+            per_request_check=PerRequestCheck.from_json(per_request_check(records, adapter.per_request_figures)),
         ),
         categories=_categories(records),
         # Chunks are timed by the kernel's arrival stamps; this is how late the client processed
@@ -276,20 +280,30 @@ def _levels(records: Sequence[RequestRecord], config: dict) -> LoadLevels | None
 
 
 def _server_per_request(records: Sequence[RequestRecord]) -> dict[str, ServerPerRequest] | None:
-    """The engine's own per-request draft counts (llama.cpp timings), by category: acceptance rate
-    = accepted / drafted tokens."""
-    counts: dict[str, list[tuple[int, int]]] = defaultdict(list)  # category -> (drafted, accepted) per request
+    """The engine's own per-request figures by category (llama.cpp timings, vLLM's
+    metrics.speculative_decoding, TRT-LLM's iterations): draft counts where it gives them, its decode
+    steps and the per-request cross-check's agreement (request_decode_steps)."""
+    by_category: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in records:
-        if r.server_draft_tokens:
-            counts[r.category].append((r.server_draft_tokens, r.server_accepted_tokens or 0))
-    if not counts:
+        if r.server_draft_tokens or r.server_steps is not None:
+            by_category[r.category].append(r)
+    if not by_category:
         return None
     figures = {}
-    for category, pairs in sorted(counts.items()):
-        drafted = sum(d for d, _ in pairs)
-        accepted = sum(a for _, a in pairs)
-        figures[category] = ServerPerRequest(requests=len(pairs), draft_tokens=drafted, accepted_tokens=accepted,
-                                             acceptance_rate=accepted / drafted)
+    for category, group in sorted(by_category.items()):
+        counted = [r for r in group if r.server_draft_tokens is not None]
+        drafted = sum(r.server_draft_tokens or 0 for r in counted) if counted else None
+        accepted = sum(r.server_accepted_tokens or 0 for r in counted) if counted else None
+        pairs = [(r, p) for r in group if (p := request_decode_steps(r)) is not None]
+        engine_steps = sum(p[1] for _, p in pairs)
+        decode_tokens = sum(sum(r.chunk_tokens[1:]) for r, _ in pairs)
+        figures[category] = ServerPerRequest(
+            requests=len(group), draft_tokens=drafted, accepted_tokens=accepted,
+            acceptance_rate=accepted / drafted if drafted and accepted is not None else None,
+            engine_decode_steps=engine_steps if pairs else None,
+            engine_acceptance_length=decode_tokens / engine_steps if engine_steps else None,
+            requests_checked=len(pairs) if pairs else None,
+            requests_agreeing=sum(1 for _, p in pairs if p[0] == p[1]) if pairs else None)
     return figures
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "ServerPerRequest", "ChatFigures", "TokenizationParity", "report_schema", "shipped_schema",
     "OverlapBin", "CategoryOverlap", "OverlapFigures",
     "AcceptanceDefinitions", "PositionBucket", "OutputLengthBin", "AcceptanceBreakdown", "AcceptanceViews",
+    "PerRequestCheck", "StepsDisagreement",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
@@ -36,8 +37,10 @@ SCHEMA_VERSION = 6
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
 #: config.proxy, config.endpoint / prompt_format, the prefix_cache and chat sections, the categories'
 #: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults);
-#: version 6 config.output_ids, the overlap section, requests.jsonl's output_ids, and the acceptance
-#: section (AL definitions, by position, spread) (absent: the defaults or None)
+#: version 6 config.output_ids, the overlap section, requests.jsonl's output_ids; the acceptance section
+#: (AL definitions, by position, spread); speculative.per_request_check, the per-request check's figures
+#: in server_per_request (acceptance_rate None where the engine gives no draft counts) and requests.jsonl's
+#: server_steps / stream_steps (absent: the defaults or None)
 READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 #: where the generated schemas ship inside the package
@@ -188,12 +191,49 @@ class ClientAcceptance(_JsonForm):
 
 @dataclass(frozen=True, slots=True)
 class ServerPerRequest(_JsonForm):
-    """The engine's own per-request draft counts (llama.cpp timings) summed over a category."""
+    """The engine's own per-request figures (llama.cpp timings, vLLM's metrics.speculative_decoding,
+    TRT-LLM's iterations) summed over a category, and how many of its requests the per-request
+    cross-check (analysis.speculative.per_request_check) found agreeing.
+
+    draft_tokens, accepted_tokens, acceptance_rate = accepted / drafted: None where the engine gives
+    no draft counts (TRT-LLM's stream); engine_acceptance_length = the client's decode tokens (after
+    each first chunk) / the engine's decode steps."""
 
     requests: int
-    draft_tokens: int
-    accepted_tokens: int
-    acceptance_rate: float
+    draft_tokens: int | None
+    accepted_tokens: int | None
+    acceptance_rate: float | None
+    engine_decode_steps: int | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    engine_acceptance_length: float | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    requests_checked: int | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    requests_agreeing: int | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class StepsDisagreement(_JsonForm):
+    """One request whose decode steps on the stream differ from the engine's count."""
+
+    request_id: int
+    category: str
+    client_decode_steps: int
+    engine_decode_steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class PerRequestCheck(_JsonForm):
+    """Each request's decode steps as the stream shows them (chunks after the first; llama.cpp: the
+    bursts its gaps show) against the engine's own count for that request (vLLM num_spec_steps;
+    TRT-LLM tokens / avg_decoded_tokens_per_iter less the prefill; llama.cpp tokens - 1 -
+    draft_n_accepted). given False: the engine at its pinned version gives no per-request figures
+    on the stream, and `source` says so (never zeros)."""
+
+    given: bool
+    source: str
+    requests_checked: int
+    requests_agreeing: int
+    #: the largest, by |client - engine| steps, largest first
+    largest_disagreements: list[StepsDisagreement]
+    likely_causes: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +279,8 @@ class Speculative(_JsonForm):
     #: only where computable (exact counters of an engine whose drafts are decode steps); absent
     #: before version 3
     coverage: DraftCoverage | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: each request's steps against the engine's per-request count; absent before version 6
+    per_request_check: PerRequestCheck | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)

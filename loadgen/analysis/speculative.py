@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from loadgen.engines import ServerAcceptance
+from loadgen.records import RequestRecord
 
 __all__ = ["step_histogram", "mean_from_histogram", "conditional_acceptance", "request_acceptance_length",
-           "draft_coverage", "cross_check", "AGREEMENT_TOLERANCE"]
+           "draft_coverage", "cross_check", "AGREEMENT_TOLERANCE", "request_decode_steps", "per_request_check"]
 
 
 def step_histogram(chunk_token_lists: Iterable[Sequence[int]]) -> dict[int, int]:
@@ -142,3 +143,77 @@ def cross_check(client_al: float | None, server: ServerAcceptance | None, author
     if not server.exact:
         likely_causes.append("the server figure is a windowed or cumulative average, not the window's count")
     return out
+
+
+#: the per-request check lists this many of its largest disagreements
+LARGEST_DISAGREEMENTS = 5
+
+
+def request_decode_steps(record: RequestRecord) -> tuple[int, int] | None:
+    """One successful request's decode steps (client, engine), where the engine counted them.
+
+    The client's: its chunks after the first (one per engine step at stream interval 1), or on a
+    one-chunk-per-token stream the bursts its gaps show (record.stream_steps) less the prefill's.
+    The engine's: its own step count where it gives one (record.server_steps), else from its
+    accepted drafts: the prefill yields one token and each decode step one plus its accepted
+    drafts, so N tokens took N - 1 - accepted decode steps (llama.cpp's timings).
+
+    A 9-token request streamed as [1, 3, 3, 2] with 5 accepted: (3, 3).
+    """
+    if not record.ok or not record.chunk_tokens:
+        return None
+    if record.server_steps is not None:
+        engine = record.server_steps
+    elif record.server_accepted_tokens is not None:
+        engine = record.output_tokens - 1 - record.server_accepted_tokens
+    else:
+        return None
+    client = (record.stream_steps if record.stream_steps is not None else len(record.chunk_tokens)) - 1
+    return client, engine
+
+
+def per_request_check(records: Iterable[RequestRecord], given: tuple[bool, str]) -> dict:
+    """Each request's decode steps on the stream against the engine's own count for it
+    (request_decode_steps): how many agree exactly, the largest disagreements, and the likely causes
+    by their direction. `given`: the adapter's per_request_figures; where the engine gives none the
+    check says so and counts nothing.
+
+    Fewer steps on the stream than the engine counted: chunks merged steps. More: steps the
+    engine's count leaves out (vLLM counts verify steps only, so a step that drafted nothing is the
+    client's alone) or a step split over chunks (on llama.cpp a burst with a gap inside it).
+    """
+    checked = agreeing = 0
+    fewer = more = 0
+    bursts = False  # a one-chunk-per-token stream disagreed: its steps are bursts told apart by gaps
+    undrafted = 0  # more steps on the stream, all of them possibly undrafted: one-token chunks enough
+    disagreements: list[dict] = []
+    for r in records:
+        pair = request_decode_steps(r) if given[0] else None
+        if pair is None:
+            continue
+        checked += 1
+        client, engine = pair
+        if client == engine:
+            agreeing += 1
+            continue
+        fewer += client < engine
+        more += client > engine
+        bursts = bursts or r.stream_steps is not None
+        if client > engine and r.stream_steps is None:
+            undrafted += sum(1 for t in r.chunk_tokens[1:] if t == 1) >= client - engine
+        disagreements.append({"request_id": r.request_id, "category": r.category, "client_decode_steps": client,
+                              "engine_decode_steps": engine})
+    disagreements.sort(key=lambda d: -abs(d["client_decode_steps"] - d["engine_decode_steps"]))
+    causes = []
+    if fewer:
+        causes.append(f"{fewer} request(s) with fewer steps on the stream: chunks merged engine steps (stream "
+                      "interval > 1, the engine merging under load, or a client read that caught several steps)"
+                      + ("; on one-chunk-per-token streams (llama.cpp) also steps quicker than the gap that "
+                         "starts a burst (EngineAdapter.step_gap_ns)" if bursts else ""))
+    if more:
+        causes.append(f"{more} request(s) with more steps on the stream ({undrafted} with at least as many "
+                      "one-token chunks as extra steps): steps the engine's count leaves out (vLLM counts only "
+                      "steps that verified a draft; an n-gram drafter drafts nothing until it matches) or one "
+                      "step's tokens split over chunks (llama.cpp: a gap inside a burst above the grouping gap)")
+    return {"given": given[0], "source": given[1], "requests_checked": checked, "requests_agreeing": agreeing,
+            "largest_disagreements": disagreements[:LARGEST_DISAGREEMENTS], "likely_causes": causes}

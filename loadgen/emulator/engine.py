@@ -251,6 +251,8 @@ class Personality:
     #: at most one worker process (state that cannot be shared, e.g. a draining queue)
     single_worker_reason: str | None = None
     metrics_content_type = "text/plain; version=0.0.4; charset=utf-8"
+    #: each request keeps its verify steps' (drafted, accepted) for a per-request report at its end
+    keeps_verify_steps = False
 
     def __init__(self, config: EmulatorConfig, counters: Counters, worker: int) -> None:
         self.config = config

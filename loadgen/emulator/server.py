@@ -110,6 +110,8 @@ class EmulatorConfig:
     #: acceptance scales by max(0, 1 - slope * T) at a request's temperature T, for every category
     #: whose profile entry sets no temperature_slope of its own (profile.py)
     accept_temperature_slope: float = DEFAULT_TEMPERATURE_SLOPE
+    #: vLLM's --per-request-spec-decode-metrics: none, summary or detailed (the vllm personality only)
+    per_request_spec_decode_metrics: str = "none"
 
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
@@ -141,6 +143,8 @@ class EmulatorConfig:
             raise ValueError("workers must be at least 1")
         if self.reasoning_tokens < 0:
             raise ValueError("reasoning tokens must be at least 0")
+        if self.per_request_spec_decode_metrics not in ("none", "summary", "detailed"):
+            raise ValueError("--per-request-spec-decode-metrics: give none, summary or detailed")
         unknown = [e for e in self.endpoints if e not in GENERATION_ROUTES]
         if unknown or not self.endpoints:
             raise ValueError(f"--endpoints: give one or more of {', '.join(GENERATION_ROUTES)}"
@@ -190,7 +194,7 @@ class Generation:
     __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
                  "encoder", "sampler", "copy_share", "copy_source", "id_buffer", "pending", "drafts", "draft_tokens",
                  "accepted", "first_ns", "interval", "fault",
-                 "due", "per_token")
+                 "due", "per_token", "verify_steps")
 
     def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int,
                  fault: FaultPlan = NO_FAULT, copy_source: list[int] | None = None) -> None:
@@ -205,6 +209,8 @@ class Generation:
         self.drafts = 0     # verify steps
         self.draft_tokens = 0  # tokens drafted (llama.cpp's timings.draft_n)
         self.accepted = 0   # accepted draft tokens (timings.draft_n_accepted)
+        #: (drafted, accepted) per verify step, where the personality reports them per request (vLLM)
+        self.verify_steps: list[tuple[int, int]] | None = [] if personality.keeps_verify_steps else None
         self.start_ns = start_ns
         # the current step's due time (step 0: the prefill, shortened by the prompt's cached share)
         cached = params.cached_tokens
@@ -264,6 +270,8 @@ class Generation:
                 self.drafts += 1
                 self.draft_tokens += k
                 self.accepted += accepted
+                if self.verify_steps is not None:
+                    self.verify_steps.append((k, accepted))
                 batch.drafts += 1
                 batch.draft_tokens += k
                 batch.accepted += accepted

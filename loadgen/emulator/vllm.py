@@ -198,9 +198,9 @@ class ChatStreamEncoder(ChatEncoderState):
         details = _completion_details(params, gen.emitted)
         if details is not None:  # the usage chunk is dumped with exclude_none
             final["completion_tokens_details"] = details
-        return sse({"id": self._rid, "object": "chat.completion.chunk", "created": self._created,
-                    "model": params.model, "choices": [], "usage": final,
-                    "system_fingerprint": self._fingerprint}) + b"data: [DONE]\n\n"
+        return sse(with_request_metrics({"id": self._rid, "object": "chat.completion.chunk", "created": self._created,
+                                         "model": params.model, "choices": [], "usage": final,
+                                         "system_fingerprint": self._fingerprint}, gen)) + b"data: [DONE]\n\n"
 
 
 def chat_body(rid: str, created: int, params: GenerationParams, texts: list[str], token_ids: list[int],
@@ -263,8 +263,42 @@ class StreamEncoder:
 
     def tail(self, gen, now_ns: int) -> bytes:
         rid, created, params, fingerprint = self._tail
-        out = sse(usage_chunk(rid, created, params, gen.emitted, fingerprint)) if params.include_usage else b""
+        out = (sse(with_request_metrics(usage_chunk(rid, created, params, gen.emitted, fingerprint), gen))
+               if params.include_usage else b"")
         return out + b"data: [DONE]\n\n"
+
+
+def speculative_decoding_metrics(verify_steps: list[tuple[int, int]], num_spec_tokens: int, detailed: bool) -> dict:
+    """`metrics.speculative_decoding` of the final usage chunk, as vLLM 0.32's
+    RequestSpecDecodeMetrics.to_dict (vllm/v1/metrics/stats.py) builds it from the request's verify
+    steps: a histogram of accepted drafts per step (length K + 1), mean AL with the bonus token,
+    the draft-only rate, and the per-step arrays at the `detailed` level only."""
+    histogram = [0] * (num_spec_tokens + 1)
+    for _, accepted in verify_steps:
+        histogram[accepted] += 1
+    steps = len(verify_steps)
+    accepted_total = sum(a for _, a in verify_steps)
+    drafted = sum(k for k, _ in verify_steps)
+    out: dict = {"mean_acceptance_length": 1.0 + accepted_total / steps if steps else 1.0,
+                 "draft_acceptance_rate": accepted_total / drafted if drafted else 0.0,
+                 "acceptance_histogram": histogram, "num_spec_steps": steps,
+                 "num_accepted_draft_tokens": accepted_total, "num_draft_tokens": drafted,
+                 "num_spec_tokens": num_spec_tokens}
+    if detailed and verify_steps:
+        out["per_step_accepted"] = [a for _, a in verify_steps]
+        out["per_step_drafted"] = [k for k, _ in verify_steps]
+    return out
+
+
+def with_request_metrics(chunk: dict, gen) -> dict:
+    """The final usage chunk with `metrics` (dumped exclude_none: only speculative_decoding), where
+    the server keeps per-request spec-decode metrics (completion/serving.py and
+    chat_completion/serving.py: on the usage chunk, for n == 1)."""
+    if gen.verify_steps is not None:
+        level = gen.app.personality.config.per_request_spec_decode_metrics
+        chunk["metrics"] = {"speculative_decoding": speculative_decoding_metrics(
+            gen.verify_steps, gen.app.personality.draft_len, level == "detailed")}
+    return chunk
 
 
 def usage_chunk(rid: str, created: int, params: GenerationParams, completion_tokens: int, fingerprint: str) -> dict:
@@ -387,6 +421,8 @@ class Vllm(Personality):
     def __init__(self, config, counters, worker: int) -> None:
         super().__init__(config, counters, worker)
         self.fingerprint = system_fingerprint(config.model, config.draft_len)
+        #: --per-request-spec-decode-metrics: "No effect unless speculative decoding is enabled"
+        self.keeps_verify_steps = config.per_request_spec_decode_metrics != "none" and self.speculative
         self.started = time.time()  # the counters' `_created` time
 
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:

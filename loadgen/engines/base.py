@@ -48,6 +48,9 @@ class ChunkFields(NamedTuple):
     #: token_ids, TRT-LLM's with detokenize false, llama.cpp's __verbose.tokens); the list the chunk's
     #: own parse made, so keeping it costs no second parse
     output_ids: list[int] | None = None
+    #: the engine's own count of the request's decode steps on its closing chunk, where it gives one
+    #: (vLLM's metrics.speculative_decoding.num_spec_steps, TRT-LLM's avg_decoded_tokens_per_iter)
+    server_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class EngineAdapter(Protocol):
     #: --output-ids: the text goes empty where the ids come (the server skips detokenizing), so a
     #: multi-turn conversation would carry empty replies into its next turns
     output_ids_drop_text: bool
+    #: what the engine, at the version its recipes pin, tells per request of its drafting on the
+    #: stream (True, and which fields, how to ask, the source), or False and why it gives none
+    per_request_figures: tuple[bool, str]
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """The engine's prefix-cache figures in one scrape of metrics_path (engines.prefix_cache);

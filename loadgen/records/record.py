@@ -81,6 +81,13 @@ class RequestRecord:
     #: --output-ids: the output's token ids as the engine streamed them (empty where it sent none);
     #: the prompt's are the workload's (prompt_id), not journaled again
     output_ids: array = field(default_factory=lambda: array("i"))
+    #: the engine's own count of this request's decode steps, where its closing chunk gives one
+    #: (vLLM num_spec_steps: steps that verified a draft; TRT-LLM: iterations less the prefill's)
+    server_steps: int | None = None
+    #: one-chunk-per-token streams (llama.cpp): the steps the stream's own gaps show (prefill
+    #: included), before its chunks are grouped by the engine's count; the per-request cross-check's
+    #: client side there
+    stream_steps: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,6 +136,10 @@ class RequestRecord:
             obj["estimated_counts"] = True
         if self.output_ids:
             obj["output_ids"] = self.output_ids.tolist()
+        if self.server_steps is not None:
+            obj["server_steps"] = self.server_steps
+        if self.stream_steps is not None:
+            obj["stream_steps"] = self.stream_steps
         return obj
 
     @classmethod
@@ -153,4 +164,6 @@ class RequestRecord:
             first_answer_ns=obj.get("first_answer_ns", obj["first_ns"]),
             estimated_counts=obj.get("estimated_counts", False),
             output_ids=array("i", obj.get("output_ids", ())),
+            server_steps=obj.get("server_steps"),
+            stream_steps=obj.get("stream_steps"),
         )

@@ -37,7 +37,7 @@ def _decoded(record: RequestRecord, decode: Callable[[bytes], ChunkFields], data
 def _keep_request_figures(record: RequestRecord, fields: ChunkFields) -> None:
     """What a closing chunk (a finish reason, or no choice) says of the whole request: the
     finish reason, the server's prompt count (tokenization parity), its cached prompt tokens (prefix
-    cache) and its own draft figures (llama.cpp's timings)."""
+    cache) and its own draft figures (llama.cpp's timings, vLLM's metrics, TRT-LLM's iterations)."""
     if fields.finish_reason is not None:
         record.finish_reason = fields.finish_reason
     if fields.prompt_tokens is not None:
@@ -47,6 +47,8 @@ def _keep_request_figures(record: RequestRecord, fields: ChunkFields) -> None:
     if fields.draft_tokens is not None:
         record.server_draft_tokens = fields.draft_tokens
         record.server_accepted_tokens = fields.accepted_tokens
+    if fields.server_steps is not None:
+        record.server_steps = fields.server_steps
 
 
 class StreamRecorder:
@@ -160,6 +162,8 @@ def _group_into_steps(record: RequestRecord, gap_ns: int) -> None:
         return [v for v, n in zip(values, record.chunk_tokens) for _ in range(n)]
 
     token_ns = per_token(record.chunk_ns)
+    if record.server_accepted_tokens is not None:  # the stream's own say, for the per-request cross-check
+        record.stream_steps = len(step_starts(token_ns, accepted=None, gap_ns=gap_ns))
     starts = step_starts(token_ns, accepted=record.server_accepted_tokens, gap_ns=gap_ns)
     if len(record.receive_lag_ns) == len(record.chunk_ns):
         token_lag = per_token(record.receive_lag_ns)

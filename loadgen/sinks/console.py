@@ -15,6 +15,7 @@ from loadgen.analysis.report_types import (
     HeldRate,
     LoadLevels,
     OverlapFigures,
+    PerRequestCheck,
     PrefixCacheFigures,
     Report,
     WorkersInfo,
@@ -167,6 +168,8 @@ def print_summary(console: Console, report: Report) -> None:
                       f"{check.relative_difference:+.1%}[/] (client {check.client_acceptance_length:.3f}, "
                       f"server {check.server_acceptance_length:.3f}); likely: {'; '.join(check.likely_causes)}. "
                       f"Authoritative here: {check.authoritative}.")
+    if spec.per_request_check is not None:
+        console.print(per_request_check_line(spec.per_request_check))
 
     if report.chat is not None:
         print_chat(console, report.chat, emulated=report.config.emulator is not None)
@@ -222,6 +225,21 @@ def print_acceptance_definitions(console: Console, views: AcceptanceViews) -> No
     if views.run.by_position:
         console.print("AL by output position (tokens): " + " · ".join(
             f"{b.start_tokens}-{b.end_tokens} {b.acceptance_length:.2f}" for b in views.run.by_position))
+
+
+def per_request_check_line(check: PerRequestCheck) -> str:
+    """One line: each request's steps against the engine's per-request count, or that it gives none."""
+    if not check.given:
+        return f"[dim]Per-request engine figures: {check.source}[/]"
+    if not check.requests_checked:
+        return f"[dim]Per-request engine figures: none received ({check.source})[/]"
+    line = (f"Per-request check ({check.source.split(':')[0]}): {check.requests_agreeing} of "
+            f"{check.requests_checked} requests' decode steps agree with the engine's")
+    if check.largest_disagreements:
+        worst = check.largest_disagreements[0]
+        line = (f"[bold yellow]{line}[/]; largest: request {worst.request_id} {worst.client_decode_steps} on the "
+                f"stream against {worst.engine_decode_steps}; likely: {'; '.join(check.likely_causes)}")
+    return line
 
 
 def print_prefix_cache(console: Console, figures: PrefixCacheFigures) -> None:

@@ -62,6 +62,15 @@ def test_server_acceptance_and_accounting_against_synthetic_rates(llama_server, 
     assert sum(c["draft_tokens"] for c in per_request.values()) == (srv["raw"]["after"]["draft_tokens"]
                                                                     - srv["raw"]["before"]["draft_tokens"])
     assert sum(c["accepted_tokens"] for c in per_request.values()) == accepted
+    # Per request: the steps the stream's gaps show (its bursts) against the timings' N - 1 - accepted.
+    # They differ where steps came quicker than the 2 ms gap that starts a burst (this small model's
+    # steps take ~1-5 ms: 69 of 145 requests agreed at concurrency 1, 180 of 241 at 4), where a read
+    # caught two steps, or where a burst had a gap above 2 ms inside it.
+    per_request_check = spec["per_request_check"]
+    agreeing = sum(1 for r in records if r.stream_steps - 1 == r.output_tokens - 1 - r.server_accepted_tokens)
+    assert per_request_check["given"] and per_request_check["requests_checked"] == sent
+    assert per_request_check["requests_agreeing"] == agreeing
+    assert sum(c["requests_agreeing"] for c in per_request.values()) == agreeing
     # The client's steps per request are the timings' (N - accepted); its AL is below the server's
     # drafts-only figure by the last steps of each request, where no draft fits under max_tokens.
     check = spec["cross_check"]

@@ -64,7 +64,7 @@ def test_a_plans_run_options_make_the_run_its_flags_make():
 def test_a_sweep_takes_every_other_run_option():
     # a sweep is one run per load: stepping levels within a run, or a trace's own load, is loadgen run's alone
     own = {"concurrency", "request_rate", "output_dir", "concurrency_levels", "level_duration", "trace", "trace_speed"}
-    assert {p.name for p in sweep.params} == {"concurrencies", "rates", "find_max", "output_dir"} | \
+    assert {p.name for p in sweep.params} == {"concurrencies", "rates", "temperatures", "find_max", "output_dir"} | \
         (set(RUN_OPTIONS) - own)
 
 

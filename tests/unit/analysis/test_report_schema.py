@@ -24,7 +24,7 @@ SCHEMA_HASHES = {
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
     5: "f6bca54c0981293ffe7da557b3bd9e000b5ddffd5365674e2514c033ff21015f",
-    6: "5d67f613582ad9243729d7cefbc898a59ef25ac01d8ede5eaaaed5248d2cecf5",
+    6: "0597ff1376e444e86d2d971301e2e0c70991ceebbeb0c3551625861383041cd1",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
@@ -172,6 +172,7 @@ def test_journal_schema_covers_every_field_a_record_writes():
     full.server_prompt_tokens, full.reasoning_tokens, full.estimated_counts = 101, 1, True
     full.first_answer_ns = full.chunk_ns[1]
     full.output_ids = array("i", [17, 4, 9])
+    full.server_steps, full.stream_steps = 1, 2
     failed = _record(2, [], error=ErrorInfo("timeout", "no first token", phase="first_token"))
     for record in (full, failed, RequestRecord(3, "c", 0, 1, 1, scheduled_ns=5)):
         jsonschema.validate(record.to_json(), schema)

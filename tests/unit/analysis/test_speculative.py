@@ -12,10 +12,11 @@ from loadgen.analysis import (
     request_acceptance_length,
     step_histogram,
 )
+from loadgen.analysis.speculative import per_request_check, request_decode_steps
 from loadgen.config import RunConfig
 from loadgen.engines import ServerAcceptance, SpecCounters, get_adapter
 from loadgen.engines.server_metrics import window_acceptance
-from loadgen.records import RequestRecord
+from loadgen.records import ErrorInfo, RequestRecord
 from tests.records import streamed_record
 
 
@@ -154,3 +155,45 @@ def test_distribution():
     assert d["min"] == 1 and d["max"] == 4 and math.isclose(d["std"], math.sqrt(1.25))
     empty = distribution([])
     assert empty["count"] == 0 and empty["p99"] is None
+
+
+def test_request_decode_steps_from_the_engines_count_or_its_accepted_drafts():
+    r = streamed_record(1, [1, 3, 3, 2], scheduled_ns=0)  # 9 tokens, 3 decode chunks
+    assert request_decode_steps(r) is None  # the engine said nothing
+    r.server_accepted_tokens = 5
+    assert request_decode_steps(r) == (3, 3)  # 9 - 1 - 5 decode steps (llama.cpp's timings)
+    r.server_steps = 4
+    assert request_decode_steps(r) == (3, 4)  # the engine's own count wins (vLLM num_spec_steps)
+    r.stream_steps = 5
+    assert request_decode_steps(r) == (4, 4)  # a one-chunk-per-token stream: its bursts less the prefill
+
+
+def test_per_request_check_counts_agreement_and_lists_the_largest_disagreements():
+    records = [streamed_record(i, [1, 2, 2, 2], scheduled_ns=0, category="c") for i in range(4)]
+    for r, steps in zip(records, (3, 3, 6, 2)):
+        r.server_steps = steps
+    failed = streamed_record(9, [], scheduled_ns=0, error=ErrorInfo("timeout", "x"))
+    failed.server_steps = 1
+    check = per_request_check([*records, failed], (True, "engine figures"))
+    assert (check["requests_checked"], check["requests_agreeing"]) == (4, 2)
+    assert [d["request_id"] for d in check["largest_disagreements"]] == [2, 3]  # |3 - 6| before |3 - 2|
+    assert check["largest_disagreements"][0] == {"request_id": 2, "category": "c", "client_decode_steps": 3,
+                                                 "engine_decode_steps": 6}
+    assert check["likely_causes"][0].startswith("1 request(s) with fewer steps on the stream: chunks merged")
+    assert check["likely_causes"][1].startswith("1 request(s) with more steps on the stream (0 with at least as "
+                                                "many one-token chunks")  # [1, 2, 2, 2]: no one-token step
+    absent = per_request_check(records, (False, "not given by sglang 0.5.9"))
+    assert absent["given"] is False and absent["requests_checked"] == 0 and absent["source"].startswith("not given")
+
+
+def test_per_request_check_counts_extra_steps_that_one_token_chunks_can_explain():
+    """vLLM's num_spec_steps leaves out steps that drafted nothing (an n-gram drafter's first ones):
+    they stream one token each, so a request with as many one-token chunks as extra steps is told apart."""
+    ngram = streamed_record(1, [1, 1, 1, 4, 4], scheduled_ns=0)  # 2 undrafted steps, then 2 verify steps
+    ngram.server_steps = 2
+    split = streamed_record(2, [1, 2, 2, 3], scheduled_ns=0)  # 3 chunks for the engine's 2 steps, none of one token
+    split.server_steps = 2
+    check = per_request_check([ngram, split], (True, "vllm"))
+    assert check["requests_agreeing"] == 0
+    assert len(check["likely_causes"]) == 1
+    assert check["likely_causes"][0].startswith("2 request(s) with more steps on the stream (1 with at least as many")

