@@ -74,8 +74,9 @@ def cli() -> None:
 @click.option("--trace-speed", default=default_of("trace_speed"), show_default=True,
               help="Divide the trace's timestamps by this (2 replays it twice as fast).")
 @click.option("--num-requests", "-n", type=int,
-              help=f"Measured requests [default: {DEFAULT_NUM_REQUESTS} unless --duration is given; with --trace "
-                   "its first rows].")
+              help=f"Measured requests, drawn stratified by category, none twice before every prompt was sent "
+                   f"[default: a dataset's every prompt once; random: {DEFAULT_NUM_REQUESTS}; none with --duration; "
+                   "with --trace its first rows].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
 @click.option("--concurrency-levels", metavar="C1,C2,...",
               help="Closed loop stepping through these concurrencies in order (up or down), each for "

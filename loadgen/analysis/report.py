@@ -33,6 +33,7 @@ from .report_types import (
     ReadLag,
     Report,
     RunSettings,
+    SamplingFigures,
     ServerPerRequest,
     SloReport,
     Speculative,
@@ -156,7 +157,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
                  target_concurrency: int | None = None, target_rate: float | None = None,
                  slo: Sequence[tuple[str, float, float]] = (), stop_reason: str | None = None,
                  workers: WorkersInfo | None = None, rebuilt_from_journal: bool = False,
-                 prefix_cache: PrefixCacheFigures | None = None) -> Report:
+                 prefix_cache: PrefixCacheFigures | None = None, sampling: SamplingFigures | None = None) -> Report:
     """The report of one measured window. `records` excludes warm-up requests; `server` holds what
     the engine's collectors found over that window, best source first. `config` is the run's
     public settings (RunSettings' keys); the metric functions' dicts are read into their types
@@ -238,6 +239,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         levels=_levels(records, config),
         prefix_cache=prefix_cache,
         chat=ChatFigures.from_json(chat) if chat else None,
+        sampling=sampling,
     )
 
 

@@ -23,18 +23,19 @@ __all__ = [
     "DraftCoverage", "Distribution", "HeldLoad", "HeldRate", "Latency", "LevelCollapse", "LevelFigures", "LoadLevels",
     "LostWorker", "MeanStd", "PrefixCacheFigures", "ReadLag", "Report",
     "RunSettings", "SloCheck", "SloReport", "Speculative", "Summary", "TimeSeriesRow", "WorkerClock", "WorkersInfo",
-    "ServerPerRequest", "ChatFigures", "TokenizationParity", "report_schema", "shipped_schema",
+    "ServerPerRequest", "ChatFigures", "TokenizationParity", "report_schema", "shipped_schema", "SamplingFigures",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
 #: their hash per version, so a schema change without a new version fails.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5
 #: config.proxy, config.endpoint / prompt_format, the prefix_cache and chat sections, the categories'
-#: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults)
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+#: reasoning figures and requests.jsonl's cached_tokens / prompt_id (absent: None or the defaults);
+#: version 6 the sampling section (absent: None)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 #: where the generated schemas ship inside the package
 SCHEMA_PACKAGE = "loadgen.schemas"
@@ -467,6 +468,19 @@ class ChatFigures(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class SamplingFigures(_JsonForm):
+    """Which of the workload's prompts the measured window sent (analysis/sampling.py; measured
+    first turns by prompt id, warm-up excluded): a dataset run without -n sends each exactly once."""
+
+    workload_prompts: int
+    requests: int
+    distinct_prompts: int
+    requests_by_category: dict[str, int]
+    prompts_sent_more_than_once: int
+    most_sends_of_one_prompt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Report(_JsonForm):
     """The report of one run's measured window (warm-up excluded): report.json."""
 
@@ -496,6 +510,8 @@ class Report(_JsonForm):
     prefix_cache: PrefixCacheFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     #: only in a run that sent text or streamed reasoning (version 5 on)
     chat: ChatFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: the prompts sent, by id and category (version 6 on; absent from a report rebuilt from the journal)
+    sampling: SamplingFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

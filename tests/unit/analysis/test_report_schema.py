@@ -24,6 +24,7 @@ SCHEMA_HASHES = {
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
     5: "f6bca54c0981293ffe7da557b3bd9e000b5ddffd5365674e2514c033ff21015f",
+    6: "c56f70db2ac83c555fd3767b404f77299500e3fd19831a667698cd1b6727dc61",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
