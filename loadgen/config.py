@@ -170,6 +170,9 @@ class RunConfig:
     #: server applying its own chat template)
     endpoint: str = "completions"
     prompt_format: str = "ids"
+    #: the whole run this many times, each in output_dir/repeat-K with the same seed (the same prompts
+    #: in the same order, which pairing wants), and the spread between them (studies/repeats.py)
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         self._check_trace()
@@ -198,6 +201,8 @@ class RunConfig:
             raise UsageError(f"--ramp-up must be >= 0, got {self.ramp_up_s}")
         if self.request_rate is None and (self.arrival != "poisson" or self.burstiness != 1.0 or self.ramp_up_s):
             raise UsageError("--arrival, --burstiness and --ramp-up shape an open loop: give --request-rate too")
+        if self.repeats < 1:
+            raise UsageError(f"--repeats must be at least 1, got {self.repeats}")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
         if self.on_worker_loss not in ("stop", "continue"):
