@@ -126,6 +126,14 @@ class CompareFolder:
     def speedup_plot(self) -> Path:
         return self.path / "speedup.png"
 
+    @property
+    def prompt_speedups_plot(self) -> Path:
+        return self.path / "prompt_speedups.png"
+
+    @property
+    def al_boxes_plot(self) -> Path:
+        return self.path / "al_boxes.png"
+
 
 @dataclass(frozen=True)
 class MatrixFolder:

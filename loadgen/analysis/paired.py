@@ -9,10 +9,11 @@ The intervals resample PROMPTS (analysis/bootstrap.py paired_interval: one set o
 runs), so they say how much the figure would move with other prompts of the same kind:
 - TPOT ×: the median TPOT over the shared prompts, the baseline's over the run's;
 - user TPS ×: the run's median user TPS over the baseline's, likewise;
-- output TPS ×: the run-level measured ratio (report.json's output TPS, which has no per-prompt
-  form), its interval the measured ratio times the resampled spread of the pooled rate
-  Σ output tokens / Σ request time (output TPS in a closed loop is concurrency × that rate) over
-  its value on all shared prompts;
+- output TPS ×: report.json's output TPS is the whole window's and has no per-prompt form; its
+  paired form is the pooled rate Σ output tokens / Σ request time over the shared prompts, the
+  run's over the baseline's (in a closed loop at one concurrency, output TPS is concurrency × that
+  rate), resampled by prompt. compare keeps the reports' own ratio beside it, unpaired: the two
+  part where the window holds more than the requests (start-up, a tail at low concurrency);
 - AL difference: the mean over prompts of the run's AL less the baseline's (0: no difference).
 A speedup whose interval holds 1, or an AL difference whose interval holds 0, is within noise.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..records import RequestRecord
-from .bootstrap import Interval, paired_interval
+from .bootstrap import paired_interval
 from .slo import SLO_METRICS
 from .speculative import request_acceptance_length
 
@@ -79,13 +80,17 @@ def _mean_difference(run: np.ndarray, base: np.ndarray) -> np.ndarray:
     return np.mean(run - base, axis=-1)
 
 
+def _difference(run: float | None, base: float | None) -> float | None:
+    return None if run is None or base is None else run - base
+
+
 def _quartiles(values: np.ndarray) -> dict[str, float]:
     p25, p50, p75 = np.percentile(values, [25, 50, 75])
     return {"p25": float(p25), "p50": float(p50), "p75": float(p75)}
 
 
 def _compared(base: Sequence[PromptFigures], run: Sequence[PromptFigures], rng: np.random.Generator,
-              output_tps_speedup: float | None) -> dict:
+              pooled_rate: bool) -> dict:
     """The paired figures over aligned prompts (item i of both is the same prompt)."""
     base_tpot = np.array([p.tpot_s for p in base])
     run_tpot = np.array([p.tpot_s for p in run])
@@ -103,20 +108,17 @@ def _compared(base: Sequence[PromptFigures], run: Sequence[PromptFigures], rng: 
         base_al, run_al = (np.array(side) for side in zip(*with_al))
         out["al_difference"] = paired_interval(_mean_difference, (run_al, base_al), rng).to_json(0.0)
         out["per_prompt_al_difference"] = _quartiles(run_al - base_al)
-    if output_tps_speedup is not None:
-        rate = paired_interval(_pooled_rate_ratio, (np.array([p.output_tokens for p in run]),
-                                                    np.array([p.e2e_s for p in run]),
-                                                    np.array([p.output_tokens for p in base]),
-                                                    np.array([p.e2e_s for p in base])), rng)
-        scale = output_tps_speedup / rate.value
-        out["output_tps_speedup"] = Interval(output_tps_speedup, rate.low * scale, rate.high * scale).to_json(1.0)
+    if pooled_rate:
+        out["output_tps_speedup"] = paired_interval(_pooled_rate_ratio, (
+            np.array([p.output_tokens for p in run]), np.array([p.e2e_s for p in run]),
+            np.array([p.output_tokens for p in base]), np.array([p.e2e_s for p in base])), rng).to_json(1.0)
     return out
 
 
-def paired_comparison(base: dict[str, PromptFigures], run: dict[str, PromptFigures], *,
-                      output_tps_speedup: float | None, seed: int = 0) -> dict:
+def paired_comparison(base: dict[str, PromptFigures], run: dict[str, PromptFigures], *, seed: int = 0) -> dict:
     """The paired figures over the prompts both runs sent, overall and per category (a category's
-    only where it has MIN_PAIRED_PROMPTS shared prompts); {"prompts": n, "reason": why} where the
+    only where it has MIN_PAIRED_PROMPTS shared prompts), and each shared prompt's own speedup and AL
+    difference; {"prompts": n, "reason": why} where the
     runs share fewer prompts than that (no prompt ids: runs from before ids were recorded)."""
     shared = sorted(set(base) & set(run))
     if len(shared) < MIN_PAIRED_PROMPTS:
@@ -124,10 +126,13 @@ def paired_comparison(base: dict[str, PromptFigures], run: dict[str, PromptFigur
                   f"the runs share {len(shared)} prompt(s) (by prompt id); pairing needs {MIN_PAIRED_PROMPTS}")
         return {"prompts": len(shared), "reason": reason}
     rng = np.random.default_rng(seed)
-    out = _compared([base[p] for p in shared], [run[p] for p in shared], rng, output_tps_speedup)
+    out = _compared([base[p] for p in shared], [run[p] for p in shared], rng, pooled_rate=True)
     by_category: dict[str, list[str]] = defaultdict(list)
     for p in shared:
         by_category[base[p].category].append(p)
-    out["categories"] = {name: _compared([base[p] for p in ids], [run[p] for p in ids], rng, None)
+    out["per_prompt"] = [{"prompt_id": p, "category": base[p].category, "speedup": base[p].tpot_s / run[p].tpot_s,
+                          "al_difference": _difference(run[p].acceptance_length, base[p].acceptance_length)}
+                         for p in shared]
+    out["categories"] = {name: _compared([base[p] for p in ids], [run[p] for p in ids], rng, pooled_rate=False)
                          for name, ids in sorted(by_category.items()) if len(ids) >= MIN_PAIRED_PROMPTS}
     return out

@@ -21,7 +21,8 @@ from ..config import RunConfig
 from ..layout import RunFolder
 from ..sinks import cell, print_table, write_json_atomic
 
-__all__ = ["HEADLINE", "REPEATS_SUMMARY", "headline_figures", "repeat_folders", "finished_repeats", "run_repeats", "spread"]
+__all__ = ["HEADLINE", "REPEATS_SUMMARY", "headline_figures", "repeat_folders", "finished_repeats", "run_repeats",
+           "spread"]
 
 #: the figures whose spread is summarised: name -> its value in a report
 HEADLINE: dict[str, Callable[[Report], float | None]] = {
