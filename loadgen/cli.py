@@ -11,6 +11,7 @@ from rich.console import Console
 
 from . import __version__
 from .config import DEFAULT_NUM_REQUESTS, ENDPOINT_PATHS, PROMPT_FORMATS, RunConfig, default_of, parse_floats
+from .emulator.profile import DEFAULT_TEMPERATURE_SLOPE
 from .engines import EMULATED_ENGINES, ENGINES, SERVABLE_ENGINES
 from .errors import LoadgenError, RunOptionError, UsageError
 
@@ -138,6 +139,9 @@ def cli() -> None:
                    "share a cached prefix: for engines without --cache-isolation.")
 @click.option("--emulator-reasoning-tokens", default=default_of("emulator_reasoning_tokens"), show_default=True,
               help="Built-in emulator: the first N output tokens of each chat reply stream as reasoning.")
+@click.option("--emulator-accept-profile", metavar="FILE", default=default_of("emulator_accept_profile"),
+              help="Built-in emulator: per-category acceptance (loadgen emulate --accept-profile): lists, or objects "
+                   "whose acceptance moves with output position, request, overlap and temperature.")
 @click.option("--workers", type=int, help="Load-generating processes sharing the concurrency "
                                          "[default: one per 512 streams, at most one per core].")
 @click.option("--ray", metavar="ADDRESS",
@@ -424,7 +428,13 @@ def _describe(loaded) -> None:
                    "requests running in its process then; --cost prices that K.")
 @click.option("--accept-profile", type=click.Path(dir_okay=False),
               help="JSON {category: [conditional acceptance, ...], \"default\": [...]} chosen per request by "
-                   "the X-Loadgen-Category header; categories it lacks use \"default\", else --accept.")
+                   "the X-Loadgen-Category header; categories it lacks use \"default\", else --accept. An entry "
+                   "may be an object {\"accept\": [...], \"position_slope\", \"request_spread\", \"copy\", "
+                   "\"copy_gain\", \"temperature_slope\"}: acceptance that moves with the output position, per "
+                   "request, with prompt-output overlap and temperature (README: emulator ground truth).")
+@click.option("--accept-temperature-slope", default=DEFAULT_TEMPERATURE_SLOPE, show_default=True, type=float,
+              help="Acceptance scales by max(0, 1 - SLOPE * T) at a request's temperature T (the seeds' vLLM study: "
+                   "0.81 at T 0 to 0.38 at 1.5); a profile entry's temperature_slope overrides it.")
 @click.option("--stream-interval", default=1, show_default=True,
               help="Decode steps merged into one chunk (the prefill chunk stays alone; llamacpp ignores it).")
 @click.option("--undrafted-start", default=0, show_default=True,
@@ -459,9 +469,9 @@ def _describe(loaded) -> None:
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
-            stream_interval, undrafted_start, reasoning_tokens, endpoints, text_prompts_only, seed, workers,
-            prefix_cache, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s,
-            fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
+            accept_temperature_slope, stream_interval, undrafted_start, reasoning_tokens, endpoints, text_prompts_only,
+            seed, workers, prefix_cache, send_timestamps, api_key, fail_status, fail_stream_error, fail_reset,
+            fail_stall, stall_s, fail_malformed, slow_start_s, restart_after_s, restart_down_s) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -479,7 +489,7 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
     try:
         probs = _floats(accept)
         profile = load_accept_profile(accept_profile, fallback=probs) if accept_profile else {}
-        positions = len(next(iter(profile.values()))) if profile else len(probs)
+        positions = len(next(iter(profile.values())).accept) if profile else len(probs)
         schedule = parse_draft_schedule(draft_schedule, positions) if draft_schedule is not None else ()
         faults = Faults(status_rates=tuple(parse_fault_flag(f) for f in fail_status), stream_error=fail_stream_error,
                         reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
@@ -492,7 +502,8 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                 send_timestamps=send_timestamps, api_key=api_key,
                                 faults=faults, reasoning_tokens=reasoning_tokens,
                                 endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()),
-                                text_prompts_only=text_prompts_only, prefix_cache=prefix_cache)
+                                text_prompts_only=text_prompts_only, prefix_cache=prefix_cache,
+                                accept_temperature_slope=accept_temperature_slope)
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:

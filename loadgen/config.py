@@ -98,6 +98,8 @@ class EmulatorSettings:
     prefix_cache: bool = False  # `loadgen emulate --prefix-cache`: an LRU of prompt blocks whose hits count
     #: the first N output tokens of each chat request stream as reasoning deltas (`emulate --reasoning-tokens`)
     reasoning_tokens: int = 0
+    #: a JSON accept profile file (`emulate --accept-profile`): per-category acceptance, the emulator's ground truth
+    accept_profile: str | None = None
 
 
 #: --endpoint -> the OpenAI route it sends to
@@ -361,7 +363,7 @@ _OFF_SWITCHES = {"insecure": ("verify_tls", False), "no_plots": ("plots", False)
 #: the built-in emulator's options -> EmulatorSettings fields
 _EMULATOR_OPTIONS = {"emulator_ttft_ms": "ttft_ms", "emulator_step_ms": "step_ms", "emulator_accept": "accept",
                      "emulator_cost": "cost", "emulator_prefix_cache": "prefix_cache",
-                     "emulator_reasoning_tokens": "reasoning_tokens"}
+                     "emulator_reasoning_tokens": "reasoning_tokens", "emulator_accept_profile": "accept_profile"}
 #: the options that set a RunConfig field of their own -> that field: an option drops the field's unit
 #: (--timeout sets timeout_s). Every other field is set through the switches or the emulator's
 #: options, so a field added here is a `loadgen run` flag too (tests/unit/test_config.py holds them equal)

@@ -74,6 +74,8 @@ class GenerationParams:
     reasoning_tokens: int = 0
     #: --prefix-cache: the prompt units the cache already held (None: no prefix cache emulated)
     cached_tokens: int | None = None
+    #: the request's sampling temperature (absent: 0), which lowers acceptance (profile.py temperature_slope)
+    temperature: float = 0.0
 
 
 class BatchStats:
@@ -109,6 +111,17 @@ def max_tokens_of(body: dict, default: int = 16) -> int:
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise RequestRejected(400, f"max_tokens must be at least 1, got {max_tokens!r}")
     return max_tokens
+
+
+def temperature_of(body: dict) -> float:
+    """The request's `temperature` (absent or null: 0, greedy); RequestRejected when it is not a
+    number >= 0. Every personality reads it through this one helper: acceptance falls with it."""
+    temperature = body.get("temperature")
+    if temperature is None:
+        return 0.0
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature >= 0:
+        raise RequestRejected(400, f"temperature must be a number >= 0, got {temperature!r}")
+    return float(temperature)
 
 
 def prompt_token_count(prompt: object) -> int | None:

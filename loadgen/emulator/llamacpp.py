@@ -10,6 +10,11 @@ server-context.cpp, server.cpp) and seen on a live server (../shared/LLAMACPP.md
   drafted}, then `data: [DONE]`. No continuous usage; usage is always on the final event. A draft
   is never longer than the tokens still allowed minus one (so draft_n need not be a multiple of
   the draft length, and nothing accepted is thrown away at max_tokens).
+- token ids: only with `"verbose": true` on a streamed /v1/completions request, in each event's
+  `__verbose` {index, content, tokens: [the id], stop, id_slot, tokens_predicted, tokens_evaluated}
+  (server-task.cpp to_json_oaicompat / to_json_non_oaicompat); `return_tokens` alone puts no id in a
+  streamed event (seen on llama-server 0.3.36). The final event's and non-streamed answers'
+  __verbose (generation settings and all) are not emulated.
 - /metrics: `llamacpp:` counters and gauges with no labels, values written by a C++ ostream
   (%g, six significant digits), and `llamacpp:spec_decode_num_accepted_tokens_per_pos_total
   {position}` when there are draft positions.
@@ -46,6 +51,7 @@ from .engine import (
     prompt_token_count,
     split_reasoning,
     sse,
+    temperature_of,
 )
 
 __all__ = ["Llamacpp", "StreamEncoder", "ChatStreamEncoder", "cpp_double"]
@@ -103,10 +109,27 @@ class StreamEncoder:
 
     def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
                steps: int, extra: bytes = b"") -> bytes:
-        """One event per token; the finish reason goes on the final event (tail), not on these."""
+        """One event per token; the finish reason goes on the final event (tail), not on these.
+        With ids asked for (`"verbose": true`), each event carries its token's id in `__verbose`."""
         head, foot = b"data: " + self._head, self._foot + extra + b"}\n\n"
         dumps = orjson.dumps
-        return b"".join([head + dumps(t) + foot for t in texts])
+        if not token_ids:
+            return b"".join([head + dumps(t) + foot for t in texts])
+        first = completion_tokens - len(texts) + 1  # tokens_predicted of the first of these events
+        return b"".join([head + dumps(t) + self._foot + self._verbose(t, token_id, first + i) + extra + b"}\n\n"
+                         for i, (t, token_id) in enumerate(zip(texts, token_ids))])
+
+    def _verbose(self, text: str, token_id: int, tokens_predicted: int) -> bytes:
+        """`"__verbose"`: server_task_result_cmpl_partial::to_json_non_oaicompat() (server-task.cpp), which
+        to_json_oaicompat() adds when the task's params.verbose is set, the request's `verbose` field
+        (server-schema.cpp field_bool("verbose")). Its `tokens` is the one token of the event
+        (server-context.cpp send_partial_response: res->tokens.assign(1, tkn.tok)), whether or not
+        `return_tokens` is given: on /v1/completions that flag only fills the non-streamed final answer's
+        __verbose. Seen on llama-server 0.3.36: without "verbose" no event carries an id. id_slot is -1
+        on partial events there too."""
+        return (b',"__verbose":{"index":0,"content":' + orjson.dumps(text) + b',"tokens":[%d],"stop":false,'
+                b'"id_slot":-1,"tokens_predicted":%d,"tokens_evaluated":%d}'
+                % (token_id, tokens_predicted, self._params.prompt_tokens))
 
     def tail(self, gen, now_ns: int) -> bytes:
         final = {"choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "length"}],
@@ -202,9 +225,11 @@ class Llamacpp(Personality):
         return GenerationParams(model=self.config.model, prompt_tokens=prompt_tokens, max_tokens=max_tokens,
                                 stream=bool(body.get("stream", False)),
                                 include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-                                continuous_usage=False, return_token_ids=False,
+                                continuous_usage=False,
+                                return_token_ids=not chat and bool(body.get("stream")) and body.get("verbose") is True,
                                 ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER),
-                                chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0)
+                                chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0,
+                                temperature=temperature_of(body))
 
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
         return StreamEncoder(rid, created, params, self.config.model)

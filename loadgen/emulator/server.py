@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+import typing
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +30,15 @@ from .engine import BatchStats, GenerationParams, Personality, RequestRejected
 from .faults import NO_FAULT, FaultPlan, Faults, draw
 from .http import Connection, Request, accept_connections
 from .prefix_cache import PrefixCache, prompt_units
-from .profile import validate_accept_profile
+from .profile import (
+    DEFAULT_TEMPERATURE_SLOPE,
+    AcceptSettings,
+    request_factor,
+    step_probabilities,
+    validate_accept_profile,
+)
 from .schedule import DraftSchedule, draft_length_at
-from .stepper import AcceptanceSampler, Stepper
+from .stepper import AcceptanceSampler, PositionalSampler, Stepper
 
 if TYPE_CHECKING:  # pragma: no cover - the emulator imports no analysis code at run time
     from loadgen.analysis.step_model import StepModel
@@ -52,6 +59,8 @@ PERSONALITIES: dict[str, type[Personality]] = {name: _personality(spec.personali
 _WORDS = [" the", " model", " token", " draft", " step", " verify", " accept", " and", " of", " to",
           " a", " in", " is", " that", " for", " it", " with", " as", " on", " be"]
 _TOKEN_IDS = range(32000)
+#: output ids come in segments of this many: each copied from the prompt with the request's c_r, else random
+ID_SEGMENT = 8
 #: --endpoints name -> the generation route it serves
 GENERATION_ROUTES = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -73,8 +82,9 @@ class EmulatorConfig:
     #: K by the requests running, as vLLM's num_speculative_tokens_per_batch_size (schedule.py):
     #: each step drafts this step's K (at most the profile's positions); () drafts every position
     draft_schedule: DraftSchedule = ()
-    #: per-category conditional acceptance, ((category, probabilities), ...); see profile.py
-    accept_profile: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    #: per-category acceptance, ((category, AcceptSettings), ...); see profile.py (a category's
+    #: probabilities alone are taken too, and read as AcceptSettings)
+    accept_profile: tuple[tuple[str, AcceptSettings | tuple[float, ...]], ...] = ()
     #: decode steps merged into one chunk (the prefill chunk stays on its own)
     stream_interval: int = 1
     #: first decode steps of each request that draft nothing, as n-gram drafting has nothing to
@@ -97,6 +107,9 @@ class EmulatorConfig:
     endpoints: tuple[str, ...] = ("completions", "chat")
     #: /v1/completions refuses token-id prompts (HTTP 400), as a gateway or hosted API that tokenizes itself
     text_prompts_only: bool = False
+    #: acceptance scales by max(0, 1 - slope * T) at a request's temperature T, for every category
+    #: whose profile entry sets no temperature_slope of its own (profile.py)
+    accept_temperature_slope: float = DEFAULT_TEMPERATURE_SLOPE
 
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
@@ -116,7 +129,10 @@ class EmulatorConfig:
         if any(k > self.draft_len for _, _, k in self.draft_schedule):
             raise ValueError(f"--draft-schedule: a K is above the {self.draft_len} draft positions --accept gives")
         if self.accept_profile:
-            validate_accept_profile({c: list(p) for c, p in self.accept_profile}, "accept profile", self.accept)
+            profile = validate_accept_profile(dict(self.accept_profile), "accept profile", self.accept)
+            object.__setattr__(self, "accept_profile", tuple(profile.items()))  # frozen: normalised once here
+        if not (math.isfinite(self.accept_temperature_slope) and self.accept_temperature_slope >= 0):
+            raise ValueError("--accept-temperature-slope must be a number >= 0")
         if self.stream_interval < 1:
             raise ValueError("stream interval must be at least 1")
         if self.undrafted_start < 0:
@@ -136,7 +152,12 @@ class EmulatorConfig:
     @property
     def draft_len(self) -> int:
         """Draft tokens per verify step: the profile's list length, else --accept's."""
-        return len(self.accept_profile[0][1]) if self.accept_profile else len(self.accept)
+        return len(self.profile_settings[0][1].accept) if self.accept_profile else len(self.accept)
+
+    @property
+    def profile_settings(self) -> tuple[tuple[str, AcceptSettings], ...]:
+        """accept_profile with every entry as AcceptSettings (__post_init__ made them so)."""
+        return typing.cast("tuple[tuple[str, AcceptSettings], ...]", self.accept_profile)
 
     @property
     def nominal_step_ms(self) -> float:
@@ -167,11 +188,12 @@ class Generation:
     (and at the end); the server counters see every step whatever the interval."""
 
     __slots__ = ("app", "conn", "params", "rid", "created", "emitted", "index", "start_ns", "texts", "ids",
-                 "encoder", "sampler", "pending", "drafts", "draft_tokens", "accepted", "first_ns", "interval", "fault",
+                 "encoder", "sampler", "copy_share", "copy_source", "id_buffer", "pending", "drafts", "draft_tokens",
+                 "accepted", "first_ns", "interval", "fault",
                  "due", "per_token")
 
     def __init__(self, app: App, conn: Connection, params: GenerationParams, start_ns: int,
-                 fault: FaultPlan = NO_FAULT) -> None:
+                 fault: FaultPlan = NO_FAULT, copy_source: list[int] | None = None) -> None:
         self.app, self.conn, self.params = app, conn, params
         self.fault = fault
         personality = app.personality
@@ -191,7 +213,10 @@ class Generation:
         self.first_ns = 0   # when the first chunk went out
         self.texts: list[str] = []
         self.ids: list[int] = []
-        self.sampler = app.sampler_for(params.category)
+        self.sampler, self.copy_share = app.acceptance_for(params)
+        #: output ids are copied from the prompt's ids (ID_SEGMENT at a time) only where ids go on the wire
+        self.copy_source = copy_source if self.copy_share and params.return_token_ids else None
+        self.id_buffer: list[int] = []  # ids of the current segment not yet sent
         encoder_of = personality.chat_stream_encoder if params.chat else personality.stream_encoder
         self.encoder = encoder_of(self.rid, self.created, params) if params.stream else None
         #: the encoder takes a chunk's text as one string per token (llama.cpp's events; chat's reasoning split)
@@ -224,9 +249,9 @@ class Generation:
                 k = min(k, app.draft_len_by_running[app.running])  # --draft-schedule: this step's K
             if k and app.caps_drafts and params.max_tokens - self.emitted - 1 < k:
                 k = params.max_tokens - self.emitted - 1  # 0: no room left for a draft
-                accepted = sampler.draw_upto(k) if k > 0 else 0
+                accepted = sampler.draw_upto(k, self.emitted) if k > 0 else 0
             elif k:
-                accepted = sampler.draw() if k == sampler.draft_len else sampler.draw_upto(k)
+                accepted = sampler.draw(self.emitted) if k == sampler.draft_len else sampler.draw_upto(k, self.emitted)
             if k > 0:
                 # 1 + accepted drafts; the server counters see the draw even where max_tokens cuts it
                 n += accepted
@@ -261,7 +286,8 @@ class Generation:
         if not self.first_ns:
             self.first_ns = now_ns
         choices = app.rng.choices
-        ids = choices(_TOKEN_IDS, k=count) if params.return_token_ids else []
+        ids = (self._output_ids(count) if self.copy_source else choices(_TOKEN_IDS, k=count)) \
+            if params.return_token_ids else []
         words = choices(_WORDS, k=count)
         finish = "length" if finished else None
         encoder = self.encoder
@@ -284,6 +310,21 @@ class Generation:
         conn.end_stream(payload + encoder.tail(self, now_ns))
         self._close("requests_finished_length", now_ns)
         return None
+
+    def _output_ids(self, count: int) -> list[int]:
+        """The next `count` output ids, made ID_SEGMENT at a time: with probability c_r (copy_share) a
+        segment is ID_SEGMENT consecutive ids from a random place in the prompt, else random ids (a
+        prompt shorter than a segment is copied whole). The prompt-output overlap then has a known share."""
+        buffer, rng, prompt = self.id_buffer, self.app.rng, self.copy_source
+        assert prompt, "called only with a token-id prompt to copy from"
+        while len(buffer) < count:
+            if rng.random() < self.copy_share:
+                start = rng.randrange(max(1, len(prompt) - ID_SEGMENT + 1))
+                buffer.extend(prompt[start:start + ID_SEGMENT])
+            else:
+                buffer.extend(rng.choices(_TOKEN_IDS, k=ID_SEGMENT))
+        ids, self.id_buffer = buffer[:count], buffer[count:]
+        return ids
 
     def _strike(self, now_ns: int) -> int | None:
         """The injected stream fault: None ends the stream, a time delays this step to it, and 0
@@ -335,9 +376,13 @@ class App:
             self.idx["spec_drafts"], self.idx["spec_draft_tokens"], self.idx["spec_accepted_tokens"])
         self.i_pos = [self.idx[f"spec_accepted_pos_{i}"] for i in range(config.draft_len)]
         self.rng = random.Random(config.seed * 1_000_003 + worker)
-        profile = dict(config.accept_profile)
-        self.default_sampler = AcceptanceSampler(profile.get("default", config.accept), self.rng)
-        self.samplers = {category: AcceptanceSampler(probs, self.rng) for category, probs in profile.items()}
+        profile = dict(config.profile_settings)
+        self.default_settings = profile.get("default", AcceptSettings(config.accept))
+        self.settings = profile
+        self.temperature_slope = config.accept_temperature_slope
+        #: the samplers of requests whose acceptance is the category's own (no knob moves it): shared
+        self.default_sampler = AcceptanceSampler(self.default_settings.accept, self.rng)
+        self.samplers = {category: AcceptanceSampler(s.accept, self.rng) for category, s in profile.items()}
         self.ttft_ns = int(config.ttft_ms * 1e6)
         self.running = 0  # generations in progress in this process
         #: step time (ns) by the generations running: the hot path looks it up, computes nothing
@@ -381,11 +426,30 @@ class App:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def sampler_for(self, category: str | None) -> AcceptanceSampler:
-        """The category's profile, else the profile's "default", else --accept."""
-        if category is None:
-            return self.default_sampler
-        return self.samplers.get(category, self.default_sampler)
+    def acceptance_for(self, params: GenerationParams) -> tuple[AcceptanceSampler, float]:
+        """A request's sampler and its copy share c_r, from its category's settings (the category's
+        profile, else the profile's "default", else --accept). u_r and c_r are drawn here, once per
+        request, and everything that does not change per step is folded into the sampler's
+        probabilities: a request no knob moves shares the category's sampler, as before profiles had knobs."""
+        category = params.category
+        settings = self.default_settings if category is None else self.settings.get(category, self.default_settings)
+        slope = self.temperature_slope if settings.temperature_slope is None else settings.temperature_slope
+        temperature = params.temperature if slope else 0.0
+        if not (settings.varies_per_request or temperature):
+            shared = self.default_sampler if category is None else self.samplers.get(category, self.default_sampler)
+            return shared, 0.0
+        rng = self.rng
+        spread, copy = settings.request_spread, settings.copy
+        scale = rng.uniform(1.0 - spread, 1.0 + spread) if spread else 1.0
+        copy_share = rng.uniform(0.0, min(1.0, 2.0 * copy)) if copy else 0.0
+        if settings.position_slope:
+            # the position factor changes per step: the sampler applies it, the rest is folded in here
+            factor = request_factor(scale=scale, temperature=temperature, temperature_slope=slope)
+            return PositionalSampler([p * factor for p in settings.accept], rng, position_slope=settings.position_slope,
+                                     max_tokens=params.max_tokens, boost=settings.copy_gain * copy_share), copy_share
+        return AcceptanceSampler(step_probabilities(settings.accept, scale=scale, temperature=temperature,
+                                                    temperature_slope=slope, copy_share=copy_share,
+                                                    copy_gain=settings.copy_gain), rng), copy_share
 
     def on_fire(self, now_ns: int) -> None:
         batch = self.batch
@@ -455,7 +519,8 @@ class App:
         arr[idx["requests_total"]] += 1
         arr[idx["requests_running"]] += 1
         arr[idx["prompt_tokens"]] += params.prompt_tokens
-        gen = Generation(self, conn, params, now, fault)
+        prompt = body.get("prompt") if not chat and params.return_token_ids else None
+        gen = Generation(self, conn, params, now, fault, prompt if isinstance(prompt, list) else None)
         if params.stream:
             conn.begin_stream()
         self.running += 1

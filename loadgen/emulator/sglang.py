@@ -45,6 +45,7 @@ from .engine import (
     prompt_token_count,
     reasoning_count,
     split_reasoning,
+    temperature_of,
     usage_suffix,
 )
 
@@ -194,7 +195,8 @@ class Sglang(Personality):
                                 continuous_usage=bool(options.get("continuous_usage_stats", False)),
                                 return_token_ids=False, ignore_eos=bool(body.get("ignore_eos", False)),
                                 category=headers.get(CATEGORY_HEADER), chat=chat,
-                                reasoning_tokens=self.config.reasoning_tokens if chat else 0)
+                                reasoning_tokens=self.config.reasoning_tokens if chat else 0,
+                                temperature=temperature_of(body))
 
     # -- responses -----------------------------------------------------------------------------
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:

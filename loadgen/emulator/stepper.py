@@ -15,14 +15,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["Stepper", "AcceptanceSampler"]
+__all__ = ["Stepper", "AcceptanceSampler", "PositionalSampler"]
 
 
 class AcceptanceSampler:
     """Draws how many draft tokens a verify step accepts.
 
     `conditional[i]` is P(position i+1 accepted | positions 1..i accepted), so the expected
-    tokens per step are 1 + p1 + p1*p2 + ... . An empty sequence means no speculation.
+    tokens per step are 1 + p1 + p1*p2 + ... . An empty sequence means no speculation. The same
+    probabilities serve every step: `emitted` (the request's output tokens so far) is for
+    PositionalSampler, whose probabilities move along the output.
     """
 
     def __init__(self, conditional: Sequence[float], rng: random.Random) -> None:
@@ -33,7 +35,7 @@ class AcceptanceSampler:
     def draft_len(self) -> int:
         return len(self.conditional)
 
-    def draw(self) -> int:
+    def draw(self, emitted: int) -> int:
         accepted = 0
         for p in self.conditional:
             if self._random() >= p:
@@ -41,11 +43,47 @@ class AcceptanceSampler:
             accepted += 1
         return accepted
 
-    def draw_upto(self, draft_len: int) -> int:
+    def draw_upto(self, draft_len: int, emitted: int) -> int:
         """A draw for a draft cut to its first `draft_len` positions."""
         accepted = 0
         for p in self.conditional[:draft_len]:
             if self._random() >= p:
+                break
+            accepted += 1
+        return accepted
+
+
+class PositionalSampler(AcceptanceSampler):
+    """One request's draws when acceptance moves with the output position (an accept profile's
+    position_slope): at `emitted` tokens out of max_tokens each probability p (already scaled by the
+    request's u_r and temperature factor, profile.request_factor, and not clipped) becomes
+    q = min(1, p * (1 + slope * (emitted / max_tokens - 0.5))) and then q + (1 - q) * boost. This is
+    profile.step_probabilities() written for the hot path: the position factor is one multiply-add
+    and each q is computed only up to the first rejection."""
+
+    def __init__(self, conditional: Sequence[float], rng: random.Random, *, position_slope: float,
+                 max_tokens: int, boost: float) -> None:
+        super().__init__(conditional, rng)
+        # 1 + slope * (emitted / max_tokens - 0.5) = offset + per_token * emitted
+        self._offset = 1.0 - 0.5 * position_slope
+        self._per_token = position_slope / max_tokens
+        self._boost = boost
+
+    def draw(self, emitted: int) -> int:
+        return self._draw(self.conditional, emitted)
+
+    def draw_upto(self, draft_len: int, emitted: int) -> int:
+        return self._draw(self.conditional[:draft_len], emitted)
+
+    def _draw(self, conditional: Sequence[float], emitted: int) -> int:
+        factor = self._offset + self._per_token * emitted
+        boost, random_ = self._boost, self._random
+        accepted = 0
+        for p in conditional:
+            q = p * factor
+            if q > 1.0:
+                q = 1.0
+            if random_() >= q + (1.0 - q) * boost:
                 break
             accepted += 1
         return accepted

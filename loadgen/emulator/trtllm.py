@@ -43,6 +43,7 @@ from .engine import (
     prompt_token_count,
     split_reasoning,
     sse,
+    temperature_of,
     usage_suffix,
 )
 
@@ -259,7 +260,8 @@ class Trtllm(Personality):
                                 include_usage=include, continuous_usage=continuous,
                                 return_token_ids=not chat and body.get("detokenize", True) is False,
                                 ignore_eos=bool(body.get("ignore_eos", False)), category=headers.get(CATEGORY_HEADER),
-                                chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0)
+                                chat=chat, reasoning_tokens=self.config.reasoning_tokens if chat else 0,
+                                temperature=temperature_of(body))
 
     # -- responses -----------------------------------------------------------------------------
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:

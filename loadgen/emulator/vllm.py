@@ -41,6 +41,7 @@ from .engine import (
     reasoning_count,
     split_reasoning,
     sse,
+    temperature_of,
 )
 
 __all__ = ["GenerationParams", "RequestRejected", "parse_completion_request", "StreamEncoder",
@@ -120,6 +121,7 @@ def _generation_params(body: dict, model: str, prompt_tokens: int, headers: dict
         category=(headers or {}).get(CATEGORY_HEADER),
         chat=chat,
         reasoning_tokens=reasoning_tokens,
+        temperature=temperature_of(body),
     )
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from ..analysis import Report, WorkersInfo, build_report, prefix_cache_figures, sampling_figures, token_counts_of
 from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
+from ..emulator.profile import load_accept_profile
 from ..engines import EngineAdapter
 from ..engines.prefix_cache import ServerPrefixCache
 from ..errors import ServerError, UsageError, WorkerLost
@@ -48,11 +49,24 @@ def emulator_args(config: RunConfig, concurrency: int | None = None) -> list[str
     timing = ["--cost", emu.cost] if emu.cost else ["--step-ms", str(emu.step_ms)]
     return ["--ttft-ms", str(emu.ttft_ms), *timing, "--accept", ",".join(map(str, emu.accept)),
             "--seed", str(config.seed), "--workers", str(workers), *(["--prefix-cache"] if emu.prefix_cache else []),
-            *(["--reasoning-tokens", str(emu.reasoning_tokens)] if emu.reasoning_tokens else [])]
+            *(["--reasoning-tokens", str(emu.reasoning_tokens)] if emu.reasoning_tokens else []),
+            *(["--accept-profile", emu.accept_profile] if emu.accept_profile else [])]
+
+
+def _check_accept_profile(config: RunConfig) -> None:
+    """--emulator-accept-profile read as the emulator will read it, so a mistake is one usage line here
+    rather than an emulator that does not start."""
+    assert config.emulator.accept_profile is not None, "called only with a profile"
+    try:
+        load_accept_profile(config.emulator.accept_profile, fallback=config.emulator.accept)
+    except ValueError as exc:
+        raise UsageError(f"--emulator-accept-profile: {exc}") from None
 
 
 def run(config: RunConfig, console: Console) -> Report:
     """Run one benchmark and return its report; writes requests.jsonl and report.json."""
+    if config.url is None and config.emulator.accept_profile:
+        _check_accept_profile(config)
     folder = claim_run_folder(config.output_dir, replace=config.replace)
     workload = load_workload(workload_spec(config))
     if workload.schedule is not None:

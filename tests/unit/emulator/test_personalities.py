@@ -2,17 +2,30 @@
 validation, the accept-profile file, SGLang's windowed gauges and TRT-LLM's draining iteration queue."""
 
 import asyncio
+import io
 import json
 
 import orjson
 import pytest
+from rich.console import Console
 
+from loadgen.config import RunConfig
 from loadgen.emulator import llamacpp, sglang, trtllm
 from loadgen.emulator.counters import Counters
 from loadgen.emulator.engine import BatchStats, GenerationParams, RequestRejected
-from loadgen.emulator.profile import load_accept_profile, validate_accept_profile
+from loadgen.emulator.profile import (
+    DEFAULT_TEMPERATURE_SLOPE,
+    AcceptSettings,
+    expected_acceptance_length,
+    load_accept_profile,
+    step_probabilities,
+    validate_accept_profile,
+)
 from loadgen.emulator.server import PERSONALITIES, EmulatorConfig
-from loadgen.emulator.stepper import Stepper
+from loadgen.emulator.stepper import PositionalSampler, Stepper
+from loadgen.errors import UsageError
+from loadgen.run import run
+from loadgen.run.lifecycle import emulator_args
 
 
 def params(**kw) -> GenerationParams:
@@ -175,7 +188,8 @@ def test_trtllm_refuses_several_workers():
 def test_accept_profile_validation(tmp_path):
     good = tmp_path / "p.json"
     good.write_text('{"coding": [0.9, 0.8], "default": [0.5, 0.5]}')
-    assert load_accept_profile(good, fallback=(0.8, 0.6, 0.4)) == {"coding": (0.9, 0.8), "default": (0.5, 0.5)}
+    assert load_accept_profile(good, fallback=(0.8, 0.6, 0.4)) == {"coding": AcceptSettings((0.9, 0.8)),
+                                                                   "default": AcceptSettings((0.5, 0.5))}
     cases = {"[1, 2]": "must be a JSON object", "{}": "names no category", "{": "not valid JSON",
              '{"a": [1.5]}': "list of probabilities in [0, 1]", '{"a": "0.5"}': "list of probabilities",
              '{"a": [0.5], "b": [0.5, 0.5]}': "same length", '{"a": [true]}': "list of probabilities"}
@@ -261,3 +275,51 @@ def test_stepper_reports_each_firing_that_stepped():
 
     fired = asyncio.run(main())
     assert 2 <= len(fired) <= 5 and not any(x is None for x in fired)
+
+
+class _Values:
+    """A stand-in rng whose random() returns the given values in turn."""
+
+    def __init__(self, values):
+        self._values = iter(values)
+
+    def random(self):
+        return next(self._values)
+
+
+def test_positional_sampler_uses_the_profile_formula():
+    """PositionalSampler (the hot path) accepts position i exactly when the draw is below
+    profile.step_probabilities' q_i' at that output position."""
+    accept, scale, boost, slope, max_tokens = (0.9, 0.7, 0.5), 1.2, 0.8 * 0.3, 1.5, 100
+    for emitted in (1, 30, 70, 99):
+        probs = step_probabilities(accept, position_frac=emitted / max_tokens, scale=scale, position_slope=slope,
+                                   copy_share=0.3, copy_gain=0.8)
+        for cut in range(len(accept) + 1):  # draws just below q' up to position `cut`, then just above
+            values = [q - 1e-9 for q in probs[:cut]] + [q + 1e-9 for q in probs[cut:]]
+            sampler = PositionalSampler([p * scale for p in accept], _Values(values), position_slope=slope,
+                                        max_tokens=max_tokens, boost=boost)
+            assert sampler.draw(emitted) == cut
+
+
+def test_expected_acceptance_length_is_one_plus_the_running_products():
+    assert expected_acceptance_length([0.8, 0.6, 0.4]) == pytest.approx(1 + 0.8 + 0.48 + 0.192)
+    # the seeds' temperature figure: 0.81 at T 0 becomes about 0.38 at T 1.5 with the default slope
+    assert step_probabilities([0.81], temperature=1.5, temperature_slope=DEFAULT_TEMPERATURE_SLOPE)[0] == \
+        pytest.approx(0.38, abs=0.01)
+    # copy lifts toward 1; position factor 1 +- slope / 2 at the ends; clipped to [0, 1]
+    assert step_probabilities([0.5], copy_share=1.0, copy_gain=1.0) == (1.0,)
+    assert step_probabilities([0.5], position_frac=1.0, position_slope=1.0) == (0.75,)
+    assert step_probabilities([0.9], scale=1.3) == (1.0,)
+
+
+def test_run_passes_the_accept_profile_to_its_emulator_and_checks_it_first(tmp_path):
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('{"default": {"accept": [0.8, 0.6, 0.4], "position_slope": 0.5}}')
+    bad.write_text('{"default": {"accept": [0.8], "spread": 0.5}}')
+    config = RunConfig.from_options({"emulator_accept_profile": str(good), "output_dir": tmp_path / "out"})
+    args = emulator_args(config)
+    assert args[args.index("--accept-profile") + 1] == str(good)
+    config = RunConfig.from_options({"emulator_accept_profile": str(bad), "output_dir": tmp_path / "out"})
+    with pytest.raises(UsageError, match="--emulator-accept-profile: accept profile .* unknown key 'spread'"):
+        run(config, Console(file=io.StringIO()))
+    assert not (tmp_path / "out").exists()
