@@ -208,3 +208,13 @@ def test_plans_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     (tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml").write_text("recipes: []\n")
     monkeypatch.setenv("LOADGEN_PLANS", str(tmp_path / "mine"))
     assert find_plan("llama3.1-8b-vllm-methods") == tmp_path / "mine" / "llama3.1-8b-vllm-methods.yaml"
+
+
+def test_a_plans_repeats_key_reaches_every_sweep(fake_engines, tmp_path):
+    from loadgen.studies.matrix import load_plan
+
+    plan = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml]", extra="repeats: 2")
+    assert load_plan(plan).run["repeats"] == 2  # as run: {repeats: 2} would give it
+    both = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml]", run="{repeats: 3}", extra="repeats: 2")
+    with pytest.raises(UsageError, match="give repeats once"):
+        load_plan(both)
