@@ -245,7 +245,7 @@ def _al_boxes(al_by_category: dict[str, dict[str, list[float]]], files: CompareF
         return []
     width = 0.8 / len(runs)
     with matplotlib.style.context(_STYLE):
-        fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(categories) * len(runs)), 4.8))
+        fig, ax = plt.subplots(figsize=(min(16.0, max(6.4, 0.4 * len(categories) * len(runs))), 4.8))
         for i, name in enumerate(runs):
             data = [al_by_category[name].get(c) or [float("nan")] for c in categories]
             boxes = ax.boxplot(data, positions=[j + (i - (len(runs) - 1) / 2) * width for j in range(len(categories))],

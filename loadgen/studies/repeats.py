@@ -1,9 +1,10 @@
 """--repeats N: the whole run N times, each a complete run folder (OUTPUT_DIR/repeat-1, ...), and
 the spread of its headline figures between repeats (repeats.json and a console table).
 
-Every repeat keeps the run's --seed: the same prompts in the same order (and the built-in
-emulator's same draws), so what differs between repeats is the server and the machine, not the
-sample, and `compare` can pair a prompt across repeats and runs. A repeat whose folder holds a
+Every repeat keeps the run's --seed: the same prompts in the same order (and, where each repeat
+starts the built-in emulator afresh, its same draws; a sweep's one emulator goes on drawing), so
+what differs between repeats is the server and the machine, not the sample, and `compare` can pair
+a prompt across repeats and runs. A repeat whose folder holds a
 finished report is kept, so an interrupted --repeats run (or a sweep's point) resumes.
 """
 

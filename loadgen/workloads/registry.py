@@ -124,8 +124,10 @@ def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload
     options = spec.options if spec.options.isl is not None or "isl" not in defaults else \
         dataclasses.replace(spec.options, isl=defaults["isl"])
     folder = tokenizer_dir(spec.tokenizer)
+    # "ids": the rule that makes a dataset's repeated ids distinct (sources.distinct_row_ids); a
+    # workload cached before the rule may hold repeated ids, so it is prepared again
     parts = {"workload": spec.name, "source": cache.file_digest(files),
-             "tokenizer": tokenizer_fingerprint(folder), "options": options.key()}
+             "tokenizer": tokenizer_fingerprint(folder), "options": options.key(), "ids": "distinct"}
     key = cache.workload_key(parts)
     cached = cache.load_prompts(spec.name, key)
     if cached is not None:
