@@ -3,6 +3,7 @@
 with the same acceptance profile (other draws: another seed) is within noise."""
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -84,3 +85,22 @@ def test_compare_pairs_by_prompt_and_marks_noise(runs):
     assert "within noise" in proc.stdout and "paired by prompt" in proc.stdout
     rows = (out / "compare.csv").read_text().splitlines()
     assert "within_noise" in rows[0] and any("tpot_speedup" in row for row in rows[1:] if "same" in row)
+
+
+def test_the_comparison_page_shows_every_picture_in_a_browser(runs):
+    """compare.html opened in headless Chromium: the page loads and each of its pictures decodes."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH")
+    out = runs / "page"
+    _loadgen("compare", str(runs / "fast"), "--baseline", str(runs / "base"), "--output-dir", str(out))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            page.goto((out / "compare.html").as_uri())
+            pictures = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        finally:
+            browser.close()
+    assert len(pictures) == 3 and all(done and width > 0 for done, width in pictures), pictures
