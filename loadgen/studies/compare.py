@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,14 @@ class LoadPoint:
     report: Report
     folders: tuple[RunFolder, ...]
 
+    @cached_property
     def records(self) -> list[RequestRecord]:
+        """Every repeat's journal (read once, where the point is compared more than once)."""
         return [r for folder in self.folders if folder.journal.exists() for r in read_journal(folder.journal)]
+
+    @cached_property
+    def prompts(self) -> dict[str, PromptFigures]:
+        return prompt_figures(self.records)
 
 
 def load_points(path: Path) -> dict[float, LoadPoint]:
@@ -145,18 +152,10 @@ def _random_vs_real(series: dict[str, dict[float, Report]]) -> list[dict]:
     return rows
 
 
-def _paired(run: LoadPoint, base: LoadPoint, prompts: dict[int, dict[str, PromptFigures]]) -> dict:
-    """The point's paired figures; `prompts` caches each point's per-prompt figures (by id())."""
-    for point in (run, base):
-        if id(point) not in prompts:
-            prompts[id(point)] = prompt_figures(point.records())
-    return paired_comparison(prompts[id(base)], prompts[id(run)])
-
-
 def _al_by_category(point: LoadPoint) -> dict[str, list[float]]:
     """Each category's per-request AL (measured first turns) over a point's repeats: the box plots."""
     out: dict[str, list[float]] = defaultdict(list)
-    for r in point.records():
+    for r in point.records:
         al = request_acceptance_length(r.chunk_tokens) if r.ok and not r.warmup and r.turn == 0 else None
         if al is not None:
             out[r.category].append(al)
@@ -167,11 +166,10 @@ def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console
     base = load_points(baseline)
     series = {str(path): load_points(path) for path in runs}
     result: dict[str, Any] = {"baseline": str(baseline), "runs": {}}
-    prompts: dict[int, dict[str, PromptFigures]] = {}
     for name, points in series.items():
         matched = {v: _point(points[v].report, base[v].report) for v in sorted(points) if v in base}
         for v, p in matched.items():
-            p["paired"] = _paired(points[v], base[v], prompts)
+            p["paired"] = paired_comparison(base[v].prompts, points[v].prompts)
         if not matched:
             raise UsageError(f"{name} shares no load point with the baseline {baseline} "
                              f"(its points: {sorted(points)}; the baseline's: {sorted(base)})")
@@ -182,8 +180,9 @@ def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console
         files = CompareFolder(out)
         write_json_atomic(files.result, result)
         write_csv(files.csv, CSV_COLUMNS, _csv_rows(result))
-        lowest = {name: pts[min(v for v in pts if v in base)] for name, pts in series.items()}
-        al = {str(baseline): _al_by_category(base[min(base)]), **{n: _al_by_category(p) for n, p in lowest.items()}}
+        shown = min(v for pts in series.values() for v in pts if v in base)  # the box plots' load
+        al = {str(baseline): _al_by_category(base[shown]),
+              **{name: _al_by_category(pts[shown]) for name, pts in series.items() if shown in pts}}
         console.print(f"[dim]compare: {files.result} · {render_compare(result, out, al)}[/]")
     _print(console, result)
     return result
