@@ -114,14 +114,15 @@ def max_tokens_of(body: dict, default: int = 16) -> int:
 
 
 def temperature_of(body: dict) -> float:
-    """The request's `temperature` (absent or null: 0, greedy); RequestRejected when it is not a
-    number >= 0. Every personality reads it through this one helper: acceptance falls with it."""
+    """The request's `temperature` (absent or null: 0, greedy), for the acceptance it lowers; every
+    personality reads it through this one helper. RequestRejected when it is not a number; a negative
+    one counts as 0 (the emulator does not reproduce each engine's own range check)."""
     temperature = body.get("temperature")
     if temperature is None:
         return 0.0
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature >= 0:
-        raise RequestRejected(400, f"temperature must be a number >= 0, got {temperature!r}")
-    return float(temperature)
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature != temperature:
+        raise RequestRejected(400, f"temperature must be a number, got {temperature!r}")
+    return max(0.0, float(temperature))
 
 
 def prompt_token_count(prompt: object) -> int | None:

@@ -354,14 +354,18 @@ def test_stream_interval_with_random_acceptance(emulator):
     assert sum(sizes) / len(sizes) == pytest.approx(3 * server_al, rel=0.04)   # ~N x AL per chunk
 
 
-def test_bad_accept_profile_is_one_error_line(tmp_path):
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('{"coding": [0.9, 1.7]}', "'coding'"),
+    ('{"coding": {"accept": [0.9, 0.7], "copy": 2}}', "'coding': copy must be a number"),  # an object entry
+])
+def test_bad_accept_profile_is_one_error_line(tmp_path, text, fragment):
     path = tmp_path / "bad.json"
-    path.write_text('{"coding": [0.9, 1.7]}')
+    path.write_text(text)
     done = subprocess.run([sys.executable, "-m", "loadgen", "emulate", "--accept-profile", str(path), "--port", "0"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: accept profile") and "'coding'" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: accept profile") and fragment in lines[0]
 
 
 def test_unknown_route_and_auth_use_the_engine_error_body(emulator):
