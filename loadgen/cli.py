@@ -75,8 +75,9 @@ def cli() -> None:
 @click.option("--trace-speed", default=default_of("trace_speed"), show_default=True,
               help="Divide the trace's timestamps by this (2 replays it twice as fast).")
 @click.option("--num-requests", "-n", type=int,
-              help=f"Measured requests [default: {DEFAULT_NUM_REQUESTS} unless --duration is given; with --trace "
-                   "its first rows].")
+              help=f"Measured requests, drawn stratified by category, none twice before every prompt was sent "
+                   f"[default: a dataset's every prompt once; random: {DEFAULT_NUM_REQUESTS}; none with --duration; "
+                   "with --trace its first rows].")
 @click.option("--duration", type=float, help="Seconds to keep sending; in-flight requests then finish.")
 @click.option("--concurrency-levels", metavar="C1,C2,...",
               help="Closed loop stepping through these concurrencies in order (up or down), each for "
@@ -113,6 +114,9 @@ def cli() -> None:
               help="Stop the run early once more than this share (0-1) of requests failed (judged after 20).")
 @click.option("--startup-wait", default=default_of("startup_wait"), show_default=True,
               help="Seconds to keep retrying while the server answers but is not ready (429, 5xx).")
+@click.option("--repeats", default=default_of("repeats"), show_default=True,
+              help="Run the whole benchmark this many times (OUTPUT_DIR/repeat-1, ...; the same --seed, so the same "
+                   "prompts) and print the spread between repeats (repeats.json).")
 @click.option("--seed", default=default_of("seed"), show_default=True,
               help="Seed for workload sampling and the emulator.")
 @click.option("--emulator-ttft-ms", default=default_of("emulator_ttft_ms"), show_default=True,
@@ -162,7 +166,15 @@ def run(**options) -> None:
     from .run import run as run_benchmark
 
     console = Console(stderr=False)
-    report = run_benchmark(_run_config(console, options), console)
+    config = _run_config(console, options)
+    if config.repeats > 1:
+        from .studies.repeats import run_repeats
+        from .studies.sweep import finished_report
+
+        if run_repeats(config, console, run_benchmark, finished_report) is None:
+            sys.exit(130)
+        return
+    report = run_benchmark(config, console)
     if report.partial:
         sys.exit(130)  # interrupted: the partial report is written, the exit status still says so
 
@@ -344,7 +356,7 @@ def _whole_numbers(flag: str, text: str) -> list[int]:
 
 # Every other option of `loadgen run` applies to each of tune's runs, as to a sweep's.
 tune.params.extend(p for p in run.params if p.name not in ("concurrency", "request_rate", "output_dir", "url",
-                                                         "concurrency_levels", "level_duration", "trace",
+                                                         "repeats", "concurrency_levels", "level_duration", "trace",
                                                          "trace_speed"))
 
 

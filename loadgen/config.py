@@ -25,8 +25,11 @@ __all__ = ["EmulatorSettings", "RunConfig", "ENDPOINT_PATHS", "PROMPT_FORMATS", 
            "DEFAULT_METRICS_ADDR", "DEFAULT_NUM_REQUESTS", "SLO_METRIC_NAMES"]
 
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
-#: measured requests when neither --num-requests nor --duration is given
+#: measured requests of a random workload when neither --num-requests nor --duration is given (a
+#: dataset's run then sends every prompt once)
 DEFAULT_NUM_REQUESTS = 200
+#: the workloads of random ids (no dataset: -n defaults to DEFAULT_NUM_REQUESTS)
+RANDOM_WORKLOADS = ("random", "synthetic")
 #: the metrics an SLO may limit; analysis.slo.SLO_METRICS defines each of them per request
 SLO_METRIC_NAMES = ("ttft", "tpot", "e2e")
 
@@ -173,6 +176,9 @@ class RunConfig:
     #: and journal them, for the report's prompt-output overlap. Off by default: it changes the request
     #: the server sees (TRT-LLM stops detokenizing, llama.cpp adds its debug fields) and the bytes per chunk
     output_ids: bool = False
+    #: the whole run this many times, each in output_dir/repeat-K with the same seed (the same prompts
+    #: in the same order, which pairing wants), and the spread between them (studies/repeats.py)
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         self._check_trace()
@@ -187,7 +193,7 @@ class RunConfig:
         if self.duration_s is not None and self.duration_s <= 0:
             raise UsageError(f"--duration must be positive, got {self.duration_s}")
         if self.num_requests is None and self.duration_s is None and self.concurrency_levels is None \
-                and self.trace is None:
+                and self.trace is None and self.random_workload:
             raise UsageError("give --num-requests or --duration (or both: whichever comes first ends the run)")
         if self.slo is not None:
             parse_slo(self.slo)
@@ -201,6 +207,8 @@ class RunConfig:
             raise UsageError(f"--ramp-up must be >= 0, got {self.ramp_up_s}")
         if self.request_rate is None and (self.arrival != "poisson" or self.burstiness != 1.0 or self.ramp_up_s):
             raise UsageError("--arrival, --burstiness and --ramp-up shape an open loop: give --request-rate too")
+        if self.repeats < 1:
+            raise UsageError(f"--repeats must be at least 1, got {self.repeats}")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be at least 1, got {self.workers}")
         if self.on_worker_loss not in ("stop", "continue"):
@@ -284,6 +292,11 @@ class RunConfig:
         return parse_levels(self.concurrency_levels) if self.concurrency_levels is not None else ()
 
     @property
+    def random_workload(self) -> bool:
+        """Random ids, which have no end; every other workload is a dataset, sent once without -n."""
+        return self.workload in RANDOM_WORKLOADS
+
+    @property
     def measured_s(self) -> float | None:
         """How long the measured phase sends: --duration, or every level's time; None: until -n are sent."""
         if self.level_duration_s is not None and self.concurrency_levels is not None:
@@ -312,7 +325,8 @@ class RunConfig:
         for option, (name, off) in _OFF_SWITCHES.items():
             if values[option]:
                 settings[name] = off
-        if all(settings[name] is None for name in ("num_requests", "duration_s", "concurrency_levels", "trace")):
+        if all(settings[name] is None for name in ("num_requests", "duration_s", "concurrency_levels", "trace")) \
+                and settings["workload"] in RANDOM_WORKLOADS:  # a dataset: one pass, every prompt once
             settings["num_requests"] = DEFAULT_NUM_REQUESTS
         if settings["output_dir"] is None:
             settings["output_dir"] = Path("results") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
@@ -328,7 +342,7 @@ class RunConfig:
             "workload_path": str(self.workload_path) if self.workload_path else None,
             "tokenizer": self.tokenizer or "builtin:phi3", "chat_template": self.chat_template,
             "system_prompt": self.system_prompt, "isl": self.isl,
-            "input_len": self.input_len if self.workload in ("random", "synthetic") else None,
+            "input_len": self.input_len if self.random_workload else None,
             "concurrency": None if self.request_rate or self.trace else self.concurrency,
             "request_rate": self.request_rate,
             "arrival": self.arrival if self.request_rate else None,

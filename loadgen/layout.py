@@ -155,6 +155,14 @@ class CompareFolder:
         """Sweeps over temperature: speedup and AL against the temperature."""
         return self.path / "temperature.png"
 
+    @property
+    def prompt_speedups_plot(self) -> Path:
+        return self.path / "prompt_speedups.png"
+
+    @property
+    def al_boxes_plot(self) -> Path:
+        return self.path / "al_boxes.png"
+
 
 @dataclass(frozen=True)
 class MatrixFolder:

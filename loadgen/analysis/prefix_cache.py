@@ -28,6 +28,7 @@ from loadgen.engines.prefix_cache import ServerPrefixCache
 from loadgen.records import RequestRecord
 
 from .report_types import PrefixCacheFigures
+from .sampling import prompt_send_counts
 
 __all__ = ["prefix_cache_figures", "cached_tokens_of", "WARM_CACHE_MARGIN"]
 
@@ -123,17 +124,9 @@ def _repeats(sent: Sequence[RequestRecord]) -> tuple[int, int]:
     """(measured first turns whose prompt the warm-up sent, measured first turns whose prompt an
     earlier measured request sent)."""
     warmup = {r.prompt_id for r in sent if r.warmup and r.turn == 0 and r.prompt_id}
-    seen: set[str] = set()
-    from_warmup = repeats = 0
-    for r in sent:
-        if r.warmup or r.turn or not r.prompt_id:
-            continue
-        if r.prompt_id in warmup:
-            from_warmup += 1
-        elif r.prompt_id in seen:
-            repeats += 1
-        seen.add(r.prompt_id)
-    return from_warmup, repeats
+    counts = prompt_send_counts(sent)
+    return (sum(n for p, n in counts.items() if p in warmup),
+            sum(n - 1 for p, n in counts.items() if p not in warmup))
 
 
 def _warnings(f: PrefixCacheFigures) -> list[str]:

@@ -38,6 +38,7 @@ from .report_types import (
     ReadLag,
     Report,
     RunSettings,
+    SamplingFigures,
     ServerPerRequest,
     SloReport,
     Speculative,
@@ -163,7 +164,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
                  target_concurrency: int | None = None, target_rate: float | None = None,
                  slo: Sequence[tuple[str, float, float]] = (), stop_reason: str | None = None,
                  workers: WorkersInfo | None = None, rebuilt_from_journal: bool = False,
-                 prefix_cache: PrefixCacheFigures | None = None, overlap: dict | None = None) -> Report:
+                 prefix_cache: PrefixCacheFigures | None = None, overlap: dict | None = None,
+                 sampling: SamplingFigures | None = None) -> Report:
     """The report of one measured window. `records` excludes warm-up requests; `server` holds what
     the engine's collectors found over that window, best source first. `config` is the run's
     public settings (RunSettings' keys); the metric functions' dicts are read into their types
@@ -248,6 +250,7 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         chat=ChatFigures.from_json(chat) if chat else None,
         overlap=OverlapFigures.from_json(overlap) if overlap else None,
         acceptance=_acceptance_views(records, config),
+        sampling=sampling,
     )
 
 

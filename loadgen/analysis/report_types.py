@@ -27,6 +27,7 @@ __all__ = [
     "OverlapBin", "CategoryOverlap", "OverlapFigures",
     "AcceptanceDefinitions", "PositionBucket", "OutputLengthBin", "AcceptanceBreakdown", "AcceptanceViews",
     "PerRequestCheck", "StepsDisagreement",
+    "SamplingFigures",
 ]
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
@@ -40,7 +41,7 @@ SCHEMA_VERSION = 6
 #: version 6 config.output_ids, the overlap section, requests.jsonl's output_ids; the acceptance section
 #: (AL definitions, by position, spread); speculative.per_request_check, the per-request check's figures
 #: in server_per_request (acceptance_rate None where the engine gives no draft counts) and requests.jsonl's
-#: server_steps / stream_steps (absent: the defaults or None)
+#: server_steps / stream_steps; the sampling section (absent: the defaults or None)
 READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 #: where the generated schemas ship inside the package
@@ -628,6 +629,19 @@ class AcceptanceViews(_JsonForm):
 
 
 @dataclass(frozen=True, slots=True)
+class SamplingFigures(_JsonForm):
+    """Which of the workload's prompts the measured window sent (analysis/sampling.py; measured
+    first turns by prompt id, warm-up excluded): a dataset run without -n sends each exactly once."""
+
+    workload_prompts: int
+    requests: int
+    distinct_prompts: int
+    requests_by_category: dict[str, int]
+    prompts_sent_more_than_once: int
+    most_sends_of_one_prompt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Report(_JsonForm):
     """The report of one run's measured window (warm-up excluded): report.json."""
 
@@ -661,6 +675,8 @@ class Report(_JsonForm):
     overlap: OverlapFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
     #: AL under each definition, by output position, its spread and against output length (version 6 on)
     acceptance: AcceptanceViews | None = field(default=None, metadata=codec.OMIT_DEFAULT)
+    #: the prompts sent, by id and category (version 6 on; absent from a report rebuilt from the journal)
+    sampling: SamplingFigures | None = field(default=None, metadata=codec.OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls, data: dict) -> Report:

@@ -15,7 +15,15 @@ from datetime import datetime
 
 from rich.console import Console
 
-from ..analysis import Report, WorkersInfo, build_report, overlap_figures, prefix_cache_figures, token_counts_of
+from ..analysis import (
+    Report,
+    WorkersInfo,
+    build_report,
+    overlap_figures,
+    prefix_cache_figures,
+    sampling_figures,
+    token_counts_of,
+)
 from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..emulator.profile import load_accept_profile
@@ -73,6 +81,8 @@ def run(config: RunConfig, console: Console) -> Report:
         if config.num_requests is None and config.duration_s is None:  # the whole trace
             config = dataclasses.replace(config, num_requests=workload.schedule.measured)
         print_trace(console, workload.info)
+    elif config.num_requests is None and config.measured_s is None:  # a dataset, unbounded: one pass
+        config = dataclasses.replace(config, num_requests=len(workload.prompts))
     with contextlib.ExitStack() as stack:
         url = config.url
         if url is None:
@@ -205,7 +215,8 @@ class _Run:
                               target_concurrency=target, target_rate=self._target_rate,
                               slo=parse_slo(config.slo) if config.slo else (), stop_reason=self.tally.stop_reason,
                               workers=None if workers is None else WorkersInfo.from_json(workers),
-                              prefix_cache=prefix_cache, overlap=overlap)
+                              prefix_cache=prefix_cache, overlap=overlap,
+                              sampling=sampling_figures(records, len(self.workload.prompts)))
         write_report(self.folder, report, records, self.console, plots=config.plots)
         if report.workers is not None:
             print_workers(self.console, report.workers)

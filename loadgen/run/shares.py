@@ -15,7 +15,7 @@ from ..scheduler import arrival_offsets
 from ..sender import needs_tokenizer
 from ..transport import HttpClient, ReadLag
 from ..workers import LocalShare, Plan, WorkerPool, auto_workers, split, split_arrivals, split_levels
-from ..workloads import Workload, load_tokenizer, round_robin
+from ..workloads import Workload, load_tokenizer, stratified_order
 from .handshake import Served
 
 if TYPE_CHECKING:
@@ -74,13 +74,14 @@ class Placement:
 
 
 def plan_shares(config: RunConfig, workload: Workload, workers: int) -> list[Plan]:
-    """The run's order, round-robin over categories (a duration-bound or stepped run cycles one full
-    pass), split among the workers; open loop: with every send time computed now (a duration-bound run
-    has as many as fit); a trace: its rows at its own send times."""
+    """The run's order, every prompt once per pass, stratified by category (workloads/sampling.py; a
+    duration-bound or stepped run cycles one full pass), split among the workers (a block of the
+    order each; cycling, every worker its own stride of the pass); open loop: with every send time
+    computed now (a duration-bound run has as many as fit); a trace: its rows at its own send times."""
     position = {id(p): i for i, p in enumerate(workload.prompts)}
 
     def order_of(count: int | None, seed: int) -> list[int]:
-        return [position[id(p)] for p in round_robin(workload.prompts, count, seed)]
+        return [position[id(p)] for p in stratified_order(workload.prompts, count, seed)]
 
     schedule = workload.schedule
     if schedule is not None:  # --trace: the prompts are the replayed rows, in order

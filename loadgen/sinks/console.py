@@ -20,6 +20,7 @@ from loadgen.analysis.report_types import (
     Report,
     WorkersInfo,
 )
+from loadgen.analysis.sampling import sampling_line
 
 from .tables import cell
 
@@ -200,6 +201,8 @@ def print_summary(console: Console, report: Report) -> None:
         print_prefix_cache(console, report.prefix_cache)
     if report.overlap is not None and report.config.output_ids:
         print_overlap(console, report.overlap)
+    if report.sampling is not None:
+        console.print(f"[dim]{sampling_line(report.sampling)}[/]")
     if report.errors:
         et = Table(title="Errors", title_justify="left")
         et.add_column("kind")

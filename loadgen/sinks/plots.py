@@ -376,18 +376,68 @@ def _speedup_by_load(result: dict, path: Path) -> Path:
         return _save(fig, path)
 
 
-def render_compare(result: dict, out: Path) -> Path:
-    """speedup.png (temperature.png for sweeps over temperature) and compare.html in `out`."""
+def render_compare(result: dict, out: Path, al_by_category: dict[str, dict[str, list[float]]] | None = None) -> Path:
+    """speedup.png (temperature.png for sweeps over temperature) and compare.html in `out`; where the
+    runs were paired by prompt, the per-prompt speedups' distribution (prompt_speedups.png), and with
+    `al_by_category` ({run: {category: per-request ALs}}) their box plots per category and run
+    (al_boxes.png)."""
     files = CompareFolder(out)
     by_temperature = result.get("axis") == "temperature"
     images = [_compare_by_temperature(result, files.temperature_plot) if by_temperature
               else _speedup_by_load(result, files.speedup_plot)]
+    images += _prompt_speedups(result, files) + (_al_boxes(al_by_category, files) if al_by_category else [])
     rows = [[Path(name).name, value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]),
              cell(p["tpot_speedup"]), cell(p["acceptance_length"])]
             for name, run in result["runs"].items() for value, p in run["points"].items()]
     table = _table(["run", "temperature" if by_temperature else "load", "output TPS ×", "user TPS ×", "TPOT ×", "AL"],
                    rows)
     return _page("loadgen compare", [("Speedups", table)], images, files.html)
+
+
+def _prompt_speedups(result: dict, files: CompareFolder) -> list[Path]:
+    """Each run's per-prompt TPOT speedups at its lowest paired load, as a histogram: how many prompts
+    got how much faster (1: no change)."""
+    series = {}
+    for name, run in result["runs"].items():
+        paired = [(v, p["paired"]) for v, p in run["points"].items() if "per_prompt" in p["paired"]]
+        if paired:
+            value, first = paired[0]
+            axis = "temperature" if result.get("axis") == "temperature" else "load"
+            series[f"{Path(name).name} ({axis} {value})"] = [p["speedup"] for p in first["per_prompt"]]
+    if not series:
+        return []
+    with matplotlib.style.context(_STYLE):
+        fig, ax = plt.subplots()
+        for label, speedups in series.items():
+            ax.hist(speedups, bins=min(40, max(5, len(speedups) // 4)), alpha=0.6, label=label)
+        ax.axvline(1, color="#c44e52", lw=1, ls=":")
+        ax.set(xlabel="per-prompt TPOT speedup (baseline TPOT / run TPOT)", ylabel="prompts",
+               title=f"Per-prompt speedup over {Path(result['baseline']).name}")
+        ax.legend(fontsize=8)
+        return [_save(fig, files.prompt_speedups_plot)]
+
+
+def _al_boxes(al_by_category: dict[str, dict[str, list[float]]], files: CompareFolder) -> list[Path]:
+    """Per-request AL box plots per category, one box per run side by side in each category."""
+    categories = sorted({c for per_run in al_by_category.values() for c in per_run})
+    runs = list(al_by_category)
+    if not categories:
+        return []
+    width = 0.8 / len(runs)
+    with matplotlib.style.context(_STYLE):
+        fig, ax = plt.subplots(figsize=(min(16.0, max(6.4, 0.4 * len(categories) * len(runs))), 4.8))
+        for i, name in enumerate(runs):
+            data = [al_by_category[name].get(c) or [float("nan")] for c in categories]
+            boxes = ax.boxplot(data, positions=[j + (i - (len(runs) - 1) / 2) * width for j in range(len(categories))],
+                               widths=width * 0.9, patch_artist=True, showfliers=False)
+            for box in boxes["boxes"]:
+                box.set_facecolor(f"C{i}")
+                box.set_alpha(0.6)
+            ax.plot([], [], "s", color=f"C{i}", label=Path(name).name)
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        ax.set(ylabel="acceptance length per request (tokens per step)", title="Per-request AL by category and run")
+        ax.legend(fontsize=8)
+        return [_save(fig, files.al_boxes_plot)]
 
 
 def render_matrix(summary: dict, out: Path) -> Path:

@@ -1,55 +1,94 @@
 """Comparisons between runs: what speculative decoding buys over a baseline, per load point and
 per category, where it stops paying off, and how much random inputs overstate it.
 
-A RUN is a run folder (report.json) or a sweep folder (sweep.json and one run folder per point).
-Points are matched along the sweeps' axis: concurrency, request rate (open-loop runs), or the
-sampling temperature (a temperature sweep: what speculation buys as sampling gets hotter). Runs
-over different axes are not compared.
+A RUN is a run folder (report.json), a folder of --repeats (repeat-1/, ...), or a sweep folder
+(sweep.json and one run or repeats folder per point). Points are matched along the sweeps' axis:
+concurrency, request rate (open-loop runs), or the sampling temperature (a temperature sweep: what
+speculation buys as sampling gets hotter). Runs over different axes are not compared.
+
+Where the runs carry prompt ids, each point is also compared prompt by prompt (analysis/paired.py):
+per-prompt speedups and AL differences, and a paired bootstrap 95 % interval for every speedup
+printed; a speedup whose interval holds 1 (an AL difference: 0) is marked "within noise". The
+unpaired figures (report against report) stay as they were; a repeats folder's are its first
+repeat's, its paired figures average each prompt over every repeat.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
 
-from ..analysis import Report
+from ..analysis import Report, request_acceptance_length
+from ..analysis.paired import PromptFigures, paired_comparison, prompt_figures
 from ..errors import UsageError
 from ..layout import CompareFolder, RunFolder, SweepFolder
+from ..records import RequestRecord, read_journal
 from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_compare
+from .repeats import finished_repeats
 
 __all__ = ["compare", "load_points", "sweep_axis"]
 
+#: the paired figures with an interval, in the order compare.csv and the console give them
+PAIRED_FIGURES = ("output_tps_speedup", "user_tps_speedup", "tpot_speedup", "al_difference")
 #: compare.csv's columns, in order: one line per run and load, then one per category at that load
 CSV_COLUMNS = ("run", "value", "category", "output_tps_speedup", "user_tps_speedup", "tpot_speedup",
-               "acceptance_length")
+               "acceptance_length", "paired_prompts", *(f"paired_{figure}_{part}" for figure in PAIRED_FIGURES
+                                                        for part in ("value", "low", "high")), "within_noise")
 
 
-def load_points(path: Path) -> dict[float, Report]:
-    """{load value: report} of a run folder or a sweep folder."""
+@dataclass(frozen=True)
+class LoadPoint:
+    """One load point of a RUN: its report, and the run folders behind it (its repeats, or itself)."""
+
+    report: Report
+    folders: tuple[RunFolder, ...]
+
+    @cached_property
+    def records(self) -> list[RequestRecord]:
+        """Every repeat's journal (read once, where the point is compared more than once)."""
+        return [r for folder in self.folders if folder.journal.exists() for r in read_journal(folder.journal)]
+
+    @cached_property
+    def prompts(self) -> dict[str, PromptFigures]:
+        return prompt_figures(self.records)
+
+
+def load_points(path: Path) -> dict[float, LoadPoint]:
+    """{load value: point} of a run, repeats or sweep folder."""
     folder = SweepFolder(path)
     if folder.summary.exists():
         sweep = orjson.loads(folder.summary.read_bytes())
-        return {point["value"]: _report(folder.point(sweep["kind"], point["value"]).path) for point in sweep["points"]}
-    report = _report(path)
-    return {report.load_value: report}
+        return {point["value"]: _load_point(folder.point(sweep["kind"], point["value"]).path)
+                for point in sweep["points"]}
+    point = _load_point(path)
+    return {point.report.load_value: point}
 
 
 def sweep_axis(path: Path) -> str:
-    """What a run or sweep folder's points lie along: the sweep's kind (concurrency, request_rate or
-    temperature), or a single run's load kind."""
+    """What a run, repeats or sweep folder's points lie along: the sweep's kind (concurrency,
+    request_rate or temperature), or a single run's load kind."""
     folder = SweepFolder(path)
     if folder.summary.exists():
         return orjson.loads(folder.summary.read_bytes())["kind"]
-    return _report(path).load_kind
+    return _load_point(path).report.load_kind
 
 
 def _axis_label(axis: str) -> str:
     """How the printed tables name the points: "load" for either load, else the axis."""
     return "temperature" if axis == "temperature" else "load"
+
+
+def _load_point(path: Path) -> LoadPoint:
+    repeats = finished_repeats(path)
+    folders = tuple(repeats) if repeats else (RunFolder(path),)
+    return LoadPoint(_report(folders[0].path), folders)
 
 
 def _report(folder: Path) -> Report:
@@ -128,6 +167,16 @@ def _random_vs_real(series: dict[str, dict[float, Report]]) -> list[dict]:
     return rows
 
 
+def _al_by_category(point: LoadPoint) -> dict[str, list[float]]:
+    """Each category's per-request AL (measured first turns) over a point's repeats: the box plots."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in point.records:
+        al = request_acceptance_length(r.chunk_tokens) if r.ok and not r.warmup and r.turn == 0 else None
+        if al is not None:
+            out[r.category].append(al)
+    return dict(sorted(out.items()))
+
+
 def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console) -> dict:
     axis = sweep_axis(baseline)
     for path in runs:
@@ -139,18 +188,23 @@ def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console
     series = {str(path): load_points(path) for path in runs}
     result: dict[str, Any] = {"baseline": str(baseline), "runs": {}, "axis": axis}
     for name, points in series.items():
-        matched = {v: _point(points[v], base[v]) for v in sorted(points) if v in base}
+        matched = {v: _point(points[v].report, base[v].report) for v in sorted(points) if v in base}
+        for v, p in matched.items():
+            p["paired"] = paired_comparison(base[v].prompts, points[v].prompts)
         if not matched:
             raise UsageError(f"{name} shares no {_axis_label(axis)} point with the baseline {baseline} "
                              f"(its points: {sorted(points)}; the baseline's: {sorted(base)})")
         result["runs"][name] = {"points": {f"{v:g}": p for v, p in matched.items()}, "breakeven": _breakeven(matched)}
-    result["random_vs_real"] = _random_vs_real(series)
+    result["random_vs_real"] = _random_vs_real({n: {v: p.report for v, p in pts.items()} for n, pts in series.items()})
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         files = CompareFolder(out)
         write_json_atomic(files.result, result)
         write_csv(files.csv, CSV_COLUMNS, _csv_rows(result))
-        console.print(f"[dim]compare: {files.result} · {render_compare(result, out)}[/]")
+        shown = min(v for pts in series.values() for v in pts if v in base)  # the box plots' load
+        al = {str(baseline): _al_by_category(base[shown]),
+              **{name: _al_by_category(pts[shown]) for name, pts in series.items() if shown in pts}}
+        console.print(f"[dim]compare: {files.result} · {render_compare(result, out, al)}[/]")
     _print(console, result)
     return result
 
@@ -161,25 +215,68 @@ def _csv_rows(result: dict) -> list[dict]:
     rows = []
     for name, run in result["runs"].items():
         for value, p in run["points"].items():
-            rows.append({"run": name, "value": value, **p})
-            rows += [{"run": name, "value": value, "category": category, **c}
+            paired = p["paired"]
+            rows.append({"run": name, "value": value, **p, **_paired_cells(paired)})
+            rows += [{"run": name, "value": value, "category": category, **c,
+                      **_paired_cells(paired.get("categories", {}).get(category))}
                      for category, c in p["categories"].items()]
     return rows
+
+
+def _paired_cells(paired: dict | None) -> dict:
+    """A row's paired columns: each interval's value, low and high, and the figures within noise."""
+    if not paired or "reason" in paired:
+        return {"paired_prompts": paired["prompts"] if paired else None}
+    cells: dict[str, Any] = {"paired_prompts": paired["prompts"]}
+    noise = []
+    for figure in PAIRED_FIGURES:
+        interval = paired.get(figure)
+        if interval:
+            cells.update({f"paired_{figure}_{part}": interval[part] for part in ("value", "low", "high")})
+            if interval["within_noise"]:
+                noise.append(figure)
+    cells["within_noise"] = " ".join(noise)
+    return cells
+
+
+def _with_interval(interval: dict | None, unpaired: float | None = None) -> str:
+    """A speedup as the console shows it: "1.52 [1.41, 1.63]", "within noise" where it holds 1 (0)."""
+    if not interval:
+        return cell(unpaired)
+    noise = " [yellow]within noise[/]" if interval["within_noise"] else ""
+    return f"{interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}]{noise}"
 
 
 def _print(console: Console, result: dict) -> None:
     label = _axis_label(result["axis"])
     for name, run in result["runs"].items():
-        print_table(console, f"{name} against {result['baseline']} (speedup > 1: better)",
-                    (label, "output TPS ×", "user TPS ×", "TPOT ×", "AL"),
-                    ([value, cell(p["output_tps_speedup"]), cell(p["user_tps_speedup"]), cell(p["tpot_speedup"]),
-                      cell(p["acceptance_length"])] for value, p in run["points"].items()))
-        first = next(iter(run["points"].values()))
+        points = run["points"]
+        paired = any("reason" not in p["paired"] for p in points.values())
+        title = f"{name} against {result['baseline']} (speedup > 1: better" + (
+            "; paired by prompt, 95 % bootstrap intervals)" if paired else ")")
+        print_table(console, title, (label, "output TPS ×", "user TPS ×", "TPOT ×", "AL", "AL − base", "prompts"),
+                    ([value, *(_with_interval(p["paired"].get(f), p[f]) for f in PAIRED_FIGURES[:3]),
+                      cell(p["acceptance_length"]), _with_interval(p["paired"].get("al_difference")),
+                      str(p["paired"]["prompts"])] for value, p in points.items()))
+        for value, p in points.items():
+            if "reason" in p["paired"]:
+                console.print(f"{label} {value}: not paired by prompt ({p['paired']['reason']}): the speedups are the "
+                              "reports' ratios, without intervals")
+            else:
+                each = p["paired"]["per_prompt_speedup"]
+                console.print(f"{label} {value}: per prompt, TPOT speedup median {each['p50']:.2f} (quartiles "
+                              f"{each['p25']:.2f}-{each['p75']:.2f}); {each['share_faster']:.0%} of "
+                              f"{p['paired']['prompts']} prompts faster")
+        first_value, first = next(iter(points.items()))
         if first["categories"]:
-            print_table(console, f"by category, at {label} {next(iter(run['points']))}",
-                        ("category", "user TPS ×", "TPOT ×", "AL"),
-                        ([category, cell(c["user_tps_speedup"]), cell(c["tpot_speedup"]),
-                          cell(c["acceptance_length"])] for category, c in sorted(first["categories"].items())))
+            by_category = first["paired"].get("categories", {})
+            print_table(console, f"by category, at {label} {first_value}",
+                        ("category", "user TPS ×", "TPOT ×", "AL", "AL − base"),
+                        ([category, _with_interval(by_category.get(category, {}).get("user_tps_speedup"),
+                                                   c["user_tps_speedup"]),
+                          _with_interval(by_category.get(category, {}).get("tpot_speedup"), c["tpot_speedup"]),
+                          cell(c["acceptance_length"]), _with_interval(by_category.get(category, {}).get(
+                              "al_difference"))] for category, c in sorted(first["categories"].items())))
         even = run["breakeven"]
         if even["first_losing"] is not None:
             console.print(f"speculative decoding stops paying off between {label} "

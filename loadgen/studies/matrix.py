@@ -48,7 +48,7 @@ from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_matrix
 from .compare import compare
 from .serving import ServeSettings, recipe_tokenizer, serving
-from .sweep import finished_report, run_sweep, temperature_values
+from .sweep import point_done, run_sweep, temperature_values
 from .tune import analyse, recipe_at
 
 __all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan", "run_matrix", "shipped_plans"]
@@ -57,7 +57,7 @@ __all__ = ["PLAN_KEYS", "SHIPPED_PLANS", "Cell", "Plan", "find_plan", "load_plan
 SHIPPED_PLANS = Path(servers.__file__).resolve().parent / "plans"
 
 PLAN_KEYS = ("description", "baseline", "recipes", "workloads", "concurrencies", "request_rates", "run", "serve",
-             "output_dir", "temperatures")
+             "output_dir", "temperatures", "repeats")
 SERVE_KEYS = ("host", "port", "gpus", "startup_timeout_s", "grace_s")
 RECIPE_ENTRY_KEYS = ("recipe", "label", "set", "run", "draft_lengths")
 #: folders of the matrix's own beside the recipes' (a recipe may not take their names as labels)
@@ -154,6 +154,10 @@ def load_plan(ref: str | Path, output_dir: Path | None = None) -> Plan:
     serve = data.get("serve") or {}
     if not isinstance(run, dict) or not isinstance(serve, dict):
         bad("run and serve must be mappings")
+    if "repeats" in data:  # the plan's own key: every point of every cell repeated (as run: {repeats: N})
+        if "repeats" in run:
+            bad("give repeats once: the plan's repeats key or run: {repeats: N}")
+        run = {**run, "repeats": data["repeats"]}
     if set(serve) - set(SERVE_KEYS):
         bad(f"serve takes {', '.join(SERVE_KEYS)}")
     recipes: list[PlannedRecipe] = []
@@ -272,7 +276,7 @@ class Cell:
         return MatrixFolder(plan.output_dir).cell(self.recipe.label, self.workload.label)
 
     def done(self, plan: Plan) -> bool:
-        return all(finished_report(self.folder(plan).point(plan.kind, v)) for v in plan.values)
+        return all(point_done(self.folder(plan).point(plan.kind, v)) for v in plan.values)
 
 
 def run_matrix(plan: Plan, make_config: Callable[[dict], RunConfig], console: Console, *,

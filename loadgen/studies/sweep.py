@@ -8,6 +8,8 @@ report 0.81 at T 0 falling to 0.38 at 1.5), and the table and picture show what 
 Each point is a complete run in its own folder (`c16/`, `r2.5/`, `t0.5/`); a point whose folder
 holds a finished (not partial) report is taken as it is, so an interrupted sweep resumes where it
 stopped.
+With --repeats N each point's folder holds its repeats (`c16/repeat-1/`, ...; studies/repeats.py)
+and the point's figures are their means, the headline ones with their standard deviation.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from rich.console import Console
 
@@ -30,15 +33,17 @@ from ..layout import RunFolder, SweepFolder
 from ..run import emulator_args, prepare_output_dir, run
 from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_sweep
+from .repeats import HEADLINE, REPEATS_SUMMARY, run_repeats
 
-__all__ = ["KINDS", "finished_report", "pareto_front", "point_row", "run_sweep", "temperature_values"]
+__all__ = ["KINDS", "point_done", "finished_report", "pareto_front", "point_row", "run_sweep",
+           "temperature_values"]
 
 #: what a sweep runs along: a load (concurrency, request rate), or the temperature at one load
 KINDS = ("concurrency", "request_rate", "temperature")
 
 COLUMNS = ("value", "output_tps", "user_tps_p50", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s",
            "acceptance_length", "server_acceptance_length", "requests", "failed", "slo_met", "goodput_rps",
-           "goodput_tps", "position1_acceptance")
+           "goodput_tps", "position1_acceptance", "repeats", *(f"{name}_std" for name in HEADLINE))
 
 
 def temperature_values(values: Sequence[float], source: str) -> tuple[float, ...]:
@@ -71,6 +76,22 @@ def point_row(value: float, report: Report) -> dict:
         # plot against temperature (None without speculation)
         "position1_acceptance": spec.client.conditional_acceptance.get("2"),
     }
+
+
+def repeated_row(value: float, reports: Sequence[Report]) -> dict:
+    """A point run several times: each figure's mean over the repeats (None where a repeat lacks
+    it), the headline figures' sample standard deviation beside them, and the repeats' count."""
+    rows = [point_row(value, r) for r in reports]
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        out[key] = float(np.mean(values)) if numeric and key != "value" else rows[-1][key]
+    for name in HEADLINE:
+        values = [row[name] for row in rows]
+        out[f"{name}_std"] = None if None in values else float(np.std(values, ddof=1))
+    out["repeats"] = len(reports)
+    return out
 
 
 def pareto_front(rows: list[dict]) -> list[float]:
@@ -107,9 +128,18 @@ def run_sweep(base: RunConfig, kind: str, values: Sequence[float], out: Path, co
         def measure(value: float) -> dict | None:
             nonlocal interrupted
             folder = files.point(kind, value)
+            load: dict[str, Any] = {kind: value}  # concurrency, request_rate or temperature
+            if base.repeats > 1:
+                console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
+                reports = run_repeats(dataclasses.replace(base, url=url, output_dir=folder.path, **load), console,
+                                      run, finished_report)
+                if reports is None:
+                    interrupted = True
+                    return None
+                rows[value] = repeated_row(value, reports)
+                return rows[value]
             report = finished_report(folder)
             if report is None:  # a partial point runs again, its files replaced
-                load: dict[str, Any] = {kind: value}  # concurrency, request_rate or temperature
                 config = dataclasses.replace(base, url=url, output_dir=folder.path, replace=True, **load)
                 console.rule(f"[bold]{kind.replace('_', ' ')} {value:g}")
                 report = run(config, console)
@@ -156,6 +186,12 @@ def finished_report(folder: RunFolder) -> Report | None:
     return None if report.partial else report
 
 
+def point_done(folder: RunFolder) -> bool:
+    """Whether a sweep's point is finished: its report, or with --repeats its repeats' summary
+    (written once every repeat finished)."""
+    return (folder.path / REPEATS_SUMMARY).exists() or finished_report(folder) is not None
+
+
 def _search_max(values: Sequence[float], rows: dict, measure, *, integer: bool) -> float | None:
     """The highest load meeting every SLO: the sweep's points bracket it (the last that met, the
     first that missed), then bisection narrows the bracket to adjacent integers (concurrency) or
@@ -174,6 +210,12 @@ def _search_max(values: Sequence[float], rows: dict, measure, *, integer: bool) 
     return low
 
 
+def _spread(row: dict, name: str, shown: Callable[[float | None], str]) -> str:
+    """A figure as the sweep table shows it: "mean ± std" for a point run several times."""
+    std = row.get(f"{name}_std")
+    return shown(row[name]) + ("" if std is None else f" ± {shown(std)}")
+
+
 def _print(console: Console, summary: dict) -> None:
     ms = lambda v: cell(None if v is None else v * 1e3, "{:.1f}")  # noqa: E731
     columns = ["point", "output TPS", "user TPS p50", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "AL", "acc. pos 1",
@@ -183,17 +225,21 @@ def _print(console: Console, summary: dict) -> None:
     rows = []
     for r in summary["points"]:
         mark = "*" if r["value"] in summary["pareto"] else ""
-        cells = [f"{r['value']:g}{mark}", cell(r["output_tps"], "{:.1f}"), cell(r["user_tps_p50"], "{:.1f}"),
-                 f"{ms(r['ttft_p50_s'])}/{ms(r['ttft_p99_s'])}", f"{ms(r['tpot_p50_s'])}/{ms(r['tpot_p99_s'])}",
-                 cell(r["acceptance_length"]), cell(r.get("position1_acceptance")), str(r["failed"])]
+        one = lambda v: cell(v, "{:.1f}")  # noqa: E731
+        cells = [f"{r['value']:g}{mark}", _spread(r, "output_tps", one), _spread(r, "user_tps_p50", one),
+                 f"{_spread(r, 'ttft_p50_s', ms)}/{ms(r['ttft_p99_s'])}",
+                 f"{_spread(r, 'tpot_p50_s', ms)}/{ms(r['tpot_p99_s'])}",
+                 _spread(r, "acceptance_length", cell), cell(r.get("position1_acceptance")), cell(r["failed"], "{:g}")]
         if summary["slo"]:
             cells += ["met" if r["slo_met"] else "missed", cell(r["goodput_rps"])]
         rows.append(cells)
+    repeats = max((r.get("repeats") or 1 for r in summary["points"]), default=1)
     over = (f"temperature at {summary['held_load']}" if summary["kind"] == "temperature" else
             f"{summary['kind'].replace('_', ' ')} (* on the Pareto front)")
-    print_table(console, f"Sweep over {over}", columns, rows)
-    console.print("[dim]AL: tokens per step after the first chunk, steps pooled; acc. pos 1: P(a step yields >= 2 "
-                  "tokens | >= 1), the client's conditional acceptance of draft position 1[/]")
+    print_table(console, f"Sweep over {over}" + (f"; mean ± std over {repeats} repeats" if repeats > 1 else ""),
+                columns, rows)
+    console.print("[dim]AL: tokens per step after the first chunk, steps pooled (token-weighted); acc. pos 1: "
+                  "P(a step yields >= 2 tokens | >= 1), the client's conditional acceptance of draft position 1[/]")
     if summary["find_max"] and summary["max_meeting_slo"] is not None:
         highest = summary["max_meeting_slo"]
         tail = " (the highest point tried: every point met them)" if highest == max(summary["values"]) else ""

@@ -38,6 +38,7 @@ import orjson
 from rich.console import Console
 
 from ..analysis import Report
+from ..analysis.bootstrap import ratio_of_means_interval
 from ..analysis.step_model import (
     Fit,
     StepModel,
@@ -60,10 +61,8 @@ from ..sinks.plots import render_tune
 from .serving import ServeSettings, recipe_tokenizer, serving
 from .sweep import finished_report, run_sweep
 
-__all__ = ["analyse", "recipe_at", "run_tune", "TuneRecipe", "BOOTSTRAP_SAMPLES"]
+__all__ = ["analyse", "recipe_at", "run_tune", "TuneRecipe"]
 
-#: bootstrap resamples per speedup interval (seeded: the same runs give the same intervals)
-BOOTSTRAP_SAMPLES = 2000
 CSV_COLUMNS = ("concurrency", "draft_length", "measured", "tpot_ms", "speedup", "speedup_low", "speedup_high",
                "acceptance_length", "step_ms", "mean_batch", "predicted_tpot_ms", "predicted_speedup", "rejected_share",
                "oracle_speedup", "best", "recommended")
@@ -467,11 +466,8 @@ def _acceptance(points: Sequence[Point]) -> tuple[list[float], dict]:
 
 def _speedup_interval(base: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
     """Mean-TPOT ratio and its 95 % percentile-bootstrap interval (requests resampled in both runs)."""
-    ratio = float(np.mean(base) / np.mean(other))
-    b = rng.choice(base, size=(BOOTSTRAP_SAMPLES, base.size)).mean(axis=1)
-    o = rng.choice(other, size=(BOOTSTRAP_SAMPLES, other.size)).mean(axis=1)
-    low, high = np.percentile(b / o, [2.5, 97.5])
-    return float(low), ratio, float(high)
+    interval = ratio_of_means_interval(base, other, rng)
+    return interval.low, interval.value, interval.high
 
 
 def _decide(c: int, cells: list[dict]) -> dict:

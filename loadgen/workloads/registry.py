@@ -14,7 +14,7 @@ from loadgen.errors import UsageError
 from . import cache
 from .build import BuildOptions, build_prompts, natural_text, template_frame, text_prompt
 from .prompt import Conversation, Prompt
-from .sources import read_custom_jsonl, read_sharegpt, read_specbench, read_speed
+from .sources import distinct_row_ids, read_custom_jsonl, read_sharegpt, read_specbench, read_speed
 from .synthetic import random_ids, random_prompts
 from .tokenizer import load_tokenizer, tokenizer_dir, tokenizer_fingerprint
 from .trace import TraceWindow, text_needed, trace_prompts
@@ -124,15 +124,17 @@ def load_workload(spec: WorkloadSpec, *, prepare_only: bool = False) -> Workload
     options = spec.options if spec.options.isl is not None or "isl" not in defaults else \
         dataclasses.replace(spec.options, isl=defaults["isl"])
     folder = tokenizer_dir(spec.tokenizer)
+    # "ids": the rule that makes a dataset's repeated ids distinct (sources.distinct_row_ids); a
+    # workload cached before the rule may hold repeated ids, so it is prepared again
     parts = {"workload": spec.name, "source": cache.file_digest(files),
-             "tokenizer": tokenizer_fingerprint(folder), "options": options.key()}
+             "tokenizer": tokenizer_fingerprint(folder), "options": options.key(), "ids": "distinct"}
     key = cache.workload_key(parts)
     cached = cache.load_prompts(spec.name, key)
     if cached is not None:
         prompts, info = cached
         return Workload(spec.name, prompts, info | {"cached": True}, spec.tokenizer)
     started = time.perf_counter()
-    rows = read()
+    rows = distinct_row_ids(read())
     needs_tokenizer = any(r.prompt_token_ids is None for r in rows)
     tokenizer = load_tokenizer(spec.tokenizer) if needs_tokenizer else None
     prompts = build_prompts(rows, tokenizer, options)

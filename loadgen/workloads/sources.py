@@ -6,6 +6,8 @@ SPEED-Bench parquet. Every reader names the file and line of a malformed row.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypedDict
@@ -16,8 +18,8 @@ from loadgen.errors import UsageError
 
 from .prompt import Conversation
 
-__all__ = ["read_specbench", "read_sharegpt", "read_custom_jsonl", "read_speed", "SPEED_PLACEHOLDER",
-           "SPEED_CATEGORIES"]
+__all__ = ["distinct_row_ids", "read_specbench", "read_sharegpt", "read_custom_jsonl", "read_speed",
+           "SPEED_PLACEHOLDER", "SPEED_CATEGORIES"]
 
 SPEED_PLACEHOLDER = "FULL BENCHMARK DATA SHOULD BE FETCHED FROM THE SOURCE USING SPECDEC_BENCH"
 SPEED_CATEGORIES = ("coding", "humanities", "math", "multilingual", "qa", "rag", "reasoning", "roleplay", "stem",
@@ -163,3 +165,21 @@ def read_speed(files: list[Path], config: str) -> list[Conversation]:
     if not rows:
         raise UsageError(f"no SPEED-Bench rows in {', '.join(map(str, files))}")
     return rows
+
+
+def distinct_row_ids(rows: list[Conversation]) -> list[Conversation]:
+    """Rows keep the dataset's own ids (the id a paper's per-prompt table uses), made distinct where
+    they repeat: an id found in several categories becomes "category/id" in each, and one still
+    repeated (the same id twice in a category) gets "#2", "#3", ... on its later rows."""
+    if len({r.row_id for r in rows}) == len(rows):
+        return rows
+    categories: dict[str, set[str]] = {}
+    for r in rows:
+        categories.setdefault(r.row_id, set()).add(r.category)
+    named = [r.row_id if len(categories[r.row_id]) == 1 else f"{r.category}/{r.row_id}" for r in rows]
+    seen: Counter[str] = Counter()
+    out = []
+    for row, name in zip(rows, named):
+        seen[name] += 1
+        out.append(dataclasses.replace(row, row_id=name if seen[name] == 1 else f"{name}#{seen[name]}"))
+    return out

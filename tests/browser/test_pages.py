@@ -30,6 +30,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 #: pictures a run of two categories and lengths shows at least: acceptance, AL by category, by position,
 #: spread, against length (and the time series where the run lasted two seconds)
 RUN_PICTURES = 5
+#: a comparison paired by prompt: speedups by load, the per-prompt speedups, per-request AL boxes per run
+COMPARE_PICTURES = 3
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def _open(browser, url: str) -> tuple[list[dict], list[str]]:
 
 
 @pytest.mark.parametrize(("page", "least"), [("sd/report.html", RUN_PICTURES), ("base/report.html", 1),
-                                             ("compare/compare.html", 1)])
+                                             ("compare/compare.html", COMPARE_PICTURES)])
 def test_page_loads_and_shows_every_picture(browser, served, page, least):
     url, root = served
     images, errors = _open(browser, f"{url}/{page}")

@@ -24,7 +24,7 @@ def test_run_sweep_and_compare_pages_embed_their_pictures(emulator, tmp_path):
     for folder, names, page in ((run, ("acceptance", "al_by_category", "time_series", "al_by_position",
                                         "al_spread"), "report.html"),
                                 (tmp_path / "sd", ("pareto",), "sweep.html"),
-                                (tmp_path / "c", ("speedup",), "compare.html")):
+                                (tmp_path / "c", ("speedup", "prompt_speedups", "al_boxes"), "compare.html")):
         for name in names:
             assert (folder / f"{name}.png").read_bytes().startswith(PNG), name
         text = (folder / page).read_text()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from loadgen.studies.sweep import pareto_front
 
@@ -54,3 +55,20 @@ def test_pareto_front():
     rows = [{"value": 1, "output_tps": 100, "user_tps_p50": 50}, {"value": 2, "output_tps": 180, "user_tps_p50": 45},
             {"value": 4, "output_tps": 170, "user_tps_p50": 40}, {"value": 8, "output_tps": 300, "user_tps_p50": 30}]
     assert pareto_front(rows) == [1, 2, 8]  # 4 is beaten by 2 on both
+
+
+def test_a_sweep_repeats_each_point_and_resumes_its_repeats(emulator, tmp_path):
+    # TPOT = 2 ms + 1 ms per other request running: the spread between repeats is small
+    emu = emulator("--ttft-ms", "5", "--step-ms", "2", "--load-step-ms", "1", "--accept", "")
+    out = tmp_path / "sweep"
+    proc = _sweep(emu.url, out, "-c", "1,2", "-n", "8", "--repeats", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r["value"]: r for r in orjson.loads((out / "sweep.json").read_bytes())["points"]}
+    for value, row in rows.items():
+        repeats = orjson.loads((out / f"c{value:g}" / "repeats.json").read_bytes())["figures"]
+        assert row["repeats"] == 2 and row["output_tps"] == repeats["output_tps"]["mean"]
+        assert row["tpot_p50_s_std"] == repeats["tpot_p50_s"]["std"] >= 0
+        assert repeats["tpot_p50_s"]["mean"] * 1e3 == pytest.approx(2 + (value - 1), abs=1.5)
+    assert "mean ± std over 2 repeats" in proc.stdout
+    again = _sweep(emu.url, out, "-c", "1,2", "-n", "8", "--repeats", "2")
+    assert again.returncode == 0 and again.stdout.count("done before, kept") == 4

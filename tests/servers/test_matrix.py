@@ -259,3 +259,13 @@ def test_a_temperature_plan_holds_its_one_load_in_every_cell(fake_engines, tmp_p
     assert options["request_rate"] == 2.5 and "temperature" not in options
     out = _matrix(plan, "--dry-run")
     assert out.returncode == 0 and "workloads random × temperature 0.5, 1 at request rate 2.5" in out.stdout
+
+
+def test_a_plans_repeats_key_reaches_every_sweep(fake_engines, tmp_path):
+    from loadgen.studies.matrix import load_plan
+
+    plan = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml]", extra="repeats: 2")
+    assert load_plan(plan).run["repeats"] == 2  # as run: {repeats: 2} would give it
+    both = _plan(tmp_path, fake_engines, recipes="[recipes/none.yaml]", run="{repeats: 3}", extra="repeats: 2")
+    with pytest.raises(UsageError, match="give repeats once"):
+        load_plan(both)

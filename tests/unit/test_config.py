@@ -9,7 +9,15 @@ import pytest
 
 from loadgen.analysis.slo import SLO_METRICS
 from loadgen.cli import emulate, run, sweep
-from loadgen.config import DEFAULT_METRICS_ADDR, RUN_OPTIONS, SLO_METRIC_NAMES, EmulatorSettings, RunConfig, default_of
+from loadgen.config import (
+    DEFAULT_METRICS_ADDR,
+    DEFAULT_NUM_REQUESTS,
+    RUN_OPTIONS,
+    SLO_METRIC_NAMES,
+    EmulatorSettings,
+    RunConfig,
+    default_of,
+)
 from loadgen.emulator import EmulatorConfig
 from loadgen.errors import RunOptionError, UsageError
 
@@ -38,7 +46,8 @@ def test_every_run_flag_is_a_run_option_and_defaults_to_it():
 def test_the_defaults_are_the_fields_defaults():
     # no flag given: the dataclass's own defaults, but for what only the command line decides
     assert RunConfig.from_options({"output_dir": OUT}) == RunConfig(
-        url=None, output_dir=OUT, num_requests=200, metrics_addr=DEFAULT_METRICS_ADDR)
+        url=None, output_dir=OUT, num_requests=None, metrics_addr=DEFAULT_METRICS_ADDR)  # a dataset: one pass
+    assert RunConfig.from_options({"output_dir": OUT, "workload": "random"}).num_requests == DEFAULT_NUM_REQUESTS
     assert _from_flags() == RunConfig.from_options({"output_dir": OUT})
     assert _from_flags().emulator == EmulatorSettings()
 

@@ -24,7 +24,7 @@ SCHEMA_HASHES = {
     3: "3570d0fb2f46af1cbd6a0e7932b8619aea8a94a8bf67d755e4fca02278108a39",
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
     5: "f6bca54c0981293ffe7da557b3bd9e000b5ddffd5365674e2514c033ff21015f",
-    6: "0597ff1376e444e86d2d971301e2e0c70991ceebbeb0c3551625861383041cd1",
+    6: "088dfb2a06a3787724af75e19c9b93d2cda1764eb29dd0409f66ae8d3a025e7d",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from loadgen.errors import UsageError
-from loadgen.workloads import BuildOptions, Conversation, Prompt, build_prompts, load_tokenizer, round_robin
+from loadgen.workloads import BuildOptions, Conversation, build_prompts, load_tokenizer
 
 ROWS = [Conversation("r1", "a", ("hello world the cat sat on the mat",)),
         Conversation("r2", "b", ("why is the sky blue tell me more about it",)),
@@ -66,21 +66,6 @@ def test_pretokenized_rows_pass_through_and_text_needs_a_tokenizer():
     assert prompt.token_ids.tolist() == [5, 6, 7]
     with pytest.raises(UsageError, match="--tokenizer"):
         build_prompts(ROWS, None, BuildOptions())
-
-
-def _p(pid, cat):
-    return Prompt(pid, np.zeros(1, np.int32), cat)
-
-
-def test_round_robin_interleaves_categories_deterministically():
-    prompts = [_p(f"a{i}", "a") for i in range(4)] + [_p("b0", "b")] + [_p(f"c{i}", "c") for i in range(2)]
-    order = round_robin(prompts, 9, seed=3)
-    assert [p.category for p in order] == ["a", "b", "c"] * 3
-    assert [p.prompt_id for p in order] == [p.prompt_id for p in round_robin(prompts, 9, seed=3)]
-    assert [p.prompt_id for p in order] != [p.prompt_id for p in round_robin(prompts, 9, seed=4)]
-    assert len({p.prompt_id for p in order if p.category == "a"}) == 3  # no repeat before a category runs out
-    one_pass = round_robin(prompts, None, seed=3)
-    assert sorted(p.prompt_id for p in one_pass) == sorted(p.prompt_id for p in prompts)
 
 
 def test_prompts_sent_as_text_keep_their_messages(llama3):
