@@ -16,7 +16,7 @@ def _loadgen(*args: str) -> subprocess.CompletedProcess:
 def test_run_sweep_and_compare_pages_embed_their_pictures(emulator, tmp_path):
     spec = emulator("--ttft-ms", "5", "--step-ms", "5")
     plain = emulator("--ttft-ms", "5", "--step-ms", "5", "--accept", "")
-    common = ("-c", "1,4", "-n", "40", "--max-tokens", "96", "--no-metrics", "--no-progress")  # > 1 s: a time series
+    common = ("-c", "2,4", "-n", "32", "--max-tokens", "96", "--no-metrics", "--no-progress")  # > 1 s: a time series
     _loadgen("sweep", "--url", spec.url, "--output-dir", str(tmp_path / "sd"), *common)
     _loadgen("sweep", "--url", plain.url, "--output-dir", str(tmp_path / "base"), *common)
     _loadgen("compare", str(tmp_path / "sd"), "--baseline", str(tmp_path / "base"), "--output-dir", str(tmp_path / "c"))

@@ -132,7 +132,9 @@ def start_vllm_server(python: Path, models: VllmModels, speculative_config: dict
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}  # none leak in from the shell
     env.update(LD_PRELOAD=str(venv / "lib" / "libiomp5.so"), VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1",
                VLLM_NO_USAGE_STATS="1", VLLM_DO_NOT_TRACK="1")
-    spec = ["--speculative-config", json.dumps(speculative_config)] if speculative_config else []
+    # each request's own drafting on its final usage chunk (vLLM takes the flag only with speculation)
+    spec = (["--speculative-config", json.dumps(speculative_config), "--per-request-spec-decode-metrics", "summary"]
+            if speculative_config else [])
     for attempt in range(3):  # the free port may be taken between probing and binding
         port = free_port()
         args = (str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(models.target),

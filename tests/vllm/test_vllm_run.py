@@ -155,6 +155,14 @@ def test_accounting_and_acceptance_match_the_servers_counters(vllm_server, vllm_
         assert 0 <= merged < sent
     else:
         assert steps > drafts  # n-gram: nothing to match at a request's start; far more than any merge
+    # Per request (the servers run with --per-request-spec-decode-metrics summary, conftest.py): each
+    # request's own verify steps, drafted and accepted tokens add up to the window's counters.
+    assert all(r.server_steps is not None for r in records)
+    assert sum(r.server_steps for r in records) == drafts
+    assert sum(r.server_accepted_tokens for r in records) == accepted
+    assert sum(r.server_draft_tokens for r in records) == raw_after["draft_tokens"] - raw_before["draft_tokens"]
+    per_request = report["speculative"]["per_request_check"]
+    assert per_request["given"] and per_request["requests_checked"] == sent
     check = report["speculative"]["cross_check"]
     assert check["client_acceptance_length"] == pytest.approx(delivered / steps)
     assert check["server_acceptance_length"] == srv["acceptance_length"]
