@@ -13,7 +13,7 @@ import orjson
 
 from .clock import MONOTONIC_CLOCK, Clock
 from .config import ENDPOINT_PATHS, RunConfig
-from .engines import EngineAdapter
+from .engines import EngineAdapter, output_ids_request_fields
 from .records import ErrorInfo, EstimatedChatRecorder, RequestRecord, StreamRecorder
 from .transport import ExchangeError, HttpClient
 from .workloads import ChatTokenizer, Prompt, render_messages
@@ -75,8 +75,7 @@ class Sender:
             body = adapter.request_body(model=self._model, prompt=prompt, max_tokens=max_tokens,
                                         temperature=config.temperature, ignore_eos=config.ignore_eos)
         if config.output_ids:  # where the engine has no way, the report's overlap section says so
-            body.update((adapter.chat_output_ids_fields if config.endpoint == "chat" else
-                         adapter.output_ids_fields) or {})
+            body.update(output_ids_request_fields(adapter, config.endpoint) or {})
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _first_body(self, prompt: Prompt) -> bytes:

@@ -249,18 +249,18 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
         prefix_cache=prefix_cache,
         chat=ChatFigures.from_json(chat) if chat else None,
         overlap=OverlapFigures.from_json(overlap) if overlap else None,
-        acceptance=_acceptance_views(records, config),
+        acceptance=_acceptance_views(records),
         sampling=sampling,
     )
 
 
-def _acceptance_views(records: Sequence[RequestRecord], config: dict) -> AcceptanceViews | None:
+def _acceptance_views(records: Sequence[RequestRecord]) -> AcceptanceViews | None:
     """The AL definitions, by position, spread and against length, for the run and each category
     (successful requests); None where no request streamed a token."""
     ok = [r for r in records if r.ok and len(r.chunk_tokens)]
     if not ok:
         return None
-    width = position_bucket_tokens(max((r.max_tokens for r in ok), default=config.get("max_tokens", 0)))
+    width = position_bucket_tokens(max(r.max_tokens for r in ok))
     groups: dict[str, list] = defaultdict(list)
     for r in ok:
         groups[r.category].append(r.chunk_tokens)

@@ -1,7 +1,7 @@
 """One module per engine: everything that differs between engines lives there, declared by its
 EngineSpec; registry.py lists them."""
 
-from .base import ChunkFields, EngineAdapter, EngineSpec, SpecCounters
+from .base import ChunkFields, EngineAdapter, EngineSpec, SpecCounters, output_ids_request_fields
 from .registry import (
     DEFAULT_PORTS,
     EMULATED_ENGINES,
@@ -15,4 +15,4 @@ from .server_metrics import ServerAcceptance, ServerCollector
 
 __all__ = ["ChunkFields", "EngineAdapter", "EngineSpec", "SpecCounters", "ServerAcceptance", "ServerCollector",
            "ENGINES", "FALLBACK_ENGINE", "SERVABLE_ENGINES", "EMULATED_ENGINES", "DEFAULT_PORTS", "get_adapter",
-           "detect_engine"]
+           "detect_engine", "output_ids_request_fields"]

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .prefix_cache import PrefixCacheReading
     from .server_metrics import Getter
 
-__all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "ScheduleSupport", "EngineSpec"]
+__all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "ScheduleSupport", "EngineSpec",
+           "output_ids_request_fields"]
 
 
 class ChunkFields(NamedTuple):
@@ -175,6 +176,12 @@ class EngineAdapter(Protocol):
         """Which speculative-decoding figures the server exposes, and whether the server AL a run
         reports from them will be exact over its window, cumulative, or missing."""
         ...
+
+
+def output_ids_request_fields(adapter: EngineAdapter, endpoint: str) -> dict | None:
+    """--output-ids: the request fields that make the engine stream output ids on `endpoint`
+    (chat: its chat route's, else its completions route's); None where it has no way there."""
+    return adapter.chat_output_ids_fields if endpoint == "chat" else adapter.output_ids_fields
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,9 @@ class LlamacppAdapter(OpenAIAdapter):
                                    accepted_tokens=timings.get("draft_n_accepted", 0))
         return fields
 
-    #: llama-server's build (e.g. "b6765-1c2d3e4f") is its version
     #: the final chunk's `timings` (draft_n, draft_n_accepted), always sent
     per_request_figures = (True, "llama.cpp timings.draft_n / draft_n_accepted on the final chunk (always sent)")
+    #: llama-server's build (e.g. "b6765-1c2d3e4f") is its version
     version_endpoint: tuple[str, str] | None = ("/props", "build_info")
     own_endpoints: tuple[str, ...] = ("/props", "/slots", "/models")
     metrics_path: str | None = "/metrics"

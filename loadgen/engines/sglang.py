@@ -35,7 +35,6 @@ class SglangAdapter(OpenAIAdapter):
                 "ignore_eos": ignore_eos, "stream": True,
                 "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
 
-    #: /server_info is server_args + scheduler info, with the version among them
     #: none on /v1/completions: the stream's chunks are built from meta_info's counts and text only,
     #: and its speculative counts (spec_verify_ct, spec_accept_token_num, spec_draft_token_num) reach
     #: a client only on the native /generate (sgl-project/sglang
@@ -43,6 +42,7 @@ class SglangAdapter(OpenAIAdapter):
     #: read at 004c82e, after 0.5.9; tokenizer_manager meta_info for /generate)
     per_request_figures = (False, "not given by sglang 0.5.9 on /v1/completions (spec_verify_ct is in meta_info of "
                                   "the native /generate only)")
+    #: /server_info is server_args + scheduler info, with the version among them
     version_endpoint: tuple[str, str] | None = ("/server_info", "version")
     own_endpoints: tuple[str, ...] = ("/health_generate", "/server_info", "/get_model_info")
     metrics_path: str | None = "/metrics"

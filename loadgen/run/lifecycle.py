@@ -27,7 +27,7 @@ from ..analysis import (
 from ..config import RunConfig, own_server_proxy, parse_slo
 from ..emulator.launch import EmulatorProcess
 from ..emulator.profile import load_accept_profile
-from ..engines import EngineAdapter
+from ..engines import EngineAdapter, output_ids_request_fields
 from ..engines.prefix_cache import ServerPrefixCache
 from ..errors import ServerError, UsageError, WorkerLost
 from ..layout import RunFolder
@@ -208,7 +208,7 @@ class _Run:
         measured = [r for r in records if not r.warmup]
         overlap = overlap_figures(
             measured, prompt_ids, asked=config.output_ids,
-            engine_way=adapter.chat_output_ids_fields if config.endpoint == "chat" else adapter.output_ids_fields,
+            engine_way=output_ids_request_fields(adapter, config.endpoint),
             engine_note=adapter.output_ids_note)
         report = build_report(config=public, records=measured, adapter=adapter,
                               server=server, partial=self.interrupted, client_read_lag=share.read_lag().summary(),

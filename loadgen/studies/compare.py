@@ -33,7 +33,7 @@ from ..sinks import cell, print_table, write_csv, write_json_atomic
 from ..sinks.plots import render_compare
 from .repeats import finished_repeats
 
-__all__ = ["compare", "load_points", "sweep_axis"]
+__all__ = ["compare", "load_points"]
 
 #: the paired figures with an interval, in the order compare.csv and the console give them
 PAIRED_FIGURES = ("output_tps_speedup", "user_tps_speedup", "tpot_speedup", "al_difference")
@@ -60,24 +60,16 @@ class LoadPoint:
         return prompt_figures(self.records)
 
 
-def load_points(path: Path) -> dict[float, LoadPoint]:
-    """{load value: point} of a run, repeats or sweep folder."""
+def load_points(path: Path) -> tuple[str, dict[float, LoadPoint]]:
+    """(axis, {value: point}) of a run, repeats or sweep folder, each report read once: the axis is
+    the sweep's kind (concurrency, request_rate or temperature), or a single run's load kind."""
     folder = SweepFolder(path)
     if folder.summary.exists():
         sweep = orjson.loads(folder.summary.read_bytes())
-        return {point["value"]: _load_point(folder.point(sweep["kind"], point["value"]).path)
-                for point in sweep["points"]}
+        return sweep["kind"], {point["value"]: _load_point(folder.point(sweep["kind"], point["value"]).path)
+                               for point in sweep["points"]}
     point = _load_point(path)
-    return {point.report.load_value: point}
-
-
-def sweep_axis(path: Path) -> str:
-    """What a run, repeats or sweep folder's points lie along: the sweep's kind (concurrency,
-    request_rate or temperature), or a single run's load kind."""
-    folder = SweepFolder(path)
-    if folder.summary.exists():
-        return orjson.loads(folder.summary.read_bytes())["kind"]
-    return _load_point(path).report.load_kind
+    return point.report.load_kind, {point.report.load_value: point}
 
 
 def _axis_label(axis: str) -> str:
@@ -178,14 +170,13 @@ def _al_by_category(point: LoadPoint) -> dict[str, list[float]]:
 
 
 def compare(runs: list[Path], baseline: Path, out: Path | None, console: Console) -> dict:
-    axis = sweep_axis(baseline)
+    axis, base = load_points(baseline)
+    series = {}
     for path in runs:
-        other = sweep_axis(path)
+        other, series[str(path)] = load_points(path)
         if other != axis:
             raise UsageError(f"{path} lies along {other.replace('_', ' ')} but the baseline {baseline} "
                              f"along {axis.replace('_', ' ')}: compare sweeps over the same axis")
-    base = load_points(baseline)
-    series = {str(path): load_points(path) for path in runs}
     result: dict[str, Any] = {"baseline": str(baseline), "runs": {}, "axis": axis}
     for name, points in series.items():
         matched = {v: _point(points[v].report, base[v].report) for v in sorted(points) if v in base}
