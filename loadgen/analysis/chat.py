@@ -12,13 +12,18 @@ from loadgen.records import RequestRecord
 
 from .stats import distribution
 
-__all__ = ["ESTIMATED_FIGURES", "chat_figures", "parity", "parity_line", "token_counts_of", "ttft_answer_s"]
+__all__ = ["ESTIMATED_FIGURES", "UNREAD_COUNTS", "chat_figures", "parity", "parity_line", "token_counts_of",
+           "ttft_answer_s"]
 
 _NS = 1e-9
 
 #: the report figures that rest on per-chunk token counts: estimated with them
 ESTIMATED_FIGURES = ("speculative.client", "speculative.cross_check", "categories.acceptance_length",
                      "time_series.acceptance_length", "levels.acceptance_length")
+
+
+#: the client's token_counts where chunks came without the counts the adapter reads (RequestRecord.uncounted_chunks)
+UNREAD_COUNTS = "not read"
 
 
 def token_counts_of(adapter: EngineAdapter, endpoint: str) -> str:

@@ -11,7 +11,7 @@ from loadgen.engines import EngineAdapter, ServerAcceptance
 from loadgen.records import RequestRecord
 
 from .acceptance_views import acceptance_breakdown, position_bucket_tokens
-from .chat import chat_figures, token_counts_of, ttft_answer_s
+from .chat import UNREAD_COUNTS, chat_figures, token_counts_of, ttft_answer_s
 from .levels import find_collapse, level_figures
 from .load import held_load, held_rate
 from .report_types import (
@@ -180,6 +180,8 @@ def build_report(*, config: dict, records: Sequence[RequestRecord], adapter: Eng
     samples = latency_samples(records)
     primary = next((r for r in server if r.acceptance_length is not None), server[0] if server else None)
     token_counts = token_counts_of(adapter, config.get("endpoint", "completions"))
+    if any(r.uncounted_chunks for r in records):
+        token_counts = UNREAD_COUNTS
     client = _client_speculative(records, token_counts)
     chat = chat_figures(records, config, token_counts)
     coverage = (draft_coverage({int(k): n for k, n in client.histogram.items()}, primary)

@@ -32,7 +32,7 @@ __all__ = [
 
 #: report.json's layout version. It changes with the schema files (loadgen/schemas/): a test pins
 #: their hash per version, so a schema change without a new version fails.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: versions Report.from_json reads: version 2 only added the schema, the layout is version 1's;
 #: version 3 added speculative.coverage, which older reports lack (read as None); version 4 the
 #: levels section and config.concurrency_levels / level_duration_s (absent: None); version 5

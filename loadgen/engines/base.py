@@ -11,7 +11,7 @@ from .launch import Launch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .prefix_cache import PrefixCacheReading
-    from .server_metrics import Getter
+    from .server_metrics import Getter, SpecReading
 
 __all__ = ["ChunkFields", "SpecCounters", "Finding", "EngineAdapter", "ScheduleSupport", "EngineSpec",
            "output_ids_request_fields"]
@@ -172,9 +172,18 @@ class EngineAdapter(Protocol):
         """The longest prompt + output a /v1/models entry allows, where the engine says so."""
         ...
 
+    #: the endpoints whose bodies speculative_reading reads, best source first
+    speculative_paths: tuple[str, ...]
+
+    def speculative_reading(self, path: str, body: str | None) -> SpecReading:
+        """What loadgen reads of acceptance in one body of PATH (None: it did not answer), in the
+        compatibility table's terms (server_metrics.ACCEPTANCE_READINGS): a shape of a version it
+        does not know is "not read", with the names it found, never zero."""
+        ...
+
     async def speculative_metrics(self, get: Getter) -> Finding:
         """Which speculative-decoding figures the server exposes, and whether the server AL a run
-        reports from them will be exact over its window, cumulative, or missing."""
+        reports from them will be exact over its window, a gauge, cumulative, missing or not read."""
         ...
 
 

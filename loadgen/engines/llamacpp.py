@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
+from .base import ChunkFields, EngineSpec, ScheduleSupport
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import SpecMetricNames, sample_sums, spec_counters
-from .server_metrics import CounterCollector, Getter, counter_finding
+from .prometheus_text import SpecMetricNames, sample_sums
 
 __all__ = ["LlamacppAdapter", "launch", "SCHEDULE", "SPEC"]
 
@@ -21,7 +20,7 @@ NAMES = SpecMetricNames(drafts="llamacpp:spec_decode_num_drafts_total",
                         draft_tokens="llamacpp:spec_decode_num_draft_tokens_total",
                         accepted="llamacpp:spec_decode_num_accepted_tokens_total",
                         accepted_per_position="llamacpp:spec_decode_num_accepted_tokens_per_pos_total",
-                        position_label="position")
+                        position_label="position", shape="llama.cpp")
 
 
 PROMPT_CACHED, PROMPT_PROCESSED = "llamacpp:prompt_tokens_cached_total", "llamacpp:prompt_tokens_total"
@@ -114,8 +113,12 @@ class LlamacppAdapter(OpenAIAdapter):
                        "as text); a token ending inside a UTF-8 character is streamed without its id "
                        "(server-context.cpp process_token); chat: not read")
 
+    speculative_paths: tuple[str, ...] = ("/metrics",)
+    counter_shapes = (NAMES,)
+    metrics_hint = "start llama-server with --metrics"
+
     def collectors(self) -> list:
-        return [CounterCollector("/metrics", self.spec_counters, "llama.cpp /metrics counters")]
+        return [self.counter_collector("llama.cpp /metrics counters")]
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """llamacpp:prompt_tokens_cached_total counts prompt tokens reused from a slot's cache and
@@ -135,13 +138,6 @@ class LlamacppAdapter(OpenAIAdapter):
         meta = model.get("meta")
         length = meta.get("n_ctx") if isinstance(meta, dict) else None
         return length if isinstance(length, int) else None
-
-    async def speculative_metrics(self, get: Getter) -> Finding:
-        return await counter_finding(get, "/metrics", self.spec_counters, "start llama-server with --metrics")
-
-    @staticmethod
-    def spec_counters(metrics_text: str) -> SpecCounters | None:
-        return spec_counters(metrics_text, NAMES)
 
 
 #: recipe method -> --spec-type

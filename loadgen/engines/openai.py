@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import orjson
 
-from .base import ChunkFields, EngineSpec, Finding
+from .base import ChunkFields, EngineSpec, Finding, SpecCounters
 from .prefix_cache import PrefixCacheReading
-from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter
+from .prometheus_text import SpecMetricNames, first_counters
+from .server_metrics import (
+    NO_SERVER_AL,
+    SPECULATIVE_CHECK,
+    CounterCollector,
+    Getter,
+    SpecReading,
+    counter_reading,
+    fetch_text,
+    readings_finding,
+)
 
 __all__ = ["OpenAIAdapter", "load_chunk", "decode_openai_object", "decode_chat_object", "SPEC"]
 
@@ -169,9 +179,37 @@ class OpenAIAdapter:
         length = model.get("max_model_len")
         return length if isinstance(length, int) and not isinstance(length, bool) else None
 
+    #: the endpoints whose bodies speculative_reading reads, best source first; none for a plain server
+    speculative_paths: tuple[str, ...] = ()
+    #: the engine's cumulative spec-decode counters on metrics_path: one set of names per range of
+    #: versions, newest first (tests/unit/engines/real holds a real scrape of each); () where none
+    counter_shapes: tuple[SpecMetricNames, ...] = ()
+    #: how to turn metrics_path on, where it does not answer
+    metrics_hint = ""
+
+    def counter_collector(self, source: str) -> CounterCollector:
+        assert self.metrics_path and self.counter_shapes, "an engine with counters on its metrics endpoint"
+        return CounterCollector(self.metrics_path, self.counter_shapes, source, self.metrics_hint)
+
+    def spec_counters(self, metrics_text: str) -> SpecCounters | None:
+        """The counters at one scrape, in the first of counter_shapes the scrape has in full."""
+        found = first_counters(metrics_text, self.counter_shapes)
+        return found[1] if found else None
+
+    def speculative_reading(self, path: str, body: str | None) -> SpecReading:
+        """What loadgen reads of acceptance in one BODY of PATH (None: it did not answer): here the
+        counters on metrics_path; engines with other endpoints read those too."""
+        if path == self.metrics_path and self.counter_shapes:
+            return counter_reading(body, path, self.counter_shapes, self.metrics_hint)[0]
+        return SpecReading(path, "absent", "names no speculative-decoding metrics")
+
     async def speculative_metrics(self, get: Getter) -> Finding:
-        return Finding(SPECULATIVE_CHECK, "a plain OpenAI server names no speculative-decoding metrics", NO_SERVER_AL,
-                       affects_figures=True)
+        """Each of speculative_paths read once, and what the run's server AL will be from them."""
+        if not self.speculative_paths:
+            return Finding(SPECULATIVE_CHECK, "a plain OpenAI server names no speculative-decoding metrics",
+                           NO_SERVER_AL, affects_figures=True)
+        return readings_finding([self.speculative_reading(path, await fetch_text(get, path))
+                                 for path in self.speculative_paths])
 
 
 #: any other OpenAI-compatible server: what --engine auto falls back to; loadgen neither starts

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from .base import SpecCounters
 
-__all__ = ["sample_sums", "label_value", "SpecMetricNames", "spec_counters"]
+__all__ = ["sample_sums", "sample_values", "label_value", "sample_names", "speculative_names", "SpecMetricNames",
+           "spec_counters", "first_counters"]
+
+#: a metric whose name speaks of speculative decoding (drafts, acceptance): one loadgen does not
+#: know is reported as not read, never passed over (a renamed counter must not read as zero)
+SPECULATIVE_NAME = re.compile(r"spec|draft|accept", re.IGNORECASE)
 
 
 def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict[str, dict[str, float]]:
@@ -26,6 +33,12 @@ def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict
     return out
 
 
+def sample_values(text: str, name: str) -> list[float]:
+    """Every sample of NAME, one per label set (a gauge per scheduler, rank or model)."""
+    return [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name == name]
+
+
 def label_value(text: str, name: str, label: str) -> str | None:
     """The value of LABEL on the first sample of NAME (an info gauge such as vLLM's
     cache_config_info), or None where there is none."""
@@ -36,10 +49,22 @@ def label_value(text: str, name: str, label: str) -> str | None:
     return None
 
 
+def sample_names(text: str) -> set[str]:
+    """Every sample name in a scrape (a counter's `_total`, a histogram's `_bucket`…)."""
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def speculative_names(text: str) -> set[str]:
+    """The scrape's sample names that speak of speculative decoding (SPECULATIVE_NAME)."""
+    return {name for name in sample_names(text) if SPECULATIVE_NAME.search(name)}
+
+
 @dataclass(frozen=True)
 class SpecMetricNames:
-    """An engine's spec-decode counter names. `drafts` None: count drafts as the draft tokens
-    proposed at position 0 (every draft has one), as TRT-LLM's counters require."""
+    """An engine's spec-decode counter names at some versions (`shape`, in words). `drafts` None:
+    count drafts as the draft tokens proposed at position 0 (every draft has one), as TRT-LLM's
+    counters require. `aside`: the same versions' other speculative names, known and left unread
+    (gauges that these counters make exact)."""
 
     draft_tokens: str
     accepted: str
@@ -47,12 +72,25 @@ class SpecMetricNames:
     position_label: str
     drafts: str | None = None
     drafted_per_position: str | None = None
+    shape: str = ""
+    aside: tuple[str, ...] = ()
+
+    def required(self) -> set[str]:
+        """The names without which no acceptance length can be read."""
+        return {self.draft_tokens, self.accepted, self.drafts or self.drafted_per_position or ""} - {""}
+
+    def known(self) -> set[str]:
+        return self.required() | {self.accepted_per_position, *self.aside} | (
+            {self.drafted_per_position} if self.drafted_per_position else set())
 
 
 def spec_counters(text: str, names: SpecMetricNames) -> SpecCounters | None:
-    """The cumulative counters at one scrape, summed over label sets; None if the engine has none."""
+    """The cumulative counters at one scrape, summed over label sets; None unless every name it
+    needs is there (a missing one is never read as zero)."""
     wanted = {names.draft_tokens, names.accepted} | ({names.drafts} if names.drafts else set())
     sums = sample_sums(text, wanted)
+    if not wanted <= sums.keys():
+        return None
     per_name = {names.accepted_per_position} | ({names.drafted_per_position} if names.drafted_per_position else set())
     per_pos = sample_sums(text, per_name, by_label=names.position_label)
     if names.drafts is not None:
@@ -67,3 +105,12 @@ def spec_counters(text: str, names: SpecMetricNames) -> SpecCounters | None:
     accepted = per_pos.get(names.accepted_per_position, {})
     positions = tuple(accepted[k] for k in sorted(accepted, key=int))
     return SpecCounters(drafts, sums[names.draft_tokens][""], sums[names.accepted][""], positions)
+
+
+def first_counters(text: str, shapes: Sequence[SpecMetricNames]) -> tuple[SpecMetricNames, SpecCounters] | None:
+    """The first of an engine's known shapes (its versions' names) whose counters the scrape has."""
+    for shape in shapes:
+        counters = spec_counters(text, shape)
+        if counters is not None:
+            return shape, counters
+    return None

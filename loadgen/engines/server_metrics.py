@@ -11,17 +11,19 @@ gauges and /server_info; trtllm.py: the draining JSON iteration stats).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import orjson
 
 from .base import Finding, SpecCounters
+from .prometheus_text import SpecMetricNames, first_counters, speculative_names
 
 __all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
-           "window_acceptance", "settled_read",
-           "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "counter_finding"]
+           "window_acceptance", "settled_read", "AcceptanceReading", "ACCEPTANCE_READINGS", "SpecReading",
+           "counter_reading", "best_reading", "readings_finding",
+           "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "NOT_READ_SERVER_AL"]
 
 Getter = Callable[[str], Awaitable[tuple[int, bytes]]]
 T = TypeVar("T")
@@ -40,6 +42,11 @@ class ServerAcceptance:
     note: str | None = None
     time_series: list[dict] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+    #: what the source's endpoint gave for acceptance (ACCEPTANCE_READINGS); "not read" where it
+    #: spoke of speculation in names loadgen does not know (then acceptance_length is None, never 0)
+    reading: str | None = None
+    #: those names (or JSON keys), for the user to report; empty where everything was read
+    not_read: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -76,23 +83,86 @@ async def fetch_json(get: Getter, path: str) -> object:
 SPECULATIVE_CHECK = "speculative metrics"
 EXACT_SERVER_AL = "server AL will be exact over the window"
 NO_SERVER_AL = "no server AL: the client's tokens per chunk are the only acceptance figure"
+NOT_READ_SERVER_AL = ("server AL not read (never taken as zero): the client's tokens per chunk are the only "
+                      "acceptance figure; report these names to loadgen")
+
+AcceptanceReading = Literal["exact window", "windowed gauge", "cumulative", "absent", "not read"]
+#: what an endpoint's body gives for acceptance, best first: counters read before and after the
+#: window (exact), a gauge over recent batches sampled during it, an average since the server
+#: started, nothing (speculation off, or metrics disabled), or speculative figures in a shape
+#: loadgen does not know (a version that renamed them): shown as such, never as zero
+ACCEPTANCE_READINGS: tuple[AcceptanceReading, ...] = ("exact window", "windowed gauge", "cumulative", "absent",
+                                                      "not read")
+CONSEQUENCES: dict[str, str] = {
+    "exact window": EXACT_SERVER_AL,
+    "windowed gauge": "server AL will be the mean of a gauge over recent batches, sampled during the run: not "
+                      "exact over the window",
+    "cumulative": "server AL will be cumulative since the server started, not the window's",
+    "absent": NO_SERVER_AL,
+    "not read": NOT_READ_SERVER_AL,
+}
 
 
-async def counter_finding(get: Getter, path: str, parse: Callable[[str], SpecCounters | None],
-                          enable_hint: str) -> Finding:
-    """What CounterCollector would find at PATH: cumulative counters make the window's AL exact.
-    `enable_hint` says how to turn the endpoint on when it does not answer."""
-    text = await fetch_text(get, path)
+@dataclass(frozen=True)
+class SpecReading:
+    """What loadgen reads of speculative decoding in one body of one endpoint: the reading
+    (ACCEPTANCE_READINGS), the shape it matched or what was found there (words), the names or keys
+    read, and the speculative ones present that it does not read."""
+
+    path: str
+    acceptance: AcceptanceReading
+    shape: str
+    read: tuple[str, ...] = ()
+    not_read: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        unread = f"; not read: {', '.join(self.not_read)}" if self.not_read else ""
+        return f"{self.path}: {self.shape}{unread}"
+
+
+def best_reading(readings: Iterable[SpecReading]) -> SpecReading:
+    """The reading a run's server AL will come from: the best kind (exact before gauge before
+    cumulative); "not read" before "absent", so a renamed figure is never passed over as missing."""
+    order = {"exact window": 0, "windowed gauge": 1, "cumulative": 2, "not read": 3, "absent": 4}
+    return min(readings, key=lambda r: order[r.acceptance])
+
+
+def readings_finding(readings: Sequence[SpecReading]) -> Finding:
+    """`loadgen probe` and a run's start: every endpoint's reading, and the consequence of the best."""
+    best = best_reading(readings)
+    consequence = CONSEQUENCES[best.acceptance]
+    if best.acceptance == "not read":
+        consequence = f"{consequence} ({', '.join(best.not_read)})"
+    return Finding(SPECULATIVE_CHECK, "; ".join(r.describe() for r in readings), consequence,
+                   affects_figures=best.acceptance != "exact window" or any(r.not_read for r in readings))
+
+
+def counter_reading(text: str | None, path: str, shapes: Sequence[SpecMetricNames],
+                    enable_hint: str) -> tuple[SpecReading, SpecCounters | None]:
+    """What cumulative Prometheus counters at PATH give: exact over the window where one of the
+    engine's known shapes (its versions' names) is complete; "not read" where speculative names
+    are there but none of those shapes is (a rename); absent where none is. `enable_hint` says how
+    to turn the endpoint on when it does not answer."""
     if text is None:
-        return Finding(SPECULATIVE_CHECK, f"{path} does not answer ({enable_hint})", NO_SERVER_AL, affects_figures=True)
-    counters = parse(text)
-    if counters is None:
-        return Finding(SPECULATIVE_CHECK, f"{path} has no speculative-decoding counters (speculation off?)",
-                       NO_SERVER_AL, affects_figures=True)
-    positions = len(counters.accepted_per_position)
-    per_position = f", accepted per position ({positions} positions)" if positions else ", no per-position counts"
-    return Finding(SPECULATIVE_CHECK, f"{path} counts drafts, draft tokens, accepted tokens{per_position}; "
-                                      f"{counters.drafts:g} drafts so far", EXACT_SERVER_AL)
+        return SpecReading(path, "absent", f"does not answer ({enable_hint})"), None
+    present = speculative_names(text)
+    known = set().union(*(shape.known() for shape in shapes))
+    unknown = tuple(sorted(present - known))
+    found = first_counters(text, shapes)
+    if found is not None:
+        shape, counters = found
+        positions = len(counters.accepted_per_position)
+        per_position = f", accepted per position ({positions} positions)" if positions else ", no per-position counts"
+        return SpecReading(path, "exact window",
+                           f"{shape.shape} counters: drafts, draft tokens, accepted tokens{per_position}; "
+                           f"{counters.drafts:g} drafts so far", tuple(sorted(present & shape.known())),
+                           unknown), counters
+    if present:
+        missing = {name for shape in shapes for name in shape.required() if present & shape.known()} - present
+        why = f"incomplete (missing {', '.join(sorted(missing))})" if missing and not unknown else \
+            "speculative metrics in names loadgen does not know"
+        return SpecReading(path, "not read", why, (), tuple(sorted(present))), None
+    return SpecReading(path, "absent", "no speculative-decoding counters (speculation off?)"), None
 
 
 def window_acceptance(before: SpecCounters, after: SpecCounters, source: str) -> ServerAcceptance | None:
@@ -135,23 +205,20 @@ async def settled_read(read: Callable[[], Awaitable[T | None]]) -> T | None:
 
 class CounterCollector:
     """Cumulative counters: exact over the window (its first and last reads settled: SETTLE_S);
-    sampled during it for a time series."""
+    sampled during it for a time series. `shapes`: the engine's known counter names, one set per
+    range of versions."""
 
-    def __init__(self, path: str, parse: Callable[[str], SpecCounters | None], source: str) -> None:
-        self.path, self._parse, self.source = path, parse, source
+    def __init__(self, path: str, shapes: Sequence[SpecMetricNames], source: str, enable_hint: str) -> None:
+        self.path, self._shapes, self.source, self._enable_hint = path, shapes, source, enable_hint
         self._before: SpecCounters | None = None
         self._last: SpecCounters | None = None
         self.series: list[dict] = []
-        self._missing: str | None = None
+        self._reading: SpecReading | None = None
 
     async def _read(self, get: Getter) -> SpecCounters | None:
-        text = await fetch_text(get, self.path)
-        if text is None:
-            self._missing = f"{self.path} could not be read"
-            return None
-        counters = self._parse(text)
-        if counters is None:
-            self._missing = f"{self.path} has no speculative-decoding counters (no speculation configured?)"
+        reading, counters = counter_reading(await fetch_text(get, self.path), self.path, self._shapes,
+                                            self._enable_hint)
+        self._reading = reading
         return counters
 
     async def begin(self, get: Getter) -> None:
@@ -167,10 +234,15 @@ class CounterCollector:
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
         after = await settled_read(lambda: self._read(get))
+        reading = self._reading
+        assert reading is not None, "end() reads the endpoint"
         if self._before is None or after is None:
-            return ServerAcceptance(self.source, None, exact=False, note=self._missing) if self._missing else None
+            return ServerAcceptance(self.source, None, exact=False, note=reading.describe(),
+                                    reading=reading.acceptance, not_read=list(reading.not_read))
         result = window_acceptance(self._before, after, self.source)
         if result is None:
-            return ServerAcceptance(self.source, None, note="no drafts during the run", raw={"after": after.to_json()})
+            return ServerAcceptance(self.source, None, note="no drafts during the run", raw={"after": after.to_json()},
+                                    reading=reading.acceptance, not_read=list(reading.not_read))
         result.time_series = self.series
+        result.reading, result.not_read = reading.acceptance, list(reading.not_read)
         return result

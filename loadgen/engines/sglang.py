@@ -5,19 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import EngineSpec, Finding, ScheduleSupport
+import orjson
+
+from .base import EngineSpec, ScheduleSupport
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import sample_sums
-from .server_metrics import NO_SERVER_AL, SPECULATIVE_CHECK, Getter, ServerAcceptance, fetch_json, fetch_text
+from .prometheus_text import SPECULATIVE_NAME, sample_sums, sample_values, speculative_names
+from .server_metrics import Getter, ServerAcceptance, SpecReading, fetch_text
 
 __all__ = ["SglangAdapter", "SglangCollector", "launch", "SCHEDULE", "SPEC"]
 
 CACHE_HIT_RATE = "sglang:cache_hit_rate"
-
-#: what SglangCollector reports, and why it cannot be the run's own window
-CUMULATIVE_SERVER_AL = "server AL will be cumulative, not windowed"
+ACCEPT_LENGTH, ACCEPT_RATE = "sglang:spec_accept_length", "sglang:spec_accept_rate"
+#: the scheduler's gauges over recent decode batches (python/sglang/srt/metrics/collector.py,
+#: SchedulerMetricsCollector), the speculative names loadgen reads on /metrics
+GAUGES = (ACCEPT_LENGTH, ACCEPT_RATE)
+#: /server_info's cumulative average since the server started: top level in older versions, per
+#: scheduler under internal_states in newer ones
+AVERAGE_KEY = "avg_spec_accept_length"
+METRICS_HINT = "start SGLang with --enable-metrics"
 
 
 class SglangAdapter(OpenAIAdapter):
@@ -71,22 +78,60 @@ class SglangAdapter(OpenAIAdapter):
         rates = sample_sums(metrics_text, {CACHE_HIT_RATE}, by_label="tp_rank").get(CACHE_HIT_RATE)
         return PrefixCacheReading(hit_rate=sum(rates.values()) / len(rates)) if rates else None
 
-    async def speculative_metrics(self, get: Getter) -> Finding:
-        """SGLang has gauges (recent decode batches) and a since-start average, never counters."""
-        text = await fetch_text(get, "/metrics")
-        gauge = text is not None and bool(sample_sums(text, {"sglang:spec_accept_length"}))
-        average = await SglangCollector._avg_accept(get)
-        if gauge or average is not None:
-            found = [name for name, seen in (("gauge sglang:spec_accept_length (recent batches)", gauge),
-                                             ("/server_info avg_spec_accept_length (since start)",
-                                              average is not None)) if seen]
-            return Finding(SPECULATIVE_CHECK, " and ".join(found) + "; no counters", CUMULATIVE_SERVER_AL,
-                           affects_figures=True)
-        if text is None:
-            return Finding(SPECULATIVE_CHECK, "/metrics does not answer (start SGLang with --enable-metrics)",
-                           NO_SERVER_AL, affects_figures=True)
-        return Finding(SPECULATIVE_CHECK, "no speculative gauges on /metrics (speculation off?)", NO_SERVER_AL,
-                       affects_figures=True)
+    #: gauges (recent decode batches) and a since-start average, never counters
+    speculative_paths: tuple[str, ...] = ("/metrics", "/server_info")
+
+    def speculative_reading(self, path: str, body: str | None) -> SpecReading:
+        return server_info_reading(body) if path == "/server_info" else gauge_reading(body)
+
+
+def gauge_reading(body: str | None) -> SpecReading:
+    """/metrics: the windowed gauge sglang:spec_accept_length where it is; other speculative names
+    not read (a version that renamed it)."""
+    if body is None:
+        return SpecReading("/metrics", "absent", f"does not answer ({METRICS_HINT})")
+    present = speculative_names(body)
+    unknown = tuple(sorted(present - set(GAUGES)))
+    if ACCEPT_LENGTH in present:
+        return SpecReading("/metrics", "windowed gauge", "gauge sglang:spec_accept_length (recent decode batches)",
+                           tuple(sorted(present & set(GAUGES))), unknown)
+    if present:
+        return SpecReading("/metrics", "not read", "speculative metrics in names loadgen does not know", (),
+                           tuple(sorted(present)))
+    return SpecReading("/metrics", "absent", "no speculative gauges (speculation off?)")
+
+
+def _scheduler_states(info: dict) -> list[dict]:
+    """/server_info's per-scheduler states (internal_states), or the body itself in older versions."""
+    states = info.get("internal_states")
+    return [s for s in states if isinstance(s, dict)] if isinstance(states, list) and states else [info]
+
+
+def _info_figure_keys(state: dict) -> set[str]:
+    """A state's keys that speak of acceptance figures: speculative words outside the server
+    arguments (speculative_*, the launch flags)."""
+    return {k for k in state if SPECULATIVE_NAME.search(k) and not k.startswith("speculative_")}
+
+
+def server_info_reading(body: str | None) -> SpecReading:
+    """/server_info: avg_spec_accept_length, cumulative since the server started, at the top level
+    or per scheduler; other acceptance keys not read."""
+    try:
+        info = orjson.loads(body) if body is not None else None
+    except orjson.JSONDecodeError:
+        info = None
+    if not isinstance(info, dict):
+        return SpecReading("/server_info", "absent", "does not answer with a JSON object")
+    states = _scheduler_states(info)
+    keys = set().union(*(_info_figure_keys(s) for s in states))
+    unknown = tuple(sorted(keys - {AVERAGE_KEY}))
+    if any(isinstance(s.get(AVERAGE_KEY), (int, float)) for s in states):
+        where = "internal_states[]" if states[0] is not info else "top level"
+        return SpecReading("/server_info", "cumulative", f"{AVERAGE_KEY} ({where}; since the server started)",
+                           (AVERAGE_KEY,), unknown)
+    if unknown:
+        return SpecReading("/server_info", "not read", "acceptance keys loadgen does not know", (), unknown)
+    return SpecReading("/server_info", "absent", f"no {AVERAGE_KEY} (speculation off?)")
 
 
 class SglangCollector:
@@ -94,44 +139,52 @@ class SglangCollector:
     average since the server started; its gauges sglang:spec_accept_length/_rate cover only recent
     decode batches. So: the server AL reported is the mean of the gauge sampled during the run
     (windowed, weighted by sample not by step), and the cumulative averages before/after are shown
-    beside it; neither is the window's exact AL, and both include other traffic."""
+    beside it; neither is the window's exact AL, and both include other traffic. Speculative names
+    or keys of a version loadgen does not know are reported as not read."""
 
     source = "sglang gauges (windowed) + /server_info (cumulative)"
 
     def __init__(self) -> None:
         self.series: list[dict] = []
         self._info_before: float | None = None
+        self._not_read: set[str] = set()
 
-    @staticmethod
-    async def _avg_accept(get: Getter) -> float | None:
-        info = await fetch_json(get, "/server_info")
-        if not isinstance(info, dict):
+    async def _avg_accept(self, get: Getter) -> float | None:
+        body = await fetch_text(get, "/server_info")
+        reading = server_info_reading(body)
+        self._not_read.update(reading.not_read)
+        if body is None or reading.acceptance != "cumulative":
             return None
-        states = info.get("internal_states") or [info]
-        values = [s.get("avg_spec_accept_length") for s in states if isinstance(s, dict)]
+        info = orjson.loads(body)
+        values = [s.get(AVERAGE_KEY) for s in _scheduler_states(info)]
         averages = [v for v in values if isinstance(v, (int, float))]
-        return sum(averages) / len(averages) if averages else None
+        return sum(averages) / len(averages)
 
     async def begin(self, get: Getter) -> None:
         self._info_before = await self._avg_accept(get)
 
     async def poll(self, get: Getter, t_s: float) -> None:
+        """One sample of the gauges: their mean over every scheduler (tp, dp, pp ranks) that exports them."""
         text = await fetch_text(get, "/metrics")
-        if text is None:
+        reading = gauge_reading(text)
+        self._not_read.update(reading.not_read)
+        if text is None or reading.acceptance != "windowed gauge":
             return
-        sums = sample_sums(text, {"sglang:spec_accept_length", "sglang:spec_accept_rate"}, by_label="tp_rank")
-        length = sums.get("sglang:spec_accept_length", {})
-        rate = sums.get("sglang:spec_accept_rate", {})
-        if length:
-            self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length.values()) / len(length),
-                                 "acceptance_rate": sum(rate.values()) / len(rate) if rate else None})
+        length, rate = sample_values(text, ACCEPT_LENGTH), sample_values(text, ACCEPT_RATE)
+        self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length) / len(length),
+                            "acceptance_rate": sum(rate) / len(rate) if rate else None})
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
         await self.poll(get, float("nan"))
         info_after = await self._avg_accept(get)
         samples = [s["acceptance_length"] for s in self.series if s["acceptance_length"]]
         rates = [s["acceptance_rate"] for s in self.series if s.get("acceptance_rate") is not None]
+        not_read = sorted(self._not_read)
         if not samples and info_after is None:
+            if not_read:
+                return ServerAcceptance(self.source, None, exact=False, reading="not read", not_read=not_read,
+                                        note=f"SGLang's speculative figures in names loadgen does not know "
+                                             f"({', '.join(not_read)}): not read")
             return None
         return ServerAcceptance(
             self.source, sum(samples) / len(samples) if samples else None,
@@ -141,7 +194,8 @@ class SglangCollector:
                  "cumulative since the server started",
             time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
             raw={"server_info_avg_accept_length_before": self._info_before,
-                 "server_info_avg_accept_length_after": info_after})
+                 "server_info_avg_accept_length_after": info_after},
+            reading="windowed gauge" if samples else "cumulative", not_read=not_read)
 
 
 #: recipe method -> --speculative-algorithm

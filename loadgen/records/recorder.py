@@ -85,8 +85,12 @@ class StreamRecorder:
             tokens = completion_tokens - self._counted
         elif fields.tokens is not None:
             tokens = fields.tokens
+        elif self._one_per_chunk:
+            tokens = 1 if fields.has_choice else 0
         else:
-            tokens = 1 if (fields.has_choice and self._one_per_chunk) else 0
+            tokens = 0
+            if fields.has_choice:
+                record.uncounted_chunks += 1
         if tokens > 0:
             self._counted += tokens
         if fields.finish_reason is not None or not fields.has_choice:  # a closing chunk: a check, not a call, per chunk

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from loadgen.analysis.chat import UNREAD_COUNTS
 from loadgen.analysis.report_types import (
     AcceptanceViews,
     ChatFigures,
@@ -136,7 +137,11 @@ def print_summary(console: Console, report: Report) -> None:
         for k, n in hist.items():
             al.add_row(k, str(n), f"{n / steps:.1%}", "█" * max(1, round(20 * n / top)), cell(cond.get(k), "{:.3f}"))
         console.print(al)
-        if client.token_counts == "estimated":
+        if client.token_counts == UNREAD_COUNTS:
+            console.print("[bold yellow]per-chunk token counts NOT READ: chunks came without the usage counts this "
+                          "engine's adapter reads on every chunk (a version without continuous usage stats? see the "
+                          "README's compatibility table): acceptance figures from chunks are not measured[/]")
+        elif client.token_counts == "estimated":
             console.print("[yellow]tokens per chunk were ESTIMATED by tokenizing the streamed text with the run's "
                           "tokenizer (the server gave no counts on chat): acceptance figures are estimates[/]")
         elif client.token_counts != "usage":

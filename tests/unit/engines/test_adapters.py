@@ -8,7 +8,6 @@ import pytest
 
 from loadgen.analysis.speculative import request_decode_steps
 from loadgen.engines import ENGINES, detect_engine, get_adapter
-from loadgen.engines.server_metrics import CounterCollector
 from loadgen.engines.sglang import SglangCollector
 from loadgen.engines.trtllm import REQUEST_FIELDS, TrtllmIterationCollector
 from loadgen.records import RequestRecord, StreamRecorder
@@ -179,7 +178,7 @@ def test_counter_collector_window_and_time_series():
     start = llama_metrics(10, 30, 12, [8, 3, 1])
     server = FakeServer({"/metrics": [start, start, llama_metrics(20, 60, 27, [16, 8, 3]),
                                       llama_metrics(40, 120, 57, [32, 18, 7])]})
-    result = collect(CounterCollector("/metrics", get_adapter("llamacpp").spec_counters, "llama"), server)
+    result = collect(get_adapter("llamacpp").counter_collector("llama"), server)
     assert result.drafts == 30 and result.accepted_tokens == 45 and result.acceptance_length == 2.5
     assert result.per_position == [24 / 30, 15 / 30, 6 / 30] and result.acceptance_rate == 45 / 90
     assert result.time_series == [{"t_s": 1.0, "acceptance_length": 2.5, "drafts": 10.0}]
@@ -190,7 +189,7 @@ def test_counter_collector_settles_a_read_the_engine_has_not_caught_up_with():
     once two reads agree, not on the first read (which missed the preflight's step here)."""
     late, caught_up = llama_metrics(10, 30, 12, [8, 3, 1]), llama_metrics(11, 33, 14, [9, 4, 1])
     server = FakeServer({"/metrics": [late, caught_up, caught_up, llama_metrics(21, 63, 29, [17, 9, 3])]})
-    result = collect(CounterCollector("/metrics", get_adapter("llamacpp").spec_counters, "llama"), server, polls=0)
+    result = collect(get_adapter("llamacpp").counter_collector("llama"), server, polls=0)
     assert result.drafts == 10 and result.accepted_tokens == 15
 
 
