@@ -516,11 +516,14 @@ def _describe(loaded) -> None:
 @click.option("--slow-start-s", default=0.0, help="Fault: answer 503 to everything for this long after start.")
 @click.option("--restart-after-s", type=float, help="Fault: drop every connection and the port once, after this long.")
 @click.option("--restart-down-s", default=1.0, show_default=True, help="How long the port stays closed then.")
+@click.option("--replay", multiple=True, metavar="PATH=FILE",
+              help="Answer GET PATH with FILE's bytes, recorded from a real engine (repeatable), e.g. "
+                   "/metrics=sglang-0.4.4-metrics.txt: what loadgen reads of an engine version in a probe or run.")
 def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
             accept_temperature_slope, stream_interval, undrafted_start, per_request_spec_decode_metrics,
             reasoning_tokens, endpoints, text_prompts_only, seed, workers, prefix_cache, send_timestamps,
             api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
-            slow_start_s, restart_after_s, restart_down_s) -> None:
+            slow_start_s, restart_after_s, restart_down_s, replay) -> None:
     """Serve an emulated engine with configured step time and per-position acceptance, and
     optionally seeded faults (see loadgen/emulator/faults.py)."""
     from .emulator import EmulatorConfig, load_accept_profile, serve
@@ -553,7 +556,8 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                 endpoints=tuple(e.strip() for e in endpoints.split(",") if e.strip()),
                                 text_prompts_only=text_prompts_only, prefix_cache=prefix_cache,
                                 accept_temperature_slope=accept_temperature_slope,
-                                per_request_spec_decode_metrics=per_request_spec_decode_metrics)
+                                per_request_spec_decode_metrics=per_request_spec_decode_metrics,
+                                replay=_replays(replay))
     except ValueError as exc:
         raise LoadgenError(str(exc)) from None
     try:
@@ -561,6 +565,20 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
                                                flush=True))
     except OSError as exc:
         raise LoadgenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _replays(flags: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
+    """--replay PATH=FILE flags -> (path, the file's bytes)."""
+    replays = []
+    for flag in flags:
+        path, sep, file = flag.partition("=")
+        if not sep or not path.startswith("/") or not file:
+            raise ValueError(f"--replay {flag!r}: give PATH=FILE, e.g. /metrics=recorded-metrics.txt")
+        try:
+            replays.append((path, Path(file).read_bytes()))
+        except OSError as exc:
+            raise ValueError(f"--replay {flag!r}: cannot read {file}: {exc.strerror}") from None
+    return tuple(replays)
 
 
 def _interrupt_on_sigterm() -> None:

@@ -112,6 +112,9 @@ class EmulatorConfig:
     accept_temperature_slope: float = DEFAULT_TEMPERATURE_SLOPE
     #: vLLM's --per-request-spec-decode-metrics: none, summary or detailed (the vllm personality only)
     per_request_spec_decode_metrics: str = "none"
+    #: GET path -> a body recorded from a real engine, served in place of the emulated endpoint (an
+    #: older version's /metrics or /server_info, to see what loadgen reads of it in a probe or a run)
+    replay: tuple[tuple[str, bytes], ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
@@ -406,7 +409,7 @@ class App:
         self.caps_drafts = self.personality.caps_drafts
         self.i_lag_sum, self.i_lag_count, self.i_lag_max = (
             self.idx["send_lag_ns_sum"], self.idx["send_lag_count"], self.idx["send_lag_ns_max"])
-        self.routes = self.personality.routes()
+        self.routes = {**self.personality.routes(), **{("GET", path): _replayed(body) for path, body in config.replay}}
         #: the generation routes served -> whether the route is chat
         self.generation_paths = {GENERATION_ROUTES[e]: e == "chat" for e in config.endpoints}
         self.paths = {path for _, path in self.routes} | set(self.generation_paths)
@@ -543,6 +546,15 @@ class App:
         units = prompt_units(body) if identity is not None else None
         params.cached_tokens = 0 if identity is None or units is None else self.prefix_cache.admit(units, *identity)
         self.counters.array[self.idx["prefix_cache_hits"]] += params.cached_tokens
+
+
+def _replayed(body: bytes):
+    """A route that answers with a recorded body: Prometheus text, else JSON."""
+    content_type = "application/json" if body.lstrip()[:1] in (b"{", b"[") else "text/plain; version=0.0.4"
+
+    def answer(conn: Connection, request: Request) -> None:
+        conn.respond(200, body, content_type)
+    return answer
 
 
 async def _serve_worker(config: EmulatorConfig, counters: Counters, worker: int, sock: socket.socket,

@@ -50,13 +50,15 @@ def label_value(text: str, name: str, label: str) -> str | None:
 
 
 def sample_names(text: str) -> set[str]:
-    """Every sample name in a scrape (a counter's `_total`, a histogram's `_bucket`…)."""
+    """Every sample name in a scrape (a counter's `_total`, a histogram's `_bucket`…); ValueError
+    where the text is no Prometheus exposition."""
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def speculative_names(text: str) -> set[str]:
-    """The scrape's sample names that speak of speculative decoding (SPECULATIVE_NAME)."""
-    return {name for name in sample_names(text) if SPECULATIVE_NAME.search(name)}
+    """The scrape's sample names that speak of speculative decoding (SPECULATIVE_NAME), less the
+    `_created` timestamps prometheus_client exports beside each counter (vLLM's, as separate gauges)."""
+    return {name for name in sample_names(text) if SPECULATIVE_NAME.search(name) and not name.endswith("_created")}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .prometheus_text import SpecMetricNames, first_counters, speculative_names
 __all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
            "window_acceptance", "settled_read", "AcceptanceReading", "ACCEPTANCE_READINGS", "SpecReading",
            "counter_reading", "best_reading", "readings_finding",
-           "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "NOT_READ_SERVER_AL"]
+           "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "NOT_READ_SERVER_AL", "NOT_PROMETHEUS"]
 
 Getter = Callable[[str], Awaitable[tuple[int, bytes]]]
 T = TypeVar("T")
@@ -86,6 +86,9 @@ NO_SERVER_AL = "no server AL: the client's tokens per chunk are the only accepta
 NOT_READ_SERVER_AL = ("server AL not read (never taken as zero): the client's tokens per chunk are the only "
                       "acceptance figure; report these names to loadgen")
 
+#: a metrics body the Prometheus parser refuses: nothing in it is read (a JSON body, an HTML error page)
+NOT_PROMETHEUS = "not Prometheus text: nothing read"
+
 AcceptanceReading = Literal["exact window", "windowed gauge", "cumulative", "absent", "not read"]
 #: what an endpoint's body gives for acceptance, best first: counters read before and after the
 #: window (exact), a gauge over recent batches sampled during it, an average since the server
@@ -145,7 +148,10 @@ def counter_reading(text: str | None, path: str, shapes: Sequence[SpecMetricName
     to turn the endpoint on when it does not answer."""
     if text is None:
         return SpecReading(path, "absent", f"does not answer ({enable_hint})"), None
-    present = speculative_names(text)
+    try:
+        present = speculative_names(text)
+    except ValueError:
+        return SpecReading(path, "not read", NOT_PROMETHEUS), None
     known = set().union(*(shape.known() for shape in shapes))
     unknown = tuple(sorted(present - known))
     found = first_counters(text, shapes)

@@ -3,16 +3,17 @@ cumulative average (no counters), so the client's per-chunk counts are the bette
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
 
-from .base import EngineSpec, ScheduleSupport
+from .base import EngineSpec, Finding, ScheduleSupport
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import SPECULATIVE_NAME, sample_sums, sample_values, speculative_names
-from .server_metrics import Getter, ServerAcceptance, SpecReading, fetch_text
+from .prometheus_text import sample_sums, sample_values, speculative_names
+from .server_metrics import NOT_PROMETHEUS, Getter, ServerAcceptance, SpecReading, fetch_text, readings_finding
 
 __all__ = ["SglangAdapter", "SglangCollector", "launch", "SCHEDULE", "SPEC"]
 
@@ -24,6 +25,8 @@ GAUGES = (ACCEPT_LENGTH, ACCEPT_RATE)
 #: /server_info's cumulative average since the server started: top level in older versions, per
 #: scheduler under internal_states in newer ones
 AVERAGE_KEY = "avg_spec_accept_length"
+#: /server_info, and the name older versions serve it under (deprecated since, still answered)
+SERVER_INFO_PATHS = ("/server_info", "/get_server_info")
 METRICS_HINT = "start SGLang with --enable-metrics"
 
 
@@ -82,7 +85,12 @@ class SglangAdapter(OpenAIAdapter):
     speculative_paths: tuple[str, ...] = ("/metrics", "/server_info")
 
     def speculative_reading(self, path: str, body: str | None) -> SpecReading:
-        return server_info_reading(body) if path == "/server_info" else gauge_reading(body)
+        return server_info_reading(body, path) if path in SERVER_INFO_PATHS else gauge_reading(body)
+
+    async def speculative_metrics(self, get: Getter) -> Finding:
+        """/metrics' gauges, and the server info under whichever name the version answers."""
+        path, info = await fetch_server_info(get)
+        return readings_finding([gauge_reading(await fetch_text(get, "/metrics")), server_info_reading(info, path)])
 
 
 def gauge_reading(body: str | None) -> SpecReading:
@@ -90,7 +98,10 @@ def gauge_reading(body: str | None) -> SpecReading:
     not read (a version that renamed it)."""
     if body is None:
         return SpecReading("/metrics", "absent", f"does not answer ({METRICS_HINT})")
-    present = speculative_names(body)
+    try:
+        present = speculative_names(body)
+    except ValueError:
+        return SpecReading("/metrics", "not read", NOT_PROMETHEUS)
     unknown = tuple(sorted(present - set(GAUGES)))
     if ACCEPT_LENGTH in present:
         return SpecReading("/metrics", "windowed gauge", "gauge sglang:spec_accept_length (recent decode batches)",
@@ -107,13 +118,28 @@ def _scheduler_states(info: dict) -> list[dict]:
     return [s for s in states if isinstance(s, dict)] if isinstance(states, list) and states else [info]
 
 
+#: a /server_info key that holds an acceptance figure (avg_spec_accept_length; a renamed one)
+INFO_FIGURE = re.compile(r"accept|verify", re.IGNORECASE)
+
+
 def _info_figure_keys(state: dict) -> set[str]:
-    """A state's keys that speak of acceptance figures: speculative words outside the server
-    arguments (speculative_*, the launch flags)."""
-    return {k for k in state if SPECULATIVE_NAME.search(k) and not k.startswith("speculative_")}
+    """A state's keys that hold acceptance figures: a number (or null, before the first verify) under
+    an acceptance word, outside the server arguments (speculative_*: the launch flags; a real body of
+    main after 0.5.9 has 333 arguments, enable_draft_weights_cpu_backup among them)."""
+    return {k for k, v in state.items() if INFO_FIGURE.search(k) and not k.startswith("speculative_")
+            and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))}
 
 
-def server_info_reading(body: str | None) -> SpecReading:
+async def fetch_server_info(get: Getter) -> tuple[str, str | None]:
+    """The server info body and the path that answered: /server_info, else the older /get_server_info."""
+    for path in SERVER_INFO_PATHS:
+        body = await fetch_text(get, path)
+        if body is not None:
+            return path, body
+    return SERVER_INFO_PATHS[0], None
+
+
+def server_info_reading(body: str | None, path: str = SERVER_INFO_PATHS[0]) -> SpecReading:
     """/server_info: avg_spec_accept_length, cumulative since the server started, at the top level
     or per scheduler; other acceptance keys not read."""
     try:
@@ -121,17 +147,17 @@ def server_info_reading(body: str | None) -> SpecReading:
     except orjson.JSONDecodeError:
         info = None
     if not isinstance(info, dict):
-        return SpecReading("/server_info", "absent", "does not answer with a JSON object")
+        return SpecReading(path, "absent", "does not answer with a JSON object")
     states = _scheduler_states(info)
     keys = set().union(*(_info_figure_keys(s) for s in states))
     unknown = tuple(sorted(keys - {AVERAGE_KEY}))
     if any(isinstance(s.get(AVERAGE_KEY), (int, float)) for s in states):
         where = "internal_states[]" if states[0] is not info else "top level"
-        return SpecReading("/server_info", "cumulative", f"{AVERAGE_KEY} ({where}; since the server started)",
+        return SpecReading(path, "cumulative", f"{AVERAGE_KEY} ({where}; since the server started)",
                            (AVERAGE_KEY,), unknown)
     if unknown:
-        return SpecReading("/server_info", "not read", "acceptance keys loadgen does not know", (), unknown)
-    return SpecReading("/server_info", "absent", f"no {AVERAGE_KEY} (speculation off?)")
+        return SpecReading(path, "not read", "acceptance keys loadgen does not know", (), unknown)
+    return SpecReading(path, "absent", f"no {AVERAGE_KEY} (speculation off?)")
 
 
 class SglangCollector:
@@ -150,8 +176,8 @@ class SglangCollector:
         self._not_read: set[str] = set()
 
     async def _avg_accept(self, get: Getter) -> float | None:
-        body = await fetch_text(get, "/server_info")
-        reading = server_info_reading(body)
+        path, body = await fetch_server_info(get)
+        reading = server_info_reading(body, path)
         self._not_read.update(reading.not_read)
         if body is None or reading.acceptance != "cumulative":
             return None

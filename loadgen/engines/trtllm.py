@@ -62,9 +62,12 @@ def _iteration_entries(body: str | None) -> list[dict] | None:
 
 
 def _speculative_keys(entry: dict) -> set[str]:
-    """An iteration entry's keys that speak of speculation, nested ones as parent.key."""
+    """An iteration entry's keys that speak of speculation, nested ones as parent.key; a null value
+    (specDecodingStats without speculation, seen at 1.0.0rc4) says nothing."""
     found = set()
     for key, value in entry.items():
+        if value is None:
+            continue
         if isinstance(value, dict):
             inner = {f"{key}.{k}" for k in value if SPECULATIVE_NAME.search(key) or SPECULATIVE_NAME.search(k)}
             found |= inner or ({key} if SPECULATIVE_NAME.search(key) else set())
