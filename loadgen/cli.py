@@ -725,18 +725,25 @@ def report(output_dir: Path, rebuild: bool) -> None:
 @click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate (self-signed staging).")
 @click.option("--proxy", metavar="URL", help=PROXY_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def probe(url, model, api_key, insecure, proxy, as_json) -> None:
+@click.option("--record", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Also write what the server sends (version, /v1/models, its metrics bodies before and after "
+                   "one streamed completion, the stream) to DIR, with provenance.json: fixtures of its version "
+                   "for tests/unit/engines/real/. Nothing naming the server is written.")
+def probe(url, model, api_key, insecure, proxy, as_json, record) -> None:
     """Before a run: what the server at URL offers (engine, models, token counts, steps, speculative
     metrics, prefix caching, endpoints) and what each means for the figures. Sends one tiny
-    streamed completion and one chat request."""
+    streamed completion and one chat request (and with --record one more completion of 32 tokens)."""
     from .run import probe as probe_server
     from .sinks import print_findings, print_findings_json
 
-    findings = probe_server(url, model=model, api_key=api_key, verify_tls=not insecure, proxy=proxy)
+    findings, written = probe_server(url, model=model, api_key=api_key, verify_tls=not insecure, proxy=proxy,
+                                     record=record)
     if as_json:
         print_findings_json(url, findings)
     else:
         print_findings(Console(), url, findings)
+    if written:
+        click.echo(f"recorded {len(written)} files in {record}", err=as_json)
 
 
 def main() -> None:

@@ -41,8 +41,10 @@ SCHEMA_VERSION = 7
 #: version 6 config.output_ids, the overlap section, requests.jsonl's output_ids; the acceptance section
 #: (AL definitions, by position, spread); speculative.per_request_check, the per-request check's figures
 #: in server_per_request (acceptance_rate None where the engine gives no draft counts) and requests.jsonl's
-#: server_steps / stream_steps; the sampling section (absent: the defaults or None)
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: server_steps / stream_steps; the sampling section (absent: the defaults or None); version 7 the server
+#: sources' reading and not_read (what the endpoint gave for acceptance, and the speculative names it
+#: did not read) and requests.jsonl's uncounted_chunks (absent: None, [] and 0)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 
 #: where the generated schemas ship inside the package
 SCHEMA_PACKAGE = "loadgen.schemas"

@@ -204,7 +204,8 @@ class SglangCollector:
         await self.poll(get, float("nan"))
         info_after = await self._avg_accept(get)
         samples = [s["acceptance_length"] for s in self.series if s["acceptance_length"]]
-        rates = [s["acceptance_rate"] for s in self.series if s.get("acceptance_rate") is not None]
+        rates = [s["acceptance_rate"] for s in self.series
+                 if s["acceptance_length"] and s["acceptance_rate"] is not None]
         not_read = sorted(self._not_read)
         if not samples and info_after is None:
             if not_read:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import orjson
 
+from ..engines import EngineAdapter
+from ..engines.server_metrics import fetch_json
 from ..errors import ServerError, ServerNotReady
 from ..transport import HttpClient, ProxyUnusable, TransportError
 
-__all__ = ["served_models"]
+__all__ = ["served_models", "engine_version"]
 
 
 async def served_models(client: HttpClient, url: str) -> tuple[dict, list[str]]:
@@ -35,3 +37,13 @@ async def served_models(client: HttpClient, url: str) -> tuple[dict, list[str]]:
     if not ids:
         raise ServerError(f"{url}/v1/models lists no models")
     return models, ids
+
+
+async def engine_version(client: HttpClient, adapter: EngineAdapter) -> str | None:
+    """The version the engine gives at its version endpoint, where it has one and answers."""
+    if adapter.version_endpoint is None:
+        return None
+    path, key = adapter.version_endpoint
+    body = await fetch_json(client.get, path)
+    value = body.get(key) if isinstance(body, dict) else None
+    return str(value) if value else None

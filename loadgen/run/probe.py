@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -19,11 +20,12 @@ from ..config import ENDPOINT_PATHS
 from ..engines import FALLBACK_ENGINE, EngineAdapter, detect_engine, get_adapter
 from ..engines.base import Finding
 from ..engines.prometheus_text import sample_sums
-from ..engines.server_metrics import NO_SERVER_AL, fetch_json, fetch_text
+from ..engines.server_metrics import NO_SERVER_AL, fetch_text
 from ..errors import UsageError
 from ..sender import COMPLETIONS
 from ..transport import ExchangeError, HttpClient, ProxyError, TransportError
-from .discovery import served_models
+from .discovery import engine_version, served_models
+from .record import record_outputs
 
 __all__ = ["probe", "probe_findings", "run_findings"]
 
@@ -51,10 +53,11 @@ class StreamSeen:
 
 
 def probe(url: str, *, model: str | None, api_key: str | None, verify_tls: bool,
-          proxy: str | None = None) -> list[Finding]:
+          proxy: str | None = None, record: Path | None = None) -> tuple[list[Finding], list[Path]]:
     """Every check against the server at URL (through `proxy`, as HttpClient takes it); ServerError
     when it cannot be reached or is not an OpenAI-compatible server, UsageError for a bad URL or
-    proxy URL, or a model it does not serve."""
+    proxy URL, or a model it does not serve. `record`: also write the server's outputs there as
+    fixtures of its version (run/record.py); the files written come back with the findings."""
     try:
         client = HttpClient(url, api_key=api_key, timeout_s=60.0, connect_timeout_s=5.0, first_token_timeout_s=30.0,
                             idle_timeout_s=30.0, verify_tls=verify_tls, proxy=proxy)
@@ -63,9 +66,14 @@ def probe(url: str, *, model: str | None, api_key: str | None, verify_tls: bool,
     except ValueError as exc:
         raise UsageError(f"{exc}; give the server root, e.g. http://127.0.0.1:8000") from None
 
-    async def go() -> list[Finding]:
+    async def go() -> tuple[list[Finding], list[Path]]:
         try:
-            return await probe_findings(client, url, model)
+            findings = await probe_findings(client, url, model)
+            if record is None:
+                return findings, []
+            models, ids = await served_models(client, url)
+            written = await record_outputs(client, get_adapter(detect_engine(models)), model or ids[0], record)
+            return findings, written
         finally:
             await client.close()
 
@@ -107,21 +115,12 @@ async def _figures(client: HttpClient, adapter: EngineAdapter, model: str) -> tu
 
 async def _engine_finding(client: HttpClient, adapter: EngineAdapter, served: list[dict]) -> Finding:
     owners = sorted({str(m.get("owned_by")) for m in served if m.get("owned_by")})
-    version = await _version(client, adapter)
+    version = await engine_version(client, adapter)
     named = f"{adapter.name} {version}" if version else f"{adapter.name}, version not given"
     finding = f"{named} (owned_by {', '.join(owners) or 'not given'})"
     if adapter.name == FALLBACK_ENGINE:
         return Finding("engine", finding, "no engine known to loadgen: --engine auto treats it as plain OpenAI")
     return Finding("engine", finding, f"--engine auto will use the {adapter.name} adapter")
-
-
-async def _version(client: HttpClient, adapter: EngineAdapter) -> str | None:
-    if adapter.version_endpoint is None:
-        return None
-    path, key = adapter.version_endpoint
-    body = await fetch_json(client.get, path)
-    value = body.get(key) if isinstance(body, dict) else None
-    return str(value) if value else None
 
 
 def _models_finding(adapter: EngineAdapter, served: list[dict], target: str) -> Finding:

