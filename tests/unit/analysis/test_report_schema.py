@@ -173,7 +173,7 @@ def test_journal_schema_covers_every_field_a_record_writes():
     full.server_prompt_tokens, full.reasoning_tokens, full.estimated_counts = 101, 1, True
     full.first_answer_ns = full.chunk_ns[1]
     full.output_ids = array("i", [17, 4, 9])
-    full.server_steps, full.stream_steps = 1, 2
+    full.server_steps, full.stream_steps, full.uncounted_chunks = 1, 2, 3
     failed = _record(2, [], error=ErrorInfo("timeout", "no first token", phase="first_token"))
     for record in (full, failed, RequestRecord(3, "c", 0, 1, 1, scheduled_ns=5)):
         jsonschema.validate(record.to_json(), schema)
