@@ -53,6 +53,8 @@ __all__ = ["Sglang", "StreamEncoder", "ChatStreamEncoder", "DECODE_LOG_INTERVAL"
 
 #: SGLang's --decode-log-interval default: the scheduler recomputes its spec gauges every 40 decode batches
 DECODE_LOG_INTERVAL = 40
+#: --max-running-requests as the server reports it (the real body's value, for a small model)
+MAX_RUNNING_REQUESTS = 128
 DEFAULT_MODEL_NAME = "default"  # what SGLang's CompletionRequest.model defaults to
 VERSION = "0.0.0+loadgen.emulator"
 
@@ -325,28 +327,32 @@ class Sglang(Personality):
         self.respond_text(conn, self.metrics_text())
 
     def server_info(self) -> dict:
-        """{**server_args, **scheduler_info, "internal_states": [one per worker, like one per DP rank],
-        "version"}; avg_spec_accept_length = 1 + accepted / verify steps since start (only with
-        speculation, once a draft has been verified)."""
+        """{**server_args, "status", "max_total_num_tokens", "max_req_input_len", "internal_states":
+        [one per worker, like one per DP rank: the server args again and the scheduler's state],
+        "version"}, as a real body of main 8 days after 0.5.9 has it (tests/unit/engines/real/sglang/
+        main-2026-03-03-g753da2753/server_info.json; its 333 arguments, of which these are a few);
+        avg_spec_accept_length = 1 + accepted / verify steps since start, only with speculation and once
+        a draft has been verified (absent before, as in that body: speculation off)."""
         config, counters, k = self.config, self.counters, self.draft_len
-        states = []
-        for row in range(counters.workers):
-            values = counters.row_totals(row)
-            state = {"last_gen_throughput": counters.gauge(row, "gen_throughput"),
-                     "memory_usage": {"weight": 0.0, "kvcache": 0.0, "token_capacity": config.max_model_len,
-                                      "graph": 0.0}}
-            if k and values["spec_drafts"]:
-                state["avg_spec_accept_length"] = 1 + values["spec_accepted_tokens"] / values["spec_drafts"]
-            states.append(state)
-        return {"model_path": config.model, "tokenizer_path": config.model, "served_model_name": config.model,
+        args = {"model_path": config.model, "tokenizer_path": config.model, "served_model_name": config.model,
                 "host": config.host, "port": config.port, "tp_size": 1, "dp_size": counters.workers,
                 "stream_interval": config.stream_interval, "enable_metrics": True,
                 "decode_log_interval": DECODE_LOG_INTERVAL, "context_length": config.max_model_len,
-                "speculative_algorithm": "EAGLE3" if k else None,
+                "max_running_requests": MAX_RUNNING_REQUESTS, "speculative_algorithm": "EAGLE3" if k else None,
                 "speculative_num_steps": k or None, "speculative_eagle_topk": 1 if k else None,
-                "speculative_num_draft_tokens": k + 1 if k else None,
-                "max_total_num_tokens": config.max_model_len, "max_req_input_len": config.max_model_len - 1,
-                "internal_states": states, "version": VERSION}
+                "speculative_num_draft_tokens": k + 1 if k else None}
+        states = []
+        for row in range(counters.workers):
+            values = counters.row_totals(row)
+            state = {**args, "use_mla_backend": False, "last_gen_throughput": counters.gauge(row, "gen_throughput"),
+                     "memory_usage": {"weight": 0.0, "kvcache": 0.0, "token_capacity": config.max_model_len,
+                                      "graph": 0.0},
+                     "effective_max_running_requests_per_dp": MAX_RUNNING_REQUESTS}
+            if k and values["spec_drafts"]:
+                state["avg_spec_accept_length"] = 1 + values["spec_accepted_tokens"] / values["spec_drafts"]
+            states.append(state)
+        return {**args, "status": "ready", "max_total_num_tokens": config.max_model_len,
+                "max_req_input_len": config.max_model_len - 1, "internal_states": states, "version": VERSION}
 
     def _server_info(self, conn, request) -> None:
         conn.respond_json(200, self.server_info())

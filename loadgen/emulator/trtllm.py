@@ -17,7 +17,7 @@ openai_server.py, postprocess_handlers.py, metrics/collector.py, executor/types.
   is `data: {...} \\n\\n` (a space before the blank line) with `delta: {"role":"assistant"}`; each
   step's delta carries both `content` and `reasoning_content` (an empty string when there is none:
   apply_reasoning_parser returns "" without a parser); `finish_reason` on the last, and
-  `avg_decoded_tokens_per_iter` when speculating; usage (continuous or the final, fully dumped
+  `avg_decoded_tokens_per_iter` (1.0 without speculation); usage (continuous or the final, fully dumped
   `choices: []` chunk) has `prompt_tokens_details` and no reasoning count. Ids are `chatcmpl-<n>`.
   openai_server.py openai_chat: the stream ends with [DONE]; the non-streaming body is model_dump().
 """
@@ -111,14 +111,15 @@ def _tail(object_name: str, rid: str, created: int, params: GenerationParams, co
 class StreamEncoder:
     """CompletionStreamResponse.model_dump_json(exclude_unset=False), constant parts pre-encoded.
 
-    avg_decoded_tokens_per_iter is the request's running tokens per iteration (prefill included)
-    when speculation is on, null otherwise."""
+    avg_decoded_tokens_per_iter is the request's running tokens per iteration (prefill included),
+    1.0 without speculation: NVIDIA's own responses show 1.0 on a server without speculative_config
+    (tests/unit/engines/real/trtllm/main-2025-11-25/completion.json, 1.2 rc era)."""
 
-    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_ids", "_avg")
+    __slots__ = ("_head", "_usage", "_params", "_rid", "_created", "_ids")
 
     per_token = False
 
-    def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
+    def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
         self._head = (b'{"id":' + orjson.dumps(rid) + b',"object":"text_completion","created":%d,"model":' % created
                       + orjson.dumps(params.model) + b',"choices":[{"index":0,"text":')
         self._usage = (b',"usage":{"prompt_tokens":%d,"total_tokens":%%d,"completion_tokens":%%d,'
@@ -126,7 +127,6 @@ class StreamEncoder:
                        if params.continuous_usage else None)
         self._params, self._rid, self._created = params, rid, created
         self._ids = params.return_token_ids  # detokenize=false: ids instead of text
-        self._avg = speculative
 
     def events(self, text: str, token_ids: list[int], finish_reason: str | None, completion_tokens: int,
                steps: int, extra: bytes = b"") -> bytes:
@@ -135,9 +135,9 @@ class StreamEncoder:
             body = b'"","token_ids":' + orjson.dumps(token_ids)
         else:
             body = orjson.dumps(text) + b',"token_ids":null'
-        avg = orjson.dumps(completion_tokens / steps) if self._avg else b"null"
         out = (b"data: " + self._head + body + b',"logprobs":null,"finish_reason":' + finish
-               + b',"stop_reason":null,"avg_decoded_tokens_per_iter":' + avg + b"}]")
+               + b',"stop_reason":null,"avg_decoded_tokens_per_iter":' + orjson.dumps(completion_tokens / steps)
+               + b"}]")
         out += usage_suffix(self._usage, self._params.prompt_tokens, completion_tokens)
         return out + extra + b"}\n\n"
 
@@ -148,11 +148,10 @@ class StreamEncoder:
 class ChatStreamEncoder(ChatEncoderState):
     """chat_stream_post_processor's chunks, constant parts pre-encoded."""
 
-    __slots__ = ("_avg",)
+    __slots__ = ()
 
-    def __init__(self, rid: str, created: int, params: GenerationParams, speculative: bool) -> None:
+    def __init__(self, rid: str, created: int, params: GenerationParams) -> None:
         super().__init__(rid, created, params, b'"prompt_tokens_details":{"cached_tokens":0}}', sse_prefix=True)
-        self._avg = speculative
 
     def events(self, texts: list[str], token_ids: list[int], finish_reason: str | None, completion_tokens: int,
                steps: int, extra: bytes = b"") -> bytes:
@@ -166,8 +165,7 @@ class ChatStreamEncoder(ChatEncoderState):
         choice = (b'{"content":' + orjson.dumps(content) + b',"reasoning_content":' + orjson.dumps(reasoning) + b"}")
         if finish_reason is not None:
             choice += b',"finish_reason":"' + finish_reason.encode() + b'"'
-        if self._avg:
-            choice += b',"avg_decoded_tokens_per_iter":' + orjson.dumps(completion_tokens / steps)
+        choice += b',"avg_decoded_tokens_per_iter":' + orjson.dumps(completion_tokens / steps)
         usage = self._usage % (prompt_tokens + completion_tokens, completion_tokens) if self._usage is not None else b""
         return out + self._head + choice + b"}]" + usage + extra + b"}\n\n"
 
@@ -265,11 +263,11 @@ class Trtllm(Personality):
 
     # -- responses -----------------------------------------------------------------------------
     def stream_encoder(self, rid: str, created: int, params: GenerationParams) -> StreamEncoder:
-        return StreamEncoder(rid, created, params, self.speculative)
+        return StreamEncoder(rid, created, params)
 
     def completion_body(self, gen, text: str, ids: list[int], finish: str, now_ns: int) -> dict:
         params = gen.params
-        avg = gen.emitted / gen.index if self.speculative and gen.index else None
+        avg = gen.emitted / gen.index if gen.index else None
         return {"id": gen.rid, "object": "text_completion", "created": gen.created, "model": params.model,
                 "choices": [{"index": 0, "text": "" if params.return_token_ids else text,
                              "token_ids": ids if params.return_token_ids else None, "logprobs": None,
@@ -278,14 +276,14 @@ class Trtllm(Personality):
                 "usage": _usage(params.prompt_tokens, gen.emitted), "prompt_token_ids": None}
 
     def chat_stream_encoder(self, rid: str, created: int, params: GenerationParams) -> ChatStreamEncoder:
-        return ChatStreamEncoder(rid, created, params, self.speculative)
+        return ChatStreamEncoder(rid, created, params)
 
     def chat_body(self, gen, now_ns: int) -> dict:
         """ChatCompletionResponse, every field (its ChatMessage: role, content, reasoning_content,
         reasoning, tool_calls)."""
         params = gen.params
         reasoning, content = split_reasoning(gen.texts, gen.emitted, params.reasoning_tokens)
-        avg = gen.emitted / gen.index if self.speculative and gen.index else None
+        avg = gen.emitted / gen.index if gen.index else None
         message: dict[str, object] = {"role": "assistant", "content": content, "reasoning_content": reasoning,
                                       "reasoning": None, "tool_calls": []}
         return {"id": gen.rid, "object": "chat.completion", "created": gen.created, "model": params.model,
@@ -352,12 +350,12 @@ class Trtllm(Personality):
                                       "microBatchId": 0,
                                       "avgNumDecodedTokensPerIter": gen_tokens / gen if gen else 0.0},
         }
-        if self.speculative:
-            stats["specDecodingStats"] = {
-                "numDraftTokens": draft_tokens, "numAcceptedTokens": accepted, "numRequestsWithDraftTokens": drafts,
-                "acceptanceLength": (accepted + drafts) / drafts if drafts else 0.0,
-                "iterLatencyMS": 0.0, "draftOverhead": 0.0}
-        return stats
+        stats["specDecodingStats"] = {
+            "numDraftTokens": draft_tokens, "numAcceptedTokens": accepted, "numRequestsWithDraftTokens": drafts,
+            "acceptanceLength": (accepted + drafts) / drafts if drafts else 0.0,
+            "iterLatencyMS": 0.0, "draftOverhead": 0.0} if self.speculative else None
+        stats["staticBatchingStats"] = None
+        return _sorted_keys(stats)
 
     def drain(self) -> list[dict]:
         """The iterations since the previous read, oldest first; the queue is left empty."""
@@ -412,3 +410,9 @@ class Trtllm(Personality):
 
     def _prometheus(self, conn, request) -> None:
         self.respond_text(conn, self.prometheus_text())
+
+
+def _sorted_keys(value):
+    """An iteration entry as the executor's JSON writer orders it: keys sorted at every level (seen in
+    a real 1.0.0rc4 entry, tests/unit/engines/real/trtllm/1.0.0rc4/)."""
+    return {k: _sorted_keys(value[k]) for k in sorted(value)} if isinstance(value, dict) else value

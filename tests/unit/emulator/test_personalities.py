@@ -80,15 +80,15 @@ def test_sglang_chunk_is_its_model_dump(continuous):
     assert done == "[DONE]"
 
 
-@pytest.mark.parametrize("continuous, ids, speculative", [(False, False, True), (True, True, False)])
-def test_trtllm_chunk_has_every_field(continuous, ids, speculative):
+@pytest.mark.parametrize("continuous, ids", [(False, False), (True, True)])
+def test_trtllm_chunk_has_every_field(continuous, ids):
     p = params(continuous_usage=continuous, return_token_ids=ids)
-    enc = trtllm.StreamEncoder("cmpl-3", 1700000000, p, speculative)
+    enc = trtllm.StreamEncoder("cmpl-3", 1700000000, p)
     [chunk] = events(enc.events("ab", [5, 6], None, 6, 3))
     expected = {"id": "cmpl-3", "object": "text_completion", "created": 1700000000, "model": 'm"odel',
                 "choices": [{"index": 0, "text": "" if ids else "ab", "token_ids": [5, 6] if ids else None,
                              "logprobs": None, "finish_reason": None, "stop_reason": None,
-                             "avg_decoded_tokens_per_iter": 2.0 if speculative else None}],
+                             "avg_decoded_tokens_per_iter": 2.0}],
                 "usage": None}
     if continuous:
         expected["usage"] = {"prompt_tokens": 7, "total_tokens": 13, "completion_tokens": 6,
