@@ -166,6 +166,10 @@ def print_summary(console: Console, report: Report) -> None:
                       f"{coverage.predicted_client_acceptance_length:.3f}"
                       + (f"; {discarded} accepted tokens counted but not streamed (cut by max_tokens, or of "
                                   "failed requests)" if discarded else ""))
+    unread = sorted({name for source in spec.server_sources for name in source.not_read})
+    if unread:
+        console.print(f"[bold yellow]Server speculative figures NOT READ (names loadgen does not know, never taken "
+                      f"as zero): {', '.join(unread)}[/]", soft_wrap=True)
     if spec.server_note:
         console.print(f"[dim]Server note: {spec.server_note}[/]")
     check = spec.cross_check

@@ -179,6 +179,7 @@ def test_a_renamed_counter_is_not_read_in_the_probe_or_the_run(emulator, run_loa
     assert "vllm:spec_decode_drafts_total" in finding["consequence"]
     report, console = run_loadgen(url=emu.url, num_requests=3, concurrency=1, max_tokens=8, warmup=0)
     assert console.count("server AL not read") == 1, console
+    assert "Server speculative figures NOT READ" in console and "vllm:spec_decode_drafts_total" in console
     server = report["speculative"]["server"]
     assert server["acceptance_length"] is None and server["reading"] == "not read"
     assert "vllm:spec_decode_drafts_total" in server["not_read"]
