@@ -450,6 +450,10 @@ def _describe(loaded) -> None:
 @cli.command()
 @click.option("--engine", default="vllm", show_default=True,
               help=f"Wire format to speak: one of {', '.join(EMULATED_ENGINES)}.")
+@click.option("--engine-version", metavar="VERSION",
+              help="The engine version whose wire format to speak [default: the version loadgen's recipes pin]; "
+                   "trtllm: 1.2.1 (five unprefixed Prometheus metrics, none speculative) or 1.3.0rc (trtllm_* "
+                   "names with the spec-decode counters).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--model", default="emulator", show_default=True, help="Served model name.")
@@ -519,8 +523,8 @@ def _describe(loaded) -> None:
 @click.option("--replay", multiple=True, metavar="PATH=FILE",
               help="Answer GET PATH with FILE's bytes, recorded from a real engine (repeatable), e.g. "
                    "/metrics=sglang-0.4.4-metrics.txt: what loadgen reads of an engine version in a probe or run.")
-def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule, accept_profile,
-            accept_temperature_slope, stream_interval, undrafted_start, per_request_spec_decode_metrics,
+def emulate(engine, engine_version, host, port, model, ttft_ms, step_ms, load_step_ms, cost, accept, draft_schedule,
+            accept_profile, accept_temperature_slope, stream_interval, undrafted_start, per_request_spec_decode_metrics,
             reasoning_tokens, endpoints, text_prompts_only, seed, workers, prefix_cache, send_timestamps,
             api_key, fail_status, fail_stream_error, fail_reset, fail_stall, stall_s, fail_malformed,
             slow_start_s, restart_after_s, restart_down_s, replay) -> None:
@@ -546,7 +550,8 @@ def emulate(engine, host, port, model, ttft_ms, step_ms, load_step_ms, cost, acc
         faults = Faults(status_rates=tuple(parse_fault_flag(f) for f in fail_status), stream_error=fail_stream_error,
                         reset=fail_reset, stall=fail_stall, stall_s=stall_s, malformed=fail_malformed,
                         slow_start_s=slow_start_s, restart_after_s=restart_after_s, restart_down_s=restart_down_s)
-        config = EmulatorConfig(engine=engine, host=host, port=port, model=model, ttft_ms=ttft_ms, step_ms=step_ms,
+        config = EmulatorConfig(engine=engine, engine_version=engine_version, host=host, port=port, model=model,
+                                ttft_ms=ttft_ms, step_ms=step_ms,
                                 load_step_ms=load_step_ms, cost=step_model, accept=probs, draft_schedule=schedule,
                                 accept_profile=tuple(profile.items()),
                                 stream_interval=stream_interval, undrafted_start=undrafted_start, seed=seed,

@@ -19,6 +19,10 @@ sockets, and calls a Personality for every byte it writes:
     error_event(status, message) -> bytes | None           mid-stream error (None: drop the connection)
     routes() -> {(method, path): handler(conn, request)}   /health, /v1/models, metrics, extras
     on_batch(batch, now_ns)                                once per step-timer firing that did work
+    on_request_end(gen, outcome, now_ns)                   once per request, when it ends (finished or aborted)
+
+A personality speaks the versions in its `versions` (the first, its engine's recipes' pin, is the
+default); `engine_version` is the one this server speaks (loadgen emulate --engine-version).
 
 The hot path is events(): encoders pre-encode everything but the text, counts and finish reason,
 and the whole chunk (every event of a step) goes out in one socket write.
@@ -239,6 +243,9 @@ class Personality:
 
     name = ""
     owned_by = ""
+    #: the engine versions whose wire format this personality speaks, the first the default: the
+    #: version loadgen's recipes pin (loadgen/servers/recipes/<engine>/*.yaml engine_version)
+    versions: tuple[str, ...] = ()
     id_prefix = "cmpl-"
     #: whether a draft is cut to the tokens still allowed (n_predict - n_decoded - 1), as llama-server does
     caps_drafts = False
@@ -260,6 +267,7 @@ class Personality:
         self.worker = worker
         self.created = int(time.time())
         self.draft_len = config.draft_len
+        self.engine_version = config.engine_version or self.versions[0]
 
     @property
     def speculative(self) -> bool:
@@ -330,3 +338,7 @@ class Personality:
 
     def on_batch(self, batch: BatchStats, now_ns: int) -> None:
         """Called once per step-timer firing that stepped at least one request."""
+
+    def on_request_end(self, gen, outcome: str, now_ns: int) -> None:
+        """Called once per request when it ends, `outcome` the counter it ends in (requests_finished_length
+        or requests_aborted): for engines that observe per-request figures then (TRT-LLM 1.2's histograms)."""

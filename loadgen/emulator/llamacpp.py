@@ -184,6 +184,8 @@ class ChatStreamEncoder:
 class Llamacpp(Personality):
     name = "llamacpp"
     owned_by = "llamacpp"
+    #: the recipes' pin: llama.cpp 0.5.0-dev at 0c1e570, the build llama-cpp-python 0.3.36 vendors
+    versions = ("0.5.0-dev+0c1e570",)
     id_prefix = "chatcmpl-"
     merges_steps = False  # llama-server has no stream interval: one event per token anyway
 

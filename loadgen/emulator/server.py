@@ -68,6 +68,9 @@ GENERATION_ROUTES = {"completions": "/v1/completions", "chat": "/v1/chat/complet
 @dataclass(frozen=True)
 class EmulatorConfig:
     engine: str = "vllm"
+    #: the engine version whose wire format is spoken (one of the personality's `versions`); None: its
+    #: first, the version loadgen's recipes pin
+    engine_version: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     model: str = "emulator"
@@ -119,6 +122,10 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.engine not in self.engines:
             raise ValueError(f"unknown engine {self.engine!r}; choose one of {', '.join(self.engines)}")
+        versions = PERSONALITIES[self.engine].versions if self.engine in PERSONALITIES else ()
+        if self.engine_version is not None and self.engine_version not in versions:
+            raise ValueError(f"--engine-version {self.engine_version!r}: --engine {self.engine} speaks "
+                             f"{', '.join(versions) or 'no version'}")
         if self.ttft_ms < 0 or self.step_ms <= 0 or self.load_step_ms < 0:
             raise ValueError("ttft must be >= 0 ms, step > 0 ms and load step >= 0 ms")
         if self.cost is not None:
@@ -374,6 +381,7 @@ class Generation:
             arr[idx["seq_len_max"]] = seq_len
         if outcome == "requests_finished_length":
             app.batch.completed += 1
+        app.personality.on_request_end(self, outcome, now_ns)
 
 
 class App:

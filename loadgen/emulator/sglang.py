@@ -148,6 +148,8 @@ class Sglang(Personality):
     """SGLang personality. Its spec gauges are windowed like the real scheduler's (see on_batch)."""
 
     name = "sglang"
+    #: the recipes' pin
+    versions = ("0.5.9",)
     owned_by = "sglang"
     gauges = ("spec_accept_length", "spec_accept_rate", "gen_throughput")
 

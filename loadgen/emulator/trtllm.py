@@ -10,7 +10,12 @@ openai_server.py, postprocess_handlers.py, metrics/collector.py, executor/types.
   `prompt_tokens_details`; `detokenize: false` sends token ids with empty text.
 - GET /metrics returns the executor's iteration stats as a JSON list and DRAINS them (each read
   returns only iterations since the previous read; at most 1000 are kept, oldest dropped).
-  GET /prometheus/metrics has the trtllm_* counters and gauges.
+- GET /prometheus/metrics depends on the version (--engine-version). 1.2.1, the recipes' pin: the five
+  UNPREFIXED per-request metrics of metrics/collector.py before the trtllm_ prefix, labelled
+  engine_type="undefined", model_name="undefined" (hard-coded by openai_server.py then), and nothing
+  speculative (real outputs: tests/unit/engines/real/trtllm/unknown-2026-03/, dev-pr5785-2025-07/).
+  1.3.0rc (main after PR #12545, which made the iteration and speculative stats Prometheus metrics and
+  fixed the labels, and #12636, the per-position spec counters): the trtllm_* counters and gauges.
 - a failure after the stream started ends the response without an error event.
 - /v1/chat/completions (postprocess_handlers.py chat_stream_post_processor, chat_response_post_processor;
   openai_protocol.py at 01bf192): chunks dumped with exclude_none, so null fields are left out. The first
@@ -39,6 +44,7 @@ from .engine import (
     chat_prompt_token_count,
     emulator_lag_lines,
     error_type,
+    go_float,
     prometheus_family,
     prompt_token_count,
     split_reasoning,
@@ -48,7 +54,7 @@ from .engine import (
 )
 
 __all__ = ["Trtllm", "StreamEncoder", "ChatStreamEncoder", "COMPLETION_FIELDS", "CHAT_FIELDS",
-           "MAX_PENDING_ITERATIONS"]
+           "MAX_PENDING_ITERATIONS", "REQUEST_HISTOGRAMS", "Histogram"]
 
 #: CompletionRequest's fields (tensorrt_llm/serve/openai_protocol.py); anything else is rejected
 COMPLETION_FIELDS = frozenset((
@@ -83,6 +89,25 @@ STREAM_OPTIONS_FIELDS = frozenset(("include_usage", "continuous_usage_stats"))
 #: the executor keeps at most this many iteration stats between reads (iter_stats_max_iterations)
 MAX_PENDING_ITERATIONS = 1000
 VERSION = "0.0.0+loadgen.emulator"
+#: the release the recipes pin, whose /prometheus/metrics has only the per-request metrics
+PINNED = "1.2.1"
+#: main after PR #12545 / #12636 (the 1.3.0 release candidates): the trtllm_* iteration and spec metrics
+PREFIXED = "1.3.0rc"
+#: what 1.1 and 1.2 label every sample with: openai_server.py passed no model or engine name yet
+UNDEFINED_LABELS = 'engine_type="undefined",model_name="undefined"'
+_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+                    480.0, 960.0, 1920.0, 7680.0)
+#: 1.2's per-request histograms, as metrics/collector.py MetricsCollector creates them (name, HELP,
+#: bucket upper bounds), in the order the real output lists them
+REQUEST_HISTOGRAMS = (
+    ("e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.", _LATENCY_BUCKETS),
+    ("time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+     (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+      160.0, 640.0, 2560.0)),
+    ("time_per_output_token_seconds", "Histogram of time per output token in seconds.",
+     (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)),
+    ("request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", _LATENCY_BUCKETS),
+)
 
 
 def _validation_error(errors: list[dict]) -> RequestRejected:
@@ -173,9 +198,44 @@ class ChatStreamEncoder(ChatEncoderState):
         return _tail("chat.completion.chunk", self._rid, self._created, self._params, gen.emitted)
 
 
+class Histogram:
+    """One prometheus_client histogram of one label set: counts per bucket (cumulative when written),
+    sum and count. The personality runs in one process, so plain state is enough."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        self.sum += value
+        self.count += 1
+
+    def lines(self, name: str, help_: str, labels: str) -> list[str]:
+        """The family as prometheus_client's multiprocess collector writes it (as the real output
+        shows): _sum, then the cumulative buckets with `le` among the sorted labels, then _count."""
+        first, last = labels.split(",", 1)  # engine_type=..., model_name=...: le sorts between them
+        out = [f"# HELP {name} {help_}", f"# TYPE {name} histogram", f"{name}_sum{{{labels}}} {go_float(self.sum)}"]
+        running = 0
+        for bound, n in zip(self.bounds, self.counts):
+            running += n
+            out.append(f'{name}_bucket{{{first},le="{bound!r}",{last}}} {go_float(running)}')
+        out.append(f'{name}_bucket{{{first},le="+Inf",{last}}} {go_float(self.count)}')
+        out.append(f"{name}_count{{{labels}}} {go_float(self.count)}")
+        return out
+
+
 class Trtllm(Personality):
     name = "trtllm"
     owned_by = "tensorrt_llm"
+    versions = (PINNED, PREFIXED)
     single_worker_reason = ("trtllm's GET /metrics drains one server-wide queue of iteration stats, which the "
                             "emulator keeps in its one process: run it with --workers 1")
 
@@ -188,6 +248,9 @@ class Trtllm(Personality):
         self._running_index = counters.index("requests_running")
         self._last_active = 0
         self._last_al = 0.0
+        #: 1.2's per-request metrics: successes by finish reason and the four histograms
+        self._successes: dict[str, int] = {}
+        self._histograms = {name: Histogram(bounds) for name, _, bounds in REQUEST_HISTOGRAMS}
 
     # -- requests ------------------------------------------------------------------------------
     def parse_request(self, body: object, headers: dict[str, str]) -> GenerationParams:
@@ -331,6 +394,22 @@ class Trtllm(Personality):
                               batch.decode, batch.ctx_tokens, batch.decode_tokens, batch.drafts, batch.draft_tokens,
                               batch.accepted))
 
+    def on_request_end(self, gen, outcome: str, now_ns: int) -> None:
+        """1.2's per-request metrics of a request that finished (openai_server.py hands the collector
+        each finished request's metrics dict; MetricsCollector.log_metrics_dict counts a success by its
+        finish reason and observes the histograms, skipping a zero value). The emulator's requests
+        all finish by length; the emulator never queues, so its queue time is 0 and is observed as
+        such, which keeps the family in the output as a real server's always-positive queue time does."""
+        if outcome != "requests_finished_length":
+            return
+        self._successes["length"] = self._successes.get("length", 0) + 1
+        histograms = self._histograms
+        histograms["e2e_request_latency_seconds"].observe((now_ns - gen.start_ns) / 1e9)
+        histograms["time_to_first_token_seconds"].observe((gen.first_ns - gen.start_ns) / 1e9)
+        if gen.emitted > 1:  # the time between the first token and the last, per later token
+            histograms["time_per_output_token_seconds"].observe((now_ns - gen.first_ns) / 1e9 / (gen.emitted - 1))
+        histograms["request_queue_time_seconds"].observe(0.0)
+
     def _iteration_json(self, entry: tuple) -> dict:
         (wall, it, latency_ms, active, completed, ctx, gen, ctx_tokens, gen_tokens, drafts, draft_tokens,
          accepted) = entry
@@ -370,10 +449,35 @@ class Trtllm(Personality):
         conn.respond_json(200, [])  # per-request perf metrics need return_perf_metrics per request: none kept
 
     def prometheus_text(self) -> str:
-        """prometheus_client's multiprocess exposition of the MetricsCollector: counters keep their
-        _total name, labels sorted. The counters here grow at every step (TRT-LLM feeds them from the
-        iteration stats and, per position, when a request finishes)."""
+        """prometheus_client's multiprocess exposition of the MetricsCollector at this server's
+        version (see the module docstring), then the emulator's own lag lines."""
         totals = self.counters.totals()
+        lines = self._prefixed_lines(totals) if self.engine_version == PREFIXED else self._request_lines()
+        lines.extend(emulator_lag_lines(totals))
+        return "\n".join(lines) + "\n"
+
+    def _request_lines(self) -> list[str]:
+        """1.2.1: the four per-request histograms and request_success_total, unprefixed, labelled
+        "undefined" (metrics/collector.py before the trtllm_ prefix; real output in
+        tests/unit/engines/real/trtllm/unknown-2026-03/). The finish-reason label is `finished_reason`,
+        MetricsCollector.labelname_finish_reason, as vLLM's collector it was adapted from names it.
+        Nothing before a request finished: prometheus_client's multiprocess collector writes only the
+        label sets a process observed."""
+        lines: list[str] = []
+        if not self._successes:
+            return lines
+        for name, help_, _ in REQUEST_HISTOGRAMS:
+            lines.extend(self._histograms[name].lines(name, help_, UNDEFINED_LABELS))
+        first, last = UNDEFINED_LABELS.split(",", 1)
+        prometheus_family(lines, "request_success_total", "counter", "Count of successfully processed requests.",
+                          [(f'{first},finished_reason="{reason}",{last}', n)
+                           for reason, n in sorted(self._successes.items())])
+        return lines
+
+    def _prefixed_lines(self, totals: dict[str, int]) -> list[str]:
+        """1.3.0rc: the trtllm_* counters and gauges, labels sorted, counters keeping their _total
+        name. The counters here grow at every step (TRT-LLM feeds them from the iteration stats and,
+        per position, when a request finishes)."""
         labels = f'engine_type="trtllm",model_name="{self.config.model}"'
         lines: list[str] = []
         prometheus_family(lines, "trtllm_num_requests_running", "gauge", "Number of active requests",
@@ -405,8 +509,7 @@ class Trtllm(Personality):
                               "Total accepted tokens per speculative decoding position.",
                               [(labels + f',token_position="{i}"', n)
                                for i, n in enumerate(self.counters.per_position(totals))])
-        lines.extend(emulator_lag_lines(totals))
-        return "\n".join(lines) + "\n"
+        return lines
 
     def _prometheus(self, conn, request) -> None:
         self.respond_text(conn, self.prometheus_text())

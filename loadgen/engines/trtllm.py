@@ -25,7 +25,7 @@ NAMES = SpecMetricNames(draft_tokens="trtllm_spec_decode_num_draft_tokens_total"
                         accepted="trtllm_spec_decode_num_accepted_tokens_total",
                         accepted_per_position="trtllm_spec_decode_accepted_tokens_total",
                         drafted_per_position="trtllm_spec_decode_drafted_tokens_total",
-                        position_label="token_position", shape="TensorRT-LLM 1.2",
+                        position_label="token_position", shape="TensorRT-LLM 1.3",
                         aside=("trtllm_spec_decode_acceptance_length", "trtllm_spec_decode_draft_overhead"))
 #: the iteration stats' specDecodingStats keys a window's AL needs (executor/types.h SpecDecodingStats)
 ITERATION_KEYS = ("numDraftTokens", "numAcceptedTokens", "numRequestsWithDraftTokens")

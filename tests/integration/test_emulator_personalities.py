@@ -217,7 +217,8 @@ def test_sglang_windowed_gauges_and_cumulative_server_info(emulator, tmp_path):
 
 
 def test_trtllm_iteration_stats_drain_and_prometheus_counters(emulator):
-    emu = emulator("--engine", "trtllm", "--ttft-ms", "1", "--step-ms", "1", "--accept", "0.8,0.6,0.4")
+    emu = emulator("--engine", "trtllm", "--engine-version", "1.3.0rc", "--ttft-ms", "1", "--step-ms", "1",
+                   "--accept", "0.8,0.6,0.4")
     get(emu.url, "/metrics")  # start from an empty queue
     runs = _run(emu.url, 12, 60, extra={"stream_options": {"continuous_usage_stats": True}})
     iterations = get(emu.url, "/metrics")
@@ -373,3 +374,22 @@ def test_unknown_route_and_auth_use_the_engine_error_body(emulator):
     with pytest.raises(urllib.error.HTTPError) as info:
         get(emu.url, "/v1/models")
     assert info.value.code == 401 and json.loads(info.value.read())["error"]["type"] == "authentication_error"
+
+
+def test_trtllm_at_its_pin_counts_each_finished_request_in_the_unprefixed_metrics(emulator):
+    """1.2.1 (the default): /prometheus/metrics has request_success_total and the histograms, no trtllm_*."""
+    emu = emulator("--engine", "trtllm", "--ttft-ms", "1", "--step-ms", "1")
+    _run(emu.url, 3, 8)
+    counters = prom(get(emu.url, "/prometheus/metrics"))
+    assert counters['request_success_total{engine_type="undefined",finished_reason="length",'
+                    'model_name="undefined"}'] == 3
+    assert counters['time_to_first_token_seconds_count{engine_type="undefined",model_name="undefined"}'] == 3
+    assert not [name for name in counters if name.startswith("trtllm_")]
+
+
+def test_an_engine_version_the_personality_does_not_speak_is_one_error_line():
+    done = subprocess.run([sys.executable, "-m", "loadgen", "emulate", "--engine", "trtllm", "--engine-version",
+                           "1.0.0", "--port", "0"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["error: --engine-version '1.0.0': --engine trtllm speaks 1.2.1, 1.3.0rc"]

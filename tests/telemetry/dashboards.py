@@ -42,7 +42,8 @@ GRAFANA_BUILTINS = frozenset((
 VARIABLE = re.compile(r"\$\{(?P<braced>\w+)(?::[^}]*)?\}|\[\[(?P<bracketed>\w+)(?::[^\]]*)?\]\]|\$(?P<plain>\w+)")
 
 #: every metric each engine's emulator exports (the real engines export these names and more);
-#: emulator_send_lag_* is the emulator's own and not an engine's
+#: emulator_send_lag_* is the emulator's own and not an engine's. trtllm: at --engine-version 1.3.0rc,
+#: whose trtllm_* names the dashboards read (1.2.1, the recipes' pin, exports five unprefixed metrics)
 ENGINE_METRICS: dict[str, frozenset[str]] = {
     "vllm": frozenset((
         "vllm:generation_tokens_total", "vllm:num_requests_running", "vllm:num_requests_waiting",

@@ -18,6 +18,8 @@ from .conftest import free_port
 from .dashboards import expressions, load_dashboards
 
 ENGINES = {"vllm": "/metrics", "sglang": "/metrics", "trtllm": "/prometheus/metrics", "llamacpp": "/metrics"}
+#: the dashboards' TRT-LLM panels read the trtllm_* names, which TensorRT-LLM exports from 1.3 on
+ENGINE_VERSIONS = {"trtllm": "1.3.0rc"}
 
 
 def _run(url: str, metrics_port: int, out: Path, seconds: float) -> subprocess.Popen:
@@ -38,7 +40,9 @@ def _wait_for(condition, timeout_s: float, what: str) -> None:
 
 @pytest.mark.timeout(240)
 def test_every_dashboard_expression_returns_data(emulator, prometheus, tmp_path):
-    emulators = {engine: emulator("--engine", engine, "--ttft-ms", "5", "--step-ms", "5") for engine in ENGINES}
+    emulators = {engine: emulator("--engine", engine, "--ttft-ms", "5", "--step-ms", "5",
+                                  *(("--engine-version", ENGINE_VERSIONS[engine]) if engine in ENGINE_VERSIONS else ()))
+                 for engine in ENGINES}
     metrics_port = free_port()
     jobs = {"loadgen": (f"127.0.0.1:{metrics_port}", "/metrics")}
     jobs |= {engine: (emu.url.removeprefix("http://"), ENGINES[engine]) for engine, emu in emulators.items()}
