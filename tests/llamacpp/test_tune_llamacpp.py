@@ -31,7 +31,7 @@ RATES = (0.9, 0.8, 0.7)
 LENGTHS = (0, 1, 2, 3)
 CONCURRENCIES = (1, 2)
 CONFIRM = 4  # not measured: the model's best drafting K is run there against the baseline
-REQUESTS = 24
+REQUESTS = 16
 MAX_TOKENS = 64
 #: standard errors a measured AL may stray from its expectation: two-sided, about 6e-5 per check
 Z = 4.0

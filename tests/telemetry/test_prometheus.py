@@ -48,9 +48,11 @@ def test_every_dashboard_expression_returns_data(emulator, prometheus, tmp_path)
     jobs |= {engine: (emu.url.removeprefix("http://"), ENGINES[engine]) for engine, emu in emulators.items()}
     prom = prometheus(jobs)
     # A short run against each engine but the last, then a long one against vLLM that is still going
-    # while the expressions are evaluated (a finished run's series go stale in Prometheus).
-    for engine in ("sglang", "trtllm", "llamacpp"):
-        proc = _run(emulators[engine].url, metrics_port, tmp_path / engine, 4)
+    # while the expressions are evaluated (a finished run's series go stale in Prometheus). The short
+    # runs go at once, each on its own metrics port: the engines' own series are what they leave.
+    short = [_run(emulators[engine].url, free_port(), tmp_path / engine, 4)
+             for engine in ("sglang", "trtllm", "llamacpp")]
+    for proc in short:
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output.decode()
     live = _run(emulators["vllm"].url, metrics_port, tmp_path / "vllm", 40)
