@@ -188,8 +188,9 @@ class OpenAIAdapter:
     metrics_hint = ""
 
     def counter_collector(self, source: str) -> CounterCollector:
-        assert self.metrics_path and self.counter_shapes, "an engine with counters on its metrics endpoint"
-        return CounterCollector(self.metrics_path, self.counter_shapes, source, self.metrics_hint)
+        path, shapes, hint = self.metrics_path, self.counter_shapes, self.metrics_hint
+        assert path and shapes, "an engine with counters on its metrics endpoint"
+        return CounterCollector(path, lambda body: counter_reading(body, path, shapes, hint), source)
 
     def spec_counters(self, metrics_text: str) -> SpecCounters | None:
         """The counters at one scrape, in the first of counter_shapes the scrape has in full."""

@@ -21,8 +21,8 @@ from .base import Finding, SpecCounters
 from .prometheus_text import SpecMetricNames, first_counters, speculative_names
 
 __all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
-           "window_acceptance", "settled_read", "AcceptanceReading", "ACCEPTANCE_READINGS", "SpecReading",
-           "counter_reading", "best_reading", "readings_finding",
+           "window_acceptance", "settled_read", "AcceptanceReading", "CounterRead", "ACCEPTANCE_READINGS",
+           "SpecReading", "counter_reading", "best_reading", "readings_finding",
            "SPECULATIVE_CHECK", "EXACT_SERVER_AL", "NO_SERVER_AL", "NOT_READ_SERVER_AL", "NOT_PROMETHEUS"]
 
 Getter = Callable[[str], Awaitable[tuple[int, bytes]]]
@@ -209,21 +209,24 @@ async def settled_read(read: Callable[[], Awaitable[T | None]]) -> T | None:
     return value
 
 
+#: one body of a counters endpoint (None: it did not answer) -> its reading, and its counters where
+#: the reading is an exact window (counter_reading with an engine's shapes; SGLang's own)
+CounterRead = Callable[[str | None], tuple[SpecReading, SpecCounters | None]]
+
+
 class CounterCollector:
     """Cumulative counters: exact over the window (its first and last reads settled: SETTLE_S);
-    sampled during it for a time series. `shapes`: the engine's known counter names, one set per
-    range of versions."""
+    sampled during it for a time series. `read` turns one body into its reading and counters."""
 
-    def __init__(self, path: str, shapes: Sequence[SpecMetricNames], source: str, enable_hint: str) -> None:
-        self.path, self._shapes, self.source, self._enable_hint = path, shapes, source, enable_hint
+    def __init__(self, path: str, read: CounterRead, source: str) -> None:
+        self.path, self._read_body, self.source = path, read, source
         self._before: SpecCounters | None = None
         self._last: SpecCounters | None = None
         self.series: list[dict] = []
         self._reading: SpecReading | None = None
 
     async def _read(self, get: Getter) -> SpecCounters | None:
-        reading, counters = counter_reading(await fetch_text(get, self.path), self.path, self._shapes,
-                                            self._enable_hint)
+        reading, counters = self._read_body(await fetch_text(get, self.path))
         self._reading = reading
         return counters
 
@@ -243,6 +246,8 @@ class CounterCollector:
         reading = self._reading
         assert reading is not None, "end() reads the endpoint"
         if self._before is None or after is None:
+            if reading.acceptance in ("windowed gauge", "cumulative"):
+                return None  # another collector's figure (SGLang's gauges, before its counters)
             return ServerAcceptance(self.source, None, exact=False, note=reading.describe(),
                                     reading=reading.acceptance, not_read=list(reading.not_read))
         result = window_acceptance(self._before, after, self.source)

@@ -1,5 +1,6 @@
-"""SGLang: continuous usage stats without include_usage; acceptance only as windowed gauges and a
-cumulative average (no counters), so the client's per-chunk counts are the better window figure."""
+"""SGLang: continuous usage stats without include_usage; acceptance up to 0.5.9 only as windowed
+gauges and a cumulative average (no counters), so the client's per-chunk counts are the better
+window figure; after it, verify-call counters per finished request, read exactly where present."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ from pathlib import Path
 
 import orjson
 
-from .base import EngineSpec, Finding, ScheduleSupport
+from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import sample_sums, sample_values, speculative_names
-from .server_metrics import NOT_PROMETHEUS, Getter, ServerAcceptance, SpecReading, fetch_text, readings_finding
+from .prometheus_text import sample_names, sample_sums, sample_values, speculative_names
+from .server_metrics import (
+    NOT_PROMETHEUS,
+    CounterCollector,
+    Getter,
+    ServerAcceptance,
+    SpecReading,
+    fetch_text,
+    readings_finding,
+)
 
 __all__ = ["SglangAdapter", "SglangCollector", "launch", "SCHEDULE", "SPEC"]
 
@@ -22,6 +31,17 @@ ACCEPT_LENGTH, ACCEPT_RATE = "sglang:spec_accept_length", "sglang:spec_accept_ra
 #: the scheduler's gauges over recent decode batches (python/sglang/srt/metrics/collector.py,
 #: SchedulerMetricsCollector), the speculative names loadgen reads on /metrics
 GAUGES = (ACCEPT_LENGTH, ACCEPT_RATE)
+#: versions after 0.5.9 (PR #25689, merged 2026-05-18) count verify calls: the tokenizer's
+#: TokenizerMetricsCollector.observe_one_finished_request adds, once per finished request, its
+#: spec_verify_ct (verify forwards; the prefill is none), its completion tokens (the prefill's token
+#: included) and 1 request (python/sglang/srt/observability/metrics_collector.py at 016d8605;
+#: tokenizer_manager.py collect_metrics; scheduler _resolve_spec_v2_tokens `req.spec_verify_ct += 1`)
+VERIFY_CALLS = "sglang:spec_verify_calls_total"
+GENERATION_TOKENS, REQUESTS = "sglang:generation_tokens_total", "sglang:num_requests_total"
+#: the draft configuration in force (PR #25940: "Currently active speculative_num_steps"), no figure
+CONFIG_GAUGES = ("sglang:spec_num_steps", "sglang:spec_num_draft_tokens")
+#: every speculative name on /metrics loadgen knows, read or left aside
+KNOWN_NAMES = {*GAUGES, VERIFY_CALLS, *CONFIG_GAUGES}
 #: /server_info's cumulative average since the server started: top level in older versions, per
 #: scheduler under internal_states in newer ones
 AVERAGE_KEY = "avg_spec_accept_length"
@@ -36,9 +56,9 @@ class SglangAdapter(OpenAIAdapter):
     #: the same continuous usage on chat (sgl-project/sglang python/sglang/srt/entrypoints/openai/serving_chat.py
     #: _generate_stream_content: usage on every reasoning and content chunk when continuous_usage_stats)
     chat_token_counts = "usage"
-    authoritative = ("client", "SGLang exports only windowed gauges and a since-start average, so the client's "
-                               "tokens per chunk (stream interval 1: one chunk per verify step) are the exact window "
-                               "figure")
+    authoritative = ("client", "SGLang up to 0.5.9 exports only windowed gauges and a since-start average, so the "
+                               "client's tokens per chunk (stream interval 1: one chunk per verify step) are the exact "
+                               "window figure; later versions' verify-call counters count only finished requests")
 
     def request_body(self, *, model: str, prompt, max_tokens: int, temperature: float, ignore_eos: bool) -> dict:
         return {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
@@ -73,7 +93,10 @@ class SglangAdapter(OpenAIAdapter):
                        "pin; chat: none verified)")
 
     def collectors(self) -> list:
-        return [SglangCollector()]
+        """The verify-call counters where the version has them (exact), and the gauges with the
+        server info's averages (the only figures up to 0.5.9)."""
+        return [CounterCollector("/metrics", counter_reading, "sglang /metrics counters (per finished request)"),
+                SglangCollector()]
 
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """sglang:cache_hit_rate, a gauge of the recent prefill batches' hit rate (no counters), the
@@ -85,24 +108,43 @@ class SglangAdapter(OpenAIAdapter):
     speculative_paths: tuple[str, ...] = ("/metrics", "/server_info")
 
     def speculative_reading(self, path: str, body: str | None) -> SpecReading:
-        return server_info_reading(body, path) if path in SERVER_INFO_PATHS else gauge_reading(body)
+        return server_info_reading(body, path) if path in SERVER_INFO_PATHS else metrics_reading(body)
 
     async def speculative_metrics(self, get: Getter) -> Finding:
         """/metrics' gauges, and the server info under whichever name the version answers."""
         path, info = await fetch_server_info(get)
-        return readings_finding([gauge_reading(await fetch_text(get, "/metrics")), server_info_reading(info, path)])
+        return readings_finding([metrics_reading(await fetch_text(get, "/metrics")), server_info_reading(info, path)])
 
 
-def gauge_reading(body: str | None) -> SpecReading:
-    """/metrics: the windowed gauge sglang:spec_accept_length where it is; other speculative names
-    not read (a version that renamed it)."""
+def counter_reading(body: str | None) -> tuple[SpecReading, SpecCounters | None]:
+    """/metrics with the verify-call counters: exact over the requests finished in the window, as
+    counters whose "drafts" are the verify calls and "accepted" the decode tokens beyond one per
+    call (completion tokens less each request's prefill token, less the calls), so the window's AL
+    1 + accepted / drafts = (Δgeneration − Δrequests) / Δverify calls: tokens per verify step,
+    pooled over those requests. Without them, the gauge reading (and no counters)."""
+    reading = metrics_reading(body)
+    if body is None or reading.acceptance != "exact window":
+        return reading, None
+    sums = {name: values[""] for name, values in sample_sums(body, {VERIFY_CALLS, GENERATION_TOKENS, REQUESTS}).items()}
+    calls = sums[VERIFY_CALLS]
+    return reading, SpecCounters(calls, 0.0, sums[GENERATION_TOKENS] - sums[REQUESTS] - calls, ())
+
+
+def metrics_reading(body: str | None) -> SpecReading:
+    """/metrics: the verify-call counters where the version has them (exact window), else the
+    windowed gauge sglang:spec_accept_length; other speculative names not read (a version that
+    renamed them)."""
     if body is None:
         return SpecReading("/metrics", "absent", f"does not answer ({METRICS_HINT})")
     try:
         present = speculative_names(body)
     except ValueError:
         return SpecReading("/metrics", "not read", NOT_PROMETHEUS)
-    unknown = tuple(sorted(present - set(GAUGES)))
+    unknown = tuple(sorted(present - KNOWN_NAMES))
+    if VERIFY_CALLS in present and {GENERATION_TOKENS, REQUESTS} <= sample_names(body):
+        return SpecReading("/metrics", "exact window", "counters sglang:spec_verify_calls_total, "
+                           "generation_tokens_total, num_requests_total (per finished request)",
+                           tuple(sorted(present & {VERIFY_CALLS, *GAUGES})), unknown)
     if ACCEPT_LENGTH in present:
         return SpecReading("/metrics", "windowed gauge", "gauge sglang:spec_accept_length (recent decode batches)",
                            tuple(sorted(present & set(GAUGES))), unknown)
@@ -161,7 +203,7 @@ def server_info_reading(body: str | None, path: str = SERVER_INFO_PATHS[0]) -> S
 
 
 class SglangCollector:
-    """SGLang has no spec-decode counters. /server_info gives avg_spec_accept_length, a cumulative
+    """SGLang up to 0.5.9 has no spec-decode counters. /server_info gives avg_spec_accept_length, a cumulative
     average since the server started; its gauges sglang:spec_accept_length/_rate cover only recent
     decode batches. So: the server AL reported is the mean of the gauge sampled during the run
     (windowed, weighted by sample not by step), and the cumulative averages before/after are shown
@@ -192,9 +234,9 @@ class SglangCollector:
     async def poll(self, get: Getter, t_s: float) -> None:
         """One sample of the gauges: their mean over every scheduler (tp, dp, pp ranks) that exports them."""
         text = await fetch_text(get, "/metrics")
-        reading = gauge_reading(text)
+        reading = metrics_reading(text)
         self._not_read.update(reading.not_read)
-        if text is None or reading.acceptance != "windowed gauge":
+        if text is None or ACCEPT_LENGTH not in reading.read:
             return
         length, rate = sample_values(text, ACCEPT_LENGTH), sample_values(text, ACCEPT_RATE)
         self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length) / len(length),

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from loadgen.analysis.speculative import request_decode_steps
-from loadgen.engines import ENGINES, detect_engine, get_adapter
+from loadgen.engines import ENGINES, detect_engine, get_adapter, server_metrics
 from loadgen.engines.sglang import SglangCollector
 from loadgen.engines.trtllm import REQUEST_FIELDS, TrtllmIterationCollector
 from loadgen.records import RequestRecord, StreamRecorder
@@ -245,6 +245,27 @@ def test_sglang_reports_the_sampled_gauge_and_the_cumulative_averages():
     assert result.acceptance_length == 2.5 and result.acceptance_rate == 0.5 and result.exact is False
     assert result.raw == {"server_info_avg_accept_length_before": 2.1, "server_info_avg_accept_length_after": 2.4}
     assert [s["acceptance_length"] for s in result.time_series] == [2.0]
+
+
+def test_sglang_verify_call_counters_give_the_window_exactly(monkeypatch):
+    """SGLang after 0.5.9 (PR #25689): per finished request, its verify calls, its completion tokens
+    (the prefill's token included) and 1 request. The shape follows the source (no real output of it
+    was found); the figures by hand from the two scrapes: Δverify 80, Δgeneration (540 + 30) -
+    (300 + 20) = 250 over both is_streaming series, Δrequests 21 - 12 = 9, so the decode tokens per
+    verify step are (250 - 9) / 80 = 3.0125. The gauges beside them are read too; the configuration
+    gauge spec_num_steps is no figure and is not listed as unread."""
+    monkeypatch.setattr(server_metrics, "SETTLE_READS", 0)
+    fixtures = Path(__file__).parent / "fixtures" / "sglang"
+    before, after = ((fixtures / f"metrics-counters-{i}.txt").read_bytes() for i in (1, 2))
+    adapter = get_adapter("sglang")
+    reading = adapter.speculative_reading("/metrics", after.decode())
+    assert (reading.acceptance, reading.read, reading.not_read) == \
+           ("exact window", ("sglang:spec_accept_length", "sglang:spec_verify_calls_total"), ())
+    counters, gauges = adapter.collectors()
+    result = collect(counters, FakeServer({"/metrics": [before, after]}), polls=0)
+    assert result.acceptance_length == pytest.approx((250 - 9) / 80) and result.drafts == 80
+    assert result.exact and result.reading == "exact window" and result.acceptance_rate is None
+    assert collect(gauges, FakeServer({"/metrics": [before, after]})).acceptance_length == pytest.approx(3.0)
 
 
 def test_llamacpp_tokens_held_back_mid_character_are_counted_on_the_closing_chunk():

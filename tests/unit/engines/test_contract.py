@@ -149,15 +149,15 @@ def test_collectors_read_recorded_metrics(engine, monkeypatch):
     read each: the settling of the window's reads is tested in test_adapters.py)."""
     monkeypatch.setattr(server_metrics, "SETTLE_READS", 0)
     want = expected(engine)
-    server = RecordedServer(engine, want["scrapes"])
 
     async def collect(collector):
+        server = RecordedServer(engine, want["scrapes"])  # each collector reads every scrape in turn
         await collector.begin(server.get)
         await collector.poll(server.get, 1.0)
         return await collector.end(server.get)
 
-    results = [asyncio.run(collect(c)) for c in get_adapter(engine).collectors()]
-    assert len(results) == len(want["server"])
+    results = [r for r in (asyncio.run(collect(c)) for c in get_adapter(engine).collectors()) if r is not None]
+    assert len(results) == len(want["server"])  # a collector with nothing to say (None) is left out, as a run does
     for result, figures in zip(results, want["server"]):
         got = result.to_json()
         for key, value in figures.items():

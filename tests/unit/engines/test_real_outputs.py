@@ -144,13 +144,15 @@ def test_reads_each_version_s_whole_responses(fixture):
 # -- a renamed figure is never read as zero -------------------------------------------------------
 
 #: every body loadgen reads a figure from: the real outputs above, and the contract fixtures of the
-#: shapes no public real output shows yet (SGLang's gauges and server info with speculation on,
-#: TensorRT-LLM's iteration stats and Prometheus counters): (engine, path, body)
+#: shapes no public real output shows yet (SGLang's gauges and server info with speculation on, its
+#: verify-call counters after 0.5.9, TensorRT-LLM's iteration stats and Prometheus counters):
+#: (engine, path, body)
 CONTRACT = Path(__file__).parent / "fixtures"
 READ_BODIES = [(f.engine, f.path, endpoint_body(f)) for f in of_kind(ENDPOINT_KINDS) if expected(f).get("read")] + [
     (engine, path, (CONTRACT / engine / name).read_text())
     for engine in ("sglang", "trtllm") for path, names in json.loads((CONTRACT / engine / "expected.json").read_text())[
-        "scrapes"].items() for name in names[:1]]
+        "scrapes"].items() for name in names[:1]] + [
+    ("sglang", "/metrics", (CONTRACT / "sglang" / "metrics-counters-1.txt").read_text())]
 
 
 def renamed(read: tuple[str, ...], body: str) -> str:
