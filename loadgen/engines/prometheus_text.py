@@ -33,10 +33,15 @@ def sample_sums(text: str, names: set[str], by_label: str | None = None) -> dict
     return out
 
 
-def sample_values(text: str, name: str) -> list[float]:
-    """Every sample of NAME, one per label set (a gauge per scheduler, rank or model)."""
-    return [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-            if sample.name == name]
+def sample_values(text: str, names: set[str]) -> dict[str, list[float]]:
+    """Every sample of each wanted name, one per label set (a gauge per scheduler, rank or model),
+    in one pass over the scrape; a name without samples is left out."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in names:
+                out[sample.name].append(sample.value)
+    return out
 
 
 def label_value(text: str, name: str, label: str) -> str | None:
@@ -55,10 +60,11 @@ def sample_names(text: str) -> set[str]:
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def speculative_names(text: str) -> set[str]:
-    """The scrape's sample names that speak of speculative decoding (SPECULATIVE_NAME), less the
-    `_created` timestamps prometheus_client exports beside each counter (vLLM's, as separate gauges)."""
-    return {name for name in sample_names(text) if SPECULATIVE_NAME.search(name) and not name.endswith("_created")}
+def speculative_names(names: set[str]) -> set[str]:
+    """Of a scrape's sample names (sample_names), those that speak of speculative decoding
+    (SPECULATIVE_NAME), less the `_created` timestamps prometheus_client exports beside each counter
+    (vLLM's, as separate gauges)."""
+    return {name for name in names if SPECULATIVE_NAME.search(name) and not name.endswith("_created")}
 
 
 @dataclass(frozen=True)

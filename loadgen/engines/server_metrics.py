@@ -18,7 +18,7 @@ from typing import Literal, Protocol, TypeVar
 import orjson
 
 from .base import Finding, SpecCounters
-from .prometheus_text import SpecMetricNames, first_counters, speculative_names
+from .prometheus_text import SpecMetricNames, first_counters, sample_names, speculative_names
 
 __all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
            "window_acceptance", "settled_read", "AcceptanceReading", "CounterRead", "ACCEPTANCE_READINGS",
@@ -149,7 +149,7 @@ def counter_reading(text: str | None, path: str, shapes: Sequence[SpecMetricName
     if text is None:
         return SpecReading(path, "absent", f"does not answer ({enable_hint})"), None
     try:
-        present = speculative_names(text)
+        present = speculative_names(sample_names(text))
     except ValueError:
         return SpecReading(path, "not read", NOT_PROMETHEUS), None
     known = set().union(*(shape.known() for shape in shapes))

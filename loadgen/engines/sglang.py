@@ -137,11 +137,12 @@ def metrics_reading(body: str | None) -> SpecReading:
     if body is None:
         return SpecReading("/metrics", "absent", f"does not answer ({METRICS_HINT})")
     try:
-        present = speculative_names(body)
+        names = sample_names(body)
     except ValueError:
         return SpecReading("/metrics", "not read", NOT_PROMETHEUS)
+    present = speculative_names(names)
     unknown = tuple(sorted(present - KNOWN_NAMES))
-    if VERIFY_CALLS in present and {GENERATION_TOKENS, REQUESTS} <= sample_names(body):
+    if VERIFY_CALLS in present and {GENERATION_TOKENS, REQUESTS} <= names:
         return SpecReading("/metrics", "exact window", "counters sglang:spec_verify_calls_total, "
                            "generation_tokens_total, num_requests_total (per finished request)",
                            tuple(sorted(present & {VERIFY_CALLS, *GAUGES})), unknown)
@@ -184,11 +185,20 @@ async def fetch_server_info(get: Getter) -> tuple[str, str | None]:
 def server_info_reading(body: str | None, path: str = SERVER_INFO_PATHS[0]) -> SpecReading:
     """/server_info: avg_spec_accept_length, cumulative since the server started, at the top level
     or per scheduler; other acceptance keys not read."""
+    return _info_reading(_json_object(body), path)
+
+
+def _json_object(body: str | None) -> dict | None:
     try:
         info = orjson.loads(body) if body is not None else None
     except orjson.JSONDecodeError:
-        info = None
-    if not isinstance(info, dict):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _info_reading(info: dict | None, path: str) -> SpecReading:
+    """server_info_reading of a body already parsed (the collector parses each body once)."""
+    if info is None:
         return SpecReading(path, "absent", "does not answer with a JSON object")
     states = _scheduler_states(info)
     keys = set().union(*(_info_figure_keys(s) for s in states))
@@ -219,11 +229,11 @@ class SglangCollector:
 
     async def _avg_accept(self, get: Getter) -> float | None:
         path, body = await fetch_server_info(get)
-        reading = server_info_reading(body, path)
+        info = _json_object(body)
+        reading = _info_reading(info, path)
         self._not_read.update(reading.not_read)
-        if body is None or reading.acceptance != "cumulative":
+        if info is None or reading.acceptance != "cumulative":
             return None
-        info = orjson.loads(body)
         values = [s.get(AVERAGE_KEY) for s in _scheduler_states(info)]
         averages = [v for v in values if isinstance(v, (int, float))]
         return sum(averages) / len(averages)
@@ -238,7 +248,8 @@ class SglangCollector:
         self._not_read.update(reading.not_read)
         if text is None or ACCEPT_LENGTH not in reading.read:
             return
-        length, rate = sample_values(text, ACCEPT_LENGTH), sample_values(text, ACCEPT_RATE)
+        values = sample_values(text, set(GAUGES))
+        length, rate = values[ACCEPT_LENGTH], values.get(ACCEPT_RATE)
         self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length) / len(length),
                             "acceptance_rate": sum(rate) / len(rate) if rate else None})
 

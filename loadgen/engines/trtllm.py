@@ -38,7 +38,11 @@ def iteration_reading(body: str | None) -> SpecReading:
     """What one read of the JSON /metrics (iteration stats) gives: exact over the window where the
     entries' specDecodingStats have the keys it needs; "not read" where speculative keys come in
     another shape (a version that renamed them); absent where no entry speculates."""
-    entries = _iteration_entries(body)
+    return _entries_reading(_iteration_entries(body))
+
+
+def _entries_reading(entries: list[dict] | None) -> SpecReading:
+    """iteration_reading of a body already parsed (the collector's drain parses each body once)."""
     if entries is None:
         return SpecReading("/metrics", "absent", f"no iteration stats ({ITERATION_HINT})")
     keys = {key for entry in entries for key in _speculative_keys(entry)}
@@ -181,7 +185,7 @@ class TrtllmIterationCollector:
         if entries is None:
             self._readable = False
             return None
-        reading = iteration_reading(body)
+        reading = _entries_reading(entries)
         if reading.acceptance == "not read":
             self._not_read.update(reading.not_read)
         drafts = draft_tokens = accepted = 0.0
