@@ -15,9 +15,12 @@ import pytest
 from rich.console import Console
 
 from loadgen.config import RunConfig
+from loadgen.layout import MatrixFolder
 from loadgen.run import run
 from loadgen.servers import ServerProcess, load_recipe
 from loadgen.servers.process import group_alive
+
+from .synthetic import assert_server_al, expected
 
 RATES = (0.8, 0.6, 0.4)
 
@@ -44,11 +47,11 @@ def test_serve_starts_each_shipped_llamacpp_recipe_and_measures_it(llama_server_
     assert not group_alive(pgid)
     summary = report["summary"]
     assert summary["requests_completed"] == 24 and summary["output_tokens"] == 24 * 32
-    server_al = (report["speculative"]["server"] or {}).get("acceptance_length")
-    if name.endswith("draft"):  # the synthetic rates are the truth: AL = 1 + their sum
-        assert server_al == pytest.approx(1 + sum(RATES), rel=0.08)
+    server = report["speculative"]["server"] or {}
+    if name.endswith("draft"):  # the synthetic rates are the truth
+        assert_server_al(server, expected(RATES, 32))
     elif name.endswith("none"):
-        assert not server_al or server_al == pytest.approx(1.0)
+        assert not server.get("acceptance_length") or server["acceptance_length"] == pytest.approx(1.0)
     log = (tmp_path / "server.log").read_text(errors="replace")
     assert "--metrics" in log.splitlines()[0]  # the command as rendered heads the log
 
@@ -77,8 +80,11 @@ def test_matrix_of_the_llamacpp_recipes_for_real(llama_server_bin, llama_models,
     assert {i["status"] for i in summary["recipes"].values()} == {"measured"}
     rows = {(r["recipe"], r["value"]): r for r in summary["rows"]}
     assert len(rows) == 4 and all(r["failed"] == 0 for r in rows.values())
+    cell = MatrixFolder(tmp_path / "matrix").cell("llamacpp-llama3.1-8b-draft", "random")
     for value in (1, 2):
         draft = rows[("llamacpp-llama3.1-8b-draft", value)]
-        assert draft["server_acceptance_length"] == pytest.approx(1 + sum(RATES), rel=0.1)
+        server = orjson.loads(cell.point("concurrency", value).report.read_bytes())["speculative"]["server"]
+        assert draft["server_acceptance_length"] == server["acceptance_length"]
+        assert_server_al(server, expected(RATES, 32))
         assert draft["output_tps_speedup"] is not None
     assert (tmp_path / "matrix" / "compare" / "random" / "compare.json").is_file()

@@ -21,11 +21,12 @@ import math
 import subprocess
 import sys
 import time
-from functools import cache
 from pathlib import Path
 
 import orjson
 import pytest
+
+from .synthetic import expected
 
 RATES = (0.9, 0.8, 0.7)
 LENGTHS = (0, 1, 2, 3)
@@ -33,8 +34,6 @@ CONCURRENCIES = (1, 2)
 CONFIRM = 4  # not measured: the model's best drafting K is run there against the baseline
 REQUESTS = 16
 MAX_TOKENS = 64
-#: standard errors a measured AL may stray from its expectation: two-sided, about 6e-5 per check
-Z = 4.0
 
 
 def _tune(llama_server_bin, llama_models, out: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -60,40 +59,6 @@ def tuned(llama_server_bin, llama_models, tmp_path_factory):
     return folder / "study", proc.stdout, elapsed
 
 
-def expected_server_al(k: int, max_tokens: int) -> tuple[float, float]:
-    """The AL llama-server's counters give (1 + accepted / drafts) for requests of max_tokens with
-    ignore_eos, and the drafts per request. 1 + sum(RATES[:k]) for full drafts, a little less here:
-    llama-server drafts at most the tokens left but one (server-context.cpp, get_n_draft_max:
-    min(n_draft_max, n_remaining - 1)), so a request's last steps draft fewer positions (and none
-    once one token is left). The first token comes from the prompt's step."""
-    @cache
-    def ahead(generated: int) -> tuple[float, float]:  # expected (drafts, accepted) still to come
-        if generated >= max_tokens:
-            return 0.0, 0.0
-        d = min(k, max_tokens - generated - 1)
-        if d <= 0:
-            return ahead(generated + 1)
-        reach = [1.0, *RATES[:d], 0.0]  # P(at least j accepted)
-        drafts, accepted = 1.0, 0.0
-        for j in range(d + 1):
-            p = reach[j] - reach[j + 1]
-            later_drafts, later_accepted = ahead(generated + j + 1)
-            drafts += p * later_drafts
-            accepted += p * (j + later_accepted)
-        return drafts, accepted
-
-    drafts, accepted = ahead(1)
-    return 1 + accepted / drafts, drafts
-
-
-def standard_error(k: int, drafts: float) -> float:
-    """Of the mean accepted tokens per draft over `drafts` independent drafts of K (each request's
-    synthetic draws are seeded from std::random_device, server-context.cpp; full drafts are the most
-    variable): Var = sum (2i - 1) r_i - (sum r_i)^2."""
-    variance = sum((2 * i + 1) * r for i, r in enumerate(RATES[:k])) - sum(RATES[:k]) ** 2
-    return math.sqrt(variance / drafts)
-
-
 def test_every_run_finished_and_the_server_al_is_the_synthetic_rates(tuned, capsys):
     study, _, _ = tuned
     lines = []
@@ -108,13 +73,13 @@ def test_every_run_finished_and_the_server_al_is_the_synthetic_rates(tuned, caps
             if not k:
                 assert not server or not server.get("drafts"), server  # no draft model, nothing drafted
                 continue
-            expected, per_request = expected_server_al(k, MAX_TOKENS)
-            tolerance = Z * standard_error(k, server["drafts"])
+            truth = expected(RATES[:k], MAX_TOKENS)
+            expected_al, tolerance = truth.acceptance_length, truth.al_tolerance(server["drafts"])
             lines.append(f"K={k} c={c}: server AL {server['acceptance_length']:.3f} over {server['drafts']:.0f} "
                          f"drafts; 1 + sum of the first K rates {1 + sum(RATES[:k]):.3f}, with the shortened last "
-                         f"drafts of {MAX_TOKENS}-token requests {expected:.3f} (+- {tolerance:.3f})")
-            assert server["drafts"] == pytest.approx(REQUESTS * per_request, rel=0.1)
-            assert server["acceptance_length"] == pytest.approx(expected, abs=tolerance), lines[-1]
+                         f"drafts of {MAX_TOKENS}-token requests {expected_al:.3f} (+- {tolerance:.3f})")
+            assert server["drafts"] == pytest.approx(REQUESTS * truth.drafts_per_request, rel=0.1)
+            assert server["acceptance_length"] == pytest.approx(expected_al, abs=tolerance), lines[-1]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
 
