@@ -12,7 +12,7 @@ from .base import ChunkFields, EngineSpec, ScheduleSupport
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import SpecMetricNames, sample_sums
+from .prometheus_text import Scrape, SpecMetricNames
 
 __all__ = ["LlamacppAdapter", "launch", "SCHEDULE", "SPEC"]
 
@@ -126,7 +126,7 @@ class LlamacppAdapter(OpenAIAdapter):
         server-task.cpp, server_task_result_metrics::to_json metrics list), so queries are their sum.
         A slot reuses its last prompt's common prefix token by token (server-context.cpp,
         get_common_prefix): a block of 1."""
-        sums = sample_sums(metrics_text, {PROMPT_CACHED, PROMPT_PROCESSED})
+        sums = Scrape(metrics_text).sums({PROMPT_CACHED, PROMPT_PROCESSED})
         if PROMPT_CACHED not in sums or PROMPT_PROCESSED not in sums:
             return None
         cached = sums[PROMPT_CACHED][""]

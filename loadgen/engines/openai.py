@@ -6,7 +6,7 @@ import orjson
 
 from .base import ChunkFields, EngineSpec, Finding, SpecCounters
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import SpecMetricNames, first_counters
+from .prometheus_text import Scrape, SpecMetricNames, first_counters
 from .server_metrics import (
     NO_SERVER_AL,
     SPECULATIVE_CHECK,
@@ -194,7 +194,7 @@ class OpenAIAdapter:
 
     def spec_counters(self, metrics_text: str) -> SpecCounters | None:
         """The counters at one scrape, in the first of counter_shapes the scrape has in full."""
-        found = first_counters(metrics_text, self.counter_shapes)
+        found = first_counters(Scrape(metrics_text), self.counter_shapes)
         return found[1] if found else None
 
     def speculative_reading(self, path: str, body: str | None) -> SpecReading:

@@ -18,7 +18,7 @@ from typing import Literal, Protocol, TypeVar
 import orjson
 
 from .base import Finding, SpecCounters
-from .prometheus_text import SpecMetricNames, first_counters, sample_names, speculative_names
+from .prometheus_text import Scrape, SpecMetricNames, first_counters, speculative_names
 
 __all__ = ["ServerAcceptance", "ServerCollector", "CounterCollector", "Getter", "fetch_text", "fetch_json",
            "window_acceptance", "settled_read", "AcceptanceReading", "CounterRead", "ACCEPTANCE_READINGS",
@@ -149,12 +149,13 @@ def counter_reading(text: str | None, path: str, shapes: Sequence[SpecMetricName
     if text is None:
         return SpecReading(path, "absent", f"does not answer ({enable_hint})"), None
     try:
-        present = speculative_names(sample_names(text))
+        scrape = Scrape(text)
     except ValueError:
         return SpecReading(path, "not read", NOT_PROMETHEUS), None
+    present = speculative_names(scrape.names())
     known = set().union(*(shape.known() for shape in shapes))
     unknown = tuple(sorted(present - known))
-    found = first_counters(text, shapes)
+    found = first_counters(scrape, shapes)
     if found is not None:
         shape, counters = found
         positions = len(counters.accepted_per_position)

@@ -13,7 +13,7 @@ from .base import EngineSpec, Finding, ScheduleSupport, SpecCounters
 from .launch import Launch, Recipe, option_flags, sizing_flags
 from .openai import OpenAIAdapter
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import sample_names, sample_sums, sample_values, speculative_names
+from .prometheus_text import Scrape, speculative_names
 from .server_metrics import (
     NOT_PROMETHEUS,
     CounterCollector,
@@ -101,7 +101,7 @@ class SglangAdapter(OpenAIAdapter):
     def prefix_cache_reading(self, metrics_text: str) -> PrefixCacheReading | None:
         """sglang:cache_hit_rate, a gauge of the recent prefill batches' hit rate (no counters), the
         mean over its ranks; SGLang's own count per request is usage cached_tokens (--enable-cache-report)."""
-        rates = sample_sums(metrics_text, {CACHE_HIT_RATE}, by_label="tp_rank").get(CACHE_HIT_RATE)
+        rates = Scrape(metrics_text).sums({CACHE_HIT_RATE}, by_label="tp_rank").get(CACHE_HIT_RATE)
         return PrefixCacheReading(hit_rate=sum(rates.values()) / len(rates)) if rates else None
 
     #: gauges (recent decode batches) and a since-start average, never counters
@@ -122,10 +122,10 @@ def counter_reading(body: str | None) -> tuple[SpecReading, SpecCounters | None]
     call (completion tokens less each request's prefill token, less the calls), so the window's AL
     1 + accepted / drafts = (Δgeneration − Δrequests) / Δverify calls: tokens per verify step,
     pooled over those requests. Without them, the gauge reading (and no counters)."""
-    reading = metrics_reading(body)
-    if body is None or reading.acceptance != "exact window":
+    reading, scrape = _scrape_reading(body)
+    if scrape is None or reading.acceptance != "exact window":
         return reading, None
-    sums = {name: values[""] for name, values in sample_sums(body, {VERIFY_CALLS, GENERATION_TOKENS, REQUESTS}).items()}
+    sums = {name: values[""] for name, values in scrape.sums({VERIFY_CALLS, GENERATION_TOKENS, REQUESTS}).items()}
     calls = sums[VERIFY_CALLS]
     return reading, SpecCounters(calls, 0.0, sums[GENERATION_TOKENS] - sums[REQUESTS] - calls, ())
 
@@ -134,12 +134,23 @@ def metrics_reading(body: str | None) -> SpecReading:
     """/metrics: the verify-call counters where the version has them (exact window), else the
     windowed gauge sglang:spec_accept_length; other speculative names not read (a version that
     renamed them)."""
+    return _scrape_reading(body)[0]
+
+
+def _scrape_reading(body: str | None) -> tuple[SpecReading, Scrape | None]:
+    """metrics_reading, and the body parsed (None where it is not Prometheus text), for a collector
+    to take its figures from without parsing it again."""
     if body is None:
-        return SpecReading("/metrics", "absent", f"does not answer ({METRICS_HINT})")
+        return SpecReading("/metrics", "absent", f"does not answer ({METRICS_HINT})"), None
     try:
-        names = sample_names(body)
+        scrape = Scrape(body)
     except ValueError:
-        return SpecReading("/metrics", "not read", NOT_PROMETHEUS)
+        return SpecReading("/metrics", "not read", NOT_PROMETHEUS), None
+    return _names_reading(scrape.names()), scrape
+
+
+def _names_reading(names: set[str]) -> SpecReading:
+    """What a scrape with these sample names gives (metrics_reading)."""
     present = speculative_names(names)
     unknown = tuple(sorted(present - KNOWN_NAMES))
     if VERIFY_CALLS in present and {GENERATION_TOKENS, REQUESTS} <= names:
@@ -243,12 +254,11 @@ class SglangCollector:
 
     async def poll(self, get: Getter, t_s: float) -> None:
         """One sample of the gauges: their mean over every scheduler (tp, dp, pp ranks) that exports them."""
-        text = await fetch_text(get, "/metrics")
-        reading = metrics_reading(text)
+        reading, scrape = _scrape_reading(await fetch_text(get, "/metrics"))
         self._not_read.update(reading.not_read)
-        if text is None or ACCEPT_LENGTH not in reading.read:
+        if scrape is None or ACCEPT_LENGTH not in reading.read:
             return
-        values = sample_values(text, set(GAUGES))
+        values = scrape.values(set(GAUGES))
         length, rate = values[ACCEPT_LENGTH], values.get(ACCEPT_RATE)
         self.series.append({"t_s": round(t_s, 3), "acceptance_length": sum(length) / len(length),
                             "acceptance_rate": sum(rate) / len(rate) if rate else None})

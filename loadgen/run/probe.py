@@ -19,7 +19,7 @@ import orjson
 from ..config import ENDPOINT_PATHS
 from ..engines import FALLBACK_ENGINE, EngineAdapter, detect_engine, get_adapter
 from ..engines.base import Finding
-from ..engines.prometheus_text import sample_sums
+from ..engines.prometheus_text import Scrape
 from ..engines.server_metrics import NO_SERVER_AL, fetch_text
 from ..errors import UsageError
 from ..sender import COMPLETIONS
@@ -228,8 +228,8 @@ def _steps_finding(adapter: EngineAdapter, seen: StreamSeen, speculative: Findin
 async def _prefix_cache_finding(client: HttpClient, adapter: EngineAdapter) -> Finding:
     path = adapter.metrics_path
     text = await fetch_text(client.get, path) if path else None
-    found = sorted(sample_sums(text, set(adapter.prefix_cache_metrics))) if text and adapter.prefix_cache_metrics \
-        else []
+    found = sorted(Scrape(text).names() & set(adapter.prefix_cache_metrics)) \
+        if text and adapter.prefix_cache_metrics else []
     if found:
         return Finding("prefix caching", f"{', '.join(found)} on {path}",
                        "repeated prompts will hit the cache: TTFT is not prefill")
