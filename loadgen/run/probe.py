@@ -68,19 +68,17 @@ def probe(url: str, *, model: str | None, api_key: str | None, verify_tls: bool,
 
     async def go() -> tuple[list[Finding], list[Path]]:
         try:
-            findings = await probe_findings(client, url, model)
-            if record is None:
-                return findings, []
-            models, ids = await served_models(client, url)
-            written = await record_outputs(client, get_adapter(detect_engine(models)), model or ids[0], record)
-            return findings, written
+            findings, adapter, target = await probe_findings(client, url, model)
+            return findings, [] if record is None else await record_outputs(client, adapter, target, record)
         finally:
             await client.close()
 
     return asyncio.run(go())
 
 
-async def probe_findings(client: HttpClient, url: str, model: str | None) -> list[Finding]:
+async def probe_findings(client: HttpClient, url: str,
+                         model: str | None) -> tuple[list[Finding], EngineAdapter, str]:
+    """The findings, with the adapter and model they were taken with (what --record records)."""
     models, ids = await served_models(client, url)
     served = [m for m in models["data"] if isinstance(m, dict)]
     if model is not None and model not in ids:
@@ -93,7 +91,7 @@ async def probe_findings(client: HttpClient, url: str, model: str | None) -> lis
     findings += figures
     findings.append(await _prefix_cache_finding(client, adapter))
     findings.append(await _endpoints_finding(client, adapter, target, seen))
-    return findings
+    return findings, adapter, target
 
 
 async def run_findings(client: HttpClient, adapter: EngineAdapter) -> list[Finding]:
